@@ -1,0 +1,166 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Builder collects the operators of one application's topology. Start with
+// NewBuilder, add sources with From, chain operators on the returned
+// streams, and finish with Build.
+//
+// A Builder is not safe for concurrent use. Mistakes made while building
+// (a nil function, a bad name) are collected and reported together by Build.
+type Builder struct {
+	appID  string
+	policy ErrorPolicy
+	nodes  []*node
+	errs   []error
+}
+
+// BuilderOption configures a Builder.
+type BuilderOption interface{ applyBuilder(*Builder) }
+
+type builderOpt func(*Builder)
+
+func (f builderOpt) applyBuilder(b *Builder) { f(b) }
+
+// WithErrorPolicy sets what happens to a record that fails to decode or
+// whose processing returns an error. The default is OnErrorDLQ.
+func WithErrorPolicy(p ErrorPolicy) BuilderOption {
+	return builderOpt(func(b *Builder) { b.policy = p })
+}
+
+// NewBuilder starts a topology for the application appID. The id names the
+// consumer group, prefixes the transactional id and every internal topic
+// (`<app-id>-dlq`, ...), so it must be a valid Kafka topic name prefix.
+func NewBuilder(appID string, opts ...BuilderOption) *Builder {
+	b := &Builder{appID: appID, policy: OnErrorDLQ}
+	for _, o := range opts {
+		o.applyBuilder(b)
+	}
+	return b
+}
+
+// Option configures one operator.
+type Option interface{ applyNode(*nodeOpts) }
+
+type nodeOpts struct {
+	name string
+}
+
+type nodeOpt func(*nodeOpts)
+
+func (f nodeOpt) applyNode(o *nodeOpts) { f(o) }
+
+// Named gives an operator an explicit name. Names appear in Describe, in
+// errors and in DLQ headers; stateful operators (and the store, changelog
+// and repartition topics named after them) require one, so that their
+// names never depend on an operator's position in the topology.
+func Named(name string) Option {
+	return nodeOpt(func(o *nodeOpts) { o.name = name })
+}
+
+// From adds a source reading topic, decoding keys with keySerde and values
+// with valueSerde. The stream's types are those of the serdes:
+//
+//	orders := stream.From(b, "orders", serde.String, serde.JSON[Order]())
+//
+// Each topic may be read by one source only.
+func From[K, V any](b *Builder, topic string, keySerde serde.Serde[K], valueSerde serde.Serde[V], opts ...Option) Stream[K, V] {
+	n := b.add(kindSource, "source", opts)
+	n.topics = []string{topic}
+	if topic == "" {
+		b.errorf("%s: empty topic name", n.name)
+	}
+	if keySerde == nil || valueSerde == nil {
+		b.errorf("source %s (topic %q) has no %s serde: pass one to stream.From", n.name, topic, whichNil(keySerde == nil, valueSerde == nil))
+	}
+	src := &sourceSpec[K, V]{ks: keySerde, vs: valueSerde}
+	src.out.node = n
+	n.raw = src
+	return Stream[K, V]{b: b, out: &src.out}
+}
+
+func whichNil(key, value bool) string {
+	switch {
+	case key && value:
+		return "key or value"
+	case key:
+		return "key"
+	}
+	return "value"
+}
+
+func (b *Builder) errorf(format string, args ...any) {
+	b.errs = append(b.errs, fmt.Errorf(format, args...))
+}
+
+// add registers a node. Default names are `<op>-<seq>`, Kafka Streams style.
+func (b *Builder) add(kind nodeKind, op string, opts []Option, parents ...*node) *node {
+	var o nodeOpts
+	for _, opt := range opts {
+		opt.applyNode(&o)
+	}
+	n := &node{id: len(b.nodes), kind: kind, op: op, name: o.name, named: o.name != ""}
+	if n.name == "" {
+		n.name = fmt.Sprintf("%s-%04d", op, n.id)
+	}
+	for _, p := range parents {
+		n.parents = append(n.parents, p)
+		p.children = append(p.children, n)
+	}
+	b.nodes = append(b.nodes, n)
+	return n
+}
+
+// rawSource is the type-erased entry of a source: it decodes a Kafka record
+// and pushes it into the typed graph of one task.
+type rawSource interface {
+	instantiateRaw(t *task) (rawSink, error)
+}
+
+type rawSink interface {
+	pushRaw(rec *kgo.Record) error
+}
+
+type sourceSpec[K, V any] struct {
+	ks  serde.Serde[K]
+	vs  serde.Serde[V]
+	out outlet[K, V]
+}
+
+func (s *sourceSpec[K, V]) instantiateRaw(t *task) (rawSink, error) {
+	next, err := s.out.build(t)
+	if err != nil {
+		return nil, err
+	}
+	return &sourceNode[K, V]{name: s.out.node.name, ks: s.ks, vs: s.vs, next: next}, nil
+}
+
+type sourceNode[K, V any] struct {
+	name string
+	ks   serde.Serde[K]
+	vs   serde.Serde[V]
+	next sink[K, V]
+}
+
+func (s *sourceNode[K, V]) pushRaw(rec *kgo.Record) error {
+	k, err := s.ks.Decode(rec.Key)
+	if err != nil {
+		return &NodeError{Node: s.name, Err: fmt.Errorf("key: %w", err)}
+	}
+	v, err := s.vs.Decode(rec.Value)
+	if err != nil {
+		return &NodeError{Node: s.name, Err: fmt.Errorf("value: %w", err)}
+	}
+	return s.next.push(Record[K, V]{
+		key: k, value: v, ts: rec.Timestamp, headers: Headers{h: rec.Headers},
+		origin: Origin{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset},
+	})
+}
+
+var errNoSources = errors.New("stream: topology has no sources: add one with stream.From")

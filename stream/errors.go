@@ -1,0 +1,99 @@
+package stream
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrorPolicy decides what happens to a record that fails: it could not be
+// decoded, a sink could not encode an output, or an operator returned an
+// error (or panicked). In every case the outputs the failing record had
+// already produced are discarded first, so a record's effects are all or
+// nothing.
+type ErrorPolicy int
+
+const (
+	// OnErrorDLQ writes the failing input record, unchanged, to the topic
+	// `<app-id>-dlq` inside the same transaction, with headers
+	// sluice.error, sluice.topic, sluice.partition and sluice.offset, and
+	// goes on. This is the default.
+	OnErrorDLQ ErrorPolicy = iota
+	// OnErrorSkip drops the failing record, counts it (TaskStats.Skipped)
+	// and goes on.
+	OnErrorSkip
+	// OnErrorFail stops the task with a *RecordError naming the topic,
+	// partition and offset; the runtime stops the worker.
+	OnErrorFail
+)
+
+func (p ErrorPolicy) String() string {
+	switch p {
+	case OnErrorDLQ:
+		return "dlq"
+	case OnErrorSkip:
+		return "skip"
+	case OnErrorFail:
+		return "fail"
+	}
+	return "ErrorPolicy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// DLQ header names.
+const (
+	HeaderError     = "sluice.error"
+	HeaderTopic     = "sluice.topic"
+	HeaderPartition = "sluice.partition"
+	HeaderOffset    = "sluice.offset"
+)
+
+// NodeError is an error raised at one node of the topology: a decode error
+// at a source, an encode error at a sink, or a processor's own error.
+type NodeError struct {
+	Node string
+	Err  error
+}
+
+func (e *NodeError) Error() string { return fmt.Sprintf("stream: node %s: %v", e.Node, e.Err) }
+
+// Unwrap returns the cause.
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// RecordError is the error a task returns under OnErrorFail: which input
+// record failed, and why.
+type RecordError struct {
+	Origin Origin
+	Err    error
+}
+
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("stream: record %s[%d]@%d: %v", e.Origin.Topic, e.Origin.Partition, e.Origin.Offset, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// PanicError is a panic recovered from an operator, turned into an error.
+type PanicError struct {
+	Value any
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("stream: operator panicked: %v", e.Value) }
+
+// deadLetter builds the DLQ record for a failed input record: the input's
+// own key, value, timestamp and headers, plus the sluice.* headers.
+func deadLetter(topic string, rec *kgo.Record, err error) *kgo.Record {
+	return &kgo.Record{
+		Topic:     topic,
+		Key:       rec.Key,
+		Value:     rec.Value,
+		Timestamp: rec.Timestamp,
+		Headers: withExtra(rec.Headers,
+			kgo.RecordHeader{Key: HeaderError, Value: []byte(err.Error())},
+			kgo.RecordHeader{Key: HeaderTopic, Value: []byte(rec.Topic)},
+			kgo.RecordHeader{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
+			kgo.RecordHeader{Key: HeaderOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
+		),
+	}
+}

@@ -1,0 +1,129 @@
+package stream
+
+import (
+	"time"
+)
+
+// Processor is the low-level operator API: user code that sees one record
+// at a time and emits any number of records, of any types.
+//
+// The runtime creates one Processor per task (see Stream.Process) and calls
+// it from one goroutine at a time. Process must be deterministic given its
+// input and the task's state: after a crash the same records are processed
+// again, and exactly-once requires the same outputs. Use ctx.StreamTime for
+// time-dependent decisions, not the wall clock.
+//
+// Errors are returned, never panicked. A returned error goes through the
+// topology's ErrorPolicy; a panic is recovered and treated the same way.
+// When Process returns an error, every record emitted for the failing
+// input record (by any operator) is discarded.
+//
+// A Processor may also implement Init (called once per task before the
+// first record) and Close (called when the task closes).
+type Processor[KIn, VIn, KOut, VOut any] interface {
+	Process(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
+}
+
+// Initer is implemented by processors that prepare per-task resources. An
+// Init error fails the task's creation.
+type Initer interface {
+	Init(ctx Context) error
+}
+
+// Closer is implemented by processors that release per-task resources.
+type Closer interface {
+	Close() error
+}
+
+// Emitter forwards records to the next operators. It is valid only during
+// the Process call it was passed to. Emit returns the first error of the
+// downstream operators; Process should return it.
+type Emitter[K, V any] interface {
+	Emit(rec Record[K, V]) error
+}
+
+// ProcessorFunc adapts a function to a Processor with no Init or Close.
+type ProcessorFunc[KIn, VIn, KOut, VOut any] func(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
+
+// Process calls f.
+func (f ProcessorFunc[KIn, VIn, KOut, VOut]) Process(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error {
+	return f(ctx, rec, out)
+}
+
+// Context is what a processor knows about where it runs. It is a small
+// value, valid only during the call it was passed to.
+type Context struct {
+	t    *task
+	node *node
+}
+
+// AppID returns the application id.
+func (c Context) AppID() string { return c.t.topo.appID }
+
+// Node returns the name of the processor's node.
+func (c Context) Node() string { return c.node.name }
+
+// Partition returns the task's partition number.
+func (c Context) Partition() int32 { return c.t.id.Partition }
+
+// Subtopology returns the task's sub-topology id.
+func (c Context) Subtopology() int { return c.t.id.Subtopology }
+
+// StreamTime returns the task's stream time: the largest record timestamp
+// it has seen, including the current record. It is the zero time before
+// the first record. Use it, not Now, for anything that decides output.
+func (c Context) StreamTime() time.Time { return c.t.streamTime }
+
+// Now returns the wall-clock time from the runtime's (or the test driver's)
+// injected clock. It must not decide output: a replay would differ.
+func (c Context) Now() time.Time { return c.t.clock() }
+
+// Process adds a user processor. newProcessor is called once per task;
+// the output types are those of the processor:
+//
+//	enriched := orders.Process(func() *enricher { return &enricher{} })
+func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcessor func() P, opts ...Option) Stream[K2, V2] {
+	var n *node
+	out := then(s, "process", opts, func(t *task, next sink[K2, V2]) (sink[K, V], error) {
+		p := newProcessor()
+		ctx := Context{t: t, node: n}
+		if i, ok := any(p).(Initer); ok {
+			if err := i.Init(ctx); err != nil {
+				return nil, &NodeError{Node: n.name, Err: err}
+			}
+		}
+		if c, ok := any(p).(Closer); ok {
+			t.closers = append(t.closers, c)
+		}
+		em := &emitter[K2, V2]{t: t, next: next}
+		return sinkFunc[K, V](func(r Record[K, V]) error {
+			if err := p.Process(ctx, r, em); err != nil {
+				if t.recErr != nil {
+					return t.recErr // the processor passed on a downstream error
+				}
+				return &NodeError{Node: n.name, Err: err}
+			}
+			return t.recErr // a downstream error the processor swallowed
+		}), nil
+	})
+	n = out.out.node
+	if newProcessor == nil {
+		s.b.errorf("%s: processor constructor is nil", n.name)
+	}
+	return out
+}
+
+type emitter[K, V any] struct {
+	t    *task
+	next sink[K, V]
+}
+
+func (e *emitter[K, V]) Emit(r Record[K, V]) error {
+	if err := e.next.push(r); err != nil {
+		if e.t.recErr == nil {
+			e.t.recErr = err
+		}
+		return err
+	}
+	return nil
+}

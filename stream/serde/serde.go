@@ -1,0 +1,194 @@
+// Package serde turns typed keys and values into Kafka bytes and back.
+//
+// A [Serde] is passed positionally wherever a topology touches a topic:
+//
+//	orders := stream.From(b, "orders", serde.String, serde.JSON[Order]())
+//
+// There are no default serdes and no registry: the type of every key and
+// value is visible in the code that reads or writes it.
+//
+// # Null
+//
+// Kafka distinguishes a null key or value from an empty one. Decode receives
+// nil for null. The built-in serdes map null to the zero value where that is
+// unambiguous (String, Bytes) and report an error where it is not (Int64,
+// JSON), so that a tombstone is never silently read as a real value.
+//
+// # Concurrency
+//
+// All serdes in this package are stateless and safe for concurrent use.
+// User serdes must be too: one serde value is shared by every task.
+package serde
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+)
+
+// Serde encodes values of type T to bytes and decodes them back.
+//
+// Encode may return a slice that aliases its input (Bytes does); callers must
+// not modify it. Decode may retain data (Bytes does); the runtime never
+// reuses a record's bytes after handing them to Decode.
+type Serde[T any] interface {
+	Encode(v T) ([]byte, error)
+	Decode(data []byte) (T, error)
+}
+
+// Error is returned by every serde in this package when encoding or decoding
+// fails. It names the serde, the Go type and the operation.
+type Error struct {
+	Serde string // "json", "int64", ... or the name given to Func
+	Type  string // the Go type, e.g. "main.Order"
+	Op    string // "encode" or "decode"
+	Err   error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("serde: %s %s %s: %v", e.Serde, e.Op, e.Type, e.Err)
+}
+
+// Unwrap returns the underlying cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrNull is wrapped by decode errors of serdes that cannot represent a
+// Kafka null (a tombstone).
+var ErrNull = errors.New("null (tombstone) where a value is required")
+
+func typeName[T any]() string {
+	return reflect.TypeFor[T]().String()
+}
+
+// String is UTF-8 text, byte-compatible with Kafka's StringSerde. A null
+// decodes to "". The bytes are not validated as UTF-8.
+var String Serde[string] = stringSerde{}
+
+type stringSerde struct{}
+
+func (stringSerde) Encode(v string) ([]byte, error) { return []byte(v), nil }
+func (stringSerde) Decode(b []byte) (string, error) { return string(b), nil }
+
+// Bytes passes bytes through unchanged, without copying: Encode returns its
+// argument and Decode returns the record's own slice. A null stays nil.
+var Bytes Serde[[]byte] = bytesSerde{}
+
+type bytesSerde struct{}
+
+func (bytesSerde) Encode(v []byte) ([]byte, error) { return v, nil }
+func (bytesSerde) Decode(b []byte) ([]byte, error) { return b, nil }
+
+// Int64 is an 8-byte big-endian integer whose byte order equals its numeric
+// order (the sign bit is flipped), so it can be used in range-scanned store
+// keys. For values ≥ 0 the bytes equal Kafka's LongSerializer; negative
+// values differ from it. A null or a length other than 8 is a decode error.
+var Int64 Serde[int64] = int64Serde{}
+
+type int64Serde struct{}
+
+const signBit = 1 << 63
+
+func (int64Serde) Encode(v int64) ([]byte, error) {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(v)^signBit), nil
+}
+
+func (int64Serde) Decode(b []byte) (int64, error) {
+	if b == nil {
+		return 0, &Error{Serde: "int64", Type: "int64", Op: "decode", Err: ErrNull}
+	}
+	if len(b) != 8 {
+		return 0, &Error{Serde: "int64", Type: "int64", Op: "decode",
+			Err: fmt.Errorf("want 8 bytes, got %d", len(b))}
+	}
+	return int64(binary.BigEndian.Uint64(b) ^ signBit), nil
+}
+
+// JSON returns a serde that encodes T with encoding/json. Decoding rejects
+// null, trailing data after the value, and (when T is a struct) nothing else:
+// unknown fields are ignored as encoding/json does. Add checks for required
+// fields with [Validated].
+func JSON[T any]() Serde[T] { return jsonSerde[T]{typ: typeName[T]()} }
+
+type jsonSerde[T any] struct{ typ string }
+
+func (s jsonSerde[T]) Encode(v T) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, &Error{Serde: "json", Type: s.typ, Op: "encode", Err: err}
+	}
+	return b, nil
+}
+
+func (s jsonSerde[T]) Decode(b []byte) (T, error) {
+	var v T
+	if b == nil {
+		return v, &Error{Serde: "json", Type: s.typ, Op: "decode", Err: ErrNull}
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, &Error{Serde: "json", Type: s.typ, Op: "decode", Err: err}
+	}
+	return v, nil
+}
+
+// Func builds a serde from two functions; name appears in its errors. Errors
+// returned by encode or decode are wrapped in an [*Error].
+func Func[T any](name string, encode func(T) ([]byte, error), decode func([]byte) (T, error)) Serde[T] {
+	return funcSerde[T]{name: name, typ: typeName[T](), enc: encode, dec: decode}
+}
+
+type funcSerde[T any] struct {
+	name, typ string
+	enc       func(T) ([]byte, error)
+	dec       func([]byte) (T, error)
+}
+
+func (s funcSerde[T]) Encode(v T) ([]byte, error) {
+	b, err := s.enc(v)
+	if err != nil {
+		return nil, &Error{Serde: s.name, Type: s.typ, Op: "encode", Err: err}
+	}
+	return b, nil
+}
+
+func (s funcSerde[T]) Decode(b []byte) (T, error) {
+	v, err := s.dec(b)
+	if err != nil {
+		var zero T
+		return zero, &Error{Serde: s.name, Type: s.typ, Op: "decode", Err: err}
+	}
+	return v, nil
+}
+
+// Validated wraps inner so that every decoded value must also pass check;
+// a check error becomes a decode error. Use it to reject records that parse
+// but lack a required field:
+//
+//	serde.Validated(serde.JSON[Order](), func(o Order) error {
+//		if o.ID == "" { return errors.New(`missing "order_id"`) }
+//		return nil
+//	})
+func Validated[T any](inner Serde[T], check func(T) error) Serde[T] {
+	return validated[T]{inner: inner, check: check, typ: typeName[T]()}
+}
+
+type validated[T any] struct {
+	inner Serde[T]
+	check func(T) error
+	typ   string
+}
+
+func (s validated[T]) Encode(v T) ([]byte, error) { return s.inner.Encode(v) }
+
+func (s validated[T]) Decode(b []byte) (T, error) {
+	v, err := s.inner.Decode(b)
+	if err != nil {
+		return v, err
+	}
+	if err := s.check(v); err != nil {
+		var zero T
+		return zero, &Error{Serde: "validated", Type: s.typ, Op: "decode", Err: err}
+	}
+	return v, nil
+}

@@ -1,0 +1,282 @@
+package stream
+
+import (
+	"fmt"
+
+	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Stream is an unbounded sequence of records with keys of type K and values
+// of type V. Streams are values: each operator returns a new Stream and
+// leaves its receiver usable, so one stream can feed several operators
+// (every record goes to all of them, in the order they were added).
+//
+// A Stream is only valid with the Builder it came from; its methods are not
+// safe for concurrent use.
+type Stream[K, V any] struct {
+	b   *Builder
+	out *outlet[K, V]
+}
+
+// sinkFunc adapts a function to sink; the stateless operators are closures.
+type sinkFunc[K, V any] func(Record[K, V]) error
+
+func (f sinkFunc[K, V]) push(r Record[K, V]) error { return f(r) }
+
+// then adds a one-input operator after s.
+func then[K, V, K2, V2 any](s Stream[K, V], op string, opts []Option, mk func(t *task, next sink[K2, V2]) (sink[K, V], error)) Stream[K2, V2] {
+	n := s.b.add(kindProcessor, op, opts, s.out.node)
+	spec := &opSpec[K, V, K2, V2]{mk: mk}
+	spec.out.node = n
+	s.out.children = append(s.out.children, spec)
+	return Stream[K2, V2]{b: s.b, out: &spec.out}
+}
+
+// stateless adds an operator built from a function that needs no task.
+func stateless[K, V, K2, V2 any](s Stream[K, V], op string, fnIsNil bool, opts []Option, mk func(next sink[K2, V2]) sink[K, V]) Stream[K2, V2] {
+	out := then(s, op, opts, func(_ *task, next sink[K2, V2]) (sink[K, V], error) { return mk(next), nil })
+	if fnIsNil {
+		s.b.errorf("%s: function is nil", out.out.node.name)
+	}
+	return out
+}
+
+// Filter keeps the records for which pred returns true.
+func (s Stream[K, V]) Filter(pred func(K, V) bool, opts ...Option) Stream[K, V] {
+	return stateless(s, "filter", pred == nil, opts, func(next sink[K, V]) sink[K, V] {
+		return &filterNode[K, V]{pred: pred, keep: true, next: next}
+	})
+}
+
+// filterNode is a struct, not a closure, to save an indirect call per
+// record on the most common operator.
+type filterNode[K, V any] struct {
+	pred func(K, V) bool
+	keep bool
+	next sink[K, V]
+}
+
+func (f *filterNode[K, V]) push(r Record[K, V]) error {
+	if f.pred(r.key, r.value) == f.keep {
+		return f.next.push(r)
+	}
+	return nil
+}
+
+// FilterNot drops the records for which pred returns true.
+func (s Stream[K, V]) FilterNot(pred func(K, V) bool, opts ...Option) Stream[K, V] {
+	return stateless(s, "filternot", pred == nil, opts, func(next sink[K, V]) sink[K, V] {
+		return &filterNode[K, V]{pred: pred, keep: false, next: next}
+	})
+}
+
+// Map replaces each record's key and value, possibly with other types.
+// Changing the key of a stream that is later grouped or joined requires a
+// repartition, which the stateful operators insert.
+func (s Stream[K, V]) Map[K2, V2 any](f func(K, V) (K2, V2), opts ...Option) Stream[K2, V2] {
+	return stateless(s, "map", f == nil, opts, func(next sink[K2, V2]) sink[K, V] {
+		return sinkFunc[K, V](func(r Record[K, V]) error {
+			k, v := f(r.key, r.value)
+			return next.push(Record[K2, V2]{key: k, value: v, ts: r.ts, headers: r.headers, origin: r.origin})
+		})
+	})
+}
+
+// MapValues replaces each record's value, possibly with another type. The
+// key, timestamp and headers are kept.
+func (s Stream[K, V]) MapValues[V2 any](f func(V) V2, opts ...Option) Stream[K, V2] {
+	return stateless(s, "mapvalues", f == nil, opts, func(next sink[K, V2]) sink[K, V] {
+		return &mapValuesNode[K, V, V2]{f: f, next: next}
+	})
+}
+
+type mapValuesNode[K, V, V2 any] struct {
+	f    func(V) V2
+	next sink[K, V2]
+}
+
+func (m *mapValuesNode[K, V, V2]) push(r Record[K, V]) error {
+	return m.next.push(Record[K, V2]{key: r.key, value: m.f(r.value), ts: r.ts, headers: r.headers, origin: r.origin})
+}
+
+// SelectKey replaces each record's key with f(key, value).
+func (s Stream[K, V]) SelectKey[K2 any](f func(K, V) K2, opts ...Option) Stream[K2, V] {
+	return stateless(s, "selectkey", f == nil, opts, func(next sink[K2, V]) sink[K, V] {
+		return sinkFunc[K, V](func(r Record[K, V]) error {
+			return next.push(Record[K2, V]{key: f(r.key, r.value), value: r.value, ts: r.ts, headers: r.headers, origin: r.origin})
+		})
+	})
+}
+
+// FlatMap replaces each record with zero or more records, in the order f
+// returns them. Each keeps the input's timestamp and headers.
+func (s Stream[K, V]) FlatMap[K2, V2 any](f func(K, V) []KeyValue[K2, V2], opts ...Option) Stream[K2, V2] {
+	return stateless(s, "flatmap", f == nil, opts, func(next sink[K2, V2]) sink[K, V] {
+		return sinkFunc[K, V](func(r Record[K, V]) error {
+			for _, kv := range f(r.key, r.value) {
+				if err := next.push(Record[K2, V2]{key: kv.Key, value: kv.Value, ts: r.ts, headers: r.headers, origin: r.origin}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// FlatMapValues replaces each record with one record per value f returns,
+// all with the input's key, timestamp and headers.
+func (s Stream[K, V]) FlatMapValues[V2 any](f func(V) []V2, opts ...Option) Stream[K, V2] {
+	return stateless(s, "flatmapvalues", f == nil, opts, func(next sink[K, V2]) sink[K, V] {
+		return sinkFunc[K, V](func(r Record[K, V]) error {
+			for _, v := range f(r.value) {
+				if err := next.push(Record[K, V2]{key: r.key, value: v, ts: r.ts, headers: r.headers, origin: r.origin}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// Peek calls f for each record and passes the record on unchanged. f must
+// not have effects outside the topology that matter for correctness: a
+// record can be processed more than once when a transaction aborts.
+func (s Stream[K, V]) Peek(f func(K, V), opts ...Option) Stream[K, V] {
+	return stateless(s, "peek", f == nil, opts, func(next sink[K, V]) sink[K, V] {
+		return sinkFunc[K, V](func(r Record[K, V]) error {
+			f(r.key, r.value)
+			return next.push(r)
+		})
+	})
+}
+
+// Merge returns a stream with the records of s and other. Both must come
+// from the same Builder; their sources then belong to one sub-topology and
+// must be co-partitioned. Records keep their relative order within each
+// input.
+func (s Stream[K, V]) Merge(other Stream[K, V], opts ...Option) Stream[K, V] {
+	n := s.b.add(kindProcessor, "merge", opts, s.out.node, other.out.node)
+	if other.b != s.b {
+		s.b.errorf("%s: merged streams come from different builders", n.name)
+	}
+	spec := &opSpec[K, V, K, V]{mk: func(_ *task, next sink[K, V]) (sink[K, V], error) { return next, nil }}
+	spec.out.node = n
+	s.out.children = append(s.out.children, spec)
+	other.out.children = append(other.out.children, spec)
+	return Stream[K, V]{b: s.b, out: &spec.out}
+}
+
+// Branch is one branch of Split: the records for which Pred returns true,
+// and did not match an earlier branch, go to it. A nil Pred matches every
+// record (a default branch; it must come last).
+type Branch[K, V any] struct {
+	Name string
+	Pred func(K, V) bool
+}
+
+// Split routes each record to the first branch whose predicate matches and
+// returns one stream per branch, in the order given. Records matching no
+// branch are dropped. Branch names must be unique within the split; the
+// branch nodes are named `<split-name>-<branch-name>`.
+func (s Stream[K, V]) Split(branches []Branch[K, V], opts ...Option) []Stream[K, V] {
+	n := s.b.add(kindProcessor, "split", opts, s.out.node)
+	outs := make([]*outlet[K, V], len(branches))
+	preds := make([]func(K, V) bool, len(branches))
+	seen := map[string]bool{}
+	for i, br := range branches {
+		if br.Name == "" || seen[br.Name] {
+			s.b.errorf("%s: branch %d needs a unique, non-empty name (got %q)", n.name, i, br.Name)
+		}
+		if br.Pred == nil && i != len(branches)-1 {
+			s.b.errorf("%s: branch %q has no predicate but is not the last branch", n.name, br.Name)
+		}
+		seen[br.Name] = true
+		bn := s.b.add(kindProcessor, "branch", []Option{Named(n.name + "-" + br.Name)}, n)
+		outs[i] = &outlet[K, V]{node: bn}
+		preds[i] = br.Pred
+	}
+	if len(branches) == 0 {
+		s.b.errorf("%s: no branches", n.name)
+	}
+	spec := &splitSpec[K, V]{node: n, preds: preds, outs: outs}
+	s.out.children = append(s.out.children, spec)
+	streams := make([]Stream[K, V], len(outs))
+	for i, o := range outs {
+		streams[i] = Stream[K, V]{b: s.b, out: o}
+	}
+	return streams
+}
+
+type splitSpec[K, V any] struct {
+	node  *node
+	preds []func(K, V) bool
+	outs  []*outlet[K, V]
+}
+
+func (s *splitSpec[K, V]) instantiate(t *task) (sink[K, V], error) {
+	return memo(t, s.node, func() (sink[K, V], error) {
+		nexts := make([]sink[K, V], len(s.outs))
+		for i, o := range s.outs {
+			next, err := o.build(t)
+			if err != nil {
+				return nil, err
+			}
+			nexts[i] = next
+		}
+		return sinkFunc[K, V](func(r Record[K, V]) error {
+			for i, p := range s.preds {
+				if p == nil || p(r.key, r.value) {
+					return nexts[i].push(r)
+				}
+			}
+			return nil
+		}), nil
+	})
+}
+
+// To writes the stream to topic, encoding keys with keySerde and values with
+// valueSerde. Records keep their timestamp and headers; the producer's
+// partitioner (murmur2 of the key, like Kafka's) chooses the partition.
+func (s Stream[K, V]) To(topic string, keySerde serde.Serde[K], valueSerde serde.Serde[V], opts ...Option) {
+	n := s.b.add(kindSink, "sink", opts, s.out.node)
+	n.topics = []string{topic}
+	if topic == "" {
+		s.b.errorf("%s: empty topic name", n.name)
+	}
+	if keySerde == nil || valueSerde == nil {
+		s.b.errorf("sink %s (topic %q) has no %s serde: pass one to To", n.name, topic, whichNil(keySerde == nil, valueSerde == nil))
+	}
+	s.out.children = append(s.out.children, &sinkSpec[K, V]{node: n, topic: topic, ks: keySerde, vs: valueSerde})
+}
+
+type sinkSpec[K, V any] struct {
+	node  *node
+	topic string
+	ks    serde.Serde[K]
+	vs    serde.Serde[V]
+}
+
+func (s *sinkSpec[K, V]) instantiate(t *task) (sink[K, V], error) {
+	return memo(t, s.node, func() (sink[K, V], error) { return &sinkNode[K, V]{spec: s, t: t}, nil })
+}
+
+type sinkNode[K, V any] struct {
+	spec *sinkSpec[K, V]
+	t    *task
+}
+
+func (s *sinkNode[K, V]) push(r Record[K, V]) error {
+	k, err := s.spec.ks.Encode(r.key)
+	if err != nil {
+		return &NodeError{Node: s.spec.node.name, Err: fmt.Errorf("key: %w", err)}
+	}
+	v, err := s.spec.vs.Encode(r.value)
+	if err != nil {
+		return &NodeError{Node: s.spec.node.name, Err: fmt.Errorf("value: %w", err)}
+	}
+	out := s.t.newRecord()
+	*out = kgo.Record{Topic: s.spec.topic, Key: k, Value: v, Timestamp: r.ts, Headers: r.headers.kafka()}
+	s.t.out = append(s.t.out, out)
+	return nil
+}

@@ -1,0 +1,218 @@
+// Package streamtest runs a topology synchronously, with no broker, for
+// tests. It drives the same per-record step as the runtime (txn.Task from
+// Topology.NewTask), so what passes here behaves the same in production,
+// minus Kafka itself.
+//
+//	d := streamtest.New(topo)
+//	in := streamtest.Input(d, "orders", serde.String, serde.JSON[Order]())
+//	out := streamtest.Output(d, "large-orders", serde.String, serde.JSON[Order]())
+//	in.Pipe("o-1", Order{Cents: 12000}, ts)
+//	recs, err := out.ReadAll()
+//
+// Records written to a topic the topology also reads are fed back in, in
+// order, before Pipe returns, as they would be through Kafka. The DLQ is an
+// ordinary output topic (see Driver.DLQ).
+//
+// A Driver is not safe for concurrent use.
+package streamtest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sluicehq/sluice/stream"
+	"github.com/sluicehq/sluice/txn"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Driver runs one topology on in-memory topics.
+type Driver struct {
+	topo       *stream.Topology
+	now        time.Time
+	partitions map[string]int32 // configured counts
+	topics     map[string]*topic
+	last, prev *topic // the topics of the two previous lookups
+	tasks      map[txn.TaskID]txn.Task
+	part       kgo.Partitioner
+
+	in      kgo.Record // reused input record; tasks never retain it
+	out     []*kgo.Record
+	pending []*kgo.Record // produced records to feed back, FIFO
+}
+
+// topic is one in-memory topic: its partitions' next offsets, the records
+// written to it and not yet read, and whether the topology reads it.
+type topic struct {
+	name    string
+	offsets []int64
+	rr      int32 // round-robin partition for records without key
+	tp      kgo.TopicPartitioner
+	sub     int
+	source  bool
+	tasks   []txn.Task // by partition, when source
+	unread  []*kgo.Record
+}
+
+// Option configures a Driver.
+type Option func(*Driver)
+
+// WithPartitions gives topic n partitions (default 1). Records are assigned
+// partitions like Kafka's default partitioner: murmur2 of the key, and
+// round-robin for records without a key.
+func WithPartitions(topic string, n int32) Option {
+	return func(d *Driver) { d.partitions[topic] = n }
+}
+
+// WithWallClock sets the driver's initial wall-clock time, which processors
+// see through Context.Now. The default is 2026-01-01T00:00:00Z; it moves
+// only with AdvanceWallClock.
+func WithWallClock(t time.Time) Option {
+	return func(d *Driver) { d.now = t }
+}
+
+// New returns a driver for topo. Close it to close the tasks' processors.
+func New(topo *stream.Topology, opts ...Option) *Driver {
+	d := &Driver{
+		topo:       topo,
+		now:        time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		partitions: map[string]int32{},
+		topics:     map[string]*topic{},
+		tasks:      map[txn.TaskID]txn.Task{},
+		part:       kgo.StickyKeyPartitioner(nil),
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+// AdvanceWallClock moves the injected wall clock forward by by.
+func (d *Driver) AdvanceWallClock(by time.Duration) { d.now = d.now.Add(by) }
+
+// Now returns the injected wall-clock time.
+func (d *Driver) Now() time.Time { return d.now }
+
+// Stats returns the counters of all tasks added up.
+func (d *Driver) Stats() txn.TaskStats {
+	var s txn.TaskStats
+	for _, t := range d.tasks {
+		ts := t.Stats()
+		s.Processed += ts.Processed
+		s.DeadLetter += ts.DeadLetter
+		s.Skipped += ts.Skipped
+	}
+	return s
+}
+
+// Close closes every task.
+func (d *Driver) Close() error {
+	var errs []error
+	for _, t := range d.tasks {
+		errs = append(errs, t.Close())
+	}
+	clear(d.tasks)
+	return errors.Join(errs...)
+}
+
+// PipeBytes feeds one raw record to topic, as a producer would write it:
+// use it for input no serde would produce, such as malformed JSON. A nil key
+// or value is a Kafka null.
+func (d *Driver) PipeBytes(topic string, key, value []byte, ts time.Time) error {
+	return d.pipe(topic, key, value, ts, nil)
+}
+
+func (d *Driver) pipe(topic string, key, value []byte, ts time.Time, headers []kgo.RecordHeader) error {
+	d.in = kgo.Record{Topic: topic, Key: key, Value: value, Timestamp: ts, Headers: headers}
+	return d.run(d.place(&d.in), &d.in)
+}
+
+// topic returns the state of the named topic, creating it on first use.
+func (d *Driver) topic(name string) *topic {
+	if d.last != nil && d.last.name == name {
+		return d.last
+	}
+	if d.prev != nil && d.prev.name == name {
+		d.last, d.prev = d.prev, d.last
+		return d.last
+	}
+	t := d.topics[name]
+	if t == nil {
+		n := d.partitions[name]
+		if n <= 0 {
+			n = 1
+		}
+		t = &topic{name: name, offsets: make([]int64, n), tp: d.part.ForTopic(name)}
+		t.sub, t.source = d.topo.SubtopologyOf(name)
+		if t.source {
+			t.tasks = make([]txn.Task, n)
+		}
+		d.topics[name] = t
+	}
+	d.last, d.prev = t, d.last
+	return t
+}
+
+// place assigns a partition and the next offset, as a broker would.
+func (d *Driver) place(r *kgo.Record) *topic {
+	t := d.topic(r.Topic)
+	n := int32(len(t.offsets))
+	switch {
+	case n == 1:
+		r.Partition = 0
+	case r.Key == nil:
+		r.Partition = t.rr % n
+		t.rr++
+	default:
+		r.Partition = int32(t.tp.Partition(r, int(n)))
+	}
+	r.Offset = t.offsets[r.Partition]
+	t.offsets[r.Partition]++
+	return t
+}
+
+// run processes r and then, breadth-first, every produced record that
+// lands on a topic the topology reads.
+func (d *Driver) run(t *topic, r *kgo.Record) error {
+	for {
+		if err := d.process(t, r); err != nil {
+			return err
+		}
+		if len(d.pending) == 0 {
+			return nil
+		}
+		r = d.pending[0]
+		d.pending[0] = nil
+		d.pending = d.pending[1:]
+		t = d.topic(r.Topic)
+	}
+}
+
+func (d *Driver) process(tp *topic, r *kgo.Record) error {
+	if !tp.source {
+		return fmt.Errorf("streamtest: topic %q is not read by the topology", r.Topic)
+	}
+	t := tp.tasks[r.Partition]
+	if t == nil {
+		id := txn.TaskID{Subtopology: tp.sub, Partition: r.Partition}
+		if t = d.tasks[id]; t == nil {
+			var err error
+			if t, err = d.topo.NewTask(id, txn.TaskConfig{Clock: d.Now}); err != nil {
+				return err
+			}
+			d.tasks[id] = t
+		}
+		tp.tasks[r.Partition] = t
+	}
+	out, err := t.Process(r, d.out[:0])
+	for i, o := range out {
+		ot := d.place(o)
+		ot.unread = append(ot.unread, o)
+		if ot.source {
+			d.pending = append(d.pending, o)
+		}
+		out[i] = nil
+	}
+	d.out = out[:0]
+	return err
+}

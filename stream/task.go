@@ -1,0 +1,120 @@
+package stream
+
+import (
+	"errors"
+	"time"
+
+	"github.com/sluicehq/sluice/txn"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// task is one instantiated sub-topology for one partition: the
+// deterministic per-record step that the runtime and streamtest both drive.
+type task struct {
+	topo    *Topology
+	id      txn.TaskID
+	clock   func() time.Time
+	sources map[string]rawSink
+
+	// Per-record state.
+	out        []*kgo.Record
+	recErr     error // first downstream error of the current record
+	streamTime time.Time
+
+	slab []kgo.Record // see newRecord
+
+	lastTopic  string
+	lastSource rawSink
+
+	instances map[*node]any // build-time only
+	closers   []Closer
+	stats     txn.TaskStats
+	closed    bool
+}
+
+var _ txn.Task = (*task)(nil)
+
+// Process implements txn.Task.
+func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	if t.closed {
+		return out, errTaskClosed
+	}
+	src := t.lastSource
+	if rec.Topic != t.lastTopic || src == nil {
+		src = t.sources[rec.Topic]
+		if src == nil {
+			return out, &RecordError{Origin: originOf(rec), Err: errors.New("topic is not a source of this task")}
+		}
+		t.lastTopic, t.lastSource = rec.Topic, src
+	}
+	if rec.Timestamp.After(t.streamTime) {
+		t.streamTime = rec.Timestamp
+	}
+	mark := len(out)
+	t.out, t.recErr = out, nil
+	err := t.push(src, rec)
+	out, t.out = t.out, nil
+	t.stats.Processed++
+	if err == nil {
+		return out, nil
+	}
+	out = out[:mark] // all or nothing per input record
+	switch t.topo.policy {
+	case OnErrorSkip:
+		t.stats.Skipped++
+		return out, nil
+	case OnErrorDLQ:
+		t.stats.DeadLetter++
+		return append(out, deadLetter(t.topo.dlqTopic(), rec, err)), nil
+	}
+	return out, &RecordError{Origin: originOf(rec), Err: err}
+}
+
+// slabSize is how many output records are allocated at once.
+const slabSize = 64
+
+// newRecord returns a zeroed record for an output. Records are carved from
+// slabs: one allocation per slabSize outputs instead of one per output. A
+// slab stays in memory until all its records are released (produced and
+// acknowledged), which happens batch by batch.
+func (t *task) newRecord() *kgo.Record {
+	if len(t.slab) == 0 {
+		t.slab = make([]kgo.Record, slabSize)
+	}
+	r := &t.slab[0]
+	t.slab = t.slab[1:]
+	return r
+}
+
+// push runs one record, turning a panic into an error.
+func (t *task) push(src rawSink, rec *kgo.Record) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p}
+		}
+	}()
+	return src.pushRaw(rec)
+}
+
+func originOf(rec *kgo.Record) Origin {
+	return Origin{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
+}
+
+var errTaskClosed = errors.New("stream: task is closed")
+
+// Stats implements txn.Task.
+func (t *task) Stats() txn.TaskStats { return t.stats }
+
+// Close implements txn.Task: it closes the task's processors, in reverse
+// creation order, and returns their errors joined.
+func (t *task) Close() error {
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	var errs []error
+	for i := len(t.closers) - 1; i >= 0; i-- {
+		errs = append(errs, t.closers[i].Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,234 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/txn"
+)
+
+// Topology is a validated, immutable topology, ready to be run by the
+// runtime (txn) or the test driver (streamtest). It is safe for concurrent
+// use; each task gets its own operator instances.
+type Topology struct {
+	appID   string
+	policy  ErrorPolicy
+	nodes   []*node
+	subs    []txn.Subtopology
+	subSrcs [][]*node // sources of each sub-topology
+	topicOf map[string]int
+}
+
+var _ txn.Topology = (*Topology)(nil)
+
+var validAppID = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+
+// Build validates the topology and returns it. The error lists every
+// problem found, each saying what to fix. The Builder must not be used
+// after Build.
+func (b *Builder) Build() (*Topology, error) {
+	errs := slices.Clone(b.errs)
+	if !validAppID.MatchString(b.appID) {
+		errs = append(errs, fmt.Errorf("stream: app id %q must be non-empty and use only [a-zA-Z0-9._-]: it prefixes topic names", b.appID))
+	}
+	if b.policy < OnErrorDLQ || b.policy > OnErrorFail {
+		errs = append(errs, fmt.Errorf("stream: unknown error policy %v", b.policy))
+	}
+	names := map[string]*node{}
+	readers := map[string]*node{}
+	for _, n := range b.nodes {
+		if prev, ok := names[n.name]; ok {
+			errs = append(errs, fmt.Errorf("stream: name %q is used by two operators (%s and %s): give one another name with stream.Named", n.name, prev.op, n.op))
+		}
+		names[n.name] = n
+		if n.kind != kindSource {
+			continue
+		}
+		for _, topic := range n.topics {
+			if prev, ok := readers[topic]; ok {
+				errs = append(errs, fmt.Errorf("stream: topic %q is read by two sources (%s and %s): read it once and reuse the Stream", topic, prev.name, n.name))
+			}
+			readers[topic] = n
+		}
+	}
+	t := &Topology{appID: b.appID, policy: b.policy, nodes: b.nodes, topicOf: map[string]int{}}
+	t.assignSubtopologies()
+	for topic, n := range readers {
+		t.topicOf[topic] = n.sub
+	}
+	if len(t.subs) == 0 {
+		errs = append(errs, errNoSources)
+	}
+	if err := t.checkCycles(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// assignSubtopologies numbers the connected components of the graph in the
+// order of their first source: sub-topology ids are stable for a given
+// topology definition.
+func (t *Topology) assignSubtopologies() {
+	seen := map[*node]bool{}
+	for _, root := range t.nodes {
+		if root.kind != kindSource || seen[root] {
+			continue
+		}
+		id := len(t.subs)
+		var srcs []*node
+		stack := []*node{root}
+		seen[root] = true
+		for len(stack) > 0 {
+			n := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			n.sub = id
+			if n.kind == kindSource {
+				srcs = append(srcs, n)
+			}
+			for _, m := range slices.Concat(n.parents, n.children) {
+				if !seen[m] {
+					seen[m] = true
+					stack = append(stack, m)
+				}
+			}
+		}
+		slices.SortFunc(srcs, func(a, b *node) int { return a.id - b.id })
+		var topics []string
+		for _, s := range srcs {
+			topics = append(topics, s.topics...)
+		}
+		t.subs = append(t.subs, txn.Subtopology{ID: id, SourceTopics: topics})
+		t.subSrcs = append(t.subSrcs, srcs)
+	}
+}
+
+// checkCycles rejects a sub-topology that feeds itself through topics it
+// writes and reads: every record would be processed again, forever.
+func (t *Topology) checkCycles() error {
+	writes := make([]map[int]string, len(t.subs)) // sub -> downstream sub -> via topic
+	for _, n := range t.nodes {
+		if n.kind != kindSink {
+			continue
+		}
+		for _, topic := range n.topics {
+			if to, ok := t.topicOf[topic]; ok {
+				if writes[n.sub] == nil {
+					writes[n.sub] = map[int]string{}
+				}
+				writes[n.sub][to] = topic
+			}
+		}
+	}
+	const (
+		unvisited = iota
+		onPath
+		done
+	)
+	state := make([]int, len(t.subs))
+	var path []string
+	var visit func(s int) error
+	visit = func(s int) error {
+		state[s] = onPath
+		for _, to := range sortedKeys(writes[s]) {
+			topic := writes[s][to]
+			path = append(path, fmt.Sprintf("sub-topology %d writes %q, read by sub-topology %d", s, topic, to))
+			switch state[to] {
+			case onPath:
+				return fmt.Errorf("stream: cycle through topics: %s: records would be processed forever; write to a topic the topology does not read", strings.Join(path, "; "))
+			case unvisited:
+				if err := visit(to); err != nil {
+					return err
+				}
+			}
+			path = path[:len(path)-1]
+		}
+		state[s] = done
+		return nil
+	}
+	for s := range t.subs {
+		if state[s] == unvisited {
+			if err := visit(s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[int]V) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// AppID implements txn.Topology.
+func (t *Topology) AppID() string { return t.appID }
+
+// ErrorPolicy returns the topology's error policy.
+func (t *Topology) ErrorPolicy() ErrorPolicy { return t.policy }
+
+// Subtopologies implements txn.Topology.
+func (t *Topology) Subtopologies() []txn.Subtopology { return slices.Clone(t.subs) }
+
+// SubtopologyOf returns the sub-topology that reads topic.
+func (t *Topology) SubtopologyOf(topic string) (int, bool) {
+	id, ok := t.topicOf[topic]
+	return id, ok
+}
+
+// SinkTopics returns the topics the topology writes to, sorted, excluding
+// internal topics.
+func (t *Topology) SinkTopics() []string {
+	var topics []string
+	for _, n := range t.nodes {
+		if n.kind == kindSink {
+			topics = append(topics, n.topics...)
+		}
+	}
+	slices.Sort(topics)
+	return slices.Compact(topics)
+}
+
+func (t *Topology) dlqTopic() string { return t.appID + "-dlq" }
+
+// InternalTopics implements txn.Topology: the DLQ under OnErrorDLQ.
+func (t *Topology) InternalTopics() []txn.InternalTopic {
+	if t.policy != OnErrorDLQ {
+		return nil
+	}
+	return []txn.InternalTopic{{Name: t.dlqTopic(), Purpose: "dlq", Partitions: 1}}
+}
+
+// NewTask implements txn.Topology: it instantiates the operators of
+// sub-topology id.Subtopology for partition id.Partition, calling each
+// processor's Init.
+func (t *Topology) NewTask(id txn.TaskID, cfg txn.TaskConfig) (txn.Task, error) {
+	if id.Subtopology < 0 || id.Subtopology >= len(t.subs) {
+		return nil, fmt.Errorf("stream: no sub-topology %d (topology has %d)", id.Subtopology, len(t.subs))
+	}
+	tk := &task{topo: t, id: id, clock: cfg.Clock, sources: map[string]rawSink{}, instances: map[*node]any{}}
+	if tk.clock == nil {
+		tk.clock = time.Now
+	}
+	for _, src := range t.subSrcs[id.Subtopology] {
+		s, err := src.raw.instantiateRaw(tk)
+		if err != nil {
+			return nil, errors.Join(err, tk.Close())
+		}
+		for _, topic := range src.topics {
+			tk.sources[topic] = s
+		}
+	}
+	tk.instances = nil
+	return tk, nil
+}

@@ -1,0 +1,77 @@
+package txn
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TaskID names one task: one partition number of one sub-topology. All
+// source topics of a sub-topology are co-partitioned, so partition p of each
+// of them is routed to the same task.
+type TaskID struct {
+	Subtopology int
+	Partition   int32
+}
+
+// Subtopology is a connected part of a topology: the records of its source
+// topics flow only through its own operators.
+type Subtopology struct {
+	ID           int
+	SourceTopics []string
+}
+
+// InternalTopic is a topic the runtime creates and owns (DLQ, repartition,
+// changelog). Partitions 0 means "as many as the sub-topology's sources".
+type InternalTopic struct {
+	Name       string
+	Purpose    string // "dlq", "repartition", "changelog"
+	Partitions int32
+	Configs    map[string]string
+}
+
+// Topology is what the runtime drives. stream.Builder.Build returns one.
+//
+// Implementations must be safe for concurrent use by several tasks; each
+// Task they return is used by one goroutine at a time.
+type Topology interface {
+	// AppID prefixes the transactional id, the group and internal topics.
+	AppID() string
+	// Subtopologies lists the sub-topologies in a stable order.
+	Subtopologies() []Subtopology
+	// InternalTopics lists the topics the runtime must create or validate.
+	InternalTopics() []InternalTopic
+	// NewTask instantiates the operators of one task.
+	NewTask(id TaskID, cfg TaskConfig) (Task, error)
+}
+
+// TaskConfig is what the runtime hands a task at creation.
+type TaskConfig struct {
+	// Clock is the wall clock processors see through their context. It
+	// never decides output (see DESIGN.md invariant 7). Nil means time.Now.
+	Clock func() time.Time
+}
+
+// Task is the deterministic per-record step of one task: no I/O, no
+// goroutines. It is not safe for concurrent use.
+type Task interface {
+	// Process runs one input record through the task's operators and
+	// appends the records to produce (outputs, repartition and DLQ records)
+	// to out. It returns an error only when the topology's error policy is
+	// to fail, or on an internal fault; the task must then be closed.
+	//
+	// rec and its byte slices must not be modified or reused after the
+	// call: outputs may alias them.
+	Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error)
+	// Stats returns counters accumulated since the task was created.
+	Stats() TaskStats
+	// Close releases the task's operators. It is safe to call once.
+	Close() error
+}
+
+// TaskStats counts what a task did with its input.
+type TaskStats struct {
+	Processed  int64 // records that went through the topology
+	DeadLetter int64 // records routed to the DLQ
+	Skipped    int64 // records dropped by the skip policy
+}
