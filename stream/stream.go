@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/sluicehq/sluice/stream/serde"
@@ -258,12 +259,19 @@ type sinkSpec[K, V any] struct {
 }
 
 func (s *sinkSpec[K, V]) instantiate(t *task) (sink[K, V], error) {
-	return memo(t, s.node, func() (sink[K, V], error) { return &sinkNode[K, V]{spec: s, t: t}, nil })
+	return memo(t, s.node, func() (sink[K, V], error) {
+		n := &sinkNode[K, V]{spec: s, t: t}
+		if t.cfg.MaxMessageBytes != nil {
+			n.limit = t.cfg.MaxMessageBytes(s.topic)
+		}
+		return n, nil
+	})
 }
 
 type sinkNode[K, V any] struct {
-	spec *sinkSpec[K, V]
-	t    *task
+	spec  *sinkSpec[K, V]
+	t     *task
+	limit int // max.message.bytes of the topic; 0: none
 }
 
 func (s *sinkNode[K, V]) push(r Record[K, V]) error {
@@ -275,8 +283,32 @@ func (s *sinkNode[K, V]) push(r Record[K, V]) error {
 	if err != nil {
 		return &NodeError{Node: s.spec.node.name, Err: fmt.Errorf("value: %w", err)}
 	}
+	if s.limit > 0 {
+		if n := recordSize(k, v, r.headers.h); n > s.limit {
+			return &NodeError{Node: s.spec.node.name, Err: fmt.Errorf("%w: %d bytes (key %d, value %d) exceed max.message.bytes %d of topic %q",
+				ErrRecordTooLarge, n, len(k), len(v), s.limit, s.spec.topic)}
+		}
+	}
 	out := s.t.newRecord()
 	*out = kgo.Record{Topic: s.spec.topic, Key: k, Value: v, Timestamp: r.ts, Headers: r.headers.kafka()}
 	s.t.out = append(s.t.out, out)
 	return nil
+}
+
+// ErrRecordTooLarge is wrapped by the error of a sink whose encoded record
+// would exceed the topic's max.message.bytes. The record is routed through
+// the error policy (to the DLQ by default) instead of being sent: a send
+// the broker rejects would abort the whole transaction.
+var ErrRecordTooLarge = errors.New("output record too large")
+
+// recordSize is an upper bound of a record's size in a one-record batch of
+// Kafka's v2 format: the batch header, the record's varint-framed fields
+// at their widest, and its headers.
+func recordSize(key, value []byte, headers []kgo.RecordHeader) int {
+	const batchHeader, recordFraming, headerFraming = 61, 36, 10
+	n := batchHeader + recordFraming + len(key) + len(value)
+	for _, h := range headers {
+		n += headerFraming + len(h.Key) + len(h.Value)
+	}
+	return n
 }

@@ -13,6 +13,7 @@ import (
 type task struct {
 	topo    *Topology
 	id      txn.TaskID
+	cfg     txn.TaskConfig
 	clock   func() time.Time
 	sources map[string]rawSink
 

@@ -206,7 +206,7 @@ func (t *Topology) InternalTopics() []txn.InternalTopic {
 	if t.policy != OnErrorDLQ {
 		return nil
 	}
-	return []txn.InternalTopic{{Name: t.dlqTopic(), Purpose: "dlq", Partitions: 1}}
+	return []txn.InternalTopic{{Name: t.dlqTopic(), Purpose: "dlq"}}
 }
 
 // NewTask implements txn.Topology: it instantiates the operators of
@@ -216,7 +216,7 @@ func (t *Topology) NewTask(id txn.TaskID, cfg txn.TaskConfig) (txn.Task, error) 
 	if id.Subtopology < 0 || id.Subtopology >= len(t.subs) {
 		return nil, fmt.Errorf("stream: no sub-topology %d (topology has %d)", id.Subtopology, len(t.subs))
 	}
-	tk := &task{topo: t, id: id, clock: cfg.Clock, sources: map[string]rawSink{}, instances: map[*node]any{}}
+	tk := &task{topo: t, id: id, cfg: cfg, clock: cfg.Clock, sources: map[string]rawSink{}, instances: map[*node]any{}}
 	if tk.clock == nil {
 		tk.clock = time.Now
 	}

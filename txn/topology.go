@@ -22,7 +22,8 @@ type Subtopology struct {
 }
 
 // InternalTopic is a topic the runtime creates and owns (DLQ, repartition,
-// changelog). Partitions 0 means "as many as the sub-topology's sources".
+// changelog). Partitions 0 means the largest partition count among the
+// topology's source topics.
 type InternalTopic struct {
 	Name       string
 	Purpose    string // "dlq", "repartition", "changelog"
@@ -39,6 +40,9 @@ type Topology interface {
 	AppID() string
 	// Subtopologies lists the sub-topologies in a stable order.
 	Subtopologies() []Subtopology
+	// SinkTopics lists the external topics the topology writes; they must
+	// exist before the worker starts.
+	SinkTopics() []string
 	// InternalTopics lists the topics the runtime must create or validate.
 	InternalTopics() []InternalTopic
 	// NewTask instantiates the operators of one task.
@@ -50,6 +54,12 @@ type TaskConfig struct {
 	// Clock is the wall clock processors see through their context. It
 	// never decides output (see DESIGN.md invariant 7). Nil means time.Now.
 	Clock func() time.Time
+	// MaxMessageBytes returns the largest record the broker accepts on
+	// topic (its max.message.bytes), or 0 for no limit. The task routes a
+	// record whose output would exceed it through the error policy instead
+	// of sending it: a rejected send would abort the whole transaction.
+	// Nil means no limit.
+	MaxMessageBytes func(topic string) int
 }
 
 // Task is the deterministic per-record step of one task: no I/O, no

@@ -21,6 +21,7 @@
 package serde
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -80,38 +81,55 @@ type bytesSerde struct{}
 func (bytesSerde) Encode(v []byte) ([]byte, error) { return v, nil }
 func (bytesSerde) Decode(b []byte) ([]byte, error) { return b, nil }
 
-// Int64 is an 8-byte big-endian integer whose byte order equals its numeric
-// order (the sign bit is flipped), so it can be used in range-scanned store
-// keys. For values ≥ 0 the bytes equal Kafka's LongSerializer; negative
-// values differ from it. A null or a length other than 8 is a decode error.
-var Int64 Serde[int64] = int64Serde{}
+// Int64 is an 8-byte big-endian two's-complement integer, byte-compatible
+// with Kafka's LongSerializer. For values ≥ 0 the byte order equals the
+// numeric order; use OrderedInt64 for store keys that may be negative. A
+// null or a length other than 8 is a decode error.
+var Int64 Serde[int64] = int64Serde{name: "int64"}
 
-type int64Serde struct{}
+// OrderedInt64 is Int64 with the sign bit flipped, so that the byte order of
+// every value, negative ones included, equals its numeric order: for keys
+// scanned in ranges. It is not compatible with Kafka's LongSerializer.
+var OrderedInt64 Serde[int64] = int64Serde{name: "ordered-int64", flip: 1 << 63}
 
-const signBit = 1 << 63
-
-func (int64Serde) Encode(v int64) ([]byte, error) {
-	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(v)^signBit), nil
+type int64Serde struct {
+	name string
+	flip uint64
 }
 
-func (int64Serde) Decode(b []byte) (int64, error) {
+func (s int64Serde) Encode(v int64) ([]byte, error) {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(v)^s.flip), nil
+}
+
+func (s int64Serde) Decode(b []byte) (int64, error) {
 	if b == nil {
-		return 0, &Error{Serde: "int64", Type: "int64", Op: "decode", Err: ErrNull}
+		return 0, &Error{Serde: s.name, Type: "int64", Op: "decode", Err: ErrNull}
 	}
 	if len(b) != 8 {
-		return 0, &Error{Serde: "int64", Type: "int64", Op: "decode",
+		return 0, &Error{Serde: s.name, Type: "int64", Op: "decode",
 			Err: fmt.Errorf("want 8 bytes, got %d", len(b))}
 	}
-	return int64(binary.BigEndian.Uint64(b) ^ signBit), nil
+	return int64(binary.BigEndian.Uint64(b) ^ s.flip), nil
 }
 
 // JSON returns a serde that encodes T with encoding/json. Decoding rejects
-// null, trailing data after the value, and (when T is a struct) nothing else:
-// unknown fields are ignored as encoding/json does. Add checks for required
-// fields with [Validated].
-func JSON[T any]() Serde[T] { return jsonSerde[T]{typ: typeName[T]()} }
+// a Kafka null, the JSON literal null unless T can be nil (pointer, map,
+// slice, interface), and trailing data after the value; unknown fields are
+// ignored as encoding/json does. Add checks for required fields with
+// [Validated].
+func JSON[T any]() Serde[T] {
+	var nilable bool
+	switch reflect.TypeFor[T]().Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface:
+		nilable = true
+	}
+	return jsonSerde[T]{typ: typeName[T](), nilable: nilable}
+}
 
-type jsonSerde[T any] struct{ typ string }
+type jsonSerde[T any] struct {
+	typ     string
+	nilable bool
+}
 
 func (s jsonSerde[T]) Encode(v T) ([]byte, error) {
 	b, err := json.Marshal(v)
@@ -123,7 +141,7 @@ func (s jsonSerde[T]) Encode(v T) ([]byte, error) {
 
 func (s jsonSerde[T]) Decode(b []byte) (T, error) {
 	var v T
-	if b == nil {
+	if b == nil || (!s.nilable && string(bytes.TrimSpace(b)) == "null") {
 		return v, &Error{Serde: "json", Type: s.typ, Op: "decode", Err: ErrNull}
 	}
 	if err := json.Unmarshal(b, &v); err != nil {

@@ -1,0 +1,150 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// layout is what the worker learned about the cluster's topics at start.
+type layout struct {
+	partitions map[string]int32 // every source, sink and internal topic
+	maxBytes   map[string]int   // sinks and internal topics: max.message.bytes
+}
+
+// defaultMaxMessageBytes is Kafka's default max.message.bytes, used when a
+// broker does not report the topic's value.
+const defaultMaxMessageBytes = 1048588
+
+// prepareTopics checks that every source and sink topic exists, that the
+// sources of each sub-topology are co-partitioned, creates missing internal
+// topics and validates existing ones, and reads max.message.bytes of every
+// topic the topology writes. Each error says what to fix.
+func prepareTopics(ctx context.Context, adm *kadm.Client, topo Topology, sinks []string) (*layout, error) {
+	var sources []string
+	for _, s := range topo.Subtopologies() {
+		sources = append(sources, s.SourceTopics...)
+	}
+	external := slices.Concat(sources, sinks)
+	details, err := adm.ListTopics(ctx, external...)
+	if err != nil {
+		return nil, fmt.Errorf("txn: list topics: %w", err)
+	}
+	l := &layout{partitions: map[string]int32{}, maxBytes: map[string]int{}}
+	var errs []error
+	for _, topic := range external {
+		d, ok := details[topic]
+		switch {
+		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+			role := "source"
+			if !slices.Contains(sources, topic) {
+				role = "sink"
+			}
+			errs = append(errs, fmt.Errorf("txn: %s topic %q does not exist: create it before starting the app", role, topic))
+		case d.Err != nil:
+			errs = append(errs, fmt.Errorf("txn: topic %q: %w", topic, d.Err))
+		default:
+			l.partitions[topic] = int32(len(d.Partitions))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var maxSource int32
+	for _, s := range topo.Subtopologies() {
+		want := l.partitions[s.SourceTopics[0]]
+		for _, topic := range s.SourceTopics[1:] {
+			if got := l.partitions[topic]; got != want {
+				errs = append(errs, fmt.Errorf("txn: sub-topology %d reads %q (%d partitions) and %q (%d partitions): co-partitioned topics need the same partition count; repartition one of them (e.g. SelectKey then To a topic with %d partitions)",
+					s.ID, s.SourceTopics[0], want, topic, got, want))
+			}
+		}
+		maxSource = max(maxSource, want)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := ensureInternal(ctx, adm, topo.InternalTopics(), maxSource, l); err != nil {
+		return nil, err
+	}
+	written := slices.Concat(sinks, internalNames(topo))
+	configs, err := adm.DescribeTopicConfigs(ctx, written...)
+	if err != nil {
+		return nil, fmt.Errorf("txn: describe topic configs: %w", err)
+	}
+	for _, topic := range written {
+		l.maxBytes[topic] = defaultMaxMessageBytes
+		rc, err := configs.On(topic, nil)
+		if err != nil || rc.Err != nil {
+			continue
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "max.message.bytes" && c.Value != nil {
+				if n, err := strconv.Atoi(*c.Value); err == nil {
+					l.maxBytes[topic] = n
+				}
+			}
+		}
+	}
+	return l, nil
+}
+
+func internalNames(topo Topology) []string {
+	var names []string
+	for _, it := range topo.InternalTopics() {
+		names = append(names, it.Name)
+	}
+	return names
+}
+
+// ensureInternal creates missing internal topics and checks the partition
+// count of existing ones. An internal topic's count is its declared count,
+// or the largest source partition count when it declares 0.
+func ensureInternal(ctx context.Context, adm *kadm.Client, topics []InternalTopic, maxSource int32, l *layout) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	details, err := adm.ListTopics(ctx, internalNamesOf(topics)...)
+	if err != nil {
+		return fmt.Errorf("txn: list internal topics: %w", err)
+	}
+	var errs []error
+	for _, it := range topics {
+		want := it.Partitions
+		if want <= 0 {
+			want = maxSource
+		}
+		if d, ok := details[it.Name]; ok && d.Err == nil {
+			if got := int32(len(d.Partitions)); got != want {
+				errs = append(errs, fmt.Errorf("txn: internal %s topic %q has %d partitions, the topology needs %d: delete it (it is recreated) or recreate it with %d partitions",
+					it.Purpose, it.Name, got, want, want))
+			}
+			l.partitions[it.Name] = want
+			continue
+		}
+		configs := map[string]*string{}
+		for k, v := range it.Configs {
+			configs[k] = &v
+		}
+		resp, err := adm.CreateTopic(ctx, want, -1, configs, it.Name)
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("txn: create internal %s topic %q: %w %s", it.Purpose, it.Name, err, resp.ErrMessage))
+			continue
+		}
+		l.partitions[it.Name] = want
+	}
+	return errors.Join(errs...)
+}
+
+func internalNamesOf(topics []InternalTopic) []string {
+	names := make([]string, len(topics))
+	for i, it := range topics {
+		names[i] = it.Name
+	}
+	return names
+}

@@ -1,0 +1,135 @@
+package txn
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Guarantee is a processing guarantee. All three run the same operators.
+type Guarantee int
+
+const (
+	// ExactlyOnce (the default): each poll batch is one Kafka transaction
+	// covering the outputs and the consumed offsets; input is read with
+	// read_committed. Every input record's effects are visible exactly
+	// once to read_committed readers.
+	ExactlyOnce Guarantee = iota
+	// AtLeastOnce: no transactions; offsets are committed after the
+	// batch's outputs are acknowledged. A crash can duplicate outputs,
+	// never lose them.
+	AtLeastOnce
+	// AtMostOnce: offsets are committed before the batch is processed. A
+	// crash can lose outputs, never duplicate them.
+	AtMostOnce
+)
+
+func (g Guarantee) String() string {
+	switch g {
+	case ExactlyOnce:
+		return "exactly_once"
+	case AtLeastOnce:
+		return "at_least_once"
+	case AtMostOnce:
+		return "at_most_once"
+	}
+	return fmt.Sprintf("Guarantee(%d)", int(g))
+}
+
+// ParseGuarantee parses "exactly_once", "at_least_once" or "at_most_once".
+func ParseGuarantee(s string) (Guarantee, error) {
+	for _, g := range []Guarantee{ExactlyOnce, AtLeastOnce, AtMostOnce} {
+		if g.String() == s {
+			return g, nil
+		}
+	}
+	return 0, fmt.Errorf("txn: unknown guarantee %q: use exactly_once, at_least_once or at_most_once", s)
+}
+
+// Config configures a Worker. The zero value of every field means its
+// default; Brokers is the only field without one.
+type Config struct {
+	// Brokers are the seed brokers, host:port. Required.
+	Brokers []string
+	// Instance identifies this worker, stably across its restarts: the
+	// transactional id is `<app-id>-<instance>` and the static group
+	// membership id is Instance, so a restarted worker fences its own
+	// zombie at once and takes its partitions back without a rebalance.
+	// Two live workers must never share one. Default: the hostname.
+	Instance string
+	// Guarantee defaults to ExactlyOnce.
+	Guarantee Guarantee
+	// CommitInterval bounds how long one transaction (or offset commit)
+	// collects records. Default 100ms.
+	CommitInterval time.Duration
+	// MaxBatchRecords bounds how many input records one transaction
+	// covers. Default 20,000.
+	MaxBatchRecords int
+	// SessionTimeout is the group session timeout: how long a dead,
+	// not-restarted worker's partitions wait before they move. Default 10s.
+	SessionTimeout time.Duration
+	// TransactionTimeout is how long the broker lets a transaction stay
+	// open before aborting it itself. It bounds how long a dead worker's
+	// open transaction blocks read_committed readers and the partitions'
+	// next owner. Default: SessionTimeout.
+	TransactionTimeout time.Duration
+	// Logger receives the worker's logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Registerer, when set, receives the worker's Prometheus metrics.
+	Registerer prometheus.Registerer
+	// Clock is the wall clock processors see. Default: time.Now.
+	Clock func() time.Time
+	// ClientOpts are extra franz-go options, applied last (tests use them
+	// to dial an embedded broker or shorten timeouts).
+	ClientOpts []kgo.Opt
+}
+
+// withDefaults returns a copy of c with defaults filled in.
+func (c Config) withDefaults() Config {
+	if c.Instance == "" {
+		c.Instance, _ = os.Hostname()
+	}
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = 100 * time.Millisecond
+	}
+	if c.MaxBatchRecords <= 0 {
+		c.MaxBatchRecords = 20_000
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 10 * time.Second
+	}
+	if c.TransactionTimeout <= 0 {
+		c.TransactionTimeout = c.SessionTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return c
+}
+
+// Validate reports what is wrong with c, without connecting anywhere.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("txn: no brokers: set Config.Brokers (runner: --brokers)"))
+	}
+	if c.Guarantee < ExactlyOnce || c.Guarantee > AtMostOnce {
+		errs = append(errs, fmt.Errorf("txn: unknown guarantee %v", c.Guarantee))
+	}
+	d := c.withDefaults()
+	if d.Instance == "" {
+		errs = append(errs, errors.New("txn: no instance id and no hostname: set Config.Instance (runner: --instance)"))
+	}
+	if d.TransactionTimeout < d.CommitInterval {
+		errs = append(errs, fmt.Errorf("txn: transaction timeout %v is shorter than the commit interval %v", d.TransactionTimeout, d.CommitInterval))
+	}
+	return errors.Join(errs...)
+}

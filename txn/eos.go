@@ -1,0 +1,219 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// runExactlyOnce runs transactional sessions until ctx is done or a fatal
+// error. Whatever ends a session short of a fatal error (fencing, an
+// unknown transaction outcome, a broker outage or restart) is answered the
+// same way: drop all pending work, create a new session (a new producer
+// epoch, offsets fetched again from the broker) and go on.
+func (w *Worker) runExactlyOnce(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		progressed, err := w.eosSession(ctx)
+		if ctx.Err() != nil && !isFatal(err) {
+			return nil
+		}
+		if fe := classify(err); fe != nil {
+			return fe
+		}
+		if isFatal(err) {
+			return err
+		}
+		if progressed {
+			attempt = 0
+		}
+		w.log.Warn("re-creating the transactional session", "err", err, "attempt", attempt+1)
+		if !backoff(ctx, attempt) {
+			return nil
+		}
+	}
+}
+
+func isFatal(err error) bool {
+	var fe *FatalError
+	return errors.As(err, &fe)
+}
+
+// batch is the state of the one open transaction.
+type batch struct {
+	mu         sync.Mutex
+	produceErr error // first failed produce of the transaction
+	records    int
+	produced   int
+}
+
+func (b *batch) promise(_ *kgo.Record, err error) {
+	if err != nil {
+		b.mu.Lock()
+		if b.produceErr == nil {
+			b.produceErr = err
+		}
+		b.mu.Unlock()
+	}
+}
+
+func (b *batch) err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.produceErr
+}
+
+// eosSession runs one GroupTransactSession. It returns whether any
+// transaction committed, and why the session ended (nil on shutdown).
+func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
+	opts := append(w.groupOpts(),
+		kgo.TransactionalID(w.topo.AppID()+"-"+w.cfg.Instance),
+		kgo.TransactionTimeout(w.cfg.TransactionTimeout),
+		kgo.RequireStableFetchOffsets(),
+	)
+	sess, err := kgo.NewGroupTransactSession(append(opts, w.cfg.ClientOpts...)...)
+	if err != nil {
+		return false, &FatalError{Cause: "invalid client configuration", Err: err}
+	}
+	w.m.sessions.Inc()
+	defer sess.Close()
+	ts := newTasks(w.topo, w.taskConfig(), w.m)
+	defer ts.drop()
+
+	var out []*kgo.Record
+	for {
+		fetches := sess.PollRecords(ctx, w.cfg.MaxBatchRecords)
+		if ctx.Err() != nil {
+			return progressed, nil // no transaction is open
+		}
+		if err := w.fetchErr(fetches); err != nil {
+			return progressed, err
+		}
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			return progressed, fmt.Errorf("txn: begin: %w", err)
+		}
+		b := &batch{}
+		produce := func(r *kgo.Record) {
+			b.produced++
+			sess.Produce(ctx, r, b.promise)
+		}
+		procErr := w.collect(ctx, fetches, b, sess.PollRecords, func(p kgo.FetchTopicPartition) error {
+			var err error
+			out, err = ts.process(p, out, produce)
+			return err
+		})
+		clear(out)
+		committed, err := w.end(sess, ts, b, procErr == nil)
+		if procErr != nil {
+			return progressed, procErr
+		}
+		if err != nil {
+			return progressed, err
+		}
+		progressed = progressed || committed
+	}
+}
+
+// collect processes fetched records and keeps polling into the same batch
+// until the commit interval has passed since it began, MaxBatchRecords
+// records are in it, nothing more is fetched in time, or ctx is done.
+func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches, b *batch,
+	poll func(context.Context, int) kgo.Fetches, process func(kgo.FetchTopicPartition) error,
+) (err error) {
+	deadline := time.Now().Add(w.cfg.CommitInterval)
+	for {
+		b.records += fetches.NumRecords()
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if err == nil {
+				err = process(p)
+			}
+		})
+		if err != nil || b.records >= w.cfg.MaxBatchRecords || ctx.Err() != nil || !time.Now().Before(deadline) {
+			return err
+		}
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		fetches = poll(pctx, w.cfg.MaxBatchRecords-b.records)
+		cancel()
+		if err := w.fetchErr(fetches); err != nil {
+			return err
+		}
+		if fetches.NumRecords() == 0 {
+			return nil
+		}
+	}
+}
+
+// end ends the open transaction: flush, then commit unless a produce
+// failed or the caller wants an abort. Every outcome other than a commit
+// drops all tasks, because franz-go rewinds every partition to its
+// committed offset. An error means the outcome is unknown (the transaction
+// may have committed): the session must be re-created, and the tasks are
+// re-created from committed state.
+func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, wantCommit bool) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.TransactionTimeout)
+	defer cancel()
+	// Flush before End: waiting on produce results instead would sit out
+	// the producer linger on every transaction.
+	flushErr := sess.Client().Flush(ctx)
+	produceErr := b.err()
+	try := kgo.TransactionEndTry(wantCommit && flushErr == nil && produceErr == nil)
+	committed, err := sess.End(ctx, try)
+	w.m.produced.Add(float64(b.produced))
+	switch {
+	case err != nil:
+		w.m.txnAborted.WithLabelValues("unknown_outcome").Inc()
+		w.log.Warn("transaction outcome unknown; dropping pending work", "err", err, "records", b.records)
+		ts.drop()
+		w.takeRevoked()
+		return false, fmt.Errorf("txn: end transaction: %w", err)
+	case produceErr != nil || flushErr != nil:
+		w.m.txnAborted.WithLabelValues("produce_error").Inc()
+		ts.drop()
+		w.takeRevoked()
+		if fe := classify(produceErr); fe != nil {
+			return false, fe
+		}
+		return false, fmt.Errorf("txn: produce failed, transaction aborted: %w", errors.Join(produceErr, flushErr))
+	case !committed && !wantCommit:
+		w.m.txnAborted.WithLabelValues("processing_error").Inc()
+		ts.drop()
+		return false, nil
+	case !committed:
+		// A rebalance (or a group-level commit error the session treats
+		// as abortable): franz-go rewound every partition, reprocess.
+		w.m.txnAborted.WithLabelValues("rebalance").Inc()
+		w.log.Info("transaction aborted by a rebalance; reprocessing", "records", b.records)
+		ts.drop()
+		w.takeRevoked()
+		return false, nil
+	}
+	w.m.txnCommitted.Inc()
+	if err := ts.close(w.takeRevoked()); err != nil {
+		w.log.Warn("closing revoked tasks", "err", err)
+	}
+	return true, nil
+}
+
+// fetchErr returns the first fetch error that ends the session; other
+// fetch errors are transient (franz-go retries them) and only logged.
+func (w *Worker) fetchErr(f kgo.Fetches) error {
+	for _, fe := range f.Errors() {
+		switch {
+		case errors.Is(fe.Err, context.Canceled), errors.Is(fe.Err, context.DeadlineExceeded):
+		case errors.Is(fe.Err, kgo.ErrClientClosed):
+			return fe.Err
+		default:
+			if fatal := classify(fe.Err); fatal != nil {
+				return fatal
+			}
+			w.log.Warn("fetch error; retrying", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+package txn
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// runPlain runs the at_least_once and at_most_once guarantees: the same
+// operators without transactions, recovering like runExactlyOnce.
+func (w *Worker) runPlain(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		progressed, err := w.plainSession(ctx)
+		if ctx.Err() != nil && !isFatal(err) {
+			return nil
+		}
+		if isFatal(err) {
+			return err
+		}
+		if fe := classify(err); fe != nil {
+			return fe
+		}
+		if progressed {
+			attempt = 0
+		}
+		w.log.Warn("re-creating the consumer", "err", err, "attempt", attempt+1)
+		if !backoff(ctx, attempt) {
+			return nil
+		}
+	}
+}
+
+// plainSession runs one group consumer. Rebalances are blocked from a poll
+// until its batch's offsets are committed, so a commit never covers a
+// partition this worker no longer owns.
+//
+//   - at_least_once: process, produce, flush; commit the offsets only when
+//     every output was acknowledged. A failure re-creates the consumer,
+//     which resumes from the last commit: outputs may repeat, none is lost.
+//   - at_most_once: commit the polled offsets first, then process and
+//     produce. A crash or failed produce loses those outputs; none repeats.
+func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) {
+	opts := append(w.groupOpts(), kgo.BlockRebalanceOnPoll())
+	cl, err := kgo.NewClient(append(opts, w.cfg.ClientOpts...)...)
+	if err != nil {
+		return false, &FatalError{Cause: "invalid client configuration", Err: err}
+	}
+	w.m.sessions.Inc()
+	defer cl.Close()
+	ts := newTasks(w.topo, w.taskConfig(), w.m)
+	defer ts.drop()
+
+	var out []*kgo.Record
+	for {
+		fetches := cl.PollRecords(ctx, w.cfg.MaxBatchRecords)
+		if ctx.Err() != nil {
+			cl.AllowRebalance()
+			return progressed, nil
+		}
+		if err := w.fetchErr(fetches); err != nil {
+			return progressed, err
+		}
+		if fetches.NumRecords() == 0 {
+			cl.AllowRebalance()
+			continue
+		}
+		b := &batch{}
+		produce := func(r *kgo.Record) {
+			b.produced++
+			cl.Produce(ctx, r, b.promise)
+		}
+		var polled []*kgo.Record
+		err := w.collect(ctx, fetches, b, cl.PollRecords, func(p kgo.FetchTopicPartition) error {
+			if w.cfg.Guarantee == AtMostOnce {
+				if err := cl.CommitRecords(ctx, p.Records...); err != nil {
+					return fmt.Errorf("txn: commit offsets before processing: %w", err)
+				}
+			} else {
+				polled = append(polled, p.Records...)
+			}
+			var err error
+			out, err = ts.process(p, out, produce)
+			return err
+		})
+		clear(out)
+		if err != nil {
+			return progressed, err
+		}
+		if err := cl.Flush(ctx); err != nil {
+			return progressed, nil // shutting down
+		}
+		w.m.produced.Add(float64(b.produced))
+		if err := b.err(); err != nil {
+			if w.cfg.Guarantee == AtLeastOnce {
+				return progressed, fmt.Errorf("txn: produce failed; resuming from the last committed offsets: %w", err)
+			}
+			w.log.Error("produce failed; at_most_once drops the batch's failed outputs", "err", err)
+		}
+		if w.cfg.Guarantee == AtLeastOnce {
+			if err := cl.CommitRecords(ctx, polled...); err != nil {
+				return progressed, fmt.Errorf("txn: commit offsets: %w", err)
+			}
+		}
+		w.m.txnCommitted.Inc()
+		progressed = true
+		if err := ts.close(w.takeRevoked()); err != nil {
+			w.log.Warn("closing revoked tasks", "err", err)
+		}
+		cl.AllowRebalance()
+	}
+}

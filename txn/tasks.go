@@ -1,0 +1,108 @@
+package txn
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// tasks is the set of open tasks of one worker, created on the first
+// record of their partition and dropped whenever their uncommitted effects
+// must be forgotten. It is used by the worker's loop goroutine only.
+type tasks struct {
+	topo    Topology
+	cfg     TaskConfig
+	subOf   map[string]int
+	open    map[TaskID]Task
+	metrics *metrics
+}
+
+func newTasks(topo Topology, cfg TaskConfig, m *metrics) *tasks {
+	subOf := map[string]int{}
+	for _, s := range topo.Subtopologies() {
+		for _, t := range s.SourceTopics {
+			subOf[t] = s.ID
+		}
+	}
+	return &tasks{topo: topo, cfg: cfg, subOf: subOf, open: map[TaskID]Task{}, metrics: m}
+}
+
+// get returns the task of a source topic's partition, creating it.
+func (ts *tasks) get(topic string, partition int32) (Task, error) {
+	sub, ok := ts.subOf[topic]
+	if !ok {
+		return nil, fmt.Errorf("txn: polled topic %q is not a source of the topology", topic)
+	}
+	id := TaskID{Subtopology: sub, Partition: partition}
+	if t := ts.open[id]; t != nil {
+		return t, nil
+	}
+	t, err := ts.topo.NewTask(id, ts.cfg)
+	if err != nil {
+		return nil, &FatalError{Cause: fmt.Sprintf("creating task %d_%d failed", id.Subtopology, id.Partition), Err: err}
+	}
+	ts.open[id] = t
+	ts.metrics.tasks.Set(float64(len(ts.open)))
+	return t, nil
+}
+
+// process runs the records of one fetched partition through its task and
+// hands every output to produce. It returns the number of outputs.
+func (ts *tasks) process(p kgo.FetchTopicPartition, out []*kgo.Record, produce func(*kgo.Record)) ([]*kgo.Record, error) {
+	if len(p.Records) == 0 {
+		return out, nil
+	}
+	t, err := ts.get(p.Topic, p.Partition)
+	if err != nil {
+		return out, err
+	}
+	before := t.Stats()
+	for _, rec := range p.Records {
+		out, err = t.Process(rec, out[:0])
+		for _, o := range out {
+			produce(o)
+		}
+		if err != nil {
+			return out, &FatalError{Cause: "a record failed and the topology's error policy is to fail", Err: err}
+		}
+	}
+	after := t.Stats()
+	ts.metrics.records.Add(float64(after.Processed - before.Processed))
+	ts.metrics.deadLetters.Add(float64(after.DeadLetter - before.DeadLetter))
+	ts.metrics.skipped.Add(float64(after.Skipped - before.Skipped))
+	return out, nil
+}
+
+// drop closes every task: their effects since the last commit are
+// forgotten, and the next record of each partition creates its task anew
+// from committed state (the hook where state is re-restored).
+func (ts *tasks) drop() error {
+	var errs []error
+	for id, t := range ts.open {
+		errs = append(errs, t.Close())
+		delete(ts.open, id)
+	}
+	ts.metrics.tasks.Set(0)
+	return errors.Join(errs...)
+}
+
+// close closes the tasks of partitions this worker no longer owns.
+func (ts *tasks) close(revoked map[string][]int32) error {
+	var errs []error
+	for topic, parts := range revoked {
+		sub, ok := ts.subOf[topic]
+		if !ok {
+			continue
+		}
+		for _, p := range parts {
+			id := TaskID{Subtopology: sub, Partition: p}
+			if t := ts.open[id]; t != nil {
+				errs = append(errs, t.Close())
+				delete(ts.open, id)
+			}
+		}
+	}
+	ts.metrics.tasks.Set(float64(len(ts.open)))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,211 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Worker runs one member of an application's worker group: it consumes the
+// topology's source topics as part of the consumer group named by the app
+// id, runs every record through its task, and produces the results with the
+// configured guarantee.
+//
+// Workers of one app on any number of machines form one group; partitions
+// (and so tasks) move between them on rebalance. Kafka is the coordinator:
+// sluice adds none of its own.
+type Worker struct {
+	topo Topology
+	cfg  Config
+	log  *slog.Logger
+	m    *metrics
+
+	layout *layout
+	// batchMax is the producer's batch size limit, and so the largest
+	// record any written topic accepts (the smallest max.message.bytes).
+	batchMax int
+
+	mu      sync.Mutex
+	revoked map[string][]int32 // since the last commit, from group callbacks
+}
+
+// NewWorker validates cfg and returns a worker for topo. It does not
+// connect; Run does.
+func NewWorker(topo Topology, cfg Config) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	log := cfg.Logger.With("app", topo.AppID(), "instance", cfg.Instance)
+	return &Worker{topo: topo, cfg: cfg, log: log, m: newMetrics(cfg.Registerer, topo.AppID(), cfg.Instance)}, nil
+}
+
+// Run runs the worker until ctx is cancelled or a fatal error occurs. On
+// cancellation it ends the open transaction (committing what was processed),
+// leaves the group and returns nil. Fencing, unknown transaction outcomes and
+// broker outages are recovered from inside Run; the returned error is a
+// *FatalError, a topic problem found at start (missing source topic,
+// co-partitioning, internal topic partition count), or a task's error under
+// the fail error policy.
+//
+// Run must be called once.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.prepare(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	w.log.Info("worker starting", "guarantee", w.cfg.Guarantee.String(), "subtopologies", len(w.topo.Subtopologies()))
+	var err error
+	switch w.cfg.Guarantee {
+	case ExactlyOnce:
+		err = w.runExactlyOnce(ctx)
+	default:
+		err = w.runPlain(ctx)
+	}
+	w.leaveGroup()
+	return err
+}
+
+// prepare checks and creates topics with a short-lived admin client.
+func (w *Worker) prepare(ctx context.Context) error {
+	cl, err := kgo.NewClient(w.baseOpts()...)
+	if err != nil {
+		return fmt.Errorf("txn: client: %w", err)
+	}
+	defer cl.Close()
+	l, err := prepareTopics(ctx, kadm.NewClient(cl), w.topo, w.topo.SinkTopics())
+	if err != nil {
+		return err
+	}
+	w.layout = l
+	w.batchMax = 0
+	for _, n := range l.maxBytes {
+		if w.batchMax == 0 || n < w.batchMax {
+			w.batchMax = n
+		}
+	}
+	if w.batchMax == 0 {
+		w.batchMax = defaultMaxMessageBytes
+	}
+	return nil
+}
+
+func (w *Worker) baseOpts() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(w.cfg.Brokers...)}, w.cfg.ClientOpts...)
+}
+
+// groupOpts are the consumer and producer options every guarantee shares;
+// callers append their own, then Config.ClientOpts last.
+func (w *Worker) groupOpts() []kgo.Opt {
+	var sources []string
+	for _, s := range w.topo.Subtopologies() {
+		sources = append(sources, s.SourceTopics...)
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(w.cfg.Brokers...),
+		kgo.ConsumerGroup(w.topo.AppID()),
+		kgo.ConsumeTopics(sources...),
+		kgo.InstanceID(w.cfg.Instance),
+		kgo.SessionTimeout(w.cfg.SessionTimeout),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.ProducerBatchMaxBytes(int32(w.batchMax)),
+		kgo.WithLogger(kgoLogger{w.log}),
+		kgo.OnPartitionsRevoked(w.onRevoked),
+		kgo.OnPartitionsLost(w.onRevoked),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	}
+	return opts
+}
+
+// onRevoked records partitions whose tasks close after the open transaction
+// ends. It runs in franz-go's group goroutine and must not call End.
+func (w *Worker) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.revoked == nil {
+		w.revoked = map[string][]int32{}
+	}
+	for t, ps := range revoked {
+		w.revoked[t] = append(w.revoked[t], ps...)
+	}
+}
+
+// takeRevoked returns and clears the partitions revoked since last asked.
+func (w *Worker) takeRevoked() map[string][]int32 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.revoked
+	w.revoked = nil
+	return r
+}
+
+func (w *Worker) taskConfig() TaskConfig {
+	return TaskConfig{
+		Clock: w.cfg.Clock,
+		MaxMessageBytes: func(topic string) int {
+			return min(w.batchMax, w.layout.maxBytes[topic])
+		},
+	}
+}
+
+// leaveGroup removes this static member from the group so that a graceful
+// stop moves its partitions at once instead of after the session timeout.
+// (franz-go does not leave the group on Close for static members.)
+func (w *Worker) leaveGroup() {
+	cl, err := kgo.NewClient(w.baseOpts()...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = w.topo.AppID()
+	m := kmsg.NewLeaveGroupRequestMember()
+	m.InstanceID = &w.cfg.Instance
+	m.Reason = kmsg.StringPtr("sluice worker stopping")
+	req.Members = append(req.Members, m)
+	if _, err := req.RequestWith(ctx, cl); err != nil {
+		w.log.Warn("leaving the group failed; partitions move after the session timeout", "err", err)
+	}
+}
+
+// backoff waits before a retry, growing from 100ms to 5s; it returns false
+// when ctx is done.
+func backoff(ctx context.Context, attempt int) bool {
+	d := min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+var errShutdown = errors.New("txn: shutting down")
+
+// kgoLogger forwards franz-go's warnings and errors to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
+	switch level {
+	case kgo.LogLevelError:
+		k.l.Error("kgo: "+msg, kv...)
+	default:
+		k.l.Warn("kgo: "+msg, kv...)
+	}
+}
