@@ -1,0 +1,56 @@
+// Package examples lists the example apps that `runner run` and `runner
+// demo` know, each with its own flags. The apps themselves live in the
+// sub-packages; their topics and record formats are fixed by CONTRACT.md.
+package examples
+
+import (
+	"flag"
+	"slices"
+	"strings"
+
+	"github.com/sluicehq/sluice/examples/passthrough"
+	"github.com/sluicehq/sluice/stream"
+)
+
+// App is one example application.
+type App struct {
+	// Name selects the app: `runner run NAME`.
+	Name string
+	// Summary is the one line `runner apps` prints.
+	Summary string
+	// Flags registers the app's own flags on fs and returns the function
+	// that builds the topology once fs is parsed.
+	Flags func(fs *flag.FlagSet) (build func(appID string) (*stream.Topology, error))
+	// Inputs and Outputs name the flags that hold the app's source and
+	// sink topics, for tools that create topics (runner demo).
+	Inputs, Outputs []string
+}
+
+// All returns the example apps, sorted by name.
+func All() []App {
+	apps := []App{
+		{
+			Name:    "passthrough",
+			Summary: "copy every record of --input to --output unchanged",
+			Flags: func(fs *flag.FlagSet) func(string) (*stream.Topology, error) {
+				in := fs.String("input", "in", "source topic")
+				out := fs.String("output", "out", "sink topic")
+				return func(appID string) (*stream.Topology, error) { return passthrough.Build(appID, *in, *out) }
+			},
+			Inputs:  []string{"input"},
+			Outputs: []string{"output"},
+		},
+	}
+	slices.SortFunc(apps, func(a, b App) int { return strings.Compare(a.Name, b.Name) })
+	return apps
+}
+
+// Lookup returns the app called name.
+func Lookup(name string) (App, bool) {
+	for _, a := range All() {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return App{}, false
+}

@@ -1,0 +1,133 @@
+package txn_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/examples/passthrough"
+	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/stretchr/testify/require"
+)
+
+// cluster is an in-process embedded broker for one test.
+type cluster struct {
+	t       *testing.T
+	brokers []string
+}
+
+func newCluster(t *testing.T, partitions int32, topics ...string) *cluster {
+	t.Helper()
+	c, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	cl := &cluster{t: t, brokers: []string{addr}}
+	require.NoError(t, txntest.CreateTopics(cl.ctx(30*time.Second), cl.brokers, partitions, topics...))
+	return cl
+}
+
+func (c *cluster) ctx(d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	c.t.Cleanup(cancel)
+	return ctx
+}
+
+// workers runs in-process workers of one app; each can be stopped.
+type workers struct {
+	c    *cluster
+	topo txn.Topology
+	cfg  txn.Config
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	stop map[string]context.CancelFunc
+	errs []error
+}
+
+func (c *cluster) workers(topo txn.Topology, cfg txn.Config) *workers {
+	cfg.Brokers = c.brokers
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	w := &workers{c: c, topo: topo, cfg: cfg, stop: map[string]context.CancelFunc{}}
+	c.t.Cleanup(w.stopAll)
+	return w
+}
+
+func (w *workers) start(instance string) {
+	cfg := w.cfg
+	cfg.Instance = instance
+	wk, err := txn.NewWorker(w.topo, cfg)
+	require.NoError(w.c.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	w.mu.Lock()
+	w.stop[instance] = cancel
+	w.mu.Unlock()
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		if err := wk.Run(ctx); err != nil {
+			w.mu.Lock()
+			w.errs = append(w.errs, fmt.Errorf("%s: %w", instance, err))
+			w.mu.Unlock()
+		}
+	}()
+}
+
+func (w *workers) halt(instance string) {
+	w.mu.Lock()
+	cancel := w.stop[instance]
+	delete(w.stop, instance)
+	w.mu.Unlock()
+	cancel()
+}
+
+func (w *workers) stopAll() {
+	w.mu.Lock()
+	for _, cancel := range w.stop {
+		cancel()
+	}
+	clear(w.stop)
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+func (w *workers) requireNoErrors() {
+	w.c.t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	require.Empty(w.c.t, w.errs)
+}
+
+// Every sequence number reaches the output exactly once while workers join
+// and leave the group mid-run.
+func TestExactlyOnceWithMembersJoiningAndLeaving(t *testing.T) {
+	const n = 100_000
+	c := newCluster(t, 8, "in", "out")
+	topo, err := passthrough.Build("eos", "in", "out")
+	require.NoError(t, err)
+	ws := c.workers(topo, txn.Config{SessionTimeout: 3 * time.Second})
+	ws.start("w1")
+	ws.start("w2")
+	ws.start("w3")
+
+	ctx := c.ctx(3 * time.Minute)
+	require.NoError(t, txntest.Produce(ctx, c.brokers, "in", 0, n/4, 1000, 100))
+	ws.start("w4") // joins
+	require.NoError(t, txntest.Produce(ctx, c.brokers, "in", n/4, n/2, 1000, 100))
+	ws.halt("w1") // leaves
+	require.NoError(t, txntest.Produce(ctx, c.brokers, "in", n/2, 3*n/4, 1000, 100))
+	ws.halt("w2")
+	ws.start("w1") // comes back
+	require.NoError(t, txntest.Produce(ctx, c.brokers, "in", 3*n/4, n, 1000, 100))
+
+	rep, err := txntest.Verify(ctx, c.brokers, "out", n)
+	require.NoError(t, err)
+	require.True(t, rep.Clean(), "%s", rep)
+	ws.stopAll()
+	ws.requireNoErrors()
+}
