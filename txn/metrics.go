@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer, appID, instance string) *metrics {
 		txnAborted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "sluice", Name: "transactions_aborted_total",
 			Help: "Transactions that did not commit, by reason: rebalance, produce_error, unknown_outcome, shutdown.", ConstLabels: labels}, []string{"reason"}),
 		sessions: counter("sessions_created_total", "Transactional sessions created (the first, and one per recovery from fencing or an unknown outcome)."),
-		tasks: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "sluice", Name: "tasks", Help: "Tasks currently open.", ConstLabels: labels}),
+		tasks:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "sluice", Name: "tasks", Help: "Tasks currently open.", ConstLabels: labels}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.produced, m.deadLetters, m.skipped, m.txnCommitted, m.txnAborted, m.sessions, m.tasks)

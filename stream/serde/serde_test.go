@@ -90,42 +90,66 @@ func TestBytes(t *testing.T) {
 	})
 }
 
-func TestInt64RoundTrip(t *testing.T) {
-	tests := []struct {
-		name string
-		in   int64
-	}{
-		{"zero", 0},
-		{"one", 1},
-		{"minus one", -1},
-		{"negative", -123456789},
-		{"positive", 987654321},
-		{"min", math.MinInt64},
-		{"max", math.MaxInt64},
-		{"min+1", math.MinInt64 + 1},
-		{"max-1", math.MaxInt64 - 1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, err := serde.Int64.Encode(tt.in)
-			require.NoError(t, err)
-			require.Len(t, b, 8)
-			got, err := serde.Int64.Decode(b)
-			require.NoError(t, err)
-			require.Equal(t, tt.in, got)
-		})
+var int64Cases = []struct {
+	name string
+	in   int64
+}{
+	{"zero", 0},
+	{"one", 1},
+	{"minus one", -1},
+	{"negative", -123456789},
+	{"positive", 987654321},
+	{"min", math.MinInt64},
+	{"max", math.MaxInt64},
+	{"min+1", math.MinInt64 + 1},
+	{"max-1", math.MaxInt64 - 1},
+}
+
+// kafkaLong is what Kafka's LongSerializer writes: big-endian two's
+// complement.
+func kafkaLong(v int64) []byte {
+	return []byte{
+		byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32),
+		byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v),
 	}
 }
 
-func TestInt64ByteOrderIsNumericOrder(t *testing.T) {
-	values := []int64{
-		math.MinInt64, math.MinInt64 + 1, -1 << 40, -65536, -256, -255, -2, -1,
-		0, 1, 2, 255, 256, 65536, 1 << 40, math.MaxInt64 - 1, math.MaxInt64,
+func TestInt64RoundTrip(t *testing.T) {
+	serdes := []struct {
+		name  string
+		s     serde.Serde[int64]
+		kafka bool // byte-compatible with Kafka's LongSerializer
+	}{
+		{"Int64", serde.Int64, true},
+		{"OrderedInt64", serde.OrderedInt64, false},
 	}
+	for _, sd := range serdes {
+		for _, tt := range int64Cases {
+			t.Run(sd.name+"/"+tt.name, func(t *testing.T) {
+				b, err := sd.s.Encode(tt.in)
+				require.NoError(t, err)
+				require.Len(t, b, 8)
+				if sd.kafka {
+					require.Equal(t, kafkaLong(tt.in), b, "Int64 must be byte-compatible with Kafka's LongSerializer")
+				} else {
+					require.NotEqual(t, kafkaLong(tt.in), b, "OrderedInt64 flips the sign bit")
+				}
+				got, err := sd.s.Decode(b)
+				require.NoError(t, err)
+				require.Equal(t, tt.in, got)
+			})
+		}
+	}
+}
+
+// requireByteOrderIsNumericOrder checks that encoding the sorted values
+// gives sorted byte strings.
+func requireByteOrderIsNumericOrder(t *testing.T, s serde.Serde[int64], values []int64) {
+	t.Helper()
 	require.True(t, slices.IsSorted(values))
 	encoded := make([][]byte, len(values))
 	for i, v := range values {
-		b, err := serde.Int64.Encode(v)
+		b, err := s.Encode(v)
 		require.NoError(t, err)
 		encoded[i] = b
 	}
@@ -140,20 +164,26 @@ func TestInt64ByteOrderIsNumericOrder(t *testing.T) {
 	require.Equal(t, encoded, shuffled)
 }
 
-// The doc of serde.Int64 says: "For values ≥ 0 the bytes equal Kafka's
-// LongSerializer". Kafka's LongSerializer writes the plain big-endian two's
-// complement, so 1 is 00 00 00 00 00 00 00 01.
-func TestInt64NonNegativeMatchesKafkaLongSerializer(t *testing.T) {
-	for _, v := range []int64{0, 1, 42, math.MaxInt64} {
-		b, err := serde.Int64.Encode(v)
-		require.NoError(t, err)
-		kafka := []byte{
-			byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32),
-			byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v),
-		}
-		require.Equal(t, kafka, b,
-			"BUG: serde.Int64 doc promises Kafka LongSerializer bytes for %d ≥ 0, but the sign-bit flip sets the top bit of every non-negative value (Encode(%d)=%x, Kafka=%x); a Java consumer would read Long.MIN_VALUE+%d", v, v, b, kafka, v)
-	}
+var (
+	nonNegative = []int64{0, 1, 2, 255, 256, 65536, 1 << 40, math.MaxInt64 - 1, math.MaxInt64}
+	negative    = []int64{math.MinInt64, math.MinInt64 + 1, -1 << 40, -65536, -256, -255, -2, -1}
+)
+
+func TestInt64ByteOrder(t *testing.T) {
+	t.Run("Int64 orders non-negative values", func(t *testing.T) {
+		requireByteOrderIsNumericOrder(t, serde.Int64, nonNegative)
+	})
+	t.Run("Int64 orders negative values among themselves", func(t *testing.T) {
+		requireByteOrderIsNumericOrder(t, serde.Int64, negative)
+	})
+	t.Run("Int64 sorts negative values after non-negative ones", func(t *testing.T) {
+		minus, _ := serde.Int64.Encode(-1)
+		zero, _ := serde.Int64.Encode(0)
+		require.Equal(t, 1, bytes.Compare(minus, zero), "two's complement: why OrderedInt64 exists")
+	})
+	t.Run("OrderedInt64 orders every value", func(t *testing.T) {
+		requireByteOrderIsNumericOrder(t, serde.OrderedInt64, slices.Concat(negative, nonNegative))
+	})
 }
 
 func TestInt64DecodeErrors(t *testing.T) {
@@ -168,14 +198,19 @@ func TestInt64DecodeErrors(t *testing.T) {
 		{name: "short", in: []byte{1, 2, 3, 4}, wantMsg: "want 8 bytes, got 4"},
 		{name: "long", in: make([]byte, 9), wantMsg: "want 8 bytes, got 9"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := serde.Int64.Decode(tt.in)
-			requireSerdeError(t, err, "int64", "int64", "decode")
-			require.Zero(t, got)
-			require.ErrorContains(t, err, tt.wantMsg)
-			require.Equal(t, tt.null, errors.Is(err, serde.ErrNull))
-		})
+	for _, sd := range []struct {
+		name string
+		s    serde.Serde[int64]
+	}{{"int64", serde.Int64}, {"ordered-int64", serde.OrderedInt64}} {
+		for _, tt := range tests {
+			t.Run(sd.name+"/"+tt.name, func(t *testing.T) {
+				got, err := sd.s.Decode(tt.in)
+				requireSerdeError(t, err, sd.name, "int64", "decode")
+				require.Zero(t, got)
+				require.ErrorContains(t, err, tt.wantMsg)
+				require.Equal(t, tt.null, errors.Is(err, serde.ErrNull))
+			})
+		}
 	}
 }
 
@@ -243,13 +278,33 @@ func TestJSONDecodeErrors(t *testing.T) {
 	}
 }
 
-// The JSON doc says "Decoding rejects null". A JSON null literal decodes
-// into a struct as its zero value under encoding/json, so a record whose
-// value is `null` would silently become an empty Order.
-func TestJSONDecodeRejectsNullLiteral(t *testing.T) {
-	got, err := serde.JSON[Order]().Decode([]byte("null"))
-	require.Error(t, err,
-		"BUG?: serde.JSON doc says decoding rejects null, but the JSON literal `null` decodes to the zero Order (%+v) with no error", got)
+// A JSON null literal would decode into a struct as its zero value; the
+// serde rejects it unless T can be nil.
+func TestJSONNullLiteral(t *testing.T) {
+	for _, in := range []string{"null", " null\n"} {
+		_, err := serde.JSON[Order]().Decode([]byte(in))
+		requireSerdeError(t, err, "json", "serde_test.Order", "decode")
+		require.ErrorIs(t, err, serde.ErrNull, "%q", in)
+
+		_, err = serde.JSON[int64]().Decode([]byte(in))
+		require.ErrorIs(t, err, serde.ErrNull, "%q into int64", in)
+	}
+	t.Run("nilable types decode null to nil", func(t *testing.T) {
+		p, err := serde.JSON[*Order]().Decode([]byte("null"))
+		require.NoError(t, err)
+		require.Nil(t, p)
+		m, err := serde.JSON[map[string]int]().Decode([]byte("null"))
+		require.NoError(t, err)
+		require.Nil(t, m)
+		sl, err := serde.JSON[[]int]().Decode([]byte("null"))
+		require.NoError(t, err)
+		require.Nil(t, sl)
+	})
+	t.Run("a Kafka null is an error even for nilable types", func(t *testing.T) {
+		_, err := serde.JSON[*Order]().Decode(nil)
+		requireSerdeError(t, err, "json", "*serde_test.Order", "decode")
+		require.ErrorIs(t, err, serde.ErrNull)
+	})
 }
 
 func TestJSONEncodeError(t *testing.T) {

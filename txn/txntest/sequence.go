@@ -145,4 +145,3 @@ func Verify(ctx context.Context, brokers []string, topic string, n int64) (Repor
 	}
 	return rep, nil
 }
-
