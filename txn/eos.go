@@ -194,6 +194,7 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, wantCo
 		return false, nil
 	}
 	w.m.txnCommitted.Inc()
+	w.log.Debug("transaction committed", "records", b.records, "produced", b.produced)
 	if err := ts.close(w.takeRevoked()); err != nil {
 		w.log.Warn("closing revoked tasks", "err", err)
 	}
