@@ -3,6 +3,7 @@ package stream
 import (
 	"errors"
 	"fmt"
+	"regexp"
 
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -73,9 +74,7 @@ func Named(name string) Option {
 func From[K, V any](b *Builder, topic string, keySerde serde.Serde[K], valueSerde serde.Serde[V], opts ...Option) Stream[K, V] {
 	n := b.add(kindSource, "source", opts)
 	n.topics = []string{topic}
-	if topic == "" {
-		b.errorf("%s: empty topic name", n.name)
-	}
+	b.checkTopic(n, topic)
 	if keySerde == nil || valueSerde == nil {
 		b.errorf("source %s (topic %q) has no %s serde: pass one to stream.From", n.name, topic, whichNil(keySerde == nil, valueSerde == nil))
 	}
@@ -96,7 +95,16 @@ func whichNil(key, value bool) string {
 }
 
 func (b *Builder) errorf(format string, args ...any) {
-	b.errs = append(b.errs, fmt.Errorf(format, args...))
+	b.errs = append(b.errs, fmt.Errorf("stream: "+format, args...))
+}
+
+var validTopic = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+// checkTopic records an error for a name Kafka would reject.
+func (b *Builder) checkTopic(n *node, topic string) {
+	if !validTopic.MatchString(topic) || topic == "." || topic == ".." {
+		b.errorf("%s: invalid topic name %q: use 1 to 249 of [a-zA-Z0-9._-]", n.name, topic)
+	}
 }
 
 // add registers a node. Default names are `<op>-<seq>`, Kafka Streams style.

@@ -3,6 +3,7 @@ package stream
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -68,7 +69,8 @@ type RecordError struct {
 }
 
 func (e *RecordError) Error() string {
-	return fmt.Sprintf("stream: record %s[%d]@%d: %v", e.Origin.Topic, e.Origin.Partition, e.Origin.Offset, e.Err)
+	return fmt.Sprintf("stream: record %s[%d]@%d: %s", e.Origin.Topic, e.Origin.Partition, e.Origin.Offset,
+		strings.TrimPrefix(e.Err.Error(), "stream: "))
 }
 
 // Unwrap returns the cause.
@@ -80,6 +82,12 @@ type PanicError struct {
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("stream: operator panicked: %v", e.Value) }
+
+// Unwrap returns the panic value when it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
 
 // deadLetter builds the DLQ record for a failed input record: the input's
 // own key, value, timestamp and headers, plus the sluice.* headers.

@@ -136,7 +136,7 @@ func ExampleBuilder_Build() {
 	_, err := b.Build()
 	fmt.Println(err)
 	// Output:
-	// sink sink-0001 (topic "in") has no value serde: pass one to To
+	// stream: sink sink-0001 (topic "in") has no value serde: pass one to To
 	// stream: cycle through topics: sub-topology 0 writes "in", read by sub-topology 0: records would be processed forever; write to a topic the topology does not read
 }
 

@@ -157,10 +157,13 @@ func (s Stream[K, V]) Peek(f func(K, V), opts ...Option) Stream[K, V] {
 // must be co-partitioned. Records keep their relative order within each
 // input.
 func (s Stream[K, V]) Merge(other Stream[K, V], opts ...Option) Stream[K, V] {
-	n := s.b.add(kindProcessor, "merge", opts, s.out.node, other.out.node)
 	if other.b != s.b {
-		s.b.errorf("%s: merged streams come from different builders", n.name)
+		// Connect nothing: the other builder must not feed this one.
+		n := s.b.add(kindProcessor, "merge", opts, s.out.node)
+		s.b.errorf("%s: merged streams come from different builders: build both from one Builder", n.name)
+		return Stream[K, V]{b: s.b, out: &outlet[K, V]{node: n}}
 	}
+	n := s.b.add(kindProcessor, "merge", opts, s.out.node, other.out.node)
 	spec := &opSpec[K, V, K, V]{mk: func(_ *task, next sink[K, V]) (sink[K, V], error) { return next, nil }}
 	spec.out.node = n
 	s.out.children = append(s.out.children, spec)
@@ -242,9 +245,7 @@ func (s *splitSpec[K, V]) instantiate(t *task) (sink[K, V], error) {
 func (s Stream[K, V]) To(topic string, keySerde serde.Serde[K], valueSerde serde.Serde[V], opts ...Option) {
 	n := s.b.add(kindSink, "sink", opts, s.out.node)
 	n.topics = []string{topic}
-	if topic == "" {
-		s.b.errorf("%s: empty topic name", n.name)
-	}
+	s.b.checkTopic(n, topic)
 	if keySerde == nil || valueSerde == nil {
 		s.b.errorf("sink %s (topic %q) has no %s serde: pass one to To", n.name, topic, whichNil(keySerde == nil, valueSerde == nil))
 	}

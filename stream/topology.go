@@ -63,6 +63,11 @@ func (b *Builder) Build() (*Topology, error) {
 	if len(t.subs) == 0 {
 		errs = append(errs, errNoSources)
 	}
+	for _, it := range t.InternalTopics() {
+		if n, ok := readers[it.Name]; ok {
+			errs = append(errs, fmt.Errorf("stream: source %s reads the app's own %s topic %q: failing records would loop through it forever; read it with another app id", n.name, it.Purpose, it.Name))
+		}
+	}
 	if err := t.checkCycles(); err != nil {
 		errs = append(errs, err)
 	}
@@ -178,7 +183,13 @@ func (t *Topology) AppID() string { return t.appID }
 func (t *Topology) ErrorPolicy() ErrorPolicy { return t.policy }
 
 // Subtopologies implements txn.Topology.
-func (t *Topology) Subtopologies() []txn.Subtopology { return slices.Clone(t.subs) }
+func (t *Topology) Subtopologies() []txn.Subtopology {
+	subs := slices.Clone(t.subs)
+	for i := range subs {
+		subs[i].SourceTopics = slices.Clone(subs[i].SourceTopics)
+	}
+	return subs
+}
 
 // SubtopologyOf returns the sub-topology that reads topic.
 func (t *Topology) SubtopologyOf(topic string) (int, bool) {
