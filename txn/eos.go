@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -72,7 +73,6 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 	opts := append(w.groupOpts(),
 		kgo.TransactionalID(w.topo.AppID()+"-"+w.cfg.Instance),
 		kgo.TransactionTimeout(w.cfg.TransactionTimeout),
-		kgo.RequireStableFetchOffsets(),
 	)
 	sess, err := kgo.NewGroupTransactSession(append(opts, w.cfg.ClientOpts...)...)
 	if err != nil {
@@ -163,7 +163,16 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, wantCo
 	flushErr := sess.Client().Flush(ctx)
 	produceErr := b.err()
 	try := kgo.TransactionEndTry(wantCommit && flushErr == nil && produceErr == nil)
+	want := sess.Client().UncommittedOffsets()
 	committed, err := sess.End(ctx, try)
+	if err == nil && !committed && try == kgo.TryCommit && w.committedAnyway(ctx, sess, want) {
+		// franz-go retries an EndTxn(commit) answered UNKNOWN_SERVER_ERROR
+		// as an abort and reports (false, nil), although the broker may
+		// have committed; it then rewinds to offsets that are now stale.
+		// The group's offsets tell: the transaction did commit, so the
+		// session's positions and the tasks are wrong. Re-create both.
+		err = errCommittedAnyway
+	}
 	w.m.produced.Add(float64(b.produced))
 	switch {
 	case err != nil:
@@ -199,6 +208,32 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, wantCo
 		w.log.Warn("closing revoked tasks", "err", err)
 	}
 	return true, nil
+}
+
+var errCommittedAnyway = errors.New("txn: the transaction reported as aborted had committed")
+
+// committedAnyway reports whether the group's committed offsets reached
+// want on any partition: after an End that reported an abort, that means
+// the transaction committed (or, harmlessly, that another worker already
+// moved a revoked partition further). When the offsets cannot be read it
+// answers true: re-creating the session is always safe.
+func (w *Worker) committedAnyway(ctx context.Context, sess *kgo.GroupTransactSession, want map[string]map[int32]kgo.EpochOffset) bool {
+	if len(want) == 0 {
+		return false
+	}
+	got, err := kadm.NewClient(sess.Client()).FetchOffsets(kadm.RequireStable(ctx), w.topo.AppID())
+	if err != nil {
+		w.log.Warn("cannot read the group's offsets after an aborted commit; re-creating the session", "err", err)
+		return true
+	}
+	for topic, parts := range want {
+		for p, eo := range parts {
+			if o, ok := got.Lookup(topic, p); ok && o.Err == nil && o.At >= eo.Offset {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // fetchErr returns the first fetch error that ends the session; other
