@@ -99,9 +99,12 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 			return progressed, fmt.Errorf("txn: begin: %w", err)
 		}
 		b := &batch{}
+		// A stop request lets the open transaction finish: producing is
+		// not cancelled with ctx (collect stops polling, end commits).
+		pctx := context.WithoutCancel(ctx)
 		produce := func(r *kgo.Record) {
 			b.produced++
-			sess.Produce(ctx, r, b.promise)
+			sess.Produce(pctx, r, b.promise)
 		}
 		procErr := w.collect(ctx, fetches, b, sess.PollRecords, func(p kgo.FetchTopicPartition) error {
 			var err error
