@@ -1,0 +1,206 @@
+// Package state keeps a task's state in a local Pebble database whose
+// every change is also written, inside the same Kafka transaction as the
+// task's outputs, to a compacted changelog topic.
+//
+// # Atomic commit
+//
+// Writes of the open transaction go to a pending batch (a Pebble indexed
+// batch, so reads see them). The pending batch reaches the database only
+// after the Kafka transaction committed, in ONE Pebble batch together with
+// the checkpoint: the next changelog offset of every store, and the task's
+// stream time. Any other outcome discards it. A crash between the Kafka
+// commit and the apply therefore leaves an older checkpoint, and restoring
+// replays the changelog from there: a short tail, never a full rebuild.
+//
+// This package never begins, ends or aborts a Kafka transaction: the
+// runtime (package txn) decides when to Commit or Discard.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// checkpointKey holds the checkpoint. Store keys start with a non-zero
+// length byte, so they never collide with it.
+var checkpointKey = []byte("\x00checkpoint")
+
+// Checkpoint is what the database has applied: for each changelog topic,
+// the offset from which a restore must replay; and the task's stream time.
+type Checkpoint struct {
+	Offsets    map[string]int64 `json:"offsets"`
+	StreamTime int64            `json:"stream_time_ms"`
+}
+
+// ErrCorrupt is wrapped by Open when the database cannot be used; the
+// caller wipes it and restores fully from the changelog.
+var ErrCorrupt = errors.New("state: database corrupt")
+
+// DB is the state of one task: all its stores, key-prefixed, in one Pebble
+// database, with the pending batch of the open transaction.
+//
+// A DB is used by one goroutine at a time.
+type DB struct {
+	pdb     *pebble.DB
+	pending *pebble.Batch
+	undo    []undo // writes of the current record, for Rollback
+	cp      Checkpoint
+}
+
+type undo struct {
+	key     []byte
+	prev    []byte
+	existed bool
+}
+
+// Options configures Open. The zero value uses the OS file system.
+type Options struct {
+	// FS is the file system; vfs.NewMem() for tests and streamtest.
+	FS vfs.FS
+}
+
+// Open opens (creating if needed) the database in dir and reads its
+// checkpoint. A database that cannot be opened or whose checkpoint cannot
+// be read is reported with ErrCorrupt.
+func Open(dir string, opts Options) (*DB, error) {
+	popts := &pebble.Options{FS: opts.FS, Logger: quietLogger{}}
+	pdb, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, dir, err)
+	}
+	d := &DB{pdb: pdb}
+	v, closer, err := pdb.Get(checkpointKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		d.cp = Checkpoint{Offsets: map[string]int64{}}
+	case err != nil:
+		pdb.Close()
+		return nil, fmt.Errorf("%w: read checkpoint in %s: %v", ErrCorrupt, dir, err)
+	default:
+		err = json.Unmarshal(v, &d.cp)
+		closer.Close()
+		if err != nil {
+			pdb.Close()
+			return nil, fmt.Errorf("%w: checkpoint in %s: %v", ErrCorrupt, dir, err)
+		}
+		if d.cp.Offsets == nil {
+			d.cp.Offsets = map[string]int64{}
+		}
+	}
+	d.pending = pdb.NewIndexedBatch()
+	return d, nil
+}
+
+// Checkpoint returns the applied checkpoint. The map must not be modified.
+func (d *DB) Checkpoint() Checkpoint { return d.cp }
+
+// Get returns the value of key as of the pending batch (the open
+// transaction's own writes included). The returned slice is valid until
+// the next write, Commit or Discard.
+func (d *DB) Get(key []byte) ([]byte, bool, error) {
+	v, closer, err := d.pending.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state: get: %w", err)
+	}
+	defer closer.Close()
+	return v, true, nil
+}
+
+// Set writes key into the pending batch.
+func (d *DB) Set(key, value []byte) error {
+	if err := d.remember(key); err != nil {
+		return err
+	}
+	return d.pending.Set(key, value, nil)
+}
+
+// Delete deletes key in the pending batch.
+func (d *DB) Delete(key []byte) error {
+	if err := d.remember(key); err != nil {
+		return err
+	}
+	return d.pending.Delete(key, nil)
+}
+
+// remember records key's current value so that Rollback can restore it.
+func (d *DB) remember(key []byte) error {
+	v, ok, err := d.Get(key)
+	if err != nil {
+		return err
+	}
+	d.undo = append(d.undo, undo{key: append([]byte(nil), key...), prev: append([]byte(nil), v...), existed: ok})
+	return nil
+}
+
+// Mark starts a new input record: Rollback undoes the writes made since.
+func (d *DB) Mark() { d.undo = d.undo[:0] }
+
+// Rollback undoes the pending writes made since Mark: a failed record's
+// state changes are discarded with its outputs.
+func (d *DB) Rollback() error {
+	for i := len(d.undo) - 1; i >= 0; i-- {
+		u := d.undo[i]
+		var err error
+		if u.existed {
+			err = d.pending.Set(u.key, u.prev, nil)
+		} else {
+			err = d.pending.Delete(u.key, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("state: rollback: %w", err)
+		}
+	}
+	d.undo = d.undo[:0]
+	return nil
+}
+
+// Commit applies the pending batch and cp in one atomic Pebble batch, after
+// the Kafka transaction that carried the changelog records committed.
+func (d *DB) Commit(cp Checkpoint) error {
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return fmt.Errorf("state: encode checkpoint: %w", err)
+	}
+	if err := d.pending.Set(checkpointKey, b, nil); err != nil {
+		return fmt.Errorf("state: commit: %w", err)
+	}
+	// NoSync is enough: the checkpoint travels with the data, so an apply
+	// lost to an OS crash only means a longer changelog replay.
+	if err := d.pending.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("state: commit: %w", err)
+	}
+	d.cp = cp
+	d.reset()
+	return nil
+}
+
+// Discard drops the pending batch: the transaction did not commit.
+func (d *DB) Discard() { d.reset() }
+
+func (d *DB) reset() {
+	d.pending.Close()
+	d.pending = d.pdb.NewIndexedBatch()
+	d.undo = d.undo[:0]
+}
+
+// Close discards the pending batch and closes the database.
+func (d *DB) Close() error {
+	d.pending.Close()
+	return d.pdb.Close()
+}
+
+// quietLogger drops Pebble's informational logs and keeps its fatal ones.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}

@@ -1,0 +1,153 @@
+package state_test
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/stretchr/testify/require"
+)
+
+// changelog collects appended changelog records.
+type changelog struct{ recs []string }
+
+func (c *changelog) Append(topic string, key, value []byte) {
+	v := "<nil>"
+	if value != nil {
+		v = strconv.Quote(string(value))
+	}
+	c.recs = append(c.recs, topic+" "+string(key)+"="+v)
+}
+
+func open(t *testing.T, fs vfs.FS) *state.DB {
+	t.Helper()
+	db, err := state.Open("db", state.Options{FS: fs})
+	require.NoError(t, err)
+	return db
+}
+
+func kv(t *testing.T, db *state.DB, log state.Changelog) *state.KeyValue[string, string] {
+	t.Helper()
+	s, err := state.NewKeyValue(db, "s", "app-s-changelog", log, serde.String, serde.String)
+	require.NoError(t, err)
+	return s
+}
+
+func get(t *testing.T, s *state.KeyValue[string, string], k string) string {
+	t.Helper()
+	v, ok, err := s.Get(k)
+	require.NoError(t, err)
+	if !ok {
+		return "<none>"
+	}
+	return v
+}
+
+// Writes are visible to the open transaction at once, reach the database
+// only with Commit, and vanish with Discard.
+func TestPendingCommitDiscard(t *testing.T) {
+	fs := vfs.NewMem()
+	db := open(t, fs)
+	log := &changelog{}
+	s := kv(t, db, log)
+
+	require.NoError(t, s.Put("a", "1"))
+	require.Equal(t, "1", get(t, s, "a"), "read your writes")
+	db.Discard()
+	require.Equal(t, "<none>", get(t, s, "a"))
+
+	require.NoError(t, s.Put("a", "2"))
+	require.NoError(t, s.Put("b", "3"))
+	require.NoError(t, s.Delete("b"))
+	require.NoError(t, db.Commit(state.Checkpoint{Offsets: map[string]int64{"app-s-changelog": 42}, StreamTime: 7}))
+	require.Equal(t, []string{`app-s-changelog a="1"`, `app-s-changelog a="2"`, `app-s-changelog b="3"`, `app-s-changelog b=<nil>`}, log.recs)
+	require.NoError(t, db.Close())
+
+	db = open(t, fs)
+	defer db.Close()
+	s = kv(t, db, log)
+	require.Equal(t, "2", get(t, s, "a"))
+	require.Equal(t, "<none>", get(t, s, "b"))
+	require.Equal(t, int64(42), db.Checkpoint().Offsets["app-s-changelog"])
+	require.Equal(t, int64(7), db.Checkpoint().StreamTime)
+}
+
+// Rollback undoes the writes of the current record only.
+func TestRollback(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	defer db.Close()
+	s := kv(t, db, &changelog{})
+	require.NoError(t, s.Put("a", "1"))
+	db.Mark()
+	require.NoError(t, s.Put("a", "2"))
+	require.NoError(t, s.Put("new", "x"))
+	require.NoError(t, s.Put("new", "y"))
+	require.NoError(t, db.Rollback())
+	require.Equal(t, "1", get(t, s, "a"))
+	require.Equal(t, "<none>", get(t, s, "new"))
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	require.Equal(t, "1", get(t, s, "a"))
+	require.Equal(t, "<none>", get(t, s, "new"))
+}
+
+// Range returns keys in order, over committed and pending writes, within
+// one store only.
+func TestRange(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	defer db.Close()
+	s := kv(t, db, &changelog{})
+	other, err := state.NewKeyValue(db, "t", "app-t-changelog", &changelog{}, serde.String, serde.String)
+	require.NoError(t, err)
+	for _, k := range []string{"c", "a", "e"} {
+		require.NoError(t, s.Put(k, k+k))
+	}
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	require.NoError(t, s.Put("b", "bb"))
+	require.NoError(t, s.Delete("e"))
+	require.NoError(t, other.Put("a", "other"))
+
+	collect := func(it *state.Iterator[string, string]) []string {
+		var got []string
+		for it.Next() {
+			got = append(got, it.Key()+"="+it.Value())
+		}
+		require.NoError(t, it.Close())
+		return got
+	}
+	require.Equal(t, []string{"a=aa", "b=bb", "c=cc"}, collect(s.All()))
+	from, to := "b", "c"
+	require.Equal(t, []string{"b=bb"}, collect(s.Range(&from, &to)))
+	require.Equal(t, []string{"b=bb", "c=cc"}, collect(s.Range(&from, nil)))
+}
+
+// A value that no longer decodes stops the iterator with a sticky error.
+func TestIteratorStickyError(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	defer db.Close()
+	raw, err := state.NewKeyValue(db, "s", "c", &changelog{}, serde.String, serde.String)
+	require.NoError(t, err)
+	require.NoError(t, raw.Put("a", "not a number"))
+	ints, err := state.NewKeyValue(db, "s", "c", &changelog{}, serde.String, serde.Int64)
+	require.NoError(t, err)
+	it := ints.All()
+	require.False(t, it.Next())
+	require.False(t, it.Next())
+	require.ErrorContains(t, it.Err(), "state: s: decode value")
+	require.ErrorContains(t, it.Close(), "want 8 bytes")
+}
+
+// A checkpoint that cannot be read makes Open fail with ErrCorrupt, which
+// tells the caller to wipe and restore from the changelog.
+func TestCorruptCheckpoint(t *testing.T) {
+	fs := vfs.NewMem()
+	pdb, err := pebble.Open("db", &pebble.Options{FS: fs})
+	require.NoError(t, err)
+	require.NoError(t, pdb.Set([]byte("\x00checkpoint"), []byte("{not json"), pebble.Sync))
+	require.NoError(t, pdb.Close())
+	_, err = state.Open("db", state.Options{FS: fs})
+	require.ErrorIs(t, err, state.ErrCorrupt)
+	require.ErrorContains(t, err, "checkpoint in db")
+}

@@ -1,0 +1,245 @@
+package state
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Codec turns keys or values into bytes and back. stream/serde's Serde
+// satisfies it; state declares its own so that it depends on nothing above
+// it.
+type Codec[T any] interface {
+	Encode(v T) ([]byte, error)
+	Decode(data []byte) (T, error)
+}
+
+// Changelog receives the changelog record of every store write, for the
+// runtime to produce inside the open transaction. A nil value is a
+// tombstone (a delete).
+type Changelog interface {
+	Append(topic string, key, value []byte)
+}
+
+// KeyValue is a typed key-value store of one task: a key range of the
+// task's DB, changelogged to one topic. Reads see the open transaction's
+// own writes. Keys are ordered by their encoded bytes: use a serde whose
+// byte order is the order you want to range over (stream/serde.String,
+// serde.OrderedInt64).
+//
+// A KeyValue is used by its task's goroutine only.
+type KeyValue[K, V any] struct {
+	db        *DB
+	prefix    []byte
+	changelog string
+	log       Changelog
+	ks        Codec[K]
+	vs        Codec[V]
+	buf       []byte
+}
+
+// NewKeyValue returns the store called name inside db, whose writes are
+// also appended to log for the changelog topic. Store names must be unique
+// within a DB and stable: the on-disk key prefix is derived from the name.
+func NewKeyValue[K, V any](db *DB, name, changelogTopic string, log Changelog, ks Codec[K], vs Codec[V]) (*KeyValue[K, V], error) {
+	if name == "" || len(name) > 255 {
+		return nil, fmt.Errorf("state: store name %q must have 1 to 255 bytes", name)
+	}
+	return &KeyValue[K, V]{
+		db: db, prefix: StorePrefix(name), changelog: changelogTopic, log: log, ks: ks, vs: vs,
+	}, nil
+}
+
+// StorePrefix returns the key prefix of a store: its name's length, then
+// the name. It never starts with 0, which the DB's own keys use.
+func StorePrefix(name string) []byte {
+	return append([]byte{byte(len(name))}, name...)
+}
+
+// key returns the DB key of an encoded store key, in a buffer reused by
+// the next call.
+func (s *KeyValue[K, V]) key(k []byte) []byte {
+	s.buf = append(append(s.buf[:0], s.prefix...), k...)
+	return s.buf
+}
+
+// Get returns the value of k and whether it exists.
+func (s *KeyValue[K, V]) Get(k K) (V, bool, error) {
+	var zero V
+	kb, err := s.ks.Encode(k)
+	if err != nil {
+		return zero, false, fmt.Errorf("state: %s: encode key: %w", s.name(), err)
+	}
+	vb, ok, err := s.db.Get(s.key(kb))
+	if err != nil || !ok {
+		return zero, false, err
+	}
+	v, err := s.vs.Decode(vb)
+	if err != nil {
+		return zero, false, fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+	}
+	return v, true, nil
+}
+
+// Put sets k to v and appends the change to the changelog.
+func (s *KeyValue[K, V]) Put(k K, v V) error {
+	kb, err := s.ks.Encode(k)
+	if err != nil {
+		return fmt.Errorf("state: %s: encode key: %w", s.name(), err)
+	}
+	vb, err := s.vs.Encode(v)
+	if err != nil {
+		return fmt.Errorf("state: %s: encode value: %w", s.name(), err)
+	}
+	if vb == nil {
+		vb = []byte{} // a nil value is the changelog's tombstone
+	}
+	if err := s.db.Set(s.key(kb), vb); err != nil {
+		return err
+	}
+	s.log.Append(s.changelog, kb, vb)
+	return nil
+}
+
+// Delete removes k and appends a tombstone to the changelog.
+func (s *KeyValue[K, V]) Delete(k K) error {
+	kb, err := s.ks.Encode(k)
+	if err != nil {
+		return fmt.Errorf("state: %s: encode key: %w", s.name(), err)
+	}
+	if err := s.db.Delete(s.key(kb)); err != nil {
+		return err
+	}
+	s.log.Append(s.changelog, kb, nil)
+	return nil
+}
+
+func (s *KeyValue[K, V]) name() string { return string(s.prefix[1:]) }
+
+// Range iterates over the keys in [from, to) in byte order of their
+// encoding; a nil bound is open. Close the iterator when done.
+func (s *KeyValue[K, V]) Range(from, to *K) *Iterator[K, V] {
+	it := &Iterator[K, V]{s: s}
+	lower, upper := s.prefix, prefixEnd(s.prefix)
+	if from != nil {
+		kb, err := s.ks.Encode(*from)
+		if err != nil {
+			it.err = fmt.Errorf("state: %s: encode range start: %w", s.name(), err)
+			return it
+		}
+		lower = append(bytes.Clone(s.prefix), kb...)
+	}
+	if to != nil {
+		kb, err := s.ks.Encode(*to)
+		if err != nil {
+			it.err = fmt.Errorf("state: %s: encode range end: %w", s.name(), err)
+			return it
+		}
+		upper = append(bytes.Clone(s.prefix), kb...)
+	}
+	it.pit, it.err = s.db.pending.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	return it
+}
+
+// All iterates over every key of the store.
+func (s *KeyValue[K, V]) All() *Iterator[K, V] { return s.Range(nil, nil) }
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Iterator walks a range of a KeyValue store:
+//
+//	it := store.All()
+//	for it.Next() {
+//		use(it.Key(), it.Value())
+//	}
+//	if err := it.Close(); err != nil { ... }
+//
+// Its error is sticky: after a failure Next returns false and Close (or
+// Err) returns the error. It sees the open transaction's writes as of its
+// creation, and must not outlive the record being processed.
+type Iterator[K, V any] struct {
+	s       *KeyValue[K, V]
+	pit     *pebble.Iterator
+	started bool
+	key     K
+	value   V
+	err     error
+}
+
+// Next moves to the next entry and decodes it; it returns false at the end
+// or on an error.
+func (it *Iterator[K, V]) Next() bool {
+	if it.err != nil || it.pit == nil {
+		return false
+	}
+	var ok bool
+	if !it.started {
+		it.started, ok = true, it.pit.First()
+	} else {
+		ok = it.pit.Next()
+	}
+	if !ok {
+		it.err = it.pit.Error()
+		return false
+	}
+	k, err := it.s.ks.Decode(it.pit.Key()[len(it.s.prefix):])
+	if err != nil {
+		it.err = fmt.Errorf("state: %s: decode key: %w", it.s.name(), err)
+		return false
+	}
+	raw, err := it.pit.ValueAndErr()
+	if err != nil {
+		it.err = fmt.Errorf("state: %s: read value: %w", it.s.name(), err)
+		return false
+	}
+	v, err := it.s.vs.Decode(raw)
+	if err != nil {
+		it.err = fmt.Errorf("state: %s: decode value: %w", it.s.name(), err)
+		return false
+	}
+	it.key, it.value = k, v
+	return true
+}
+
+// Key returns the current key.
+func (it *Iterator[K, V]) Key() K { return it.key }
+
+// Value returns the current value.
+func (it *Iterator[K, V]) Value() V { return it.value }
+
+// Err returns the sticky error.
+func (it *Iterator[K, V]) Err() error { return it.err }
+
+// Close releases the iterator and returns its sticky error.
+func (it *Iterator[K, V]) Close() error {
+	if it.pit != nil {
+		if err := it.pit.Close(); err != nil && it.err == nil {
+			it.err = err
+		}
+		it.pit = nil
+	}
+	return it.err
+}
+
+// ApplyRestored writes one changelog record of store name straight into
+// the pending batch during a restore: a nil value deletes. Restored writes
+// are not changelogged again; Commit them with the checkpoint they reach.
+func (d *DB) ApplyRestored(storePrefix, key, value []byte) error {
+	k := append(bytes.Clone(storePrefix), key...)
+	if value == nil {
+		return d.pending.Delete(k, nil)
+	}
+	return d.pending.Set(k, value, nil)
+}
+
