@@ -19,6 +19,7 @@ type Builder struct {
 	appID  string
 	policy ErrorPolicy
 	nodes  []*node
+	stores []*storeSpec
 	errs   []error
 }
 
@@ -50,7 +51,8 @@ func NewBuilder(appID string, opts ...BuilderOption) *Builder {
 type Option interface{ applyNode(*nodeOpts) }
 
 type nodeOpts struct {
-	name string
+	name   string
+	stores []Store
 }
 
 type nodeOpt func(*nodeOpts)
@@ -114,6 +116,10 @@ func (b *Builder) add(kind nodeKind, op string, opts []Option, parents ...*node)
 		opt.applyNode(&o)
 	}
 	n := &node{id: len(b.nodes), kind: kind, op: op, name: o.name, named: o.name != ""}
+	for _, st := range o.stores {
+		n.stores = append(n.stores, st.spec())
+		st.spec().users = append(st.spec().users, n)
+	}
 	if n.name == "" {
 		n.name = fmt.Sprintf("%s-%04d", op, n.id)
 	}

@@ -38,7 +38,8 @@ type node struct {
 	parents  []*node
 	children []*node
 	raw      rawSource // sources only
-	sub      int       // sub-topology, set by Build
+	stores   []*storeSpec
+	sub      int // sub-topology, set by Build
 }
 
 // sink receives typed records: the input side of a runtime node.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/txn"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -29,8 +30,16 @@ type task struct {
 
 	instances map[*node]any // build-time only
 	closers   []Closer
-	stats     txn.TaskStats
-	closed    bool
+
+	// State, for tasks of sub-topologies with stores.
+	db         *state.DB
+	stores     map[*storeSpec]any
+	changelogs map[string][]byte // changelog topic -> store key prefix
+	restored   int64
+	restoredTo map[string]int64
+
+	stats  txn.TaskStats
+	closed bool
 }
 
 var _ txn.Task = (*task)(nil)
@@ -53,6 +62,9 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 	}
 	mark := len(out)
 	t.out, t.recErr = out, nil
+	if t.db != nil {
+		t.db.Mark()
+	}
 	err := t.push(src, rec)
 	out, t.out = t.out, nil
 	t.stats.Processed++
@@ -60,6 +72,11 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 		return out, nil
 	}
 	out = out[:mark] // all or nothing per input record
+	if t.db != nil {
+		if rbErr := t.db.Rollback(); rbErr != nil {
+			return out, rbErr
+		}
+	}
 	switch t.topo.policy {
 	case OnErrorSkip:
 		t.stats.Skipped++
@@ -116,6 +133,9 @@ func (t *task) Close() error {
 	var errs []error
 	for i := len(t.closers) - 1; i >= 0; i-- {
 		errs = append(errs, t.closers[i].Close())
+	}
+	if t.db != nil {
+		errs = append(errs, t.db.Close()) // discards pending writes
 	}
 	return errors.Join(errs...)
 }

@@ -15,12 +15,13 @@ import (
 // runtime (txn) or the test driver (streamtest). It is safe for concurrent
 // use; each task gets its own operator instances.
 type Topology struct {
-	appID   string
-	policy  ErrorPolicy
-	nodes   []*node
-	subs    []txn.Subtopology
-	subSrcs [][]*node // sources of each sub-topology
-	topicOf map[string]int
+	appID     string
+	policy    ErrorPolicy
+	nodes     []*node
+	subs      []txn.Subtopology
+	subSrcs   [][]*node      // sources of each sub-topology
+	subStores [][]*storeSpec // stores of each sub-topology
+	topicOf   map[string]int
 }
 
 var _ txn.Topology = (*Topology)(nil)
@@ -71,6 +72,7 @@ func (b *Builder) Build() (*Topology, error) {
 	if err := t.checkCycles(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, t.assignStores(b.stores)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -112,6 +114,49 @@ func (t *Topology) assignSubtopologies() {
 		t.subs = append(t.subs, txn.Subtopology{ID: id, SourceTopics: topics})
 		t.subSrcs = append(t.subSrcs, srcs)
 	}
+}
+
+// assignStores checks the stores and their users, and files each store
+// under the sub-topology of its users.
+func (t *Topology) assignStores(stores []*storeSpec) []error {
+	var errs []error
+	t.subStores = make([][]*storeSpec, len(t.subs))
+	seen := map[string]bool{}
+	for _, n := range t.nodes {
+		if len(n.stores) > 0 && !n.named {
+			errs = append(errs, fmt.Errorf("stream: operator %s uses stores %s but has no name: give it a stable one with stream.Named (state and changelogs are tied to names, never to positions)", n.name, storeNames(n.stores)))
+		}
+	}
+	for _, s := range stores {
+		if seen[s.name] {
+			errs = append(errs, fmt.Errorf("stream: two stores are named %q: store names must be unique", s.name))
+			continue
+		}
+		seen[s.name] = true
+		if len(s.users) == 0 {
+			errs = append(errs, fmt.Errorf("stream: store %q is used by no operator: pass it with stream.WithStores to the operators that use it", s.name))
+			continue
+		}
+		sub := s.users[0].sub
+		for _, u := range s.users[1:] {
+			if u.sub != sub {
+				errs = append(errs, fmt.Errorf("stream: store %q is used by %s (sub-topology %d) and %s (sub-topology %d): a store belongs to one sub-topology; connect them (Merge) or use two stores",
+					s.name, s.users[0].name, sub, u.name, u.sub))
+			}
+		}
+		if sub >= 0 && sub < len(t.subStores) {
+			t.subStores[sub] = append(t.subStores[sub], s)
+		}
+	}
+	return errs
+}
+
+func storeNames(ss []*storeSpec) string {
+	names := make([]string, len(ss))
+	for i, s := range ss {
+		names[i] = s.name
+	}
+	return "[" + strings.Join(names, ", ") + "]"
 }
 
 // checkCycles rejects a sub-topology that feeds itself through topics it
@@ -212,12 +257,20 @@ func (t *Topology) SinkTopics() []string {
 
 func (t *Topology) dlqTopic() string { return t.appID + "-dlq" }
 
-// InternalTopics implements txn.Topology: the DLQ under OnErrorDLQ.
+// InternalTopics implements txn.Topology: the DLQ under OnErrorDLQ, and
+// one compacted changelog per store.
 func (t *Topology) InternalTopics() []txn.InternalTopic {
-	if t.policy != OnErrorDLQ {
-		return nil
+	var its []txn.InternalTopic
+	if t.policy == OnErrorDLQ {
+		its = append(its, txn.InternalTopic{Name: t.dlqTopic(), Purpose: "dlq", Subtopology: -1})
 	}
-	return []txn.InternalTopic{{Name: t.dlqTopic(), Purpose: "dlq"}}
+	for sub, stores := range t.subStores {
+		for _, s := range stores {
+			its = append(its, txn.InternalTopic{Name: s.changelogTopic(t.appID), Purpose: "changelog", Subtopology: sub,
+				Configs: map[string]string{"cleanup.policy": "compact"}})
+		}
+	}
+	return its
 }
 
 // NewTask implements txn.Topology: it instantiates the operators of
@@ -231,6 +284,9 @@ func (t *Topology) NewTask(id txn.TaskID, cfg txn.TaskConfig) (txn.Task, error) 
 	if tk.clock == nil {
 		tk.clock = time.Now
 	}
+	if err := tk.openState(t.subStores[id.Subtopology]); err != nil {
+		return nil, err
+	}
 	for _, src := range t.subSrcs[id.Subtopology] {
 		s, err := src.raw.instantiateRaw(tk)
 		if err != nil {
@@ -241,5 +297,8 @@ func (t *Topology) NewTask(id txn.TaskID, cfg txn.TaskConfig) (txn.Task, error) 
 		}
 	}
 	tk.instances = nil
+	if tk.db != nil {
+		return statefulTask{tk}, nil
+	}
 	return tk, nil
 }

@@ -56,8 +56,10 @@ func prepareTopics(ctx context.Context, adm *kadm.Client, topo Topology, sinks [
 		return nil, err
 	}
 	var maxSource int32
+	subPartitions := map[int]int32{}
 	for _, s := range topo.Subtopologies() {
 		want := l.partitions[s.SourceTopics[0]]
+		subPartitions[s.ID] = want
 		for _, topic := range s.SourceTopics[1:] {
 			if got := l.partitions[topic]; got != want {
 				errs = append(errs, fmt.Errorf("txn: sub-topology %d reads %q (%d partitions) and %q (%d partitions): co-partitioned topics need the same partition count; repartition one of them (e.g. SelectKey then To a topic with %d partitions)",
@@ -69,7 +71,7 @@ func prepareTopics(ctx context.Context, adm *kadm.Client, topo Topology, sinks [
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if err := ensureInternal(ctx, adm, topo.InternalTopics(), maxSource, l); err != nil {
+	if err := ensureInternal(ctx, adm, topo.InternalTopics(), subPartitions, maxSource, l); err != nil {
 		return nil, err
 	}
 	written := slices.Concat(sinks, internalNames(topo))
@@ -103,9 +105,9 @@ func internalNames(topo Topology) []string {
 }
 
 // ensureInternal creates missing internal topics and checks the partition
-// count of existing ones. An internal topic's count is its declared count,
-// or the largest source partition count when it declares 0.
-func ensureInternal(ctx context.Context, adm *kadm.Client, topics []InternalTopic, maxSource int32, l *layout) error {
+// count of existing ones: that of the sub-topology the topic belongs to, or
+// the largest source partition count.
+func ensureInternal(ctx context.Context, adm *kadm.Client, topics []InternalTopic, subPartitions map[int]int32, maxSource int32, l *layout) error {
 	if len(topics) == 0 {
 		return nil
 	}
@@ -115,8 +117,8 @@ func ensureInternal(ctx context.Context, adm *kadm.Client, topics []InternalTopi
 	}
 	var errs []error
 	for _, it := range topics {
-		want := it.Partitions
-		if want <= 0 {
+		want, ok := subPartitions[it.Subtopology]
+		if !ok {
 			want = maxSource
 		}
 		if d, ok := details[it.Name]; ok && d.Err == nil {

@@ -22,13 +22,15 @@ type Subtopology struct {
 }
 
 // InternalTopic is a topic the runtime creates and owns (DLQ, repartition,
-// changelog). Partitions 0 means the largest partition count among the
-// topology's source topics.
+// changelog).
 type InternalTopic struct {
-	Name       string
-	Purpose    string // "dlq", "repartition", "changelog"
-	Partitions int32
-	Configs    map[string]string
+	Name    string
+	Purpose string // "dlq", "repartition", "changelog"
+	// Subtopology is the sub-topology whose source partition count the
+	// topic must have (a changelog has one partition per task); -1 means
+	// the largest partition count among all source topics.
+	Subtopology int
+	Configs     map[string]string
 }
 
 // Topology is what the runtime drives. stream.Builder.Build returns one.
@@ -60,6 +62,9 @@ type TaskConfig struct {
 	// of sending it: a rejected send would abort the whole transaction.
 	// Nil means no limit.
 	MaxMessageBytes func(topic string) int
+	// StateDir is the directory of the task's local state; "" keeps state
+	// in memory (tests).
+	StateDir string
 }
 
 // Task is the deterministic per-record step of one task: no I/O, no
@@ -77,6 +82,25 @@ type Task interface {
 	Stats() TaskStats
 	// Close releases the task's operators. It is safe to call once.
 	Close() error
+}
+
+// StatefulTask is a Task with local state changelogged to Kafka. The
+// runtime restores it before its first record, and after every transaction
+// commits or discards its pending writes (DESIGN.md invariants 4 to 6).
+type StatefulTask interface {
+	Task
+	// RestoreFrom returns, for each changelog topic of the task, the offset
+	// of the task's partition to replay from; -2 means from the start.
+	RestoreFrom() map[string]int64
+	// Restore applies one changelog record, read with read_committed.
+	Restore(rec *kgo.Record) error
+	// RestoreDone makes the restored records durable; next holds the
+	// offset each changelog was read up to.
+	RestoreDone(next map[string]int64) error
+	// Commit applies the pending writes, after the transaction that carried
+	// their changelog records committed. next holds, for each changelog
+	// topic written in that transaction, the offset after its last record.
+	Commit(next map[string]int64) error
 }
 
 // TaskStats counts what a task did with its input.

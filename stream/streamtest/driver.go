@@ -19,6 +19,7 @@ package streamtest
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/sluicehq/sluice/stream"
@@ -36,6 +37,10 @@ type Driver struct {
 	tasks      map[txn.TaskID]txn.Task
 	part       kgo.Partitioner
 
+	stateDir    string // tasks' state, when the topology has stores
+	ownStateDir bool   // created by New, removed by Close
+	stateDirErr error
+
 	in      kgo.Record // reused input record; tasks never retain it
 	out     []*kgo.Record
 	pending []*kgo.Record // produced records to feed back, FIFO
@@ -50,6 +55,7 @@ type topic struct {
 	tp      kgo.TopicPartitioner
 	sub     int
 	source  bool
+	manual  bool       // records carry their partition (changelogs)
 	tasks   []txn.Task // by partition, when source
 	unread  []*kgo.Record
 }
@@ -71,7 +77,19 @@ func WithWallClock(t time.Time) Option {
 	return func(d *Driver) { d.now = t }
 }
 
-// New returns a driver for topo. Close it to close the tasks' processors.
+// WithStateDir keeps the tasks' state in dir instead of a temporary
+// directory that Close removes.
+func WithStateDir(dir string) Option {
+	return func(d *Driver) { d.stateDir = dir }
+}
+
+// New returns a driver for topo. Close it to close the tasks' processors
+// and remove their state.
+//
+// Stores behave as in the runtime: each task has its own Pebble database;
+// after every Pipe the driver commits, as the runtime does after a
+// transaction; a Pipe that fails (under stream.OnErrorFail) drops the
+// tasks, whose state goes back to the last commit.
 func New(topo *stream.Topology, opts ...Option) *Driver {
 	d := &Driver{
 		topo:       topo,
@@ -84,7 +102,20 @@ func New(topo *stream.Topology, opts ...Option) *Driver {
 	for _, o := range opts {
 		o(d)
 	}
+	if d.stateDir == "" && hasStores(topo) {
+		d.stateDir, d.stateDirErr = os.MkdirTemp("", "streamtest-state-")
+		d.ownStateDir = d.stateDirErr == nil
+	}
 	return d
+}
+
+func hasStores(topo *stream.Topology) bool {
+	for _, it := range topo.InternalTopics() {
+		if it.Purpose == "changelog" {
+			return true
+		}
+	}
+	return false
 }
 
 // AdvanceWallClock moves the injected wall clock forward by by.
@@ -112,6 +143,10 @@ func (d *Driver) Close() error {
 		errs = append(errs, t.Close())
 	}
 	clear(d.tasks)
+	if d.ownStateDir {
+		errs = append(errs, os.RemoveAll(d.stateDir))
+		d.ownStateDir = false
+	}
 	return errors.Join(errs...)
 }
 
@@ -124,7 +159,44 @@ func (d *Driver) PipeBytes(topic string, key, value []byte, ts time.Time) error 
 
 func (d *Driver) pipe(topic string, key, value []byte, ts time.Time, headers []kgo.RecordHeader) error {
 	d.in = kgo.Record{Topic: topic, Key: key, Value: value, Timestamp: ts, Headers: headers}
-	return d.run(d.place(&d.in), &d.in)
+	if err := d.run(d.place(&d.in), &d.in); err != nil {
+		d.dropTasks() // as the runtime aborts: state goes back to the last commit
+		return err
+	}
+	return d.commit()
+}
+
+// commit does what the runtime does after a transaction commits: every
+// stateful task applies its pending writes with a checkpoint of its
+// changelogs' next offsets.
+func (d *Driver) commit() error {
+	for id, t := range d.tasks {
+		st, ok := t.(txn.StatefulTask)
+		if !ok {
+			continue
+		}
+		next := map[string]int64{}
+		for topic := range st.RestoreFrom() {
+			if tp := d.topics[topic]; tp != nil && int(id.Partition) < len(tp.offsets) {
+				next[topic] = tp.offsets[id.Partition]
+			}
+		}
+		if err := st.Commit(next); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropTasks closes every task; the next record re-creates them.
+func (d *Driver) dropTasks() {
+	for id, t := range d.tasks {
+		t.Close()
+		delete(d.tasks, id)
+	}
+	for _, tp := range d.topics {
+		clear(tp.tasks)
+	}
 }
 
 // topic returns the state of the named topic, creating it on first use.
@@ -144,6 +216,11 @@ func (d *Driver) topic(name string) *topic {
 		}
 		t = &topic{name: name, offsets: make([]int64, n), tp: d.part.ForTopic(name)}
 		t.sub, t.source = d.topo.SubtopologyOf(name)
+		for _, it := range d.topo.InternalTopics() {
+			if it.Name == name && it.Purpose == "changelog" {
+				t.manual = true
+			}
+		}
 		if t.source {
 			t.tasks = make([]txn.Task, n)
 		}
@@ -158,6 +235,11 @@ func (d *Driver) place(r *kgo.Record) *topic {
 	t := d.topic(r.Topic)
 	n := int32(len(t.offsets))
 	switch {
+	case t.manual:
+		if r.Partition < 0 || r.Partition >= n {
+			n = r.Partition + 1
+			t.offsets = append(t.offsets, make([]int64, int(n)-len(t.offsets))...)
+		}
 	case n == 1:
 		r.Partition = 0
 	case r.Key == nil:
@@ -197,7 +279,10 @@ func (d *Driver) process(tp *topic, r *kgo.Record) error {
 		id := txn.TaskID{Subtopology: tp.sub, Partition: r.Partition}
 		if t = d.tasks[id]; t == nil {
 			var err error
-			if t, err = d.topo.NewTask(id, txn.TaskConfig{Clock: d.Now}); err != nil {
+			if d.stateDirErr != nil {
+				return fmt.Errorf("streamtest: state directory: %w", d.stateDirErr)
+			}
+			if t, err = d.topo.NewTask(id, txn.TaskConfig{Clock: d.Now, StateDir: d.stateDir}); err != nil {
 				return err
 			}
 			d.tasks[id] = t

@@ -1,0 +1,142 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/txn"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// restoreChunk is how many restored records are made durable at once, so
+// that a huge restore neither holds everything in one batch nor starts
+// over after a crash.
+const restoreChunk = 50_000
+
+// openState opens the task's database and creates its stores' handles. A
+// database that cannot be used is wiped: the restore then starts from the
+// beginning of the changelogs.
+func (t *task) openState(stores []*storeSpec) error {
+	if len(stores) == 0 {
+		return nil
+	}
+	dir := filepath.Join(t.cfg.StateDir, taskDir(t.id))
+	opts := state.Options{}
+	if t.cfg.StateDir == "" {
+		opts.FS = vfs.NewMem()
+	}
+	db, err := state.Open(dir, opts)
+	if errors.Is(err, state.ErrCorrupt) && t.cfg.StateDir != "" {
+		if rmErr := os.RemoveAll(dir); rmErr != nil {
+			return fmt.Errorf("stream: task %d_%d: wipe unusable state: %w (after: %v)", t.id.Subtopology, t.id.Partition, rmErr, err)
+		}
+		db, err = state.Open(dir, opts)
+	}
+	if err != nil {
+		return fmt.Errorf("stream: task %d_%d: %w", t.id.Subtopology, t.id.Partition, err)
+	}
+	t.db = db
+	t.stores = map[*storeSpec]any{}
+	t.changelogs = map[string][]byte{}
+	t.restoredTo = map[string]int64{}
+	for _, s := range stores {
+		h, err := s.open(t)
+		if err != nil {
+			db.Close()
+			return err
+		}
+		t.stores[s] = h
+		t.changelogs[s.changelogTopic(t.topo.appID)] = state.StorePrefix(s.name)
+	}
+	if ms := db.Checkpoint().StreamTime; ms != 0 {
+		t.streamTime = time.UnixMilli(ms).UTC()
+	}
+	return nil
+}
+
+// Append implements state.Changelog: a store write becomes a changelog
+// record of the task's partition, produced in the open transaction.
+func (t *task) Append(topic string, key, value []byte) {
+	r := t.newRecord()
+	*r = kgo.Record{Topic: topic, Partition: t.id.Partition, Key: key, Value: value}
+	t.out = append(t.out, r)
+}
+
+// statefulTask is a task with stores: it implements txn.StatefulTask.
+type statefulTask struct{ *task }
+
+var _ txn.StatefulTask = statefulTask{}
+
+// RestoreFrom implements txn.StatefulTask.
+func (t statefulTask) RestoreFrom() map[string]int64 {
+	from := map[string]int64{}
+	cp := t.db.Checkpoint()
+	for topic := range t.changelogs {
+		if off, ok := cp.Offsets[topic]; ok {
+			from[topic] = off
+		} else {
+			from[topic] = -2
+		}
+	}
+	return from
+}
+
+// Restore implements txn.StatefulTask.
+func (t statefulTask) Restore(rec *kgo.Record) error {
+	prefix, ok := t.changelogs[rec.Topic]
+	if !ok {
+		return fmt.Errorf("stream: task %d_%d: %q is not one of its changelogs", t.id.Subtopology, t.id.Partition, rec.Topic)
+	}
+	if err := t.db.ApplyRestored(prefix, rec.Key, rec.Value); err != nil {
+		return err
+	}
+	t.restored++
+	t.restoredTo[rec.Topic] = rec.Offset + 1
+	if t.restored%restoreChunk == 0 {
+		return t.commitState(t.restoredTo)
+	}
+	return nil
+}
+
+// RestoreDone implements txn.StatefulTask.
+func (t statefulTask) RestoreDone(next map[string]int64) error {
+	return t.commitState(next)
+}
+
+// Commit implements txn.StatefulTask.
+func (t statefulTask) Commit(next map[string]int64) error { return t.commitState(next) }
+
+// commitState applies the pending writes with a checkpoint that moves the
+// given changelogs to next and records the stream time.
+func (t *task) commitState(next map[string]int64) error {
+	old := t.db.Checkpoint()
+	cp := state.Checkpoint{Offsets: make(map[string]int64, len(old.Offsets)), StreamTime: old.StreamTime}
+	for topic, off := range old.Offsets {
+		cp.Offsets[topic] = off
+	}
+	for topic, off := range next {
+		if _, ok := t.changelogs[topic]; ok && off > cp.Offsets[topic] {
+			cp.Offsets[topic] = off
+		}
+	}
+	if !t.streamTime.IsZero() {
+		cp.StreamTime = t.streamTime.UnixMilli()
+	}
+	if err := t.db.Commit(cp); err != nil {
+		return fmt.Errorf("stream: task %d_%d: %w", t.id.Subtopology, t.id.Partition, err)
+	}
+	return nil
+}
+
+// Restored returns how many changelog records the task has restored.
+func (t statefulTask) Restored() int64 { return t.restored }
+
+func taskDir(id txn.TaskID) string {
+	return strconv.Itoa(id.Subtopology) + "_" + strconv.FormatInt(int64(id.Partition), 10)
+}
