@@ -62,6 +62,10 @@ type Config struct {
 	// zombie at once and takes its partitions back without a rebalance.
 	// Two live workers must never share one. Default: the hostname.
 	Instance string
+	// StateDir holds the local state of this worker's tasks, one Pebble
+	// database per task. Default: a directory under os.TempDir named after
+	// the app and instance (runner: ./state/<app-id>/<instance>).
+	StateDir string
 	// Guarantee defaults to ExactlyOnce.
 	Guarantee Guarantee
 	// CommitInterval bounds how long one transaction (or offset commit)

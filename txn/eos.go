@@ -43,22 +43,39 @@ func isFatal(err error) bool {
 	return errors.As(err, &fe)
 }
 
-// batch is the state of the one open transaction.
+// batch is the state of the one open transaction (or offset commit).
 type batch struct {
-	mu         sync.Mutex
-	produceErr error // first failed produce of the transaction
+	changelogs map[string]bool // topics whose offsets the checkpoint needs
 	records    int
 	produced   int
+
+	mu         sync.Mutex // promises run on franz-go's goroutines
+	produceErr error      // first failed produce of the transaction
+	next       map[int32]map[string]int64
 }
 
-func (b *batch) promise(_ *kgo.Record, err error) {
+func (w *Worker) newBatch() *batch {
+	return &batch{changelogs: w.changelogs, next: map[int32]map[string]int64{}}
+}
+
+func (b *batch) promise(r *kgo.Record, err error) {
+	if err == nil && !b.changelogs[r.Topic] {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if err != nil {
-		b.mu.Lock()
 		if b.produceErr == nil {
 			b.produceErr = err
 		}
-		b.mu.Unlock()
+		return
 	}
+	byTopic := b.next[r.Partition]
+	if byTopic == nil {
+		byTopic = map[string]int64{}
+		b.next[r.Partition] = byTopic
+	}
+	byTopic[r.Topic] = max(byTopic[r.Topic], r.Offset+1)
 }
 
 func (b *batch) err() error {
@@ -80,7 +97,7 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 	}
 	w.m.sessions.Inc()
 	defer sess.Close()
-	ts := newTasks(w.topo, w.taskConfig(), w.m)
+	ts := w.newTasks()
 	defer ts.drop()
 
 	var out []*kgo.Record
@@ -95,10 +112,13 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
+		if err := ts.prepare(ctx, fetches); err != nil {
+			return progressed, err
+		}
 		if err := sess.Begin(); err != nil {
 			return progressed, fmt.Errorf("txn: begin: %w", err)
 		}
-		b := &batch{}
+		b := w.newBatch()
 		// A stop request lets the open transaction finish: producing is
 		// not cancelled with ctx (collect stops polling, end commits).
 		pctx := context.WithoutCancel(ctx)
@@ -108,7 +128,7 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		}
 		procErr := w.collect(ctx, fetches, b, sess.PollRecords, func(p kgo.FetchTopicPartition) error {
 			var err error
-			out, err = ts.process(p, out, produce)
+			out, err = ts.process(ctx, p, out, produce)
 			return err
 		})
 		clear(out)
@@ -206,6 +226,7 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, wantCo
 		return false, nil
 	}
 	w.m.txnCommitted.Inc()
+	ts.commit(b.next) // after the Kafka commit: apply state (invariant 4)
 	w.log.Debug("transaction committed", "records", b.records, "produced", b.produced)
 	if err := ts.close(w.takeRevoked()); err != nil {
 		w.log.Warn("closing revoked tasks", "err", err)

@@ -12,6 +12,7 @@ type metrics struct {
 	txnAborted   *prometheus.CounterVec // by reason
 	sessions     prometheus.Counter
 	tasks        prometheus.Gauge
+	restored     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, appID, instance string) *metrics {
@@ -31,7 +32,7 @@ func newMetrics(reg prometheus.Registerer, appID, instance string) *metrics {
 		tasks:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "sluice", Name: "tasks", Help: "Tasks currently open.", ConstLabels: labels}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.produced, m.deadLetters, m.skipped, m.txnCommitted, m.txnAborted, m.sessions, m.tasks)
+		reg.MustRegister(m.records, m.produced, m.deadLetters, m.skipped, m.txnCommitted, m.txnAborted, m.sessions, m.tasks, m.restored)
 	}
 	return m
 }

@@ -48,7 +48,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 	}
 	w.m.sessions.Inc()
 	defer cl.Close()
-	ts := newTasks(w.topo, w.taskConfig(), w.m)
+	ts := w.newTasks()
 	defer ts.drop()
 
 	var out []*kgo.Record
@@ -65,7 +65,10 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			cl.AllowRebalance()
 			continue
 		}
-		b := &batch{}
+		if err := ts.prepare(ctx, fetches); err != nil {
+			return progressed, err
+		}
+		b := w.newBatch()
 		produce := func(r *kgo.Record) {
 			b.produced++
 			cl.Produce(ctx, r, b.promise)
@@ -80,7 +83,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 				polled = append(polled, p.Records...)
 			}
 			var err error
-			out, err = ts.process(p, out, produce)
+			out, err = ts.process(ctx, p, out, produce)
 			return err
 		})
 		clear(out)
@@ -103,6 +106,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			}
 		}
 		w.m.txnCommitted.Inc()
+		ts.commit(b.next)
 		progressed = true
 		if err := ts.close(w.takeRevoked()); err != nil {
 			w.log.Warn("closing revoked tasks", "err", err)

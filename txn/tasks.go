@@ -1,8 +1,10 @@
 package txn
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -16,6 +18,9 @@ type tasks struct {
 	subOf   map[string]int
 	open    map[TaskID]Task
 	metrics *metrics
+	// restore brings a new stateful task up to date with its changelogs.
+	restore func(ctx context.Context, id TaskID, st StatefulTask) error
+	log     *slog.Logger
 }
 
 func newTasks(topo Topology, cfg TaskConfig, m *metrics) *tasks {
@@ -28,8 +33,20 @@ func newTasks(topo Topology, cfg TaskConfig, m *metrics) *tasks {
 	return &tasks{topo: topo, cfg: cfg, subOf: subOf, open: map[TaskID]Task{}, metrics: m}
 }
 
+// prepare creates (and restores) the tasks of every partition in f, so that
+// restores happen before a transaction begins.
+func (ts *tasks) prepare(ctx context.Context, f kgo.Fetches) error {
+	var err error
+	f.EachPartition(func(p kgo.FetchTopicPartition) {
+		if err == nil && len(p.Records) > 0 {
+			_, err = ts.get(ctx, p.Topic, p.Partition)
+		}
+	})
+	return err
+}
+
 // get returns the task of a source topic's partition, creating it.
-func (ts *tasks) get(topic string, partition int32) (Task, error) {
+func (ts *tasks) get(ctx context.Context, topic string, partition int32) (Task, error) {
 	sub, ok := ts.subOf[topic]
 	if !ok {
 		return nil, fmt.Errorf("txn: polled topic %q is not a source of the topology", topic)
@@ -42,18 +59,43 @@ func (ts *tasks) get(topic string, partition int32) (Task, error) {
 	if err != nil {
 		return nil, &FatalError{Cause: fmt.Sprintf("creating task %d_%d failed", id.Subtopology, id.Partition), Err: err}
 	}
+	if st, ok := t.(StatefulTask); ok && ts.restore != nil {
+		if err := ts.restore(ctx, id, st); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
 	ts.open[id] = t
 	ts.metrics.tasks.Set(float64(len(ts.open)))
 	return t, nil
 }
 
+// commit applies the pending state of every stateful task after its
+// transaction committed; next holds, per partition, the offset after the
+// last changelog record each topic received. A task whose apply fails is
+// dropped: re-created, it replays the changelog from its checkpoint.
+func (ts *tasks) commit(next map[int32]map[string]int64) {
+	for id, t := range ts.open {
+		st, ok := t.(StatefulTask)
+		if !ok {
+			continue
+		}
+		if err := st.Commit(next[id.Partition]); err != nil {
+			ts.log.Error("applying committed state failed; the task will restore from its changelog", "task", fmt.Sprintf("%d_%d", id.Subtopology, id.Partition), "err", err)
+			t.Close()
+			delete(ts.open, id)
+		}
+	}
+	ts.metrics.tasks.Set(float64(len(ts.open)))
+}
+
 // process runs the records of one fetched partition through its task and
 // hands every output to produce. It returns the number of outputs.
-func (ts *tasks) process(p kgo.FetchTopicPartition, out []*kgo.Record, produce func(*kgo.Record)) ([]*kgo.Record, error) {
+func (ts *tasks) process(ctx context.Context, p kgo.FetchTopicPartition, out []*kgo.Record, produce func(*kgo.Record)) ([]*kgo.Record, error) {
 	if len(p.Records) == 0 {
 		return out, nil
 	}
-	t, err := ts.get(p.Topic, p.Partition)
+	t, err := ts.get(ctx, p.Topic, p.Partition)
 	if err != nil {
 		return out, err
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -32,6 +34,8 @@ type Worker struct {
 	// record any written topic accepts (the smallest max.message.bytes).
 	batchMax int
 
+	changelogs map[string]bool // changelog topics, whose offsets checkpoints need
+
 	mu      sync.Mutex
 	revoked map[string][]int32 // since the last commit, from group callbacks
 }
@@ -43,8 +47,17 @@ func NewWorker(topo Topology, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(os.TempDir(), "sluice", topo.AppID(), cfg.Instance)
+	}
 	log := cfg.Logger.With("app", topo.AppID(), "instance", cfg.Instance)
-	return &Worker{topo: topo, cfg: cfg, log: log, m: newMetrics(cfg.Registerer, topo.AppID(), cfg.Instance)}, nil
+	w := &Worker{topo: topo, cfg: cfg, log: log, m: newMetrics(cfg.Registerer, topo.AppID(), cfg.Instance), changelogs: map[string]bool{}}
+	for _, it := range topo.InternalTopics() {
+		if it.Purpose == "changelog" {
+			w.changelogs[it.Name] = true
+		}
+	}
+	return w, nil
 }
 
 // Run runs the worker until ctx is cancelled or a fatal error occurs. On
@@ -123,6 +136,7 @@ func (w *Worker) groupOpts() []kgo.Opt {
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onRevoked),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RecordPartitioner(newPartitioner(w.topo)),
 	}
 	return opts
 }
@@ -149,9 +163,17 @@ func (w *Worker) takeRevoked() map[string][]int32 {
 	return r
 }
 
+// newTasks returns an empty task set for one session.
+func (w *Worker) newTasks() *tasks {
+	ts := newTasks(w.topo, w.taskConfig(), w.m)
+	ts.restore, ts.log = w.restore, w.log
+	return ts
+}
+
 func (w *Worker) taskConfig() TaskConfig {
 	return TaskConfig{
-		Clock: w.cfg.Clock,
+		StateDir: w.cfg.StateDir,
+		Clock:    w.cfg.Clock,
 		MaxMessageBytes: func(topic string) int {
 			return min(w.batchMax, w.layout.maxBytes[topic])
 		},

@@ -1,0 +1,331 @@
+package txn_test
+
+import (
+	"context"
+	"math"
+	"net"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/examples/passthrough"
+	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// A worker process killed with SIGKILL after producing but before End,
+// after the offsets were sent but before EndTxn, and right after commit;
+// exactly-once holds each time.
+func TestCrashPoints(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  kmsg.Key
+	}{
+		{"after_produce_before_end", kmsg.Produce},
+		{"after_offsets_before_end_txn", kmsg.TxnOffsetCommit},
+		{"right_after_commit", kmsg.EndTxn},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, ws, n := crashScenario(t, txn.ExactlyOnce, crashPoint{key: tc.key, commits: 3})
+			restarted := ws[1]
+			restarted.waitLine(restarted.started, 60*time.Second, msgCommitted)
+			rep := verifyOutput(t, f.brokers, n)
+			require.True(t, rep.Clean(), "%s", rep)
+			f.stopAll(ws...)
+		})
+	}
+}
+
+// crashScenario runs three workers w1, w2, w3 of one passthrough app, w2
+// crashing at cp, feeds input while they run, requires that w2 died by
+// SIGKILL at its crash point, restarts it (same instance id) while input
+// still flows, and waits until all input is produced. It returns the fleet,
+// the running workers (w1, the restarted w2, w3) and the number of input
+// records.
+func crashScenario(t *testing.T, g txn.Guarantee, cp crashPoint) (*fleet, []*proc, int64) {
+	f := newFleet(t, "crash", g)
+	w1, w2, w3 := f.start("w1", nil), f.start("w2", &cp), f.start("w3", nil)
+	from := f.warmUp(w1, w2, w3)
+	feed := startFeeder(t, f.brokers, "in", from, from+20_000, 500, 20*time.Millisecond)
+	w2.waitExit(90 * time.Second)
+	w2.requireKilled()
+	line, ok := w2.out.find(w2.started, msgCrashPoint)
+	require.True(t, ok, "w2 died without reaching its crash point")
+	t.Logf("w2: %s", line.text)
+	w2 = f.start("w2", nil)
+	n := feed.wait()
+	return f, []*proc{w1, w2, w3}, n
+}
+
+// verifyOutput reads "out" and reports on sequence numbers [0, n).
+func verifyOutput(t *testing.T, brokers []string, n int64) txntest.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := txntest.Verify(ctx, brokers, "out", n)
+	require.NoError(t, err)
+	t.Logf("output: %s", rep)
+	return rep
+}
+
+// A worker SIGSTOPped past its session timeout, then resumed, is fenced
+// and none of its writes become visible.
+func TestZombieIsFenced(t *testing.T) {
+	f := newFleet(t, "zombie", txn.ExactlyOnce)
+	w1, w2, w3 := f.start("w1", nil), f.start("w2", nil), f.start("w3", nil)
+	from := f.warmUp(w1, w2, w3)
+	feed := startFeeder(t, f.brokers, "in", from, math.MaxInt64, 100, 20*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	// Freeze w3 while it has a transaction open with records in it, so
+	// that it resumes in the middle of that transaction.
+	parts := f.assigned("w3", "in")
+	require.NotEmpty(t, parts)
+	const txnID = "zombie-w3"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		require.True(t, time.Now().Before(deadline), "w3 never had a transaction open with records in it")
+		w3.signal(syscall.SIGSTOP)
+		if d, err := f.adm.DescribeTransactions(ctx, txnID); err == nil && d[txnID].State == "Ongoing" && len(d[txnID].Topics) > 0 {
+			break
+		}
+		w3.signal(syscall.SIGCONT)
+	}
+	frozenAt := time.Now()
+	before := f.committed(ctx, "in", parts)
+
+	// Past its session timeout (the group drops it) and its transaction
+	// timeout (the broker aborts its transaction and bumps its epoch),
+	// while the others take its partitions over.
+	require.Eventually(t, func() bool {
+		groups, err := f.adm.DescribeGroups(ctx, "zombie")
+		if err != nil {
+			return false
+		}
+		return !slices.ContainsFunc(groups["zombie"].Members, func(m kadm.DescribedGroupMember) bool {
+			return m.InstanceID != nil && *m.InstanceID == "w3"
+		})
+	}, 60*time.Second, 50*time.Millisecond, "the frozen w3 stayed in the group")
+	require.Eventually(t, func() bool {
+		d, err := f.adm.DescribeTransactions(ctx, txnID)
+		return err == nil && d[txnID].State != "Ongoing"
+	}, 60*time.Second, 50*time.Millisecond, "the frozen w3's transaction was never aborted")
+	require.Eventually(t, func() bool {
+		now := f.committed(ctx, "in", parts)
+		for _, p := range parts {
+			if now[p] <= before[p] {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 50*time.Millisecond, "the others did not take over w3's partitions %v", parts)
+	t.Logf("w3 frozen for %v", time.Since(frozenAt).Round(time.Millisecond))
+
+	resumedAt := time.Now()
+	w3.signal(syscall.SIGCONT)
+	fencedAt := w3.waitLine(resumedAt, 60*time.Second, msgRecreated, msgUnknown, "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH")
+	ln, _ := w3.out.find(fencedAt, msgRecreated, msgUnknown, "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH")
+	t.Logf("w3 after SIGCONT: %s", ln.text)
+	// It recovers by itself and takes part again.
+	w3.waitLine(fencedAt, 60*time.Second, msgCommitted)
+
+	n := feed.stop()
+	rep := verifyOutput(t, f.brokers, n)
+	require.True(t, rep.Clean(), "%s", rep)
+	f.stopAll(w1, w2, w3)
+}
+
+// committed returns the group's committed offsets of topic's partitions
+// (without waiting for pending transactional offsets).
+func (f *fleet) committed(ctx context.Context, topic string, parts []int32) map[int32]int64 {
+	f.t.Helper()
+	got, err := f.adm.FetchOffsets(ctx, f.cfg.app)
+	require.NoError(f.t, err)
+	m := map[int32]int64{}
+	for _, p := range parts {
+		if o, ok := got.Lookup(topic, p); ok && o.Err == nil {
+			m[p] = o.At
+		}
+	}
+	return m
+}
+
+// A worker SIGKILLed and restarted with the same instance id commits again
+// within 2 s and the others never stop; a worker SIGKILLed and not
+// restarted has its partitions processed by the others within the session
+// timeout + 2 s.
+func TestLiveness(t *testing.T) {
+	f := newFleet(t, "liveness", txn.ExactlyOnce)
+	w1, w2, w3 := f.start("w1", nil), f.start("w2", nil), f.start("w3", nil)
+	from := f.warmUp(w1, w2, w3)
+	feed := startFeeder(t, f.brokers, "in", from, math.MaxInt64, 100, 20*time.Millisecond)
+
+	// Restarted with the same instance id.
+	w3.waitLine(time.Now(), 30*time.Second, msgCommitted)
+	killedAt := time.Now()
+	w3.signal(syscall.SIGKILL)
+	w3.waitExit(10 * time.Second)
+	w3.requireKilled()
+	w3 = f.start("w3", nil)
+	committedAt := w3.waitLine(w3.started, 30*time.Second, msgCommitted)
+	restartToCommit := committedAt.Sub(w3.started)
+	var othersGap time.Duration
+	for _, p := range []*proc{w1, w2} {
+		othersGap = max(othersGap, longestGap(p.out.times(msgCommitted), killedAt, committedAt))
+	}
+
+	// Not restarted: watch the output partitions of w3's input partitions
+	// (passthrough keeps keys, and both topics have the same partition
+	// count) for the first record produced after the kill.
+	parts := f.assigned("w3", "in")
+	require.NotEmpty(t, parts)
+	watch := watchOutput(t, f.brokers, "out", parts)
+	killedAt = time.Now()
+	w3.signal(syscall.SIGKILL)
+	w3.waitExit(10 * time.Second)
+	w3.requireKilled()
+	takeover := watch.firstAtOrAbove(feed.issued.Load(), 60*time.Second).Sub(killedAt)
+
+	n := feed.stop()
+	t.Logf("LIVENESS restart_to_commit=%.2fs others_longest_commit_gap=%.2fs takeover=%.2fs session_timeout=%v partitions=%v",
+		restartToCommit.Seconds(), othersGap.Seconds(), takeover.Seconds(), f.cfg.sessionTimeout, parts)
+	require.LessOrEqual(t, restartToCommit, 2*time.Second, "restarted worker's first commit")
+	require.LessOrEqual(t, othersGap, 2*time.Second, "the other workers stalled while w3 restarted")
+	require.LessOrEqual(t, takeover, f.cfg.sessionTimeout+2*time.Second, "takeover of a dead worker's partitions")
+	rep := verifyOutput(t, f.brokers, n)
+	require.True(t, rep.Clean(), "%s", rep)
+	f.stopAll(w1, w2)
+}
+
+// longestGap returns the longest stretch of [from, to] without any of ts.
+func longestGap(ts []time.Time, from, to time.Time) time.Duration {
+	var gap time.Duration
+	last := from
+	for _, at := range ts {
+		if at.Before(from) || at.After(to) {
+			continue
+		}
+		gap = max(gap, at.Sub(last))
+		last = at
+	}
+	return max(gap, to.Sub(last))
+}
+
+// outputWatch reads partitions of a topic with read_committed from their
+// current end and records, per partition, when records arrived.
+type outputWatch struct {
+	t     *testing.T
+	cl    *kgo.Client
+	parts []int32
+}
+
+func watchOutput(t *testing.T, brokers []string, topic string, parts []int32) *outputWatch {
+	t.Helper()
+	offsets := map[int32]kgo.Offset{}
+	for _, p := range parts {
+		offsets[p] = kgo.NewOffset().AtEnd()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(100*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	// Resolve the end offsets now, before anything of interest is written.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	cl.PollFetches(ctx)
+	return &outputWatch{t: t, cl: cl, parts: parts}
+}
+
+// firstAtOrAbove waits up to d until every watched partition delivered a
+// record with sequence number seq or above, and returns when the last of
+// those first records arrived.
+func (w *outputWatch) firstAtOrAbove(seq int64, d time.Duration) time.Time {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	first := map[int32]time.Time{}
+	for len(first) < len(w.parts) {
+		fs := w.cl.PollFetches(ctx)
+		require.NoError(w.t, ctx.Err(), "partitions %v got no record at or above %d; first ones: %v", w.parts, seq, first)
+		now := time.Now()
+		fs.EachRecord(func(r *kgo.Record) {
+			if s, err := txntest.ParseSeq(r.Value); err == nil && s >= seq {
+				if _, ok := first[r.Partition]; !ok {
+					first[r.Partition] = now
+				}
+			}
+		})
+	}
+	var last time.Time
+	for _, at := range first {
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last
+}
+
+// The broker stopped and restarted on its data directory mid-run; the
+// workers recover by themselves (none exits), exactly-once holds.
+func TestBrokerRestart(t *testing.T) {
+	const n = 20_000
+	dir, addr := t.TempDir(), freeAddr(t)
+	b1, _, err := txntest.StartBroker(txntest.BrokerConfig{Addr: addr, DataDir: dir})
+	require.NoError(t, err)
+	t.Cleanup(b1.Close)
+	c := &cluster{t: t, brokers: []string{addr}}
+	require.NoError(t, txntest.CreateTopics(c.ctx(30*time.Second), c.brokers, 8, "in", "out"))
+	adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	require.NoError(t, err)
+	t.Cleanup(adm.Close)
+	topo, err := passthrough.Build("restart", "in", "out")
+	require.NoError(t, err)
+	ws := c.workers(topo, txn.Config{SessionTimeout: 3 * time.Second, CommitInterval: 50 * time.Millisecond})
+	ws.start("w1")
+	ws.start("w2")
+	ws.start("w3")
+	from := warmUp(t, c.brokers, kadm.NewClient(adm), "restart", 3)
+
+	// Hold back the answer to the first EndTxn and stop the broker while
+	// it is pending: one worker is in the middle of a commit, with the
+	// outcome unknown to it, when the broker goes away.
+	pending := make(chan struct{})
+	b1.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		close(pending) // a handled control is removed: this runs once
+		return nil, nil, true
+	})
+	startFeeder(t, c.brokers, "in", from, n/2, 500, 20*time.Millisecond).wait()
+	select {
+	case <-pending:
+	case <-c.ctx(30 * time.Second).Done():
+		require.FailNow(t, "no worker tried to commit")
+	}
+	b1.Close()
+	b2, _, err := txntest.StartBroker(txntest.BrokerConfig{Addr: addr, DataDir: dir})
+	require.NoError(t, err)
+	t.Cleanup(b2.Close)
+	startFeeder(t, c.brokers, "in", n/2, n, 500, 20*time.Millisecond).wait()
+
+	rep := verifyOutput(t, c.brokers, n)
+	require.True(t, rep.Clean(), "%s", rep)
+	ws.stopAll()
+	ws.requireNoErrors()
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago, for a broker that must come back on the same address.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}

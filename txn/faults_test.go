@@ -1,0 +1,165 @@
+package txn_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/examples/passthrough"
+	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Faults are injected into the transactions of worker w1 of app "faults";
+// w2 runs beside it undisturbed.
+const (
+	faultApp   = "faults"
+	faultTxnID = faultApp + "-w1"
+)
+
+// runFaulted starts a broker with topics in/out (4 partitions), lets
+// inject install its faults, runs workers w1 and w2 while input flows, and
+// requires exactly-once output and no worker error. It returns the
+// workers' logs (Debug level).
+func runFaulted(t *testing.T, inject func(b *kfake.Cluster)) *logLines {
+	t.Helper()
+	const n = 5000
+	b, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	c := &cluster{t: t, brokers: []string{addr}}
+	require.NoError(t, txntest.CreateTopics(c.ctx(30*time.Second), c.brokers, 4, "in", "out"))
+	inject(b)
+	topo, err := passthrough.Build(faultApp, "in", "out")
+	require.NoError(t, err)
+	logs := newLogLines()
+	ws := c.workers(topo, txn.Config{
+		SessionTimeout: 3 * time.Second, CommitInterval: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		ClientOpts: []kgo.Opt{kgo.WithLogger(kgo.BasicLogger(logs, kgo.LogLevelInfo, func() string { return time.Now().Format("15:04:05.000 ") }))},
+	})
+	ws.start("w1")
+	ws.start("w2")
+	t0 := time.Now()
+	startFeeder(t, c.brokers, "in", 0, n, 250, 20*time.Millisecond).wait()
+	t.Logf("TIMING fed %v", time.Since(t0))
+	rep := verifyOutput(t, c.brokers, n)
+	t.Logf("TIMING verified %v", time.Since(t0))
+	require.True(t, rep.Clean(), "%s", rep)
+	ws.stopAll()
+	t.Logf("TIMING stopped %v", time.Since(t0))
+	ws.requireNoErrors()
+	if time.Since(t0) > 20*time.Second {
+		t.Log(logs.tail(100000, func(l string) bool { return true }))
+	}
+	return logs
+}
+
+// isCommit selects EndTxn requests that commit.
+func isCommit(r kmsg.Request) bool { return r.(*kmsg.EndTxnRequest).Commit }
+
+// EndTxn(commit) answered UNKNOWN_SERVER_ERROR before the broker commits:
+// no false commit, exactly-once holds.
+func TestFaultEndTxnUnknownServerError(t *testing.T) {
+	var h *kfake.FaultHandle
+	runFaulted(t, func(b *kfake.Cluster) {
+		h = b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TxnID: faultTxnID, Err: kerr.UnknownServerError, When: isCommit})
+	})
+	require.Equal(t, 1, h.Hits())
+}
+
+// EndTxn(commit) that the broker commits but answers UNKNOWN_SERVER_ERROR
+// (franz-go then reports an abort): no false abort either, exactly-once
+// holds. The commit goes through a copy of the request sent on another
+// connection, while the worker's own request is answered with the error.
+func TestFaultEndTxnCommittedThenUnknownServerError(t *testing.T) {
+	var fired atomic.Bool
+	logs := runFaulted(t, func(b *kfake.Cluster) {
+		replay, err := kgo.NewClient(kgo.SeedBrokers(b.ListenAddrs()...))
+		require.NoError(t, err)
+		t.Cleanup(replay.Close)
+		var replaying atomic.Bool
+		b.ControlKey(int16(kmsg.EndTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+			req := kr.(*kmsg.EndTxnRequest)
+			if replaying.Load() || fired.Load() || !req.Commit || req.TransactionalID != faultTxnID {
+				return nil, nil, false
+			}
+			fired.Store(true)
+			var replayErr error
+			b.SleepControl(func() { // serve the copy while this request waits
+				replaying.Store(true)
+				dup := *req
+				var resp *kmsg.EndTxnResponse
+				if resp, replayErr = dup.RequestWith(context.Background(), replay); replayErr == nil {
+					replayErr = kerr.ErrorForCode(resp.ErrorCode)
+				}
+				replaying.Store(false)
+			})
+			t.Logf("EndTxn committed through the copy (err: %v); answering UNKNOWN_SERVER_ERROR", replayErr)
+			resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+			resp.ErrorCode = kerr.UnknownServerError.Code
+			return resp, nil, true
+		})
+	})
+	require.True(t, fired.Load(), "the fault never fired")
+	ln, ok := logs.find(time.Time{}, "had committed")
+	require.True(t, ok, "the worker did not find out that its transaction committed")
+	t.Logf("w1: %s", ln.text)
+}
+
+// EndTxn answered NOT_COORDINATOR: no false commit, exactly-once holds.
+func TestFaultEndTxnNotCoordinator(t *testing.T) {
+	var h *kfake.FaultHandle
+	runFaulted(t, func(b *kfake.Cluster) {
+		h = b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TxnID: faultTxnID, Err: kerr.NotCoordinator, Count: 2, When: isCommit})
+	})
+	require.Equal(t, 2, h.Hits())
+}
+
+// InitProducerID answered CONCURRENT_TRANSACTIONS a few times: the worker
+// waits it out, exactly-once holds.
+func TestFaultInitProducerIDConcurrentTransactions(t *testing.T) {
+	var h *kfake.FaultHandle
+	runFaulted(t, func(b *kfake.Cluster) {
+		h = b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.InitProducerID}, TxnID: faultTxnID, Err: kerr.ConcurrentTransactions, Count: 3})
+	})
+	require.Equal(t, 3, h.Hits())
+}
+
+// Connections dropped under some of the worker's Produce and EndTxn
+// requests: no false commit, exactly-once holds.
+func TestFaultDroppedConnections(t *testing.T) {
+	var produces, ends, droppedProduces, droppedEnds atomic.Int32
+	runFaulted(t, func(b *kfake.Cluster) {
+		// dropEvery closes the connection under every 3rd request that
+		// matches, twice, then lets everything through.
+		dropEvery := func(seen, dropped *atomic.Int32, match func(kmsg.Request) bool) func(kmsg.Request) (kmsg.Response, error, bool) {
+			return func(r kmsg.Request) (kmsg.Response, error, bool) {
+				if !match(r) || seen.Add(1)%3 != 0 {
+					return nil, nil, false
+				}
+				if dropped.Add(1) < 2 {
+					b.KeepControl()
+				}
+				return nil, errors.New("connection dropped by the test"), true
+			}
+		}
+		b.ControlKey(int16(kmsg.Produce), dropEvery(&produces, &droppedProduces, func(r kmsg.Request) bool {
+			id := r.(*kmsg.ProduceRequest).TransactionID
+			return id != nil && *id == faultTxnID
+		}))
+		b.ControlKey(int16(kmsg.EndTxn), dropEvery(&ends, &droppedEnds, func(r kmsg.Request) bool {
+			return r.(*kmsg.EndTxnRequest).TransactionalID == faultTxnID
+		}))
+	})
+	require.Equal(t, int32(2), droppedProduces.Load(), "dropped Produce connections")
+	require.Equal(t, int32(2), droppedEnds.Load(), "dropped EndTxn connections")
+}

@@ -1,0 +1,587 @@
+package txn_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/examples/passthrough"
+	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// The test binary doubles as a worker process: with envWorker=1 it runs one
+// passthrough worker configured by the other env* variables instead of the
+// tests, so that tests can SIGKILL, SIGSTOP and restart real processes.
+const (
+	envWorker    = "SLUICE_TEST_WORKER"
+	envBrokers   = "SLUICE_TEST_BROKERS" // comma-separated
+	envApp       = "SLUICE_TEST_APP"
+	envInput     = "SLUICE_TEST_INPUT"
+	envOutput    = "SLUICE_TEST_OUTPUT"
+	envInstance  = "SLUICE_TEST_INSTANCE"
+	envSession   = "SLUICE_TEST_SESSION_TIMEOUT" // a time.Duration
+	envGuarantee = "SLUICE_TEST_GUARANTEE"       // txn.Guarantee.String()
+	envCrash     = "SLUICE_TEST_CRASH"           // crashPoint.String()
+)
+
+// Log messages the tests look for in a worker's output.
+const (
+	msgCommitted  = "transaction committed" // the runtime's Debug line per commit
+	msgRecreated  = "re-creating the transactional session"
+	msgUnknown    = "transaction outcome unknown"
+	msgCrashPoint = "crash point reached" // logged by crashHook just before it kills
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envWorker) == "1" {
+		os.Exit(workerMain())
+	}
+	os.Exit(m.Run())
+}
+
+// workerMain runs one passthrough worker until SIGTERM (exit 0) or a fatal
+// error (exit 1). It logs at Debug level, as slog text, to stdout.
+func workerMain() int {
+	commits := &atomic.Int64{}
+	log := slog.New(commitCounter{
+		Handler: slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		n:       commits,
+	})
+	session, err := time.ParseDuration(os.Getenv(envSession))
+	if err != nil {
+		log.Error("bad "+envSession, "err", err)
+		return 2
+	}
+	guarantee, err := txn.ParseGuarantee(os.Getenv(envGuarantee))
+	if err != nil {
+		log.Error("bad "+envGuarantee, "err", err)
+		return 2
+	}
+	cfg := txn.Config{
+		Brokers:        strings.Split(os.Getenv(envBrokers), ","),
+		Instance:       os.Getenv(envInstance),
+		Guarantee:      guarantee,
+		CommitInterval: 50 * time.Millisecond,
+		SessionTimeout: session,
+		Logger:         log,
+	}
+	if spec := os.Getenv(envCrash); spec != "" {
+		cp, err := parseCrashPoint(spec)
+		if err != nil {
+			log.Error("bad "+envCrash, "err", err)
+			return 2
+		}
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(&crashHook{at: cp, commits: commits, log: log}))
+	}
+	topo, err := passthrough.Build(os.Getenv(envApp), os.Getenv(envInput), os.Getenv(envOutput))
+	if err != nil {
+		log.Error("build topology", "err", err)
+		return 2
+	}
+	w, err := txn.NewWorker(topo, cfg)
+	if err != nil {
+		log.Error("new worker", "err", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := w.Run(ctx); err != nil {
+		log.Error("worker failed", "err", err)
+		return 1
+	}
+	log.Info("worker stopped")
+	return 0
+}
+
+// commitCounter counts the runtime's "transaction committed" log records.
+type commitCounter struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+func (c commitCounter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == msgCommitted {
+		c.n.Add(1)
+	}
+	return c.Handler.Handle(ctx, r)
+}
+
+func (c commitCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return commitCounter{Handler: c.Handler.WithAttrs(as), n: c.n}
+}
+
+func (c commitCounter) WithGroup(name string) slog.Handler {
+	return commitCounter{Handler: c.Handler.WithGroup(name), n: c.n}
+}
+
+// crashPoint says when a worker process kills itself: at the first
+// response to request key read after at least commits commits.
+type crashPoint struct {
+	key     kmsg.Key
+	commits int64
+}
+
+func (c crashPoint) String() string { return fmt.Sprintf("%d:%d", c.key, c.commits) }
+
+func parseCrashPoint(s string) (crashPoint, error) {
+	k, n, ok := strings.Cut(s, ":")
+	key, err1 := strconv.ParseInt(k, 10, 16)
+	commits, err2 := strconv.ParseInt(n, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return crashPoint{}, fmt.Errorf("crash point %q: want <request key>:<commits>", s)
+	}
+	return crashPoint{key: kmsg.Key(key), commits: commits}, nil
+}
+
+// crashHook SIGKILLs its own process at its crash point. A commit is a
+// "transaction committed" log record (exactly_once) or an OffsetCommit
+// response (the other guarantees commit offsets with plain OffsetCommits).
+// The hook runs in the client's read path before the response is handed
+// on, so the worker never acts on the response that triggers the crash.
+type crashHook struct {
+	at      crashPoint
+	commits *atomic.Int64
+	log     *slog.Logger
+}
+
+var _ kgo.HookBrokerRead = (*crashHook)(nil)
+
+func (h *crashHook) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if err != nil {
+		return
+	}
+	if key == int16(kmsg.OffsetCommit) {
+		h.commits.Add(1)
+	}
+	if key == int16(h.at.key) && h.commits.Load() >= h.at.commits {
+		h.log.Warn(msgCrashPoint, "key", kmsg.NameForKey(key), "commits", h.commits.Load())
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way; do not let the response through
+	}
+}
+
+// procConfig configures a worker process.
+type procConfig struct {
+	brokers        []string
+	app            string
+	input, output  string
+	instance       string
+	sessionTimeout time.Duration
+	guarantee      txn.Guarantee
+	crash          *crashPoint // nil: no crash
+}
+
+func (c procConfig) env() []string {
+	env := []string{
+		envWorker + "=1",
+		envBrokers + "=" + strings.Join(c.brokers, ","),
+		envApp + "=" + c.app,
+		envInput + "=" + c.input,
+		envOutput + "=" + c.output,
+		envInstance + "=" + c.instance,
+		envSession + "=" + c.sessionTimeout.String(),
+		envGuarantee + "=" + c.guarantee.String(),
+	}
+	if c.crash != nil {
+		env = append(env, envCrash+"="+c.crash.String())
+	}
+	return env
+}
+
+// proc is a worker running as a child process of the test binary. The
+// test's cleanup SIGKILLs it if it still runs, and on failure logs the end
+// of its output.
+type proc struct {
+	t       *testing.T
+	name    string
+	started time.Time
+	cmd     *exec.Cmd
+	out     *logLines
+	exited  chan struct{} // closed once the process was reaped
+	state   *os.ProcessState
+}
+
+func startProc(t *testing.T, cfg procConfig) *proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), cfg.env()...)
+	p := &proc{t: t, name: cfg.instance, cmd: cmd, out: newLogLines(), exited: make(chan struct{})}
+	// One writer for both streams: exec then calls Write from one
+	// goroutine at a time, and a race report on stderr shows up in order.
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	p.started = time.Now()
+	require.NoError(t, cmd.Start())
+	go func() {
+		_ = cmd.Wait()
+		p.state = cmd.ProcessState
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		if !p.hasExited() {
+			_ = cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("--- %s (pid %d, %v): last lines other than per-commit debug lines:\n%s",
+				p.name, cmd.Process.Pid, p.state, p.out.tail(60, func(l string) bool { return !strings.Contains(l, msgCommitted) }))
+		}
+	})
+	return p
+}
+
+func (p *proc) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// signal sends sig to the process.
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	require.NoError(p.t, p.cmd.Process.Signal(sig), "%s: signal %v", p.name, sig)
+}
+
+// waitExit waits up to d for the process to exit and returns how it did.
+func (p *proc) waitExit(d time.Duration) *os.ProcessState {
+	p.t.Helper()
+	select {
+	case <-p.exited:
+		return p.state
+	case <-time.After(d):
+		require.FailNow(p.t, "process did not exit", "%s: still running after %v", p.name, d)
+		return nil
+	}
+}
+
+// stop stops the worker with SIGTERM and requires a clean exit (status 0):
+// the worker ran until the end without a fatal error.
+func (p *proc) stop() {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	st := p.waitExit(30 * time.Second)
+	require.True(p.t, st.Success(), "%s: exit after SIGTERM: %v", p.name, st)
+}
+
+// requireKilled requires that the process exited through SIGKILL.
+func (p *proc) requireKilled() {
+	p.t.Helper()
+	<-p.exited
+	ws, ok := p.state.Sys().(syscall.WaitStatus)
+	require.True(p.t, ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL, "%s: want death by SIGKILL, got %v", p.name, p.state)
+}
+
+// waitLine waits up to d for an output line that arrived at or after since
+// and contains one of subs, and returns when it arrived. It fails the test
+// if the process exits or d passes first.
+func (p *proc) waitLine(since time.Time, d time.Duration, subs ...string) time.Time {
+	p.t.Helper()
+	at, ok := p.out.wait(since, d, p.exited, subs...)
+	require.True(p.t, ok, "%s: no line with any of %q since %v within %v (exited: %v)", p.name, subs, since.Format(time.TimeOnly), d, p.hasExited())
+	return at
+}
+
+// logLines collects the lines written to it, each with its arrival time.
+// It is safe for concurrent use.
+type logLines struct {
+	mu      sync.Mutex
+	lines   []logLine
+	partial []byte
+	changed chan struct{} // closed and replaced on every new line
+}
+
+type logLine struct {
+	at   time.Time
+	text string
+}
+
+func newLogLines() *logLines { return &logLines{changed: make(chan struct{})} }
+
+func (l *logLines) Write(b []byte) (int, error) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, b...)
+	added := false
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.lines = append(l.lines, logLine{at: now, text: string(l.partial[:i])})
+		l.partial = l.partial[i+1:]
+		added = true
+	}
+	if added {
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+	return len(b), nil
+}
+
+// find returns the first line at or after since that contains one of subs.
+func (l *logLines) find(since time.Time, subs ...string) (logLine, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ln := range l.lines {
+		if !ln.at.Before(since) && slices.ContainsFunc(subs, func(s string) bool { return strings.Contains(ln.text, s) }) {
+			return ln, true
+		}
+	}
+	return logLine{}, false
+}
+
+// wait is find, waiting up to d for the line, or until stop is closed.
+func (l *logLines) wait(since time.Time, d time.Duration, stop <-chan struct{}, subs ...string) (time.Time, bool) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		changed := l.changed
+		l.mu.Unlock()
+		if ln, ok := l.find(since, subs...); ok {
+			return ln.at, true
+		}
+		select {
+		case <-changed:
+		case <-stop:
+			ln, ok := l.find(since, subs...)
+			return ln.at, ok
+		case <-deadline.C:
+			return time.Time{}, false
+		}
+	}
+}
+
+// times returns the arrival times of the lines that contain sub.
+func (l *logLines) times(sub string) []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ts []time.Time
+	for _, ln := range l.lines {
+		if strings.Contains(ln.text, sub) {
+			ts = append(ts, ln.at)
+		}
+	}
+	return ts
+}
+
+// tail returns the last n lines that keep accepts.
+func (l *logLines) tail(n int, keep func(string) bool) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for i := len(l.lines) - 1; i >= 0 && len(out) < n; i-- {
+		if keep(l.lines[i].text) {
+			out = append(out, l.lines[i].text)
+		}
+	}
+	slices.Reverse(out)
+	return strings.Join(out, "\n")
+}
+
+// fleet is a fresh embedded broker with topics "in" and "out" (8
+// partitions each) and the worker processes of one passthrough app on it.
+type fleet struct {
+	t       *testing.T
+	brokers []string
+	adm     *kadm.Client
+	cfg     procConfig // every worker's, but for instance and crash
+}
+
+const fleetPartitions = 8
+
+func newFleet(t *testing.T, app string, g txn.Guarantee) *fleet {
+	t.Helper()
+	c, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	brokers := []string{addr}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, txntest.CreateTopics(ctx, brokers, fleetPartitions, "in", "out"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	return &fleet{t: t, brokers: brokers, adm: kadm.NewClient(cl), cfg: procConfig{
+		brokers: brokers, app: app, input: "in", output: "out",
+		sessionTimeout: 3 * time.Second, guarantee: g,
+	}}
+}
+
+// start starts a worker process; crash is nil for one that does not crash.
+func (f *fleet) start(instance string, crash *crashPoint) *proc {
+	cfg := f.cfg
+	cfg.instance, cfg.crash = instance, crash
+	return startProc(f.t, cfg)
+}
+
+// stopAll stops the processes concurrently (each stop takes a commit and a
+// group leave) and requires each to exit cleanly.
+func (f *fleet) stopAll(ps ...*proc) {
+	f.t.Helper()
+	for _, p := range ps {
+		p.signal(syscall.SIGTERM)
+	}
+	for _, p := range ps {
+		st := p.waitExit(30 * time.Second)
+		require.True(f.t, st.Success(), "%s: exit after SIGTERM: %v", p.name, st)
+	}
+}
+
+// warmUp produces a first chunk of input and waits until the workers ps
+// own partitions in a stable group and consumed the chunk. It returns the
+// number of records produced.
+func (f *fleet) warmUp(ps ...*proc) int64 {
+	f.t.Helper()
+	return warmUp(f.t, f.brokers, f.adm, f.cfg.app, len(ps))
+}
+
+// warmUp produces sequence numbers [0, 400) to "in" and waits until the
+// group app is stable with members members, each owning partitions, and
+// the records are consumed. It returns the number of records produced.
+func warmUp(t *testing.T, brokers []string, adm *kadm.Client, app string, members int) int64 {
+	t.Helper()
+	const n = 400
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	require.NoError(t, txntest.Produce(ctx, brokers, "in", 0, n, 1000, 100))
+	require.Eventually(t, func() bool {
+		groups, err := adm.DescribeGroups(ctx, app)
+		if err != nil {
+			return false
+		}
+		g := groups[app]
+		if g.State != "Stable" || len(g.Members) != members {
+			return false
+		}
+		for _, m := range g.Members {
+			if a, ok := m.Assigned.AsConsumer(); !ok || len(a.Topics) == 0 {
+				return false
+			}
+		}
+		return consumed(ctx, adm, app)
+	}, 60*time.Second, 50*time.Millisecond, "workers did not form a stable group and consume the warm-up input")
+	return n
+}
+
+// consumed reports whether the committed offsets of group app have reached
+// the end of every partition of "in".
+func consumed(ctx context.Context, adm *kadm.Client, app string) bool {
+	ends, err := adm.ListEndOffsets(ctx, "in")
+	if err != nil {
+		return false
+	}
+	committed, err := adm.FetchOffsets(kadm.RequireStable(ctx), app)
+	if err != nil {
+		return false
+	}
+	done := true
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := committed.Lookup(o.Topic, o.Partition)
+		done = done && o.Err == nil && (o.Offset == 0 || ok && c.Err == nil && c.At == o.Offset)
+	})
+	return done
+}
+
+// assigned returns the partitions of topic that the group member with the
+// given instance id owns.
+func (f *fleet) assigned(instance, topic string) []int32 {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	groups, err := f.adm.DescribeGroups(ctx, f.cfg.app)
+	require.NoError(f.t, err)
+	for _, m := range groups[f.cfg.app].Members {
+		if m.InstanceID == nil || *m.InstanceID != instance {
+			continue
+		}
+		a, ok := m.Assigned.AsConsumer()
+		require.True(f.t, ok, "member %s has no consumer assignment", instance)
+		for _, tp := range a.Topics {
+			if tp.Topic == topic {
+				return tp.Partitions
+			}
+		}
+	}
+	return nil
+}
+
+// feeder produces sequence-numbered records in the background, a chunk
+// at a time (txntest.Produce: keys k0..k999, 100-byte values), until it
+// has produced limit records or is stopped.
+type feeder struct {
+	t *testing.T
+	// issued is the end of the chunks started so far: every record at or
+	// above it is produced later.
+	issued atomic.Int64
+	quit   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	err    error // valid once done is closed
+}
+
+// startFeeder starts feeding topic with sequence numbers [from, limit),
+// one chunk per tick of every (or slower, when producing takes longer).
+func startFeeder(t *testing.T, brokers []string, topic string, from, limit, chunk int64, every time.Duration) *feeder {
+	f := &feeder{t: t, quit: make(chan struct{}), done: make(chan struct{})}
+	f.issued.Store(from)
+	go func() {
+		defer close(f.done)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for lo := from; lo < limit; {
+			select {
+			case <-f.quit:
+				return
+			case <-tick.C:
+			}
+			hi := min(lo+chunk, limit)
+			f.issued.Store(hi)
+			if f.err = txntest.Produce(ctx, brokers, topic, lo, hi, 1000, 100); f.err != nil {
+				return
+			}
+			lo = hi
+		}
+	}()
+	t.Cleanup(func() { f.once.Do(func() { close(f.quit) }); <-f.done })
+	return f
+}
+
+// wait waits until the feeder has produced everything and returns the end
+// of the sequence.
+func (f *feeder) wait() int64 {
+	f.t.Helper()
+	<-f.done
+	require.NoError(f.t, f.err)
+	return f.issued.Load()
+}
+
+// stop stops the feeder after its current chunk and returns the end of
+// the sequence produced.
+func (f *feeder) stop() int64 {
+	f.t.Helper()
+	f.once.Do(func() { close(f.quit) })
+	return f.wait()
+}
