@@ -35,9 +35,14 @@ func (w *Worker) restore(ctx context.Context, id TaskID, st StatefulTask) error 
 	}
 	defer cl.Close()
 	// ListCommittedOffsets is the last stable offset: the read_committed end.
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topics...)
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListCommittedOffsets(ctx, topics...)
 	if err != nil {
 		return fmt.Errorf("txn: restore task %d_%d: list changelog ends: %w", id.Subtopology, id.Partition, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("txn: restore task %d_%d: list changelog starts: %w", id.Subtopology, id.Partition, err)
 	}
 	next := map[string]int64{}
 	need := map[string]int64{}
@@ -48,14 +53,13 @@ func (w *Worker) restore(ctx context.Context, id TaskID, st StatefulTask) error 
 			return fmt.Errorf("txn: restore task %d_%d: end of changelog %s: %v", id.Subtopology, id.Partition, topic, end.Err)
 		}
 		next[topic] = end.Offset
+		if start, ok := starts.Lookup(topic, id.Partition); ok && start.Err == nil && off < start.Offset {
+			off = start.Offset // from the start (-2), or records since deleted
+		}
 		if off >= end.Offset {
 			continue
 		}
-		o := kgo.NewOffset().AtStart()
-		if off >= 0 {
-			o = kgo.NewOffset().At(off)
-		}
-		assign[topic] = map[int32]kgo.Offset{id.Partition: o}
+		assign[topic] = map[int32]kgo.Offset{id.Partition: kgo.NewOffset().At(max(off, 0))}
 		need[topic] = end.Offset
 	}
 	var n int64
