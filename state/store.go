@@ -40,7 +40,8 @@ type KeyValue[K, V any] struct {
 }
 
 // NewKeyValue returns the store called name inside db, whose writes are
-// also appended to log for the changelog topic. Store names must be unique
+// also appended to log for the changelog topic. A nil log writes no
+// changelog: for stores whose changelog is their source topic. Store names must be unique
 // within a DB and stable: the on-disk key prefix is derived from the name.
 func NewKeyValue[K, V any](db *DB, name, changelogTopic string, log Changelog, ks Codec[K], vs Codec[V]) (*KeyValue[K, V], error) {
 	if name == "" || len(name) > 255 {
@@ -98,7 +99,9 @@ func (s *KeyValue[K, V]) Put(k K, v V) error {
 	if err := s.db.Set(s.key(kb), vb); err != nil {
 		return err
 	}
-	s.log.Append(s.changelog, kb, vb)
+	if s.log != nil {
+		s.log.Append(s.changelog, kb, vb)
+	}
 	return nil
 }
 
@@ -111,11 +114,19 @@ func (s *KeyValue[K, V]) Delete(k K) error {
 	if err := s.db.Delete(s.key(kb)); err != nil {
 		return err
 	}
-	s.log.Append(s.changelog, kb, nil)
+	if s.log != nil {
+		s.log.Append(s.changelog, kb, nil)
+	}
 	return nil
 }
 
 func (s *KeyValue[K, V]) name() string { return string(s.prefix[1:]) }
+
+// KeyCodec returns the store's key codec.
+func (s *KeyValue[K, V]) KeyCodec() Codec[K] { return s.ks }
+
+// ValueCodec returns the store's value codec.
+func (s *KeyValue[K, V]) ValueCodec() Codec[V] { return s.vs }
 
 // Range iterates over the keys in [from, to) in byte order of their
 // encoding; a nil bound is open. Close the iterator when done.
@@ -242,4 +253,3 @@ func (d *DB) ApplyRestored(storePrefix, key, value []byte) error {
 	}
 	return d.pending.Set(k, value, nil)
 }
-

@@ -123,9 +123,11 @@ func (b *Builder) add(kind nodeKind, op string, opts []Option, parents ...*node)
 	if n.name == "" {
 		n.name = fmt.Sprintf("%s-%04d", op, n.id)
 	}
+	n.rekeyed = keyChanging[op]
 	for _, p := range parents {
 		n.parents = append(n.parents, p)
 		p.children = append(p.children, n)
+		n.rekeyed = n.rekeyed || p.rekeyed
 	}
 	b.nodes = append(b.nodes, n)
 	return n

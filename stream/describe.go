@@ -19,11 +19,19 @@ func (t *Topology) Describe() string {
 			}
 			switch n.kind {
 			case kindSource:
-				fmt.Fprintf(&sb, "    Source: %s (topics: [%s])\n", n.name, strings.Join(n.topics, ", "))
+				fmt.Fprintf(&sb, "    Source: %s (topics: [%s])", n.name, strings.Join(n.topics, ", "))
+				if len(n.stores) > 0 {
+					fmt.Fprintf(&sb, " (table, stores: %s)", storeNames(n.stores))
+				}
+				sb.WriteString("\n")
 			case kindSink:
 				fmt.Fprintf(&sb, "    Sink: %s (topic: %s)\n", n.name, strings.Join(n.topics, ", "))
 			default:
-				fmt.Fprintf(&sb, "    Processor: %s (%s)\n", n.name, n.op)
+				fmt.Fprintf(&sb, "    Processor: %s (%s)", n.name, n.op)
+				if len(n.stores) > 0 {
+					fmt.Fprintf(&sb, " (stores: %s)", storeNames(n.stores))
+				}
+				sb.WriteString("\n")
 			}
 			if len(n.children) > 0 {
 				fmt.Fprintf(&sb, "      --> %s\n", names(n.children))

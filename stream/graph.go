@@ -39,8 +39,17 @@ type node struct {
 	children []*node
 	raw      rawSource // sources only
 	stores   []*storeSpec
-	sub      int // sub-topology, set by Build
+	sub      int  // sub-topology, set by Build
+	rekeyed  bool // records may have a key their partition was not chosen by
+	internal bool // a repartition sink or source, created by the DSL
+	// peers are nodes that must share this node's sub-topology without
+	// records flowing between them: a join and the table it looks up.
+	peers []*node
 }
+
+// keyChanging are the operators after which a stream's keys no longer
+// match its partitions.
+var keyChanging = map[string]bool{"map": true, "selectkey": true, "flatmap": true, "process": true}
 
 // sink receives typed records: the input side of a runtime node.
 type sink[K, V any] interface {

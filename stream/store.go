@@ -17,12 +17,21 @@ type Store interface {
 type storeSpec struct {
 	name  string
 	users []*node
+	// sourceTopic, for a FromTable store, is the topic that is also its
+	// changelog; no changelog of its own is created or written.
+	sourceTopic string
 	// open creates the store's handle in a task's database.
 	open func(t *task) (any, error)
 }
 
-// changelogTopic is `<app-id>-<store>-changelog`.
-func (s *storeSpec) changelogTopic(appID string) string { return appID + "-" + s.name + "-changelog" }
+// changelogTopic is `<app-id>-<store>-changelog`, or the source topic of a
+// FromTable store.
+func (s *storeSpec) changelogTopic(appID string) string {
+	if s.sourceTopic != "" {
+		return s.sourceTopic
+	}
+	return appID + "-" + s.name + "-changelog"
+}
 
 // KeyValueStore is a declared key-value store: a typed handle that
 // processors resolve, per task, with In.
@@ -52,7 +61,11 @@ type KeyValueStore[K, V any] struct {
 func NewKeyValueStore[K, V any](b *Builder, name string, keySerde serde.Serde[K], valueSerde serde.Serde[V]) *KeyValueStore[K, V] {
 	s := &storeSpec{name: name}
 	s.open = func(t *task) (any, error) {
-		return state.NewKeyValue(t.db, name, s.changelogTopic(b.appID), t, keySerde, valueSerde)
+		var log state.Changelog = t
+		if s.sourceTopic != "" {
+			log = nil // the source topic is the changelog
+		}
+		return state.NewKeyValue(t.db, name, s.changelogTopic(b.appID), log, keySerde, valueSerde)
 	}
 	switch {
 	case keySerde == nil || valueSerde == nil:

@@ -37,6 +37,9 @@ type task struct {
 	changelogs map[string][]byte // changelog topic -> store key prefix
 	restored   int64
 	restoredTo map[string]int64
+	// sourceOffsets: for FromTable topics, the offset after the last
+	// record applied since the last commit (their checkpoint).
+	sourceOffsets map[string]int64
 
 	stats  txn.TaskStats
 	closed bool

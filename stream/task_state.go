@@ -45,6 +45,7 @@ func (t *task) openState(stores []*storeSpec) error {
 	t.stores = map[*storeSpec]any{}
 	t.changelogs = map[string][]byte{}
 	t.restoredTo = map[string]int64{}
+	t.sourceOffsets = map[string]int64{}
 	for _, s := range stores {
 		h, err := s.open(t)
 		if err != nil {
@@ -120,11 +121,14 @@ func (t *task) commitState(next map[string]int64) error {
 	for topic, off := range old.Offsets {
 		cp.Offsets[topic] = off
 	}
-	for topic, off := range next {
-		if _, ok := t.changelogs[topic]; ok && off > cp.Offsets[topic] {
-			cp.Offsets[topic] = off
+	for _, m := range []map[string]int64{next, t.sourceOffsets} {
+		for topic, off := range m {
+			if _, ok := t.changelogs[topic]; ok && off > cp.Offsets[topic] {
+				cp.Offsets[topic] = off
+			}
 		}
 	}
+	clear(t.sourceOffsets)
 	if !t.streamTime.IsZero() {
 		cp.StreamTime = t.streamTime.UnixMilli()
 	}

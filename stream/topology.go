@@ -65,7 +65,7 @@ func (b *Builder) Build() (*Topology, error) {
 		errs = append(errs, errNoSources)
 	}
 	for _, it := range t.InternalTopics() {
-		if n, ok := readers[it.Name]; ok {
+		if n, ok := readers[it.Name]; ok && !n.internal {
 			errs = append(errs, fmt.Errorf("stream: source %s reads the app's own %s topic %q: failing records would loop through it forever; read it with another app id", n.name, it.Purpose, it.Name))
 		}
 	}
@@ -99,7 +99,7 @@ func (t *Topology) assignSubtopologies() {
 			if n.kind == kindSource {
 				srcs = append(srcs, n)
 			}
-			for _, m := range slices.Concat(n.parents, n.children) {
+			for _, m := range slices.Concat(n.parents, n.children, n.peers) {
 				if !seen[m] {
 					seen[m] = true
 					stack = append(stack, m)
@@ -123,7 +123,8 @@ func (t *Topology) assignStores(stores []*storeSpec) []error {
 	t.subStores = make([][]*storeSpec, len(t.subs))
 	seen := map[string]bool{}
 	for _, n := range t.nodes {
-		if len(n.stores) > 0 && !n.named {
+		// A table source's store is named after its topic, which is stable.
+		if len(n.stores) > 0 && !n.named && n.kind != kindSource {
 			errs = append(errs, fmt.Errorf("stream: operator %s uses stores %s but has no name: give it a stable one with stream.Named (state and changelogs are tied to names, never to positions)", n.name, storeNames(n.stores)))
 		}
 	}
@@ -247,7 +248,7 @@ func (t *Topology) SubtopologyOf(topic string) (int, bool) {
 func (t *Topology) SinkTopics() []string {
 	var topics []string
 	for _, n := range t.nodes {
-		if n.kind == kindSink {
+		if n.kind == kindSink && !n.internal {
 			topics = append(topics, n.topics...)
 		}
 	}
@@ -264,8 +265,16 @@ func (t *Topology) InternalTopics() []txn.InternalTopic {
 	if t.policy == OnErrorDLQ {
 		its = append(its, txn.InternalTopic{Name: t.dlqTopic(), Purpose: "dlq", Subtopology: -1})
 	}
+	for _, n := range t.nodes {
+		if n.internal && n.kind == kindSink {
+			its = append(its, txn.InternalTopic{Name: n.topics[0], Purpose: "repartition", Subtopology: n.sub})
+		}
+	}
 	for sub, stores := range t.subStores {
 		for _, s := range stores {
+			if s.sourceTopic != "" {
+				continue
+			}
 			its = append(its, txn.InternalTopic{Name: s.changelogTopic(t.appID), Purpose: "changelog", Subtopology: sub,
 				Configs: map[string]string{"cleanup.policy": "compact"}})
 		}

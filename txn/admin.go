@@ -26,11 +26,19 @@ const defaultMaxMessageBytes = 1048588
 // topics and validates existing ones, and reads max.message.bytes of every
 // topic the topology writes. Each error says what to fix.
 func prepareTopics(ctx context.Context, adm *kadm.Client, topo Topology, sinks []string) (*layout, error) {
-	var sources []string
-	for _, s := range topo.Subtopologies() {
-		sources = append(sources, s.SourceTopics...)
+	internal := map[string]InternalTopic{}
+	for _, it := range topo.InternalTopics() {
+		internal[it.Name] = it
 	}
-	external := slices.Concat(sources, sinks)
+	var sources, external []string
+	for _, s := range topo.Subtopologies() {
+		for _, t := range s.SourceTopics {
+			if _, ok := internal[t]; !ok {
+				sources = append(sources, t)
+			}
+		}
+	}
+	external = slices.Concat(sources, sinks)
 	details, err := adm.ListTopics(ctx, external...)
 	if err != nil {
 		return nil, fmt.Errorf("txn: list topics: %w", err)
@@ -55,18 +63,15 @@ func prepareTopics(ctx context.Context, adm *kadm.Client, topo Topology, sinks [
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	var maxSource int32
-	subPartitions := map[int]int32{}
+	subPartitions, maxSource := internalPartitions(topo, internal, l)
 	for _, s := range topo.Subtopologies() {
-		want := l.partitions[s.SourceTopics[0]]
-		subPartitions[s.ID] = want
+		first := s.SourceTopics[0]
 		for _, topic := range s.SourceTopics[1:] {
-			if got := l.partitions[topic]; got != want {
-				errs = append(errs, fmt.Errorf("txn: sub-topology %d reads %q (%d partitions) and %q (%d partitions): co-partitioned topics need the same partition count; repartition one of them (e.g. SelectKey then To a topic with %d partitions)",
-					s.ID, s.SourceTopics[0], want, topic, got, want))
+			if got, want := l.partitions[topic], l.partitions[first]; got != want {
+				errs = append(errs, fmt.Errorf("txn: sub-topology %d reads %q (%d partitions) and %q (%d partitions): co-partitioned topics (merged, or joined with a table) need the same partition count; repartition one of them (Stream.Repartition) or recreate it with %d partitions",
+					s.ID, first, want, topic, got, want))
 			}
 		}
-		maxSource = max(maxSource, want)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -94,6 +99,49 @@ func prepareTopics(ctx context.Context, adm *kadm.Client, topo Topology, sinks [
 		}
 	}
 	return l, nil
+}
+
+// internalPartitions works out the partition count of every sub-topology
+// and records that of internal source topics in l. A sub-topology reading
+// external topics has their count; one reading only repartition topics has
+// the count of the sub-topology that writes them, found by propagating
+// until nothing changes.
+func internalPartitions(topo Topology, internal map[string]InternalTopic, l *layout) (map[int]int32, int32) {
+	subs := map[int]int32{}
+	var maxSource int32
+	for _, s := range topo.Subtopologies() {
+		for _, t := range s.SourceTopics {
+			if n, ok := l.partitions[t]; ok {
+				subs[s.ID] = n
+				maxSource = max(maxSource, n)
+				break
+			}
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, s := range topo.Subtopologies() {
+			for _, t := range s.SourceTopics {
+				it, ok := internal[t]
+				if !ok {
+					continue
+				}
+				n, known := subs[it.Subtopology]
+				if !known {
+					continue
+				}
+				if _, have := l.partitions[t]; !have {
+					l.partitions[t] = n
+					changed = true
+				}
+				if _, have := subs[s.ID]; !have {
+					subs[s.ID] = n
+					changed = true
+				}
+			}
+		}
+	}
+	return subs, maxSource
 }
 
 func internalNames(topo Topology) []string {

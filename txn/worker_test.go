@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -51,7 +52,11 @@ type workers struct {
 func (c *cluster) workers(topo txn.Topology, cfg txn.Config) *workers {
 	cfg.Brokers = c.brokers
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		var out io.Writer = io.Discard
+		if os.Getenv("SLUICE_TEST_LOG") != "" {
+			out = os.Stderr // debugging a test: SLUICE_TEST_LOG=1
+		}
+		cfg.Logger = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	w := &workers{c: c, topo: topo, cfg: cfg, stop: map[string]context.CancelFunc{}}
 	c.t.Cleanup(w.stopAll)

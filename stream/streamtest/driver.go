@@ -210,10 +210,7 @@ func (d *Driver) topic(name string) *topic {
 	}
 	t := d.topics[name]
 	if t == nil {
-		n := d.partitions[name]
-		if n <= 0 {
-			n = 1
-		}
+		n := d.partitionsOf(name)
 		t = &topic{name: name, offsets: make([]int64, n), tp: d.part.ForTopic(name)}
 		t.sub, t.source = d.topo.SubtopologyOf(name)
 		for _, it := range d.topo.InternalTopics() {
@@ -228,6 +225,25 @@ func (d *Driver) topic(name string) *topic {
 	}
 	d.last, d.prev = t, d.last
 	return t
+}
+
+// partitionsOf returns a topic's partition count: as configured (default
+// 1), except for repartition topics, which the runtime creates with the
+// partition count of the sub-topology that writes them.
+func (d *Driver) partitionsOf(name string) int32 {
+	for _, it := range d.topo.InternalTopics() {
+		if it.Name == name && it.Purpose == "repartition" {
+			for _, sub := range d.topo.Subtopologies() {
+				if sub.ID == it.Subtopology {
+					return int32(len(d.topic(sub.SourceTopics[0]).offsets))
+				}
+			}
+		}
+	}
+	if n := d.partitions[name]; n > 0 {
+		return n
+	}
+	return 1
 }
 
 // place assigns a partition and the next offset, as a broker would.
