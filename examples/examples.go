@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sluicehq/sluice/examples/enrich"
 	"github.com/sluicehq/sluice/examples/passthrough"
 	"github.com/sluicehq/sluice/stream"
 )
@@ -29,6 +30,18 @@ type App struct {
 // All returns the example apps, sorted by name.
 func All() []App {
 	apps := []App{
+		{
+			Name:    "enrich",
+			Summary: "join orders with the latest customer, re-keyed by customer_id",
+			Flags: func(fs *flag.FlagSet) func(string) (*stream.Topology, error) {
+				orders := fs.String("orders", "orders", "orders topic")
+				customers := fs.String("customers", "customers", "customers topic (compacted, key customer_id)")
+				out := fs.String("output", "orders-enriched", "sink topic")
+				return func(appID string) (*stream.Topology, error) { return enrich.Build(appID, *orders, *customers, *out) }
+			},
+			Inputs:  []string{"orders", "customers"},
+			Outputs: []string{"output"},
+		},
 		{
 			Name:    "passthrough",
 			Summary: "copy every record of --input to --output unchanged",
