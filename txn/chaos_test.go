@@ -34,7 +34,7 @@ func TestCrashPoints(t *testing.T) {
 			f, ws, n := crashScenario(t, txn.ExactlyOnce, crashPoint{key: tc.key, commits: 3})
 			restarted := ws[1]
 			restarted.waitLine(restarted.started, 60*time.Second, msgCommitted)
-			rep := verifyOutput(t, f.brokers, n)
+			rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 			require.True(t, rep.Clean(), "%s", rep)
 			f.stopAll(ws...)
 		})
@@ -62,10 +62,11 @@ func crashScenario(t *testing.T, g txn.Guarantee, cp crashPoint) (*fleet, []*pro
 	return f, []*proc{w1, w2, w3}, n
 }
 
-// verifyOutput reads "out" and reports on sequence numbers [0, n).
-func verifyOutput(t *testing.T, brokers []string, n int64) txntest.Report {
+// verifyOutput reads "out" with txntest.Verify for at most within and
+// reports on sequence numbers [0, n).
+func verifyOutput(t *testing.T, brokers []string, n int64, within time.Duration) txntest.Report {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	rep, err := txntest.Verify(ctx, brokers, "out", n)
 	require.NoError(t, err)
@@ -136,7 +137,7 @@ func TestZombieIsFenced(t *testing.T) {
 	w3.waitLine(fencedAt, 60*time.Second, msgCommitted)
 
 	n := feed.stop()
-	rep := verifyOutput(t, f.brokers, n)
+	rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)
 	f.stopAll(w1, w2, w3)
 }
@@ -198,7 +199,7 @@ func TestLiveness(t *testing.T) {
 	require.LessOrEqual(t, restartToCommit, 2*time.Second, "restarted worker's first commit")
 	require.LessOrEqual(t, othersGap, 2*time.Second, "the other workers stalled while w3 restarted")
 	require.LessOrEqual(t, takeover, f.cfg.sessionTimeout+2*time.Second, "takeover of a dead worker's partitions")
-	rep := verifyOutput(t, f.brokers, n)
+	rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)
 	f.stopAll(w1, w2)
 }
@@ -313,7 +314,7 @@ func TestBrokerRestart(t *testing.T) {
 	t.Cleanup(b2.Close)
 	startFeeder(t, c.brokers, "in", n/2, n, 500, 20*time.Millisecond).wait()
 
-	rep := verifyOutput(t, c.brokers, n)
+	rep := verifyOutput(t, c.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)
 	ws.stopAll()
 	ws.requireNoErrors()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,12 +27,12 @@ const (
 )
 
 // runFaulted starts a broker with topics in/out (4 partitions), lets
-// inject install its faults, runs worker w1 while input flows, and requires
+// inject install its faults, and runs worker w1 while input flows until
+// fired reports that the faults did their work. Then it requires
 // exactly-once output and no worker error. It returns the worker's logs
 // (Debug level).
-func runFaulted(t *testing.T, inject func(b *kfake.Cluster)) *logLines {
+func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) *logLines {
 	t.Helper()
-	const n = 5000
 	b, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
@@ -46,8 +47,10 @@ func runFaulted(t *testing.T, inject func(b *kfake.Cluster)) *logLines {
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	ws.start("w1")
-	startFeeder(t, c.brokers, "in", 0, n, 250, 20*time.Millisecond).wait()
-	rep := verifyOutput(t, c.brokers, n)
+	feed := startFeeder(t, c.brokers, "in", 0, math.MaxInt64, 250, 20*time.Millisecond)
+	require.Eventually(t, fired, time.Minute, 10*time.Millisecond, "the faults did not fire as planned")
+	n := feed.stop()
+	rep := verifyOutput(t, c.brokers, n, time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)
 	ws.stopAll()
 	ws.requireNoErrors()
@@ -63,8 +66,7 @@ func TestFaultEndTxnUnknownServerError(t *testing.T) {
 	var h *kfake.FaultHandle
 	runFaulted(t, func(b *kfake.Cluster) {
 		h = b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TxnID: faultTxnID, Err: kerr.UnknownServerError, When: isCommit})
-	})
-	require.Equal(t, 1, h.Hits())
+	}, func() bool { return h.Hits() == 1 })
 }
 
 // EndTxn(commit) that the broker commits but answers UNKNOWN_SERVER_ERROR
@@ -99,8 +101,7 @@ func TestFaultEndTxnCommittedThenUnknownServerError(t *testing.T) {
 			resp.ErrorCode = kerr.UnknownServerError.Code
 			return resp, nil, true
 		})
-	})
-	require.True(t, fired.Load(), "the fault never fired")
+	}, fired.Load)
 	ln, ok := logs.find(time.Time{}, "had committed")
 	require.True(t, ok, "the worker did not find out that its transaction committed")
 	t.Logf("w1: %s", ln.text)
@@ -111,8 +112,7 @@ func TestFaultEndTxnNotCoordinator(t *testing.T) {
 	var h *kfake.FaultHandle
 	runFaulted(t, func(b *kfake.Cluster) {
 		h = b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TxnID: faultTxnID, Err: kerr.NotCoordinator, Count: 2, When: isCommit})
-	})
-	require.Equal(t, 2, h.Hits())
+	}, func() bool { return h.Hits() == 2 })
 }
 
 // InitProducerID answered CONCURRENT_TRANSACTIONS a few times: the worker
@@ -121,8 +121,7 @@ func TestFaultInitProducerIDConcurrentTransactions(t *testing.T) {
 	var h *kfake.FaultHandle
 	runFaulted(t, func(b *kfake.Cluster) {
 		h = b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.InitProducerID}, TxnID: faultTxnID, Err: kerr.ConcurrentTransactions, Count: 3})
-	})
-	require.Equal(t, 3, h.Hits())
+	}, func() bool { return h.Hits() == 3 })
 }
 
 // Connections dropped under some of the worker's Produce and EndTxn
@@ -152,7 +151,5 @@ func TestFaultDroppedConnections(t *testing.T) {
 		b.ControlKey(int16(kmsg.EndTxn), dropEvery(&ends, &droppedEnds, func(r kmsg.Request) bool {
 			return r.(*kmsg.EndTxnRequest).TransactionalID == faultTxnID
 		}))
-	})
-	require.Equal(t, int32(2), droppedProduces.Load(), "dropped Produce connections")
-	require.Equal(t, int32(2), droppedEnds.Load(), "dropped EndTxn connections")
+	}, func() bool { return droppedProduces.Load() == 2 && droppedEnds.Load() == 2 })
 }

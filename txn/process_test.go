@@ -262,15 +262,24 @@ func (p *proc) signal(sig syscall.Signal) {
 }
 
 // waitExit waits up to d for the process to exit and returns how it did.
+// A process that hangs is sent SIGQUIT, and its goroutine dump logged.
 func (p *proc) waitExit(d time.Duration) *os.ProcessState {
 	p.t.Helper()
 	select {
 	case <-p.exited:
 		return p.state
 	case <-time.After(d):
-		require.FailNow(p.t, "process did not exit", "%s: still running after %v", p.name, d)
-		return nil
 	}
+	quitAt := time.Now()
+	if p.cmd.Process.Signal(syscall.SIGQUIT) == nil {
+		select {
+		case <-p.exited:
+			p.t.Logf("%s: goroutines of the hung process:\n%s", p.name, p.out.since(quitAt))
+		case <-time.After(10 * time.Second):
+		}
+	}
+	require.FailNow(p.t, "process did not exit", "%s: still running after %v", p.name, d)
+	return nil
 }
 
 // stop stops the worker with SIGTERM and requires a clean exit (status 0):
@@ -370,6 +379,19 @@ func (l *logLines) wait(since time.Time, d time.Duration, stop <-chan struct{}, 
 			return time.Time{}, false
 		}
 	}
+}
+
+// since returns the lines that arrived at or after t.
+func (l *logLines) since(t time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, ln := range l.lines {
+		if !ln.at.Before(t) {
+			out = append(out, ln.text)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // times returns the arrival times of the lines that contain sub.

@@ -46,6 +46,7 @@ type workers struct {
 	wg   sync.WaitGroup
 	mu   sync.Mutex
 	stop map[string]context.CancelFunc
+	done map[string]chan struct{}
 	errs []error
 }
 
@@ -58,7 +59,7 @@ func (c *cluster) workers(topo txn.Topology, cfg txn.Config) *workers {
 		}
 		cfg.Logger = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	w := &workers{c: c, topo: topo, cfg: cfg, stop: map[string]context.CancelFunc{}}
+	w := &workers{c: c, topo: topo, cfg: cfg, stop: map[string]context.CancelFunc{}, done: map[string]chan struct{}{}}
 	c.t.Cleanup(w.stopAll)
 	return w
 }
@@ -69,12 +70,15 @@ func (w *workers) start(instance string) {
 	wk, err := txn.NewWorker(w.topo, cfg)
 	require.NoError(w.c.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	w.mu.Lock()
 	w.stop[instance] = cancel
+	w.done[instance] = done
 	w.mu.Unlock()
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
+		defer close(done)
 		if err := wk.Run(ctx); err != nil {
 			w.mu.Lock()
 			w.errs = append(w.errs, fmt.Errorf("%s: %w", instance, err))
@@ -83,12 +87,17 @@ func (w *workers) start(instance string) {
 	}()
 }
 
+// halt stops a worker gracefully and waits until it has left the group: a
+// restart with the same instance id while the old one still runs would be
+// two live workers with one id.
 func (w *workers) halt(instance string) {
 	w.mu.Lock()
-	cancel := w.stop[instance]
+	cancel, done := w.stop[instance], w.done[instance]
 	delete(w.stop, instance)
+	delete(w.done, instance)
 	w.mu.Unlock()
 	cancel()
+	<-done
 }
 
 func (w *workers) stopAll() {
