@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"bufio"
 	"context"
 	"flag"
@@ -51,8 +52,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if _, ok := examples.Lookup(name); !ok {
 		return usageErrorf("runner: demo: unknown app %q (one of: %s)", name, appNames())
 	}
+	if name == "enrich" {
+		return demoEnrich(ctx, stdout, stderr, *records, *nworkers)
+	}
 	if name != "passthrough" {
-		return fmt.Errorf("runner: demo %s: not available yet; try runner demo passthrough", name)
+		return fmt.Errorf("runner: demo %s: not available yet; try runner demo passthrough or enrich", name)
 	}
 	return demoPassthrough(ctx, stdout, stderr, *records, *nworkers)
 }
@@ -75,7 +79,13 @@ func demoPassthrough(ctx context.Context, stdout, stderr io.Writer, n int64, nwo
 	if err != nil {
 		return fmt.Errorf("runner: demo: find own executable: %w", err)
 	}
-	ws := &demoWorkers{bin: self, addr: addr, log: stderr}
+	stateDir, err := os.MkdirTemp("", "sluice-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
+	ws := &demoWorkers{bin: self, addr: addr, log: stderr, stateDir: stateDir,
+		app: []string{"passthrough", "--input", "in", "--output", "out"}}
 	defer ws.stopAll()
 	for i := 1; i <= nworkers; i++ {
 		if err := ws.start(fmt.Sprintf("w%d", i)); err != nil {
@@ -167,9 +177,11 @@ func produceDemo(ctx context.Context, brokers []string, from, to int64) error {
 	return nil
 }
 
-// demoWorkers are child `runner run passthrough` processes.
+// demoWorkers are child `runner run APP` processes.
 type demoWorkers struct {
 	bin, addr string
+	app       []string // APP and its flags
+	stateDir  string
 	log       io.Writer
 
 	mu    sync.Mutex
@@ -178,8 +190,10 @@ type demoWorkers struct {
 }
 
 func (d *demoWorkers) start(instance string) error {
-	cmd := exec.Command(d.bin, "run", "passthrough", "--brokers", d.addr, "--instance", instance,
-		"--input", "in", "--output", "out", "--metrics-addr", "", "--session-timeout", "6s")
+	args := append([]string{"run"}, d.app...)
+	args = append(args, "--brokers", d.addr, "--instance", instance, "--metrics-addr", "", "--session-timeout", "6s",
+		"--state-dir", filepath.Join(d.stateDir, instance))
+	cmd := exec.Command(d.bin, args...)
 	cmd.Env = os.Environ()
 	out, err := cmd.StderrPipe()
 	if err != nil {

@@ -105,3 +105,18 @@ func TestDescribeAndApps(t *testing.T) {
 	require.Contains(t, all, "Sink: write-b (topic: b)")
 	require.Contains(t, all, "passthrough-dlq (dlq)")
 }
+
+// runner demo enrich: repartition, table, join and DLQ through a SIGKILL.
+func TestDemoEnrich(t *testing.T) {
+	p := startRunner(t, nil, "demo", "enrich", "--records", "10000")
+	var out []string
+	for line := range p.lines {
+		out = append(out, line)
+	}
+	all := strings.Join(out, "\n")
+	require.Equal(t, 0, p.wait(t), "stdout:\n%s\nstderr:\n%s", all, p.stderr())
+	require.Contains(t, all, "duplicates:       0")
+	require.Contains(t, all, "missing:          0")
+	require.Contains(t, all, "wrong customer:   0")
+	require.Contains(t, all, "DLQ'd:            103 (0 not as expected)")
+}

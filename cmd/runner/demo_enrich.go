@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+const demoCustomers = 200
+
+// demoEnrich runs the enrich app like demoPassthrough: customers first,
+// then n orders, one worker SIGKILLed and restarted halfway. Every 50th
+// order repeats the order_id of the one before (a duplicate event: it must
+// come out twice, as enrich does not deduplicate), every 97th is malformed
+// and must land in the DLQ. Every order carries a unique "seq".
+func demoEnrich(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers int) error {
+	cluster, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	brokers := []string{addr}
+	fmt.Fprintf(stdout, "demo: embedded broker on %s\n", addr)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	compact := "compact"
+	for topic, configs := range map[string]map[string]*string{
+		"orders": nil, "orders-enriched": nil, "customers": {"cleanup.policy": &compact},
+	} {
+		if _, err := adm.CreateTopic(ctx, 8, -1, configs, topic); err != nil {
+			return fmt.Errorf("runner: demo: create %s: %w", topic, err)
+		}
+	}
+	for i := range demoCustomers {
+		cl.Produce(ctx, &kgo.Record{Topic: "customers", Key: fmt.Appendf(nil, "c%d", i), Value: fmt.Appendf(nil, `{"name":"customer %d"}`, i)}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("runner: demo: find own executable: %w", err)
+	}
+	stateDir, err := os.MkdirTemp("", "sluice-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
+	ws := &demoWorkers{bin: self, addr: addr, log: stderr, stateDir: stateDir, app: []string{"enrich"}}
+	defer ws.stopAll()
+	for i := 1; i <= nworkers; i++ {
+		if err := ws.start(fmt.Sprintf("w%d", i)); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if err := produceOrders(ctx, cl, 0, n/2); err != nil {
+		return err
+	}
+	victim := fmt.Sprintf("w%d", min(2, nworkers))
+	fmt.Fprintf(stdout, "demo: %d orders in; SIGKILL %s\n", n/2, victim)
+	if err := ws.kill(victim); err != nil {
+		return err
+	}
+	if err := ws.start(victim); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo: %s restarted with the same instance id\n", victim)
+	if err := produceOrders(ctx, cl, n/2, n); err != nil {
+		return err
+	}
+
+	vctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var malformed int64
+	for seq := range n {
+		if isMalformed(seq) {
+			malformed++
+		}
+	}
+	out, wrong, err := readSeqs(vctx, brokers, "orders-enriched", n-malformed, func(r *kgo.Record) (int64, bool) {
+		var o struct {
+			Seq      int64           `json:"seq"`
+			Customer json.RawMessage `json:"customer"`
+		}
+		if json.Unmarshal(r.Value, &o) != nil {
+			return -1, false
+		}
+		want := fmt.Sprintf(`{"name":"customer %d"}`, o.Seq%demoCustomers)
+		return o.Seq, string(r.Key) == fmt.Sprintf("c%d", o.Seq%demoCustomers) && string(o.Customer) == want
+	})
+	if err != nil {
+		return err
+	}
+	dlq, _, err := readSeqs(vctx, brokers, "enrich-dlq", malformed, func(r *kgo.Record) (int64, bool) {
+		_, after, _ := strings.Cut(string(r.Value), "seq=")
+		seq, err := strconv.ParseInt(after, 10, 64)
+		return seq, err == nil && r.Headers != nil
+	})
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	if err := ws.failed(); err != nil {
+		return err
+	}
+	var dups, missing, dlqWrong int64
+	for seq := range n {
+		switch c := out[seq]; {
+		case isMalformed(seq):
+			if dlq[seq] != 1 || c != 0 {
+				dlqWrong++
+			}
+		case c == 0:
+			missing++
+		case c > 1:
+			dups += int64(c - 1)
+		}
+	}
+	fmt.Fprintf(stdout, `demo report (enrich, %d workers, 1 SIGKILL + restart)
+  orders in:        %d (%d repeat an order_id; %d malformed)
+  enriched out:     %d
+  duplicates:       %d
+  missing:          %d
+  wrong customer:   %d
+  DLQ'd:            %d (%d not as expected)
+  throughput:       %.0f orders/s end to end (%.1fs)
+`, nworkers, n, n/50, malformed, countAll(out), dups, missing, wrong, countAll(dlq), dlqWrong, float64(n)/elapsed.Seconds(), elapsed.Seconds())
+	if dups+missing+wrong+dlqWrong > 0 {
+		return fmt.Errorf("runner: demo: enrich output is not exactly once")
+	}
+	fmt.Fprintln(stdout, "demo: clean: every order exactly once, with its customer; every malformed order in the DLQ")
+	return nil
+}
+
+func isMalformed(seq int64) bool { return seq%97 == 96 }
+
+func countAll(m map[int64]int) int64 {
+	var n int64
+	for _, c := range m {
+		n += int64(c)
+	}
+	return n
+}
+
+// produceOrders writes orders [from, to).
+func produceOrders(ctx context.Context, cl *kgo.Client, from, to int64) error {
+	var mu sync.Mutex
+	var firstErr error
+	for seq := from; seq < to; seq++ {
+		id := seq
+		if seq%50 == 49 {
+			id = seq - 1 // a duplicate event: same order_id
+		}
+		v := fmt.Appendf(nil, `{"order_id":"o%d","customer_id":"c%d","amount_cents":%d,"seq":%d}`, id, seq%demoCustomers, seq%1000, seq)
+		if isMalformed(seq) {
+			v = fmt.Appendf(nil, `{"order_id":"o%d", broken seq=%d`, id, seq)
+		}
+		cl.Produce(ctx, &kgo.Record{Topic: "orders", Key: fmt.Appendf(nil, "x%d", seq), Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				firstErr = err
+				mu.Unlock()
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return firstErr
+}
+
+// readSeqs reads topic with read_committed until want records were read
+// and it has been quiet for a second, or ctx ends, and counts the sequence
+// numbers seq returns; ok false counts as wrong.
+func readSeqs(ctx context.Context, brokers []string, topic string, want int64, seq func(*kgo.Record) (int64, bool)) (map[int64]int, int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer cl.Close()
+	seen := map[int64]int{}
+	var read, wrong int64
+	for ctx.Err() == nil {
+		before := read
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			read++
+			s, ok := seq(r)
+			if !ok {
+				wrong++
+			}
+			seen[s]++
+		})
+		cancel()
+		if read >= want && read == before {
+			break
+		}
+	}
+	return seen, wrong, nil
+}
