@@ -49,6 +49,11 @@ type DB struct {
 	pending *pebble.Batch
 	undo    []undo // writes of the current record, for Rollback
 	cp      Checkpoint
+
+	// restoring collects restored records: a plain batch, as a restore
+	// reads nothing back and an index would only cost.
+	restoring *pebble.Batch
+	keyBuf    []byte
 }
 
 type undo struct {
@@ -168,12 +173,19 @@ func (d *DB) Commit(cp Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("state: encode checkpoint: %w", err)
 	}
-	if err := d.pending.Set(checkpointKey, b, nil); err != nil {
+	batch := d.pending
+	if d.restoring != nil {
+		if !d.pending.Empty() {
+			return errors.New("state: commit: restored and processed writes in one batch")
+		}
+		batch = d.restoring
+	}
+	if err := batch.Set(checkpointKey, b, nil); err != nil {
 		return fmt.Errorf("state: commit: %w", err)
 	}
 	// NoSync is enough: the checkpoint travels with the data, so an apply
 	// lost to an OS crash only means a longer changelog replay.
-	if err := d.pending.Commit(pebble.NoSync); err != nil {
+	if err := batch.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("state: commit: %w", err)
 	}
 	d.cp = cp
@@ -188,10 +200,15 @@ func (d *DB) reset() {
 	d.pending.Close()
 	d.pending = d.pdb.NewIndexedBatch()
 	d.undo = d.undo[:0]
+	if d.restoring != nil {
+		d.restoring.Close()
+		d.restoring = nil
+	}
 }
 
 // Close discards the pending batch and closes the database.
 func (d *DB) Close() error {
+	d.reset()
 	d.pending.Close()
 	return d.pdb.Close()
 }

@@ -151,3 +151,26 @@ func TestCorruptCheckpoint(t *testing.T) {
 	require.ErrorIs(t, err, state.ErrCorrupt)
 	require.ErrorContains(t, err, "checkpoint in db")
 }
+
+// Restored records reach the database with the checkpoint of Commit, as
+// one batch; they are not changelogged again.
+func TestApplyRestored(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	defer db.Close()
+	log := &changelog{}
+	s := kv(t, db, log)
+	prefix := state.StorePrefix("s")
+	require.NoError(t, db.ApplyRestored(prefix, []byte("a"), []byte("1")))
+	require.NoError(t, db.ApplyRestored(prefix, []byte("b"), []byte("2")))
+	require.NoError(t, db.ApplyRestored(prefix, []byte("a"), nil))
+	require.Equal(t, "<none>", get(t, s, "b"), "not visible before Commit")
+	require.NoError(t, db.Commit(state.Checkpoint{Offsets: map[string]int64{"app-s-changelog": 3}}))
+	require.Equal(t, "<none>", get(t, s, "a"))
+	require.Equal(t, "2", get(t, s, "b"))
+	require.Empty(t, log.recs)
+	require.Equal(t, int64(3), db.Checkpoint().Offsets["app-s-changelog"])
+
+	require.NoError(t, s.Put("c", "3"))
+	require.NoError(t, db.ApplyRestored(prefix, []byte("d"), []byte("4")))
+	require.ErrorContains(t, db.Commit(state.Checkpoint{}), "restored and processed writes in one batch")
+}

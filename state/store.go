@@ -243,13 +243,17 @@ func (it *Iterator[K, V]) Close() error {
 	return it.err
 }
 
-// ApplyRestored writes one changelog record of store name straight into
-// the pending batch during a restore: a nil value deletes. Restored writes
-// are not changelogged again; Commit them with the checkpoint they reach.
+// ApplyRestored writes one changelog record of the store with the given
+// prefix (StorePrefix) during a restore: a nil value deletes. Restored
+// writes are not changelogged again and are not visible to reads until
+// Commit applies them with the checkpoint they reach.
 func (d *DB) ApplyRestored(storePrefix, key, value []byte) error {
-	k := append(bytes.Clone(storePrefix), key...)
-	if value == nil {
-		return d.pending.Delete(k, nil)
+	if d.restoring == nil {
+		d.restoring = d.pdb.NewBatch()
 	}
-	return d.pending.Set(k, value, nil)
+	d.keyBuf = append(append(d.keyBuf[:0], storePrefix...), key...)
+	if value == nil {
+		return d.restoring.Delete(d.keyBuf, nil)
+	}
+	return d.restoring.Set(d.keyBuf, value, nil)
 }
