@@ -31,7 +31,7 @@ func TestCrashPoints(t *testing.T) {
 		{"right_after_commit", kmsg.EndTxn},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, ws, n := crashScenario(t, txn.ExactlyOnce, crashPoint{key: tc.key, commits: 3})
+			f, ws, n := crashScenario(t, txn.ExactlyOnce, crashPoint{key: tc.key, commits: 2})
 			restarted := ws[1]
 			restarted.waitLine(restarted.started, 60*time.Second, msgCommitted)
 			rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
@@ -42,15 +42,16 @@ func TestCrashPoints(t *testing.T) {
 }
 
 // crashScenario runs three workers w1, w2, w3 of one passthrough app, w2
-// crashing at cp, feeds input while they run, requires that w2 died by
-// SIGKILL at its crash point, restarts it (same instance id) while input
-// still flows, and waits until all input is produced. It returns the fleet,
-// the running workers (w1, the restarted w2, w3) and the number of input
-// records.
+// crashing at cp (armed after the warm-up), feeds input while they run,
+// requires that w2 died by SIGKILL at its crash point, restarts it (same
+// instance id) while input still flows, and waits until all input is
+// produced. It returns the fleet, the running workers (w1, the restarted
+// w2, w3) and the number of input records.
 func crashScenario(t *testing.T, g txn.Guarantee, cp crashPoint) (*fleet, []*proc, int64) {
 	f := newFleet(t, "crash", g)
 	w1, w2, w3 := f.start("w1", nil), f.start("w2", &cp), f.start("w3", nil)
 	from := f.warmUp(w1, w2, w3)
+	w2.armCrash()
 	feed := startFeeder(t, f.brokers, "in", from, from+20_000, 500, 20*time.Millisecond)
 	w2.waitExit(90 * time.Second)
 	w2.requireKilled()

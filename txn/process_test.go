@@ -88,7 +88,14 @@ func workerMain() int {
 			log.Error("bad "+envCrash, "err", err)
 			return 2
 		}
-		cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(&crashHook{at: cp, commits: commits, log: log}))
+		hook := &crashHook{at: cp, commits: commits, log: log}
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(hook))
+		armed := make(chan os.Signal, 1)
+		signal.Notify(armed, syscall.SIGUSR1)
+		go func() {
+			<-armed
+			hook.arm()
+		}()
 	}
 	topo, err := passthrough.Build(os.Getenv(envApp), os.Getenv(envInput), os.Getenv(envOutput))
 	if err != nil {
@@ -131,8 +138,9 @@ func (c commitCounter) WithGroup(name string) slog.Handler {
 	return commitCounter{Handler: c.Handler.WithGroup(name), n: c.n}
 }
 
-// crashPoint says when a worker process kills itself: at the first
-// response to request key read after at least commits commits.
+// crashPoint says when a worker process kills itself: once armed (by
+// SIGUSR1, see proc.armCrash), at the first response to request key read
+// after commits more commits.
 type crashPoint struct {
 	key     kmsg.Key
 	commits int64
@@ -157,11 +165,18 @@ func parseCrashPoint(s string) (crashPoint, error) {
 // on, so the worker never acts on the response that triggers the crash.
 type crashHook struct {
 	at      crashPoint
-	commits *atomic.Int64
+	armed   atomic.Bool
+	commits *atomic.Int64 // since armed
 	log     *slog.Logger
 }
 
 var _ kgo.HookBrokerRead = (*crashHook)(nil)
+
+// arm starts counting commits towards the crash.
+func (h *crashHook) arm() {
+	h.commits.Store(0)
+	h.armed.Store(true)
+}
 
 func (h *crashHook) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
 	if err != nil {
@@ -170,7 +185,7 @@ func (h *crashHook) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ ti
 	if key == int16(kmsg.OffsetCommit) {
 		h.commits.Add(1)
 	}
-	if key == int16(h.at.key) && h.commits.Load() >= h.at.commits {
+	if key == int16(h.at.key) && h.armed.Load() && h.commits.Load() >= h.at.commits {
 		h.log.Warn(msgCrashPoint, "key", kmsg.NameForKey(key), "commits", h.commits.Load())
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way; do not let the response through
@@ -290,6 +305,10 @@ func (p *proc) stop() {
 	st := p.waitExit(30 * time.Second)
 	require.True(p.t, st.Success(), "%s: exit after SIGTERM: %v", p.name, st)
 }
+
+// armCrash arms the worker's crash point: crash tests arm it once the
+// group is warmed up, so that the crash happens while input flows.
+func (p *proc) armCrash() { p.signal(syscall.SIGUSR1) }
 
 // requireKilled requires that the process exited through SIGKILL.
 func (p *proc) requireKilled() {

@@ -146,6 +146,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	w, err := txn.NewWorker(topo, txn.Config{
 		Brokers:        strings.Split(f.brokers, ","),
 		Instance:       f.instance,
+		StateDir:       f.stateDir,
 		Guarantee:      guarantee,
 		CommitInterval: f.commitInterval,
 		SessionTimeout: f.sessionTimeout,
