@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -203,6 +204,31 @@ func TestLiveness(t *testing.T) {
 	rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)
 	f.stopAll(w1, w2)
+}
+
+// A worker heartbeats at least twice per session timeout. Kafka's rule is
+// three times (heartbeat.interval.ms at most a third of session.timeout.ms):
+// a member waiting in a rebalance for one whose next heartbeat is a whole
+// session timeout away gets expelled, and with the embedded broker its
+// JoinGroup is then never answered (franz-go waits out rebalance timeout +
+// 10s, about 70s, and Close waits for that).
+func TestHeartbeatsWithinSessionTimeout(t *testing.T) {
+	b, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	c := &cluster{t: t, brokers: []string{addr}}
+	require.NoError(t, txntest.CreateTopics(c.ctx(30*time.Second), c.brokers, 1, "in", "out"))
+	topo, err := passthrough.Build("heartbeat", "in", "out")
+	require.NoError(t, err)
+	const session = 3 * time.Second
+	beats := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Heartbeat}, Group: "heartbeat", Observe: true, Count: -1})
+	ws := c.workers(topo, txn.Config{SessionTimeout: session})
+	ws.start("w1")
+	require.NoError(t, beats.Wait(c.ctx(30*time.Second), 1), "the worker never heartbeat")
+	first := beats.Hits()
+	ctx, cancel := context.WithTimeout(context.Background(), session)
+	defer cancel()
+	require.NoError(t, beats.Wait(ctx, first+2), "heartbeats in one session timeout (%v): %d", session, beats.Hits()-first)
 }
 
 // longestGap returns the longest stretch of [from, to] without any of ts.

@@ -78,6 +78,14 @@ func (b *batch) promise(r *kgo.Record, err error) {
 	byTopic[r.Topic] = max(byTopic[r.Topic], r.Offset+1)
 }
 
+// changelogOffsets returns, per partition, the offset after the last
+// acknowledged changelog record of each topic. Call it after a flush.
+func (b *batch) changelogOffsets() map[int32]map[string]int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.next
+}
+
 func (b *batch) err() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -226,7 +234,7 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, wantCo
 		return false, nil
 	}
 	w.m.txnCommitted.Inc()
-	ts.commit(b.next) // after the Kafka commit: apply state (invariant 4)
+	ts.commit(b.changelogOffsets()) // after the Kafka commit: apply state (invariant 4)
 	w.log.Debug("transaction committed", "records", b.records, "produced", b.produced)
 	if err := ts.close(w.takeRevoked()); err != nil {
 		w.log.Warn("closing revoked tasks", "err", err)

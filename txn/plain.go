@@ -106,7 +106,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			}
 		}
 		w.m.txnCommitted.Inc()
-		ts.commit(b.next)
+		ts.commit(b.changelogOffsets())
 		progressed = true
 		if err := ts.close(w.takeRevoked()); err != nil {
 			w.log.Warn("closing revoked tasks", "err", err)

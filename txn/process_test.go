@@ -297,15 +297,6 @@ func (p *proc) waitExit(d time.Duration) *os.ProcessState {
 	return nil
 }
 
-// stop stops the worker with SIGTERM and requires a clean exit (status 0):
-// the worker ran until the end without a fatal error.
-func (p *proc) stop() {
-	p.t.Helper()
-	p.signal(syscall.SIGTERM)
-	st := p.waitExit(30 * time.Second)
-	require.True(p.t, st.Success(), "%s: exit after SIGTERM: %v", p.name, st)
-}
-
 // armCrash arms the worker's crash point: crash tests arm it once the
 // group is warmed up, so that the crash happens while input flows.
 func (p *proc) armCrash() { p.signal(syscall.SIGUSR1) }
