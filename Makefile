@@ -23,8 +23,12 @@ fmt:
 test: fmt vet
 	$(GO) test -race -timeout 9m ./...
 
+# The per-record step on the test driver, then sluice's loops against a raw
+# franz-go transactional loop on one embedded broker (see cmd/bench).
+BENCH_FLAGS ?= -runs 5
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./stream/...
+	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 
 demo: build
 	$(BIN)/runner demo passthrough

@@ -69,13 +69,20 @@ type Options struct {
 }
 
 // Open opens (creating if needed) the database in dir and reads its
-// checkpoint. A database that cannot be opened or whose checkpoint cannot
-// be read is reported with ErrCorrupt.
+// checkpoint. A corrupt database, or one whose checkpoint cannot be read,
+// is reported with ErrCorrupt; other failures (the directory locked by
+// another process, permissions) are not, so that nobody wipes a database
+// that is merely in use.
 func Open(dir string, opts Options) (*DB, error) {
 	popts := &pebble.Options{FS: opts.FS, Logger: quietLogger{}}
 	pdb, err := pebble.Open(dir, popts)
-	if err != nil {
+	switch {
+	case err != nil && pebble.IsCorruptionError(err):
 		return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, dir, err)
+	case err != nil:
+		// Not corruption (a lock held by another worker, permissions):
+		// never wiped.
+		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
 	d := &DB{pdb: pdb}
 	v, closer, err := pdb.Get(checkpointKey)

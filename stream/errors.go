@@ -47,6 +47,9 @@ const (
 	HeaderTopic     = "sluice.topic"
 	HeaderPartition = "sluice.partition"
 	HeaderOffset    = "sluice.offset"
+	// HeaderTruncated is set on a DLQ record whose value was dropped
+	// because the record did not fit the DLQ topic.
+	HeaderTruncated = "sluice.truncated"
 )
 
 // NodeError is an error raised at one node of the topology: a decode error

@@ -86,7 +86,16 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 		return out, nil
 	case OnErrorDLQ:
 		t.stats.DeadLetter++
-		return append(out, deadLetter(t.topo.dlqTopic(), rec, err)), nil
+		dl := deadLetter(t.topo.dlqTopic(), rec, err)
+		if t.cfg.MaxMessageBytes != nil {
+			if limit := t.cfg.MaxMessageBytes(dl.Topic); limit > 0 && recordSize(dl.Key, dl.Value, dl.Headers) > limit {
+				// Keep the headers that say where the record is; its value
+				// does not fit the DLQ.
+				dl.Value = nil
+				dl.Headers = append(dl.Headers, kgo.RecordHeader{Key: HeaderTruncated, Value: []byte("value dropped: larger than the DLQ's max.message.bytes")})
+			}
+		}
+		return append(out, dl), nil
 	}
 	return out, &RecordError{Origin: originOf(rec), Err: err}
 }

@@ -1,6 +1,10 @@
 package txn
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the worker's Prometheus metrics, all prefixed sluice_.
 type metrics struct {
@@ -33,7 +37,34 @@ func newMetrics(reg prometheus.Registerer, appID, instance string) *metrics {
 		tasks:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "sluice", Name: "tasks", Help: "Tasks currently open.", ConstLabels: labels}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.produced, m.deadLetters, m.skipped, m.txnCommitted, m.txnAborted, m.sessions, m.tasks, m.restored)
+		// A worker restarted in the same process with the same registry
+		// (same app and instance) continues the metrics of the last one.
+		m.records = register(reg, m.records)
+		m.produced = register(reg, m.produced)
+		m.deadLetters = register(reg, m.deadLetters)
+		m.skipped = register(reg, m.skipped)
+		m.txnCommitted = register(reg, m.txnCommitted)
+		m.txnAborted = register(reg, m.txnAborted)
+		m.sessions = register(reg, m.sessions)
+		m.tasks = register(reg, m.tasks)
+		m.restored = register(reg, m.restored)
 	}
 	return m
+}
+
+// register registers c, or returns the collector already registered in
+// its place. Other registration errors (a name clash of another kind) are
+// a programming error and panic, as MustRegister does.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	switch {
+	case err == nil:
+		return c
+	case errors.As(err, &are):
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	panic(err)
 }

@@ -47,7 +47,9 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 		return false, &FatalError{Cause: "invalid client configuration", Err: err}
 	}
 	w.m.sessions.Inc()
-	defer cl.Close()
+	// Close would wait forever for a rebalance this loop still blocks on
+	// some return paths; allow it first.
+	defer cl.CloseAllowingRebalance()
 	ts := w.newTasks()
 	defer ts.drop()
 

@@ -30,9 +30,6 @@ type Worker struct {
 	m    *metrics
 
 	layout *layout
-	// batchMax is the producer's batch size limit, and so the largest
-	// record any written topic accepts (the smallest max.message.bytes).
-	batchMax int
 
 	changelogs map[string]bool // changelog topics, whose offsets checkpoints need
 
@@ -100,15 +97,6 @@ func (w *Worker) prepare(ctx context.Context) error {
 		return err
 	}
 	w.layout = l
-	w.batchMax = 0
-	for _, n := range l.maxBytes {
-		if w.batchMax == 0 || n < w.batchMax {
-			w.batchMax = n
-		}
-	}
-	if w.batchMax == 0 {
-		w.batchMax = defaultMaxMessageBytes
-	}
 	return nil
 }
 
@@ -131,7 +119,9 @@ func (w *Worker) groupOpts() []kgo.Opt {
 		kgo.SessionTimeout(w.cfg.SessionTimeout),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
-		kgo.ProducerBatchMaxBytes(int32(w.batchMax)),
+		// Batches never exceed a topic's max.message.bytes: a batch the
+		// broker rejects would abort the transaction.
+		kgo.ProducerBatchMaxBytesFn(w.maxMessageBytes),
 		kgo.WithLogger(kgoLogger{w.log}),
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onRevoked),
@@ -172,12 +162,20 @@ func (w *Worker) newTasks() *tasks {
 
 func (w *Worker) taskConfig() TaskConfig {
 	return TaskConfig{
-		StateDir: w.cfg.StateDir,
-		Clock:    w.cfg.Clock,
-		MaxMessageBytes: func(topic string) int {
-			return min(w.batchMax, w.layout.maxBytes[topic])
-		},
+		StateDir:        w.cfg.StateDir,
+		Clock:           w.cfg.Clock,
+		MaxMessageBytes: func(topic string) int { return int(w.maxMessageBytes(topic)) },
 	}
+}
+
+// maxMessageBytes returns the max.message.bytes of a topic the topology
+// writes (Kafka's default for others), within franz-go's bounds.
+func (w *Worker) maxMessageBytes(topic string) int32 {
+	n, ok := w.layout.maxBytes[topic]
+	if !ok {
+		n = defaultMaxMessageBytes
+	}
+	return int32(min(max(n, 512), 1<<30))
 }
 
 // leaveGroup removes this static member from the group so that a graceful

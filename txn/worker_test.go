@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -67,6 +68,9 @@ func (c *cluster) workers(topo txn.Topology, cfg txn.Config) *workers {
 func (w *workers) start(instance string) {
 	cfg := w.cfg
 	cfg.Instance = instance
+	if cfg.StateDir != "" {
+		cfg.StateDir = filepath.Join(cfg.StateDir, instance) // as runner's default
+	}
 	wk, err := txn.NewWorker(w.topo, cfg)
 	require.NoError(w.c.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
