@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // runExactlyOnce runs transactional sessions until ctx is done or a fatal
@@ -95,6 +97,9 @@ func (b *batch) err() error {
 // eosSession runs one GroupTransactSession. It returns whether any
 // transaction committed, and why the session ended (nil on shutdown).
 func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
+	if err := w.fenceZombie(ctx); err != nil {
+		return false, err
+	}
 	opts := append(w.groupOpts(),
 		kgo.TransactionalID(w.topo.AppID()+"-"+w.cfg.Instance),
 		kgo.TransactionTimeout(w.cfg.TransactionTimeout),
@@ -148,6 +153,43 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 			return progressed, err
 		}
 		progressed = progressed || committed
+	}
+}
+
+// fenceZombie initializes the transactional id before the session joins the
+// group. The broker then aborts the transaction a previous incarnation of
+// this worker left open, at once. Without it the session's offset fetch
+// waits on that transaction's pending offsets (UNSTABLE_OFFSET_COMMIT) until
+// the transaction timeout, because franz-go initializes the producer only at
+// the first Begin, after the fetch.
+func (w *Worker) fenceZombie(ctx context.Context) error {
+	cl, err := kgo.NewClient(w.baseOpts()...)
+	if err != nil {
+		return &FatalError{Cause: "invalid client configuration", Err: err}
+	}
+	defer cl.Close()
+	id := w.topo.AppID() + "-" + w.cfg.Instance
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.TransactionalID = &id
+	req.TransactionTimeoutMillis = int32(w.cfg.TransactionTimeout.Milliseconds())
+	req.ProducerID, req.ProducerEpoch = -1, -1
+	for attempt := 0; ; attempt++ {
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil {
+			err = kerr.ErrorForCode(resp.ErrorCode)
+		}
+		switch {
+		case err == nil:
+			return nil
+		case classify(err) != nil:
+			return classify(err)
+		case errors.Is(err, kerr.ConcurrentTransactions) && attempt < 50 && backoff(ctx, 0):
+			continue // the broker is still aborting the old transaction
+		}
+		// The session initializes the producer itself; fencing early only
+		// saves time.
+		w.log.Warn("could not fence a previous incarnation early", "err", err)
+		return nil
 	}
 }
 
@@ -243,7 +285,7 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, wantCo
 	return true, nil
 }
 
-var errCommittedAnyway = errors.New("txn: the transaction reported as aborted had committed")
+var errCommittedAnyway = errors.New("txn: after a commit reported as aborted, the group's offsets are at or past the batch's: it may have committed (or another worker moved on); re-creating the session")
 
 // committedAnyway reports whether the group's committed offsets reached
 // want on any partition: after an End that reported an abort, that means

@@ -117,6 +117,9 @@ func (w *Worker) groupOpts() []kgo.Opt {
 		kgo.ConsumeTopics(sources...),
 		kgo.InstanceID(w.cfg.Instance),
 		kgo.SessionTimeout(w.cfg.SessionTimeout),
+		// Kafka's rule: at most a third of the session timeout, so that one
+		// late heartbeat never expires a member.
+		kgo.HeartbeatInterval(min(3*time.Second, w.cfg.SessionTimeout/3)),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
 		// Batches never exceed a topic's max.message.bytes: a batch the
