@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/examples/passthrough"
 	"github.com/sluicehq/sluice/txn"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
@@ -27,10 +26,12 @@ const (
 )
 
 // runFaulted starts a broker with topics in/out (4 partitions), lets
-// inject install its faults, and runs worker w1 while input flows until
-// fired reports that the faults did their work. Then it requires
-// exactly-once output and no worker error. It returns the worker's logs
-// (Debug level).
+// inject install its faults, and runs worker w1 of the running-sum
+// topology (txntest.SumTopology: stateful, so that the state protocol is
+// faulted too) while input flows until fired reports that the faults did
+// their work. Then it requires exactly-once output, a changelog equal to
+// the sums recomputed from the input, and no worker error. It returns the
+// worker's logs (Debug level).
 func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) *logLines {
 	t.Helper()
 	b, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
@@ -39,11 +40,11 @@ func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) 
 	c := &cluster{t: t, brokers: []string{addr}}
 	require.NoError(t, txntest.CreateTopics(c.ctx(30*time.Second), c.brokers, 4, "in", "out"))
 	inject(b)
-	topo, err := passthrough.Build(faultApp, "in", "out")
+	topo, err := txntest.SumTopology(faultApp, "in", "out")
 	require.NoError(t, err)
 	logs := newLogLines()
 	ws := c.workers(topo, txn.Config{
-		SessionTimeout: 3 * time.Second, CommitInterval: 50 * time.Millisecond,
+		SessionTimeout: 3 * time.Second, CommitInterval: 50 * time.Millisecond, StateDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	ws.start("w1")
@@ -52,6 +53,9 @@ func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) 
 	n := feed.stop()
 	rep := verifyOutput(t, c.brokers, n, time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)
+	table, err := txntest.ReadTable(c.ctx(time.Minute), c.brokers, faultApp+"-sums-changelog")
+	require.NoError(t, err)
+	require.Equal(t, txntest.ExpectedSums(n, 1000), table, "state is not exactly once")
 	ws.stopAll()
 	ws.requireNoErrors()
 	return logs
@@ -102,7 +106,7 @@ func TestFaultEndTxnCommittedThenUnknownServerError(t *testing.T) {
 			return resp, nil, true
 		})
 	}, fired.Load)
-	ln, ok := logs.find(time.Time{}, "had committed")
+	ln, ok := logs.find(time.Time{}, "it may have committed")
 	require.True(t, ok, "the worker did not find out that its transaction committed")
 	t.Logf("w1: %s", ln.text)
 }

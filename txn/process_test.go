@@ -39,6 +39,8 @@ const (
 	envSession   = "SLUICE_TEST_SESSION_TIMEOUT" // a time.Duration
 	envGuarantee = "SLUICE_TEST_GUARANTEE"       // txn.Guarantee.String()
 	envCrash     = "SLUICE_TEST_CRASH"           // crashPoint.String()
+	envTopology  = "SLUICE_TEST_TOPOLOGY"        // "passthrough" (default) or "sum"
+	envStateDir  = "SLUICE_TEST_STATE_DIR"
 )
 
 // Log messages the tests look for in a worker's output.
@@ -81,6 +83,7 @@ func workerMain() int {
 		CommitInterval: 50 * time.Millisecond,
 		SessionTimeout: session,
 		Logger:         log,
+		StateDir:       os.Getenv(envStateDir),
 	}
 	if spec := os.Getenv(envCrash); spec != "" {
 		cp, err := parseCrashPoint(spec)
@@ -97,7 +100,11 @@ func workerMain() int {
 			hook.arm()
 		}()
 	}
-	topo, err := passthrough.Build(os.Getenv(envApp), os.Getenv(envInput), os.Getenv(envOutput))
+	build := passthrough.Build
+	if os.Getenv(envTopology) == "sum" {
+		build = txntest.SumTopology
+	}
+	topo, err := build(os.Getenv(envApp), os.Getenv(envInput), os.Getenv(envOutput))
 	if err != nil {
 		log.Error("build topology", "err", err)
 		return 2
@@ -201,6 +208,8 @@ type procConfig struct {
 	sessionTimeout time.Duration
 	guarantee      txn.Guarantee
 	crash          *crashPoint // nil: no crash
+	topology       string      // "" (passthrough) or "sum"
+	stateDir       string      // the worker's own state directory
 }
 
 func (c procConfig) env() []string {
@@ -216,6 +225,12 @@ func (c procConfig) env() []string {
 	}
 	if c.crash != nil {
 		env = append(env, envCrash+"="+c.crash.String())
+	}
+	if c.topology != "" {
+		env = append(env, envTopology+"="+c.topology)
+	}
+	if c.stateDir != "" {
+		env = append(env, envStateDir+"="+c.stateDir)
 	}
 	return env
 }
@@ -575,6 +590,12 @@ type feeder struct {
 // startFeeder starts feeding topic with sequence numbers [from, limit),
 // one chunk per tick of every (or slower, when producing takes longer).
 func startFeeder(t *testing.T, brokers []string, topic string, from, limit, chunk int64, every time.Duration) *feeder {
+	return startKeyedFeeder(t, brokers, topic, from, limit, chunk, every, 1000)
+}
+
+// startKeyedFeeder is startFeeder with keys "k<seq mod keys>" (keys 0: one
+// key per record).
+func startKeyedFeeder(t *testing.T, brokers []string, topic string, from, limit, chunk int64, every time.Duration, keys int64) *feeder {
 	f := &feeder{t: t, quit: make(chan struct{}), done: make(chan struct{})}
 	f.issued.Store(from)
 	go func() {
@@ -591,7 +612,7 @@ func startFeeder(t *testing.T, brokers []string, topic string, from, limit, chun
 			}
 			hi := min(lo+chunk, limit)
 			f.issued.Store(hi)
-			if f.err = txntest.Produce(ctx, brokers, topic, lo, hi, 1000, 100); f.err != nil {
+			if f.err = txntest.Produce(ctx, brokers, topic, lo, hi, keys, 100); f.err != nil {
 				return
 			}
 			lo = hi
