@@ -3,7 +3,8 @@
 export GOTOOLCHAIN := go1.27.3
 
 GO ?= go
-GOFMT = $(shell $(GO) env GOROOT)/bin/gofmt
+# make 4.3 does not export variables to $(shell): pass the toolchain along.
+GOFMT = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) env GOROOT)/bin/gofmt
 BIN := bin
 
 .PHONY: all build test vet fmt bench demo clean
@@ -18,7 +19,7 @@ vet:
 
 # gofmt of the pinned toolchain: the machine's own may not parse generic methods.
 fmt:
-	@out=$$($(GOFMT) -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$($(GOFMT) -l $$(git ls-files '*.go') 2>&1); if [ -n "$$out" ]; then echo "gofmt needed (or failed):"; echo "$$out"; exit 1; fi
 
 test: fmt vet
 	$(GO) test -race -timeout 9m ./...

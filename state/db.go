@@ -228,3 +228,19 @@ func (quietLogger) Errorf(string, ...any) {}
 func (quietLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
+
+// GetApplied returns the value of key as applied to the database, ignoring
+// the pending batch. Unlike every other method it is safe to call
+// concurrently with ApplyRestored and Commit on another goroutine: it is
+// how tasks read a global table that one goroutine keeps current.
+func (d *DB) GetApplied(key []byte) ([]byte, bool, error) {
+	v, closer, err := d.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state: get: %w", err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}

@@ -16,11 +16,12 @@ import (
 // A Builder is not safe for concurrent use. Mistakes made while building
 // (a nil function, a bad name) are collected and reported together by Build.
 type Builder struct {
-	appID  string
-	policy ErrorPolicy
-	nodes  []*node
-	stores []*storeSpec
-	errs   []error
+	appID   string
+	policy  ErrorPolicy
+	nodes   []*node
+	stores  []*storeSpec
+	globals []*globalSpec
+	errs    []error
 }
 
 // BuilderOption configures a Builder.

@@ -41,6 +41,12 @@ func (t *Topology) Describe() string {
 			}
 		}
 	}
+	if len(t.globals) > 0 {
+		sb.WriteString("  Global tables (every worker holds all partitions):\n")
+		for _, g := range t.globals {
+			fmt.Fprintf(&sb, "    %s (topic: %s)\n", g.name, g.topic)
+		}
+	}
 	if its := t.InternalTopics(); len(its) > 0 {
 		sb.WriteString("  Internal topics:\n")
 		for _, it := range its {

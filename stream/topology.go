@@ -21,6 +21,7 @@ type Topology struct {
 	subs      []txn.Subtopology
 	subSrcs   [][]*node      // sources of each sub-topology
 	subStores [][]*storeSpec // stores of each sub-topology
+	globals   []*globalSpec
 	topicOf   map[string]int
 }
 
@@ -56,7 +57,12 @@ func (b *Builder) Build() (*Topology, error) {
 			readers[topic] = n
 		}
 	}
-	t := &Topology{appID: b.appID, policy: b.policy, nodes: b.nodes, topicOf: map[string]int{}}
+	t := &Topology{appID: b.appID, policy: b.policy, nodes: b.nodes, topicOf: map[string]int{}, globals: b.globals}
+	for _, g := range b.globals {
+		if n, ok := readers[g.topic]; ok {
+			errs = append(errs, fmt.Errorf("stream: topic %q is both a global table and read by %s: read it once", g.topic, n.name))
+		}
+	}
 	t.assignSubtopologies()
 	for topic, n := range readers {
 		t.topicOf[topic] = n.sub

@@ -49,6 +49,30 @@ type Topology interface {
 	InternalTopics() []InternalTopic
 	// NewTask instantiates the operators of one task.
 	NewTask(id TaskID, cfg TaskConfig) (Task, error)
+	// NewGlobal returns the worker-wide state of the topology's global
+	// tables, kept in stateDir ("" keeps it in memory), or nil when the
+	// topology has none. Each worker makes one and hands it to its tasks
+	// in TaskConfig.Global.
+	NewGlobal(stateDir string) (Global, error)
+}
+
+// Global is the state of a topology's global tables: every worker holds
+// all partitions of their topics. The runtime feeds it from one goroutine
+// (Apply, Flush) while tasks read it concurrently.
+type Global interface {
+	// Topics lists the global tables' topics.
+	Topics() []string
+	// From returns, per topic and partition, the offset to resume reading
+	// from (the checkpoint); partitions not listed start at the beginning.
+	From() map[string]map[int32]int64
+	// Apply applies one record (read with read_committed); it becomes
+	// visible to tasks at the next Flush.
+	Apply(rec *kgo.Record) error
+	// Flush makes applied records visible and durable with the offsets
+	// they reach.
+	Flush() error
+	// Close closes the state.
+	Close() error
 }
 
 // TaskConfig is what the runtime hands a task at creation.
@@ -65,6 +89,9 @@ type TaskConfig struct {
 	// StateDir is the directory of the task's local state; "" keeps state
 	// in memory (tests).
 	StateDir string
+	// Global is the worker's global table state (nil without global
+	// tables).
+	Global Global
 }
 
 // Task is the deterministic per-record step of one task: no I/O, no

@@ -32,6 +32,7 @@ type Worker struct {
 	layout *layout
 
 	changelogs map[string]bool // changelog topics, whose offsets checkpoints need
+	global     Global          // the worker's global tables, or nil
 
 	mu      sync.Mutex
 	revoked map[string][]int32 // since the last commit, from group callbacks
@@ -66,7 +67,9 @@ func NewWorker(topo Topology, cfg Config) (*Worker, error) {
 // the fail error policy.
 //
 // Run must be called once.
-func (w *Worker) Run(ctx context.Context) error {
+func (w *Worker) Run(parent context.Context) error {
+	ctx, fail := context.WithCancelCause(parent)
+	defer fail(nil)
 	if err := w.prepare(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -74,7 +77,27 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.log.Info("worker starting", "guarantee", w.cfg.Guarantee.String(), "subtopologies", len(w.topo.Subtopologies()))
-	var err error
+	g, err := w.topo.NewGlobal(w.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	if g != nil {
+		// A global table that cannot be kept current stops the worker.
+		gt, err := w.startGlobal(ctx, g, fail)
+		if err != nil {
+			g.Close()
+			if parent.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		w.global = g
+		defer func() {
+			if err := gt.close(); err != nil {
+				w.log.Warn("closing global tables", "err", err)
+			}
+		}()
+	}
 	switch w.cfg.Guarantee {
 	case ExactlyOnce:
 		err = w.runExactlyOnce(ctx)
@@ -82,6 +105,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		err = w.runPlain(ctx)
 	}
 	w.leaveGroup()
+	if cause := context.Cause(ctx); err == nil && parent.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
 	return err
 }
 
@@ -166,6 +192,7 @@ func (w *Worker) newTasks() *tasks {
 func (w *Worker) taskConfig() TaskConfig {
 	return TaskConfig{
 		StateDir:        w.cfg.StateDir,
+		Global:          w.global,
 		Clock:           w.cfg.Clock,
 		MaxMessageBytes: func(topic string) int { return int(w.maxMessageBytes(topic)) },
 	}

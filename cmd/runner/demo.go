@@ -1,7 +1,6 @@
 package main
 
 import (
-	"path/filepath"
 	"bufio"
 	"context"
 	"flag"
@@ -9,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"

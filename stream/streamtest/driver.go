@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/stream"
@@ -37,8 +38,9 @@ type Driver struct {
 	tasks      map[txn.TaskID]txn.Task
 	part       kgo.Partitioner
 
-	stateDir    string // tasks' state, when the topology has stores
-	ownStateDir bool   // created by New, removed by Close
+	global      txn.Global // the global tables, if any
+	stateDir    string     // tasks' state, when the topology has stores
+	ownStateDir bool       // created by New, removed by Close
 	stateDirErr error
 
 	in      kgo.Record // reused input record; tasks never retain it
@@ -55,6 +57,7 @@ type topic struct {
 	tp      kgo.TopicPartitioner
 	sub     int
 	source  bool
+	global  bool       // a global table's topic
 	manual  bool       // records carry their partition (changelogs)
 	tasks   []txn.Task // by partition, when source
 	unread  []*kgo.Record
@@ -106,6 +109,10 @@ func New(topo *stream.Topology, opts ...Option) *Driver {
 		d.stateDir, d.stateDirErr = os.MkdirTemp("", "streamtest-state-")
 		d.ownStateDir = d.stateDirErr == nil
 	}
+	if d.stateDirErr == nil {
+		// In memory: the driver is the only worker and never restarts.
+		d.global, d.stateDirErr = topo.NewGlobal("")
+	}
 	return d
 }
 
@@ -143,6 +150,10 @@ func (d *Driver) Close() error {
 		errs = append(errs, t.Close())
 	}
 	clear(d.tasks)
+	if d.global != nil {
+		errs = append(errs, d.global.Close())
+		d.global = nil
+	}
 	if d.ownStateDir {
 		errs = append(errs, os.RemoveAll(d.stateDir))
 		d.ownStateDir = false
@@ -213,6 +224,9 @@ func (d *Driver) topic(name string) *topic {
 		n := d.partitionsOf(name)
 		t = &topic{name: name, offsets: make([]int64, n), tp: d.part.ForTopic(name)}
 		t.sub, t.source = d.topo.SubtopologyOf(name)
+		if d.global != nil {
+			t.global = slices.Contains(d.global.Topics(), name)
+		}
 		for _, it := range d.topo.InternalTopics() {
 			if it.Name == name && it.Purpose == "changelog" {
 				t.manual = true
@@ -287,6 +301,13 @@ func (d *Driver) run(t *topic, r *kgo.Record) error {
 }
 
 func (d *Driver) process(tp *topic, r *kgo.Record) error {
+	if tp.global {
+		// As the runtime's global reader: applied, then visible.
+		if err := d.global.Apply(r); err != nil {
+			return err
+		}
+		return d.global.Flush()
+	}
 	if !tp.source {
 		return fmt.Errorf("streamtest: topic %q is not read by the topology", r.Topic)
 	}
@@ -298,7 +319,7 @@ func (d *Driver) process(tp *topic, r *kgo.Record) error {
 			if d.stateDirErr != nil {
 				return fmt.Errorf("streamtest: state directory: %w", d.stateDirErr)
 			}
-			if t, err = d.topo.NewTask(id, txn.TaskConfig{Clock: d.Now, StateDir: d.stateDir}); err != nil {
+			if t, err = d.topo.NewTask(id, txn.TaskConfig{Clock: d.Now, StateDir: d.stateDir, Global: d.global}); err != nil {
 				return err
 			}
 			d.tasks[id] = t
