@@ -173,8 +173,9 @@ func (d *DB) Rollback() error {
 	return nil
 }
 
-// Commit applies the pending batch and cp in one atomic Pebble batch, after
-// the Kafka transaction that carried the changelog records committed.
+// Commit applies the pending batch and cp in one atomic, synced Pebble
+// batch, after the Kafka transaction that carried the changelog records
+// committed.
 func (d *DB) Commit(cp Checkpoint) error {
 	b, err := json.Marshal(cp)
 	if err != nil {
@@ -190,9 +191,11 @@ func (d *DB) Commit(cp Checkpoint) error {
 	if err := batch.Set(checkpointKey, b, nil); err != nil {
 		return fmt.Errorf("state: commit: %w", err)
 	}
-	// NoSync is enough: the checkpoint travels with the data, so an apply
-	// lost to an OS crash only means a longer changelog replay.
-	if err := batch.Commit(pebble.NoSync); err != nil {
+	// Synced, so that a crash loses at most the apply in progress: a Pebble
+	// NoSync write may stay in the process's WAL buffer (up to a 32 KiB
+	// block) and die with it. Correctness would not suffer (the checkpoint
+	// travels with the data), only the length of the replay after a crash.
+	if err := batch.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("state: commit: %w", err)
 	}
 	d.cp = cp
