@@ -75,38 +75,21 @@ func demoPassthrough(ctx context.Context, stdout, stderr io.Writer, n int64, nwo
 	if err := txntest.CreateTopics(ctx, brokers, 8, "in", "out"); err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("runner: demo: find own executable: %w", err)
-	}
-	stateDir, err := os.MkdirTemp("", "sluice-demo-")
+	ws, err := startDemoWorkers(addr, stderr, nworkers, "passthrough", "--input", "in", "--output", "out")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(stateDir)
-	ws := &demoWorkers{bin: self, addr: addr, log: stderr, stateDir: stateDir,
-		app: []string{"passthrough", "--input", "in", "--output", "out"}}
 	defer ws.stopAll()
-	for i := 1; i <= nworkers; i++ {
-		if err := ws.start(fmt.Sprintf("w%d", i)); err != nil {
-			return err
-		}
-	}
 
 	start := time.Now()
 	half := n / 2
 	if err := produceDemo(ctx, brokers, 0, half); err != nil {
 		return err
 	}
-	victim := fmt.Sprintf("w%d", min(2, nworkers))
-	fmt.Fprintf(stdout, "demo: %d records in; SIGKILL %s\n", half, victim)
-	if err := ws.kill(victim); err != nil {
+	fmt.Fprintf(stdout, "demo: %d records in\n", half)
+	if err := ws.crashOne(stdout); err != nil {
 		return err
 	}
-	if err := ws.start(victim); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "demo: %s restarted with the same instance id\n", victim)
 	if err := produceDemo(ctx, brokers, half, n); err != nil {
 		return err
 	}
@@ -177,10 +160,47 @@ func produceDemo(ctx context.Context, brokers []string, from, to int64) error {
 	return nil
 }
 
+// startDemoWorkers starts n child workers w1..wn of app (with its flags),
+// each with its own state directory; stopAll stops them and removes it.
+func startDemoWorkers(addr string, log io.Writer, n int, app ...string) (*demoWorkers, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("runner: demo: find own executable: %w", err)
+	}
+	stateDir, err := os.MkdirTemp("", "sluice-demo-")
+	if err != nil {
+		return nil, err
+	}
+	ws := &demoWorkers{bin: self, addr: addr, log: log, stateDir: stateDir, app: app, n: n}
+	for i := 1; i <= n; i++ {
+		if err := ws.start(fmt.Sprintf("w%d", i)); err != nil {
+			ws.stopAll()
+			return nil, err
+		}
+	}
+	return ws, nil
+}
+
+// crashOne SIGKILLs worker w2 (w1 when alone) and restarts it with the same
+// instance id.
+func (d *demoWorkers) crashOne(stdout io.Writer) error {
+	victim := fmt.Sprintf("w%d", min(2, d.n))
+	fmt.Fprintf(stdout, "demo: SIGKILL %s\n", victim)
+	if err := d.kill(victim); err != nil {
+		return err
+	}
+	if err := d.start(victim); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo: %s restarted with the same instance id\n", victim)
+	return nil
+}
+
 // demoWorkers are child `runner run APP` processes.
 type demoWorkers struct {
 	bin, addr string
 	app       []string // APP and its flags
+	n         int      // workers started at first
 	stateDir  string
 	log       io.Writer
 
@@ -268,4 +288,5 @@ func (d *demoWorkers) stopAll() {
 		}
 	}
 	clear(d.procs)
+	os.RemoveAll(d.stateDir)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,35 +51,19 @@ func demoEnrich(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers
 		return err
 	}
 
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("runner: demo: find own executable: %w", err)
-	}
-	stateDir, err := os.MkdirTemp("", "sluice-demo-")
+	ws, err := startDemoWorkers(addr, stderr, nworkers, "enrich")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(stateDir)
-	ws := &demoWorkers{bin: self, addr: addr, log: stderr, stateDir: stateDir, app: []string{"enrich"}}
 	defer ws.stopAll()
-	for i := 1; i <= nworkers; i++ {
-		if err := ws.start(fmt.Sprintf("w%d", i)); err != nil {
-			return err
-		}
-	}
 	start := time.Now()
 	if err := produceOrders(ctx, cl, 0, n/2); err != nil {
 		return err
 	}
-	victim := fmt.Sprintf("w%d", min(2, nworkers))
-	fmt.Fprintf(stdout, "demo: %d orders in; SIGKILL %s\n", n/2, victim)
-	if err := ws.kill(victim); err != nil {
+	fmt.Fprintf(stdout, "demo: %d orders in\n", n/2)
+	if err := ws.crashOne(stdout); err != nil {
 		return err
 	}
-	if err := ws.start(victim); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "demo: %s restarted with the same instance id\n", victim)
 	if err := produceOrders(ctx, cl, n/2, n); err != nil {
 		return err
 	}
