@@ -72,6 +72,7 @@
 //	    [-only raw_eos,sluice_eos]
 //	    [-state=true] [-count-keys 100000] [-restore-records 1000000]
 //	    [-restart-keys 100000,1000000] [-rss] [-rss-keys 5000000]
+//	    [-worker-fetch-max-bytes 0] [-worker-env KEY=VALUE,...]
 //	    [-brokers host:port] [-cpuprofile DIR] [-verify=true]
 //	    [-warmup=true] [-quiet-wait 10s] [-max-others 0.25] [-retries 3]
 //	    [-timeout 5m] [-v]
@@ -135,6 +136,9 @@ type options struct {
 	restartKeys    string
 	rss            bool
 	rssKeys        int64
+
+	workerFetchMaxBytes int32
+	workerEnvList       string
 }
 
 func main() {
@@ -164,7 +168,10 @@ func main() {
 	fs.StringVar(&o.restartKeys, "restart-keys", "100000,1000000", "comma-separated store sizes (keys) at which the restart benchmark SIGKILLs a worker")
 	fs.BoolVar(&o.rss, "rss", false, "also measure the peak RSS of a worker with -rss-keys keys in its store (minutes)")
 	fs.Int64Var(&o.rssKeys, "rss-keys", 5_000_000, "keys in the store of the rss benchmark")
+	fetchMax := fs.Int("worker-fetch-max-bytes", 0, "restart and rss: franz-go FetchMaxBytes of the worker processes (0: franz-go's default, 50 MB)")
+	fs.StringVar(&o.workerEnvList, "worker-env", "", "restart and rss: comma-separated KEY=VALUE added to the worker processes' environment (GOMEMLIMIT=..., GOGC=...)")
 	fs.Parse(os.Args[1:])
+	o.workerFetchMaxBytes = int32(*fetchMax)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -417,7 +424,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err := sr.once(ctx, o, e, adm, prefix, benches, restartKeys, stderr); err != nil {
 		return err
 	}
-	report(stdout, o, chosen, results)
+	if len(chosen) > 0 {
+		report(stdout, o, chosen, results)
+	}
 	sr.report(stdout, o)
 	var n, bad int
 	for _, rs := range results {

@@ -181,6 +181,9 @@ func (d *Driver) pipe(topic string, key, value []byte, ts time.Time, headers []k
 // stateful task applies its pending writes with a checkpoint of its
 // changelogs' next offsets.
 func (d *Driver) commit() error {
+	if d.stateDir == "" {
+		return nil // no stores
+	}
 	for id, t := range d.tasks {
 		st, ok := t.(txn.StatefulTask)
 		if !ok {
