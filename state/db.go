@@ -17,11 +17,13 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -54,6 +56,13 @@ type DB struct {
 	// reads nothing back and an index would only cost.
 	restoring *pebble.Batch
 	keyBuf    []byte
+
+	// The last Get, so that the write that usually follows it (a
+	// read-modify-write) records its undo entry without a second lookup.
+	lastKey   []byte
+	lastValue []byte
+	lastFound bool
+	lastValid bool
 }
 
 type undo struct {
@@ -75,6 +84,12 @@ type Options struct {
 // that is merely in use.
 func Open(dir string, opts Options) (*DB, error) {
 	popts := &pebble.Options{FS: opts.FS, Logger: quietLogger{}}
+	// Every store access is a point lookup, half of them (a key's first
+	// aggregate) for keys that do not exist: bloom filters on every level
+	// spare reading data blocks for those.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	pdb, err := pebble.Open(dir, popts)
 	switch {
 	case err != nil && pebble.IsCorruptionError(err):
@@ -112,17 +127,27 @@ func (d *DB) Checkpoint() Checkpoint { return d.cp }
 
 // Get returns the value of key as of the pending batch (the open
 // transaction's own writes included). The returned slice is valid until
-// the next write, Commit or Discard.
+// the next call on the DB.
 func (d *DB) Get(key []byte) ([]byte, bool, error) {
 	v, closer, err := d.pending.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
+		d.remembered(key, nil, false)
 		return nil, false, nil
 	}
 	if err != nil {
+		d.lastValid = false
 		return nil, false, fmt.Errorf("state: get: %w", err)
 	}
 	defer closer.Close()
-	return v, true, nil
+	d.remembered(key, v, true)
+	return d.lastValue, true, nil
+}
+
+// remembered keeps a copy of the last Get's result.
+func (d *DB) remembered(key, value []byte, found bool) {
+	d.lastKey = append(d.lastKey[:0], key...)
+	d.lastValue = append(d.lastValue[:0], value...)
+	d.lastFound, d.lastValid = found, true
 }
 
 // Set writes key into the pending batch.
@@ -142,12 +167,15 @@ func (d *DB) Delete(key []byte) error {
 }
 
 // remember records key's current value so that Rollback can restore it.
+// After a Get of the same key (a read-modify-write) it needs no lookup.
 func (d *DB) remember(key []byte) error {
-	v, ok, err := d.Get(key)
-	if err != nil {
-		return err
+	if !d.lastValid || !bytes.Equal(d.lastKey, key) {
+		if _, _, err := d.Get(key); err != nil {
+			return err
+		}
 	}
-	d.undo = append(d.undo, undo{key: append([]byte(nil), key...), prev: append([]byte(nil), v...), existed: ok})
+	d.undo = append(d.undo, undo{key: bytes.Clone(key), prev: bytes.Clone(d.lastValue), existed: d.lastFound})
+	d.lastValid = false // the write changes the value
 	return nil
 }
 
@@ -157,6 +185,7 @@ func (d *DB) Mark() { d.undo = d.undo[:0] }
 // Rollback undoes the pending writes made since Mark: a failed record's
 // state changes are discarded with its outputs.
 func (d *DB) Rollback() error {
+	d.lastValid = false
 	for i := len(d.undo) - 1; i >= 0; i-- {
 		u := d.undo[i]
 		var err error
@@ -207,6 +236,7 @@ func (d *DB) Commit(cp Checkpoint) error {
 func (d *DB) Discard() { d.reset() }
 
 func (d *DB) reset() {
+	d.lastValid = false
 	d.pending.Close()
 	d.pending = d.pdb.NewIndexedBatch()
 	d.undo = d.undo[:0]
