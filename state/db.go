@@ -57,13 +57,15 @@ type DB struct {
 	restoring *pebble.Batch
 	keyBuf    []byte
 
-	// The last Get, so that the write that usually follows it (a
-	// read-modify-write) records its undo entry without a second lookup.
-	lastKey   []byte
-	lastValue []byte
-	lastFound bool
-	lastValid bool
+	// cache holds recently read and written values as of the pending
+	// batch (nil: known absent), so that the read-modify-write of a hot key
+	// does not go through Pebble's lookup twice per record. It is dropped
+	// with the pending batch (Discard) and when it outgrows cacheSize.
+	cache map[string][]byte
 }
+
+// cacheSize bounds the read cache of one task's DB, in entries.
+const cacheSize = 1 << 16
 
 type undo struct {
 	key     []byte
@@ -129,25 +131,32 @@ func (d *DB) Checkpoint() Checkpoint { return d.cp }
 // transaction's own writes included). The returned slice is valid until
 // the next call on the DB.
 func (d *DB) Get(key []byte) ([]byte, bool, error) {
+	if v, ok := d.cache[string(key)]; ok {
+		return v, v != nil, nil
+	}
 	v, closer, err := d.pending.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		d.remembered(key, nil, false)
+		d.cached(key, nil)
 		return nil, false, nil
 	}
 	if err != nil {
-		d.lastValid = false
 		return nil, false, fmt.Errorf("state: get: %w", err)
 	}
 	defer closer.Close()
-	d.remembered(key, v, true)
-	return d.lastValue, true, nil
+	v = bytes.Clone(v)
+	if v == nil {
+		v = []byte{}
+	}
+	d.cached(key, v)
+	return v, true, nil
 }
 
-// remembered keeps a copy of the last Get's result.
-func (d *DB) remembered(key, value []byte, found bool) {
-	d.lastKey = append(d.lastKey[:0], key...)
-	d.lastValue = append(d.lastValue[:0], value...)
-	d.lastFound, d.lastValid = found, true
+// cached records value (nil: absent) as key's current value.
+func (d *DB) cached(key, value []byte) {
+	if d.cache == nil || len(d.cache) >= cacheSize {
+		d.cache = make(map[string][]byte)
+	}
+	d.cache[string(key)] = value
 }
 
 // Set writes key into the pending batch.
@@ -155,7 +164,12 @@ func (d *DB) Set(key, value []byte) error {
 	if err := d.remember(key); err != nil {
 		return err
 	}
-	return d.pending.Set(key, value, nil)
+	if err := d.pending.Set(key, value, nil); err != nil {
+		d.cache = nil
+		return err
+	}
+	d.cached(key, append([]byte{}, value...))
+	return nil
 }
 
 // Delete deletes key in the pending batch.
@@ -163,19 +177,22 @@ func (d *DB) Delete(key []byte) error {
 	if err := d.remember(key); err != nil {
 		return err
 	}
-	return d.pending.Delete(key, nil)
+	if err := d.pending.Delete(key, nil); err != nil {
+		d.cache = nil
+		return err
+	}
+	d.cached(key, nil)
+	return nil
 }
 
 // remember records key's current value so that Rollback can restore it.
-// After a Get of the same key (a read-modify-write) it needs no lookup.
+// After a Get of the same key (a read-modify-write) the value is cached.
 func (d *DB) remember(key []byte) error {
-	if !d.lastValid || !bytes.Equal(d.lastKey, key) {
-		if _, _, err := d.Get(key); err != nil {
-			return err
-		}
+	v, ok, err := d.Get(key)
+	if err != nil {
+		return err
 	}
-	d.undo = append(d.undo, undo{key: bytes.Clone(key), prev: bytes.Clone(d.lastValue), existed: d.lastFound})
-	d.lastValid = false // the write changes the value
+	d.undo = append(d.undo, undo{key: bytes.Clone(key), prev: v, existed: ok})
 	return nil
 }
 
@@ -185,7 +202,7 @@ func (d *DB) Mark() { d.undo = d.undo[:0] }
 // Rollback undoes the pending writes made since Mark: a failed record's
 // state changes are discarded with its outputs.
 func (d *DB) Rollback() error {
-	d.lastValid = false
+	d.cache = nil // rebuilt from the restored pending values
 	for i := len(d.undo) - 1; i >= 0; i-- {
 		u := d.undo[i]
 		var err error
@@ -225,10 +242,16 @@ func (d *DB) Commit(cp Checkpoint) error {
 	// block) and die with it. Correctness would not suffer (the checkpoint
 	// travels with the data), only the length of the replay after a crash.
 	if err := batch.Commit(pebble.Sync); err != nil {
+		d.cache = nil
 		return fmt.Errorf("state: commit: %w", err)
 	}
+	if batch == d.restoring {
+		d.cache = nil // restored writes bypassed it
+	}
 	d.cp = cp
+	cache := d.cache // the committed values are still current
 	d.reset()
+	d.cache = cache
 	return nil
 }
 
@@ -236,7 +259,7 @@ func (d *DB) Commit(cp Checkpoint) error {
 func (d *DB) Discard() { d.reset() }
 
 func (d *DB) reset() {
-	d.lastValid = false
+	d.cache = nil
 	d.pending.Close()
 	d.pending = d.pdb.NewIndexedBatch()
 	d.undo = d.undo[:0]
