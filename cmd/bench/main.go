@@ -7,10 +7,52 @@
 //	sluice_alos      sluice passthrough, at_least_once
 //	raw_eos_<T>      the raw loop, at most T records per transaction
 //	sluice_eos_<T>   sluice exactly_once with MaxBatchRecords T
+//	sluice_eos_count a stateful count (GroupByKey().Count() into a store,
+//	                 changelogged) over input with -count-keys distinct
+//	                 keys (default 100,000), exactly_once
 //
 // (R is -raw-records, default 20,000 like sluice's MaxBatchRecords, so that
 // both loops run transactions of the same size; T is -txn-records, default
 // 1000) and prints each figure and the ratios the project targets.
+//
+// # State
+//
+// With -state (the default; -state=false runs the variants above without
+// sluice_eos_count and nothing else) it also measures, in the same run
+// (state.go, restart.go):
+//
+//	restore  a worker on an empty state directory restores its 8 tasks
+//	         from a changelog of -restore-records records (default
+//	         1,000,000, written once, transactionally); records/s from the
+//	         worker's "task restored" logs (sum of records / sum of took),
+//	         against a raw read_committed consume of the same partitions
+//	         with one plain client, each run; medians reported
+//	restart  a worker process (this binary re-executed as a worker, see
+//	         child.go) fills its store to K keys, for each K of
+//	         -restart-keys (default 100,000 and 1,000,000); once every
+//	         key is committed, 20,000 records/s more are fed to it, and
+//	         -runs times it runs 2s on that stream, is SIGKILLed and is
+//	         restarted at once with the same instance id and state
+//	         directory: the time from the new process's exec to its first
+//	         committed transaction (medians reported), and to all its
+//	         tasks restored, with what it spent on the way; then every
+//	         count is checked.
+//
+// and, only with -rss (minutes),
+//
+//	rss      a worker process fills its store with -rss-keys keys (default
+//	         5,000,000) and processes a tenth as many records more; its
+//	         peak RSS (VmHWM), its RSS as the input is committed, and the
+//	         Go runtime's share; then every count is checked. Once per
+//	         invocation.
+//
+// -only picks among the variants and restore, restart, rss. The worker
+// processes run without the bench's GODEBUG=madvdontneed=0, as a worker
+// runs; -worker-fetch-max-bytes and -worker-env change their settings to
+// try a remedy. With -cpuprofile, the restore and raw consume get a CPU
+// profile each, a restarted worker a CPU profile and an execution trace
+// from its exec to its first commit, and the rss worker writes a heap
+// profile at its largest live heap.
 //
 // Each variant copies -n records of a fresh input topic, produced
 // beforehand and not timed, with its own group and topics; one worker per
@@ -38,6 +80,9 @@
 //	go run ./cmd/bench [-n 1000000] [-partitions 8] [-value-size 100]
 //	    [-runs 1] [-txn-records 1000] [-raw-records 20000]
 //	    [-only raw_eos,sluice_eos]
+//	    [-state=true] [-count-keys 100000] [-restore-records 1000000]
+//	    [-restart-keys 100000,1000000] [-rss] [-rss-keys 5000000]
+//	    [-worker-fetch-max-bytes 0] [-worker-env KEY=VALUE,...]
 //	    [-brokers host:port] [-cpuprofile DIR] [-verify=true]
 //	    [-warmup=true] [-quiet-wait 10s] [-max-others 0.25] [-retries 3]
 //	    [-timeout 5m] [-v]
@@ -94,9 +139,20 @@ type options struct {
 	retries    int
 	timeout    time.Duration
 	verbose    bool
+
+	state          bool
+	countKeys      int64
+	restoreRecords int64
+	restartKeys    string
+	rss            bool
+	rssKeys        int64
+
+	workerFetchMaxBytes int32
+	workerEnvList       string
 }
 
 func main() {
+	childMain() // a worker process of the restart and rss benchmarks
 	keepMemoryMapped()
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
@@ -116,7 +172,16 @@ func main() {
 	fs.IntVar(&o.retries, "retries", 3, "how many times -max-others may measure one variant again")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "longest one variant may take to copy its records")
 	fs.BoolVar(&o.verbose, "v", false, "log the workers' info messages")
+	fs.BoolVar(&o.state, "state", true, "also run the state benchmarks: sluice_eos_count, restore, restart")
+	fs.Int64Var(&o.countKeys, "count-keys", 100_000, "distinct keys of the sluice_eos_count input")
+	fs.Int64Var(&o.restoreRecords, "restore-records", 1_000_000, "changelog records the restore benchmark replays")
+	fs.StringVar(&o.restartKeys, "restart-keys", "100000,1000000", "comma-separated store sizes (keys) at which the restart benchmark SIGKILLs a worker")
+	fs.BoolVar(&o.rss, "rss", false, "also measure the peak RSS of a worker with -rss-keys keys in its store (minutes)")
+	fs.Int64Var(&o.rssKeys, "rss-keys", 5_000_000, "keys in the store of the rss benchmark")
+	fetchMax := fs.Int("worker-fetch-max-bytes", 0, "restart and rss: franz-go FetchMaxBytes of the worker processes (0: franz-go's default, 50 MB)")
+	fs.StringVar(&o.workerEnvList, "worker-env", "", "restart and rss: comma-separated KEY=VALUE added to the worker processes' environment (GOMEMLIMIT=..., GOGC=...)")
 	fs.Parse(os.Args[1:])
+	o.workerFetchMaxBytes = int32(*fetchMax)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -131,6 +196,13 @@ type variant struct {
 	name string
 	eos  bool // duplicates are a failure
 	run  func(ctx context.Context, e env, t topics, p *probe) error
+
+	state bool  // a state variant: run by default only with -state
+	keys  int64 // distinct input keys; 0: one per record
+	// check, when set, verifies the output instead of txntest.Verify.
+	check func(ctx context.Context, e env, t topics, n int64) error
+	// internal are the topics the loop creates, besides in, out and dlq.
+	internal func(t topics) []string
 }
 
 // env is what every variant shares.
@@ -184,6 +256,11 @@ func variants(o options) []variant {
 		{name: "sluice_alos", run: sluice(txn.AtLeastOnce, 0)},
 		{name: "raw_eos_" + small, eos: true, run: raw(o.txnRecords)},
 		{name: "sluice_eos_" + small, eos: true, run: sluice(txn.ExactlyOnce, o.txnRecords)},
+		{name: "sluice_eos_count", eos: true, run: countLoop, state: true, keys: o.countKeys,
+			check: func(ctx context.Context, e env, t topics, n int64) error {
+				return checkCounts(ctx, e.brokers, t.out, n, o.countKeys)
+			},
+			internal: func(t topics) []string { return []string{changelogOf(t.app)} }},
 	}
 }
 
@@ -199,6 +276,7 @@ func ratios(txnRecords int) []ratio {
 		{"sluice_eos", "raw_eos", 0.90},
 		{"sluice_eos", "sluice_alos", 0.90},
 		{"sluice_eos_" + small, "raw_eos_" + small, 0.85},
+		{"sluice_eos_count", "raw_eos", 0.60},
 	}
 }
 
@@ -227,6 +305,13 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if o.n <= 0 || o.partitions <= 0 || o.runs <= 0 || o.txnRecords <= 0 || o.rawRecords < 0 {
 		return errors.New("-n, -partitions, -runs and -txn-records must be positive, -raw-records not negative")
 	}
+	if o.countKeys <= 0 || o.restoreRecords <= 0 || o.rssKeys <= 0 {
+		return errors.New("-count-keys, -restore-records and -rss-keys must be positive")
+	}
+	restartKeys, err := parseKeys(o.restartKeys)
+	if err != nil {
+		return err
+	}
 	level := slog.LevelWarn
 	if o.verbose {
 		level = slog.LevelInfo
@@ -234,13 +319,24 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	all := variants(o)
-	chosen := all
-	if o.only != "" {
-		chosen = nil
+	var chosen []variant
+	benches := stateBenches{restore: o.state, restart: o.state, rss: o.rss}
+	if o.only == "" {
+		for _, v := range all {
+			if !v.state || o.state {
+				chosen = append(chosen, v)
+			}
+		}
+	} else {
+		benches = stateBenches{}
 		for _, name := range strings.Split(o.only, ",") {
-			i := slices.IndexFunc(all, func(v variant) bool { return v.name == strings.TrimSpace(name) })
+			name = strings.TrimSpace(name)
+			if benches.choose(name) {
+				continue
+			}
+			i := slices.IndexFunc(all, func(v variant) bool { return v.name == name })
 			if i < 0 {
-				return fmt.Errorf("-only: unknown variant %q (have: %s)", name, names(all))
+				return fmt.Errorf("-only: unknown variant %q (have: %s, %s)", name, names(all), strings.Join(stateBenchNames, ", "))
 			}
 			chosen = append(chosen, all[i])
 		}
@@ -280,12 +376,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	// leftovers from an earlier run never collide.
 	prefix := "bench-" + strconv.FormatInt(time.Now().UnixNano()/1e6, 36)
 	results := map[string][]result{}
+	var sr stateResults
+	defer sr.cleanup(adm)
 	var hangs []string
 	// Run 0 warms up what the first measured variant would otherwise pay
 	// for alone: the heap's growth to its full size (see keepMemoryMapped),
 	// the broker's first topics and groups.
 	first := 1
-	if o.warmup {
+	if o.warmup && len(chosen) > 0 {
 		first = 0
 		fmt.Fprintf(stderr, "run 0 is an untimed warm-up\n")
 	}
@@ -304,7 +402,11 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				// Free the broker's memory (and an external broker's
 				// disk) before the next variant, whatever happened.
 				dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				adm.DeleteTopics(dctx, t.in, t.out, t.app+"-dlq")
+				del := []string{t.in, t.out, t.app + "-dlq"}
+				if v.internal != nil {
+					del = append(del, v.internal(t)...)
+				}
+				adm.DeleteTopics(dctx, del...)
 				cancel()
 				if err != nil {
 					return fmt.Errorf("run %d, %s: %w", r, v.name, err)
@@ -323,8 +425,19 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				results[v.name] = append(results[v.name], res)
 			}
 		}
+		if r > 0 && benches.restore {
+			if err := sr.restoreRun(ctx, o, e, adm, prefix, r, stderr); err != nil {
+				return fmt.Errorf("run %d, restore: %w", r, err)
+			}
+		}
 	}
-	report(stdout, o, chosen, results)
+	if err := sr.once(ctx, o, e, adm, prefix, benches, restartKeys, stderr); err != nil {
+		return err
+	}
+	if len(chosen) > 0 {
+		report(stdout, o, chosen, results)
+	}
+	sr.report(stdout, o)
 	var n, bad int
 	for _, rs := range results {
 		for _, r := range rs {
@@ -340,7 +453,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	for _, h := range hangs {
 		fmt.Fprintln(stdout, "WARNING:", h)
 	}
-	return nil
+	return sr.failed()
 }
 
 // measure runs one variant once: set up its topics and input (not
@@ -351,7 +464,7 @@ func measure(ctx context.Context, o options, e env, adm *kadm.Client, v variant,
 	if err := txntest.CreateTopics(ctx, e.brokers, int32(o.partitions), t.in, t.out); err != nil {
 		return result{}, err
 	}
-	if err := txntest.Produce(ctx, e.brokers, t.in, 0, o.n, 0, o.valueSize); err != nil {
+	if err := txntest.Produce(ctx, e.brokers, t.in, 0, o.n, v.keys, o.valueSize); err != nil {
 		return result{}, fmt.Errorf("producing the input: %w", err)
 	}
 	listed, err := adm.ListEndOffsets(ctx, t.in)
@@ -441,6 +554,12 @@ func measure(ctx context.Context, o options, e env, adm *kadm.Client, v variant,
 	if o.verify {
 		vctx, cancel := context.WithTimeout(ctx, o.timeout)
 		defer cancel()
+		if v.check != nil {
+			if err := v.check(vctx, e, t, o.n); err != nil {
+				return result{}, fmt.Errorf("verifying the output: %w", err)
+			}
+			return res, nil
+		}
 		rep, err := txntest.Verify(vctx, e.brokers, t.out, o.n)
 		if err != nil {
 			return result{}, fmt.Errorf("verifying the output: %w", err)
