@@ -65,7 +65,7 @@ type DB struct {
 }
 
 // cacheSize bounds the read cache of one task's DB, in entries.
-const cacheSize = 1 << 16
+const cacheSize = 1 << 14
 
 type undo struct {
 	key     []byte
