@@ -52,8 +52,8 @@ type childConfig struct {
 	HeapProfile string `json:"heap_profile,omitempty"`
 	// CPUProfile: profile the process from its start to its first commit.
 	CPUProfile string `json:"cpu_profile,omitempty"`
-	// FetchMaxBytes, when positive, overrides franz-go's FetchMaxBytes
-	// (50 MB) for the worker's clients.
+	// FetchMaxBytes, when positive, overrides the FetchMaxBytes of the
+	// worker's clients (Config.ClientOpts come last).
 	FetchMaxBytes int32 `json:"fetch_max_bytes,omitempty"`
 	// Trace: an execution trace from the start to the first commit (off-CPU
 	// time: I/O, scheduling, waits).

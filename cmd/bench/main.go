@@ -178,7 +178,7 @@ func main() {
 	fs.StringVar(&o.restartKeys, "restart-keys", "100000,1000000", "comma-separated store sizes (keys) at which the restart benchmark SIGKILLs a worker")
 	fs.BoolVar(&o.rss, "rss", false, "also measure the peak RSS of a worker with -rss-keys keys in its store (minutes)")
 	fs.Int64Var(&o.rssKeys, "rss-keys", 5_000_000, "keys in the store of the rss benchmark")
-	fetchMax := fs.Int("worker-fetch-max-bytes", 0, "restart and rss: franz-go FetchMaxBytes of the worker processes (0: franz-go's default, 50 MB)")
+	fetchMax := fs.Int("worker-fetch-max-bytes", 0, "restart and rss: franz-go FetchMaxBytes of the worker processes (0: the worker's own setting)")
 	fs.StringVar(&o.workerEnvList, "worker-env", "", "restart and rss: comma-separated KEY=VALUE added to the worker processes' environment (GOMEMLIMIT=..., GOGC=...)")
 	fs.Parse(os.Args[1:])
 	o.workerFetchMaxBytes = int32(*fetchMax)
