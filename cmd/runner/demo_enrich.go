@@ -174,29 +174,15 @@ func produceOrders(ctx context.Context, cl *kgo.Client, from, to int64) error {
 // and it has been quiet for a second, or ctx ends, and counts the sequence
 // numbers seq returns; ok false counts as wrong.
 func readSeqs(ctx context.Context, brokers []string, topic string, want int64, seq func(*kgo.Record) (int64, bool)) (map[int64]int, int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		return nil, 0, err
-	}
-	defer cl.Close()
 	seen := map[int64]int{}
 	var read, wrong int64
-	for ctx.Err() == nil {
-		before := read
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
-			read++
-			s, ok := seq(r)
-			if !ok {
-				wrong++
-			}
-			seen[s]++
-		})
-		cancel()
-		if read >= want && read == before {
-			break
+	err := txntest.ReadCommitted(ctx, brokers, topic, func(r *kgo.Record) {
+		read++
+		s, ok := seq(r)
+		if !ok {
+			wrong++
 		}
-	}
-	return seen, wrong, nil
+		seen[s]++
+	}, func() bool { return read >= want })
+	return seen, wrong, err
 }

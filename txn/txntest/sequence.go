@@ -94,46 +94,24 @@ func (r Report) String() string {
 // reports. A read_committed reader cannot read past an open
 // transaction, so a transaction that never resolves shows up as missing.
 func Verify(ctx context.Context, brokers []string, topic string, n int64) (Report, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		return Report{}, err
-	}
-	defer cl.Close()
 	seen := make([]uint8, n)
 	var rep Report
-	consume := func(ctx context.Context) {
-		f := cl.PollFetches(ctx)
-		f.EachRecord(func(r *kgo.Record) {
-			rep.Records++
-			seq, err := ParseSeq(r.Value)
-			if err != nil || seq < 0 || seq >= n {
-				rep.Foreign++
-				return
-			}
-			if seen[seq] > 0 {
-				rep.Duplicates++
-			} else {
-				rep.Distinct++
-			}
-			seen[seq]++
-		})
-	}
-	for rep.Distinct < n && ctx.Err() == nil {
-		consume(ctx)
-	}
-	// Keep reading until a whole second passes with nothing new, so that
-	// duplicates committed after the last missing number are counted too.
-	for ctx.Err() == nil {
-		before := rep.Records
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		for pctx.Err() == nil {
-			consume(pctx)
+	err := ReadCommitted(ctx, brokers, topic, func(r *kgo.Record) {
+		rep.Records++
+		seq, err := ParseSeq(r.Value)
+		if err != nil || seq < 0 || seq >= n {
+			rep.Foreign++
+			return
 		}
-		cancel()
-		if rep.Records == before {
-			break
+		if seen[seq] > 0 {
+			rep.Duplicates++
+		} else {
+			rep.Distinct++
 		}
+		seen[seq]++
+	}, func() bool { return rep.Distinct >= n })
+	if err != nil {
+		return Report{}, err
 	}
 	for seq, c := range seen {
 		if c == 0 {
@@ -144,4 +122,31 @@ func Verify(ctx context.Context, brokers []string, topic string, n int64) (Repor
 		}
 	}
 	return rep, nil
+}
+
+// ReadCommitted reads topic from the start with read_committed, calling fn
+// for every record, until done reports true and then a whole second passes
+// with nothing new (so that records committed late, duplicates among them,
+// are seen too), or until ctx ends.
+func ReadCommitted(ctx context.Context, brokers []string, topic string, fn func(*kgo.Record), done func() bool) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for ctx.Err() == nil {
+		got := 0
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		for pctx.Err() == nil {
+			f := cl.PollFetches(pctx)
+			got += f.NumRecords()
+			f.EachRecord(fn)
+		}
+		cancel()
+		if got == 0 && done() {
+			break
+		}
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
@@ -68,36 +67,21 @@ func ExpectedSums(n, keys int64) map[string]int64 {
 // until it has been quiet for a second, and returns the latest value of
 // every key (tombstones delete), decoded as Int64.
 func ReadTable(ctx context.Context, brokers []string, topic string) (map[string]int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
 	table := map[string]int64{}
 	var derr error
-	for ctx.Err() == nil {
-		before := len(table)
-		got := 0
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		for pctx.Err() == nil {
-			cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
-				got++
-				if r.Value == nil {
-					delete(table, string(r.Key))
-					return
-				}
-				v, err := serde.Int64.Decode(r.Value)
-				if err != nil && derr == nil {
-					derr = fmt.Errorf("txntest: %s[%d]@%d: %w", r.Topic, r.Partition, r.Offset, err)
-				}
-				table[string(r.Key)] = v
-			})
+	err := ReadCommitted(ctx, brokers, topic, func(r *kgo.Record) {
+		if r.Value == nil {
+			delete(table, string(r.Key))
+			return
 		}
-		cancel()
-		if got == 0 && len(table) == before {
-			break
+		v, err := serde.Int64.Decode(r.Value)
+		if err != nil && derr == nil {
+			derr = fmt.Errorf("txntest: %s[%d]@%d: %w", r.Topic, r.Partition, r.Offset, err)
 		}
+		table[string(r.Key)] = v
+	}, func() bool { return true })
+	if err != nil {
+		return nil, err
 	}
 	return table, derr
 }
