@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -69,27 +70,15 @@ func TestGlobalTableRestoredAndKeptCurrent(t *testing.T) {
 // and requires every key but "late" to appear once.
 func readN(ctx context.Context, t *testing.T, brokers []string, topic string, n int) map[string]string {
 	t.Helper()
-	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer rd.Close()
 	got := map[string]string{}
 	read := 0
-	for ctx.Err() == nil {
-		before := read
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		rd.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
-			read++
-			user, name, _ := strings.Cut(string(r.Value), " ")
-			if _, dup := got[user]; dup && user != "late" {
-				require.Failf(t, "duplicate", "%s twice", user)
-			}
-			got[user] = name
-		})
-		cancel()
-		if read >= n && read == before {
-			break
+	require.NoError(t, txntest.ReadCommitted(ctx, brokers, topic, func(r *kgo.Record) {
+		read++
+		user, name, _ := strings.Cut(string(r.Value), " ")
+		if _, dup := got[user]; dup && user != "late" {
+			require.Failf(t, "duplicate", "%s twice", user)
 		}
-	}
+		got[user] = name
+	}, func() bool { return read >= n }))
 	return got
 }
