@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +47,7 @@ const (
 // Log messages the tests look for in a worker's output.
 const (
 	msgCommitted  = "transaction committed" // the runtime's Debug line per commit
+	msgStarting   = "worker starting"       // the runtime's first line
 	msgRecreated  = "re-creating the transactional session"
 	msgUnknown    = "transaction outcome unknown"
 	msgCrashPoint = "crash point reached" // logged by crashHook just before it kills
@@ -268,6 +270,9 @@ func startProc(t *testing.T, cfg procConfig) *proc {
 			_ = cmd.Process.Kill()
 			<-p.exited
 		}
+		if dir := os.Getenv("SLUICE_TEST_LOG_DIR"); dir != "" {
+			p.out.save(t, filepath.Join(dir, fmt.Sprintf("%s-%s-%d.log", t.Name(), p.name, cmd.Process.Pid)))
+		}
 		if t.Failed() {
 			t.Logf("--- %s (pid %d, %v): last lines other than per-commit debug lines:\n%s",
 				p.name, cmd.Process.Pid, p.state, p.out.tail(60, func(l string) bool { return !strings.Contains(l, msgCommitted) }))
@@ -370,6 +375,21 @@ func (l *logLines) Write(b []byte) (int, error) {
 		l.changed = make(chan struct{})
 	}
 	return len(b), nil
+}
+
+// save writes every line to path (SLUICE_TEST_LOG_DIR keeps the workers'
+// whole logs for a look at a slow or failed run).
+func (l *logLines) save(t *testing.T, path string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, ln := range l.lines {
+		b.WriteString(ln.text)
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Logf("keeping the log of a worker: %v", err)
+	}
 }
 
 // find returns the first line at or after since that contains one of subs.

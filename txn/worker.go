@@ -251,16 +251,26 @@ func backoff(ctx context.Context, attempt int) bool {
 
 var errShutdown = errors.New("txn: shutting down")
 
-// kgoLogger forwards franz-go's warnings and errors to slog.
+// kgoLogger forwards franz-go's log messages to slog: warnings and errors
+// as such, informational ones as debug messages.
 type kgoLogger struct{ l *slog.Logger }
 
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+// Level passes franz-go's info messages (group joins, assignments,
+// transaction steps) through as debug messages when debug is enabled.
+func (k kgoLogger) Level() kgo.LogLevel {
+	if k.l.Enabled(context.Background(), slog.LevelDebug) {
+		return kgo.LogLevelInfo
+	}
+	return kgo.LogLevelWarn
+}
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
 	switch level {
 	case kgo.LogLevelError:
 		k.l.Error("kgo: "+msg, kv...)
-	default:
+	case kgo.LogLevelWarn:
 		k.l.Warn("kgo: "+msg, kv...)
+	default:
+		k.l.Debug("kgo: "+msg, kv...)
 	}
 }

@@ -46,6 +46,11 @@ type BrokerConfig struct {
 // loses no acknowledged write (Sync adds an fsync per write, for power
 // loss). Transactions a crash left open are aborted on load, with their
 // abort markers written before StartBroker returns (see abortCrashedTxns).
+//
+// An offset fetch requiring stable offsets is refused only for partitions
+// with offsets pending in an open transaction, as Kafka does; kfake alone
+// refuses the whole group (see stableOffsets). Control functions the
+// caller adds run after the broker's own.
 func StartBroker(cfg BrokerConfig) (*kfake.Cluster, string, error) {
 	addr := cfg.Addr
 	if addr == "" {
@@ -91,6 +96,7 @@ func StartBroker(cfg BrokerConfig) (*kfake.Cluster, string, error) {
 		return nil, "", fmt.Errorf("txntest: start broker on %s: %w", addr, err)
 	}
 	listening := cluster.ListenAddrs()[0]
+	watchStableOffsets(cluster, listening)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := abortCrashedTxns(ctx, listening, crashed); err != nil {

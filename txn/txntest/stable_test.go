@@ -1,0 +1,143 @@
+package txntest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// A require-stable offset fetch is refused only for the partitions with
+// offsets pending in an open transaction, as on Kafka; kfake alone refuses
+// every partition of the group while any transaction holds offsets for it.
+func TestStableOffsetFetchIsPerPartition(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, addr, err := StartBroker(BrokerConfig{})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, CreateTopics(ctx, []string{addr}, 2, "t"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	require.NoError(t, err)
+	defer cl.Close()
+
+	// The group and its committed offsets: 1 for both partitions.
+	var committed kadm.Offsets
+	committed.Add(kadm.Offset{Topic: "t", Partition: 0, At: 1, LeaderEpoch: -1})
+	committed.Add(kadm.Offset{Topic: "t", Partition: 1, At: 1, LeaderEpoch: -1})
+	_, err = kadm.NewClient(cl).CommitOffsets(ctx, "g", committed)
+	require.NoError(t, err)
+
+	// Producer a's transaction holds offset 5 for partition 0.
+	pid, epoch := initProducer(ctx, t, cl, "a")
+	txnOffsetCommit(ctx, t, cl, "a", pid, epoch, 0, 5)
+
+	at, err := fetchStable(ctx, cl, 1)
+	require.NoError(t, err, "partition 1 has nothing pending")
+	require.EqualValues(t, 1, at)
+	_, err = fetchStable(ctx, cl, 0)
+	require.ErrorIs(t, err, kerr.UnstableOffsetCommit, "partition 0 has offsets pending")
+
+	end := kmsg.NewPtrEndTxnRequest()
+	end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = "a", pid, epoch, true
+	resp, err := end.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	require.NoError(t, kerr.ErrorForCode(resp.ErrorCode))
+
+	at, err = fetchStable(ctx, cl, 0)
+	require.NoError(t, err, "a committed")
+	require.EqualValues(t, 5, at)
+
+	// A new transaction of a, after the epoch kfake bumps at EndTxn, holds
+	// partition 0 again; one that a fenced re-initialization aborted does
+	// not.
+	_, epoch2 := describeEpoch(ctx, t, cl, "a")
+	txnOffsetCommit(ctx, t, cl, "a", pid, epoch2, 0, 7)
+	_, err = fetchStable(ctx, cl, 0)
+	require.ErrorIs(t, err, kerr.UnstableOffsetCommit)
+	initProducer(ctx, t, cl, "a") // aborts the open transaction
+	at, err = fetchStable(ctx, cl, 0)
+	require.NoError(t, err, "the re-initialization aborted a's transaction")
+	require.EqualValues(t, 5, at)
+}
+
+func initProducer(ctx context.Context, t *testing.T, cl *kgo.Client, txnID string) (int64, int16) {
+	t.Helper()
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.TransactionalID = &txnID
+	req.TransactionTimeoutMillis = 60_000
+	req.ProducerID, req.ProducerEpoch = -1, -1
+	resp, err := req.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	require.NoError(t, kerr.ErrorForCode(resp.ErrorCode))
+	return resp.ProducerID, resp.ProducerEpoch
+}
+
+func describeEpoch(ctx context.Context, t *testing.T, cl *kgo.Client, txnID string) (int64, int16) {
+	t.Helper()
+	req := kmsg.NewPtrDescribeTransactionsRequest()
+	req.TransactionalIDs = []string{txnID}
+	resp, err := req.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	require.Len(t, resp.TransactionStates, 1)
+	st := resp.TransactionStates[0]
+	require.NoError(t, kerr.ErrorForCode(st.ErrorCode))
+	return st.ProducerID, st.ProducerEpoch
+}
+
+// txnOffsetCommit puts offset at for partition p of topic t, group g, into
+// txnID's transaction (starting it: TxnOffsetCommit v5+ does).
+func txnOffsetCommit(ctx context.Context, t *testing.T, cl *kgo.Client, txnID string, pid int64, epoch int16, p int32, at int64) {
+	t.Helper()
+	req := kmsg.NewPtrTxnOffsetCommitRequest()
+	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = txnID, "g", pid, epoch
+	req.Generation = -1
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, "t")
+	require.NoError(t, err)
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic, rt.TopicID = "t", topics["t"].ID // by name before v6, by id since
+	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset, rp.LeaderEpoch = p, at, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			require.NoError(t, kerr.ErrorForCode(rp.ErrorCode))
+		}
+	}
+}
+
+// fetchStable fetches group g's offset for partition p of topic t,
+// requiring stable offsets, the way a joining consumer does.
+func fetchStable(ctx context.Context, cl *kgo.Client, p int32) (int64, error) {
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.RequireStable = true
+	rg := kmsg.NewOffsetFetchRequestGroup()
+	rg.Group = "g"
+	rt := kmsg.NewOffsetFetchRequestGroupTopic()
+	rt.Topic, rt.Partitions = "t", []int32{p}
+	rg.Topics = append(rg.Topics, rt)
+	req.Groups = append(req.Groups, rg)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range resp.Groups {
+		if err := kerr.ErrorForCode(g.ErrorCode); err != nil {
+			return 0, err
+		}
+		for _, t := range g.Topics {
+			for _, sp := range t.Partitions {
+				return sp.Offset, kerr.ErrorForCode(sp.ErrorCode)
+			}
+		}
+	}
+	return 0, kerr.UnknownServerError
+}
