@@ -4,11 +4,13 @@
 //
 // # Atomic commit
 //
-// Writes of the open transaction go to a pending batch (a Pebble indexed
-// batch, so reads see them). The pending batch reaches the database only
-// after the Kafka transaction committed, in ONE Pebble batch together with
-// the checkpoint: the next changelog offset of every store, and the task's
-// stream time. Any other outcome discards it. A crash between the Kafka
+// Writes of the open transaction are kept pending (reads see them). They
+// reach the database only after the Kafka transaction committed, in ONE
+// Pebble batch together with the checkpoint: the next changelog offset of
+// every store, and the task's stream time. Any other outcome discards
+// them. The apply runs in the background while the next transaction is
+// processed (reads see the committed writes meanwhile); each apply waits
+// for the previous one. A crash between the Kafka
 // commit and the apply therefore leaves an older checkpoint, and restoring
 // replays the changelog from there: a short tail, never a full rebuild.
 //
@@ -21,6 +23,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -43,14 +47,35 @@ type Checkpoint struct {
 var ErrCorrupt = errors.New("state: database corrupt")
 
 // DB is the state of one task: all its stores, key-prefixed, in one Pebble
-// database, with the pending batch of the open transaction.
+// database, with the pending writes of the open transaction.
+//
+// Reads see, newest first: the pending writes, the writes of the last
+// committed transaction while a background goroutine applies them, and
+// the database.
 //
 // A DB is used by one goroutine at a time.
 type DB struct {
-	pdb     *pebble.DB
-	pending *pebble.Batch
-	undo    []undo // writes of the current record, for Rollback
-	cp      Checkpoint
+	pdb *pebble.DB
+	cp  Checkpoint // of the last Commit, applied or being applied
+
+	// pending holds the open transaction's writes: the last value of each
+	// key written, nil for a delete. Keeping only the last value (not a
+	// Pebble indexed batch of every write) spares an ordered insert per
+	// write, and applies each key once per transaction.
+	pending map[string][]byte
+	// applying holds the writes of the last committed transaction, which
+	// apply writes to the database in the background; nil when there are
+	// none. It is not modified until apply is done.
+	applying map[string][]byte
+	apply    *applyRun
+	// failed is the error of an apply that failed: the database misses a
+	// committed transaction's writes, and no later one may be applied
+	// over that hole.
+	failed error
+	spare  map[string][]byte // an emptied map for the next pending
+	sorted []kv              // apply's buffer, owned by the apply running
+
+	undo []undo // writes of the current record, for Rollback
 
 	// restoring collects restored records: a plain batch, as a restore
 	// reads nothing back and an index would only cost.
@@ -58,19 +83,44 @@ type DB struct {
 	keyBuf    []byte
 
 	// cache holds recently read and written values as of the pending
-	// batch (nil: known absent), so that the read-modify-write of a hot key
-	// does not go through Pebble's lookup twice per record. It is dropped
-	// with the pending batch (Discard) and when it outgrows cacheSize.
+	// writes (nil: known absent), so that the read-modify-write of a hot
+	// key does not go through Pebble's lookup twice per record. It is
+	// dropped with the pending writes (Discard) and when it outgrows
+	// cacheSize.
 	cache map[string][]byte
+
+	// view is an indexed batch holding applying and pending, for
+	// iterators; nil until an iterator needs it, and dropped at every
+	// commit. viewLag lists the keys written since it was last brought up
+	// to date.
+	view    *pebble.Batch
+	viewLag []string
+
+	applyHook func() error // tests: runs in apply's goroutine before the write
 }
 
 // cacheSize bounds the read cache of one task's DB, in entries.
 const cacheSize = 1 << 14
 
+// undo is how to undo one write: the key's value before it, and whether
+// the key had a pending write then.
 type undo struct {
-	key     []byte
-	prev    []byte
-	existed bool
+	key       string
+	prev      []byte
+	existed   bool
+	inPending bool
+}
+
+// kv is one write, as apply sorts them.
+type kv struct {
+	key   string
+	value []byte
+}
+
+// applyRun is one background apply.
+type applyRun struct {
+	done chan struct{}
+	err  error // set before done is closed
 }
 
 // Options configures Open. The zero value uses the OS file system.
@@ -101,7 +151,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		// never wiped.
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	d := &DB{pdb: pdb}
+	d := &DB{pdb: pdb, pending: map[string][]byte{}}
 	v, closer, err := pdb.Get(checkpointKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -120,23 +170,40 @@ func Open(dir string, opts Options) (*DB, error) {
 			d.cp.Offsets = map[string]int64{}
 		}
 	}
-	d.pending = pdb.NewIndexedBatch()
 	return d, nil
 }
 
-// Checkpoint returns the applied checkpoint. The map must not be modified.
+// Checkpoint returns the checkpoint of the last Commit (or of Open). The
+// map must not be modified.
 func (d *DB) Checkpoint() Checkpoint { return d.cp }
 
-// Get returns the value of key as of the pending batch (the open
-// transaction's own writes included). The returned slice is valid until
-// the next call on the DB.
+// Get returns the value of key as of the pending writes (the open
+// transaction's own writes included). The returned slice must not be
+// modified; it is valid until the next call on the DB.
 func (d *DB) Get(key []byte) ([]byte, bool, error) {
 	if v, ok := d.cache[string(key)]; ok {
 		return v, v != nil, nil
 	}
-	v, closer, err := d.pending.Get(key)
+	if v, ok := d.pending[string(key)]; ok {
+		d.cached(string(key), v)
+		return v, v != nil, nil
+	}
+	v, ok, err := d.committed(key)
+	if err != nil {
+		return nil, false, err
+	}
+	d.cached(string(key), v)
+	return v, ok, nil
+}
+
+// committed returns the value of key as of the last Commit: the writes
+// being applied, then the database.
+func (d *DB) committed(key []byte) ([]byte, bool, error) {
+	if v, ok := d.applying[string(key)]; ok {
+		return v, v != nil, nil
+	}
+	v, closer, err := d.pdb.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		d.cached(key, nil)
 		return nil, false, nil
 	}
 	if err != nil {
@@ -147,52 +214,44 @@ func (d *DB) Get(key []byte) ([]byte, bool, error) {
 	if v == nil {
 		v = []byte{}
 	}
-	d.cached(key, v)
 	return v, true, nil
 }
 
 // cached records value (nil: absent) as key's current value.
-func (d *DB) cached(key, value []byte) {
+func (d *DB) cached(key string, value []byte) {
 	if d.cache == nil || len(d.cache) >= cacheSize {
 		d.cache = make(map[string][]byte)
 	}
-	d.cache[string(key)] = value
+	d.cache[key] = value
 }
 
-// Set writes key into the pending batch.
+// Set writes key into the pending writes.
 func (d *DB) Set(key, value []byte) error {
-	if err := d.remember(key); err != nil {
-		return err
+	if value == nil {
+		return d.write(key, []byte{})
 	}
-	if err := d.pending.Set(key, value, nil); err != nil {
-		d.cache = nil
-		return err
-	}
-	d.cached(key, append([]byte{}, value...))
-	return nil
+	return d.write(key, bytes.Clone(value))
 }
 
-// Delete deletes key in the pending batch.
-func (d *DB) Delete(key []byte) error {
-	if err := d.remember(key); err != nil {
-		return err
-	}
-	if err := d.pending.Delete(key, nil); err != nil {
-		d.cache = nil
-		return err
-	}
-	d.cached(key, nil)
-	return nil
-}
+// Delete deletes key in the pending writes.
+func (d *DB) Delete(key []byte) error { return d.write(key, nil) }
 
-// remember records key's current value so that Rollback can restore it.
-// After a Get of the same key (a read-modify-write) the value is cached.
-func (d *DB) remember(key []byte) error {
-	v, ok, err := d.Get(key)
+// write makes value (nil: a delete) key's pending value, and records the
+// previous one so that Rollback can restore it. After a Get of the same
+// key (a read-modify-write) the previous value is cached.
+func (d *DB) write(key, value []byte) error {
+	prev, existed, err := d.Get(key)
 	if err != nil {
 		return err
 	}
-	d.undo = append(d.undo, undo{key: bytes.Clone(key), prev: v, existed: ok})
+	k := string(key)
+	_, inPending := d.pending[k]
+	d.undo = append(d.undo, undo{key: k, prev: prev, existed: existed, inPending: inPending})
+	d.pending[k] = value
+	d.cached(k, value)
+	if d.view != nil {
+		d.viewLag = append(d.viewLag, k)
+	}
 	return nil
 }
 
@@ -202,78 +261,238 @@ func (d *DB) Mark() { d.undo = d.undo[:0] }
 // Rollback undoes the pending writes made since Mark: a failed record's
 // state changes are discarded with its outputs.
 func (d *DB) Rollback() error {
-	d.cache = nil // rebuilt from the restored pending values
 	for i := len(d.undo) - 1; i >= 0; i-- {
 		u := d.undo[i]
-		var err error
-		if u.existed {
-			err = d.pending.Set(u.key, u.prev, nil)
-		} else {
-			err = d.pending.Delete(u.key, nil)
+		prev := u.prev
+		if !u.existed {
+			prev = nil
 		}
-		if err != nil {
-			return fmt.Errorf("state: rollback: %w", err)
+		if u.inPending {
+			d.pending[u.key] = prev
+		} else {
+			delete(d.pending, u.key)
+		}
+		d.cached(u.key, prev)
+		if d.view != nil {
+			d.viewLag = append(d.viewLag, u.key)
 		}
 	}
 	d.undo = d.undo[:0]
 	return nil
 }
 
-// Commit applies the pending batch and cp in one atomic, synced Pebble
+// newIter returns a Pebble iterator over the database as of the pending
+// writes.
+func (d *DB) newIter(o *pebble.IterOptions) (*pebble.Iterator, error) {
+	if d.view == nil {
+		d.view = d.pdb.NewIndexedBatch()
+		d.viewLag = d.viewLag[:0]
+		for k, v := range d.applying {
+			if err := d.viewSet(k, v); err != nil {
+				return nil, err
+			}
+		}
+		for k, v := range d.pending {
+			if err := d.viewSet(k, v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, k := range d.viewLag {
+		v, ok := d.pending[k]
+		if !ok {
+			var err error
+			if v, ok, err = d.committed([]byte(k)); err != nil {
+				return nil, err
+			}
+			if !ok {
+				v = nil
+			}
+		}
+		if err := d.viewSet(k, v); err != nil {
+			return nil, err
+		}
+	}
+	d.viewLag = d.viewLag[:0]
+	return d.view.NewIter(o)
+}
+
+func (d *DB) viewSet(k string, v []byte) error {
+	var err error
+	if v == nil {
+		err = d.view.Delete([]byte(k), nil)
+	} else {
+		err = d.view.Set([]byte(k), v, nil)
+	}
+	if err != nil {
+		d.dropView()
+		return fmt.Errorf("state: iterate: %w", err)
+	}
+	return nil
+}
+
+func (d *DB) dropView() {
+	if d.view != nil {
+		d.view.Close()
+		d.view = nil
+	}
+	d.viewLag = d.viewLag[:0]
+}
+
+// Commit applies the pending writes and cp in one atomic, synced Pebble
 // batch, after the Kafka transaction that carried the changelog records
-// committed.
+// committed, and returns when they are durable. It is CommitAsync
+// followed by Wait.
 func (d *DB) Commit(cp Checkpoint) error {
+	if err := d.CommitAsync(cp); err != nil {
+		return err
+	}
+	return d.Wait()
+}
+
+// CommitAsync hands the pending writes and cp to a background goroutine
+// that applies them in one atomic, synced Pebble batch; call it after the
+// Kafka transaction that carried the changelog records committed. Reads
+// see the committed writes at once, and the next transaction's writes
+// can begin. It first waits for the previous apply: a Pebble batch never
+// lands before an earlier one, so the database's checkpoint never claims
+// changelog offsets whose writes it lacks. After an apply failed, every
+// later CommitAsync fails too (the database misses committed writes):
+// the caller must close the DB and restore from the checkpoint that was
+// last applied.
+//
+// Restored records (ApplyRestored) are applied before CommitAsync
+// returns.
+func (d *DB) CommitAsync(cp Checkpoint) error {
+	if err := d.Wait(); err != nil {
+		return err
+	}
 	b, err := json.Marshal(cp)
 	if err != nil {
 		return fmt.Errorf("state: encode checkpoint: %w", err)
 	}
-	batch := d.pending
 	if d.restoring != nil {
-		if !d.pending.Empty() {
+		if len(d.pending) > 0 {
 			return errors.New("state: commit: restored and processed writes in one batch")
 		}
-		batch = d.restoring
-	}
-	if err := batch.Set(checkpointKey, b, nil); err != nil {
-		return fmt.Errorf("state: commit: %w", err)
-	}
-	// Synced, so that a crash loses at most the apply in progress: a Pebble
-	// NoSync write may stay in the process's WAL buffer (up to a 32 KiB
-	// block) and die with it. Correctness would not suffer (the checkpoint
-	// travels with the data), only the length of the replay after a crash.
-	if err := batch.Commit(pebble.Sync); err != nil {
-		d.cache = nil
-		return fmt.Errorf("state: commit: %w", err)
-	}
-	if batch == d.restoring {
+		err := d.restoring.Set(checkpointKey, b, nil)
+		if err == nil {
+			err = d.restoring.Commit(pebble.Sync)
+		}
+		d.restoring.Close()
+		d.restoring = nil
 		d.cache = nil // restored writes bypassed it
+		d.dropView()
+		if err != nil {
+			d.failed = fmt.Errorf("state: commit: %w", err)
+			return d.failed
+		}
+		d.cp = cp
+		return nil
 	}
-	d.cp = cp
-	cache := d.cache // the committed values are still current
-	d.reset()
-	d.cache = cache
+	// The last apply is done: its writes are in the database, and its map
+	// can hold the next transaction's.
+	if d.applying != nil {
+		clear(d.applying)
+		d.spare, d.applying = d.applying, nil
+	}
+	d.applying, d.pending = d.pending, d.spare
+	if d.pending == nil {
+		d.pending = map[string][]byte{}
+	}
+	d.spare = nil
+	d.undo = d.undo[:0]
+	d.dropView()
+	d.cp = cp // the cache holds the committed values, still current
+	run := &applyRun{done: make(chan struct{})}
+	d.apply = run
+	writes, sorted, hook := d.applying, d.sorted, d.applyHook
+	d.sorted = nil
+	go func() {
+		defer close(run.done)
+		sorted, run.err = d.write1(writes, b, sorted, hook)
+		d.sorted = sorted // read by the DB's goroutine only after done
+	}()
 	return nil
 }
 
-// Discard drops the pending batch: the transaction did not commit.
-func (d *DB) Discard() { d.reset() }
+// write1 writes the writes of one transaction and the checkpoint cp in one
+// synced Pebble batch, in key order, which makes Pebble's memtable inserts
+// cheaper. It runs on apply's goroutine.
+func (d *DB) write1(writes map[string][]byte, cp []byte, sorted []kv, hook func() error) ([]kv, error) {
+	if hook != nil {
+		if err := hook(); err != nil {
+			return sorted, fmt.Errorf("state: commit: %w", err)
+		}
+	}
+	sorted = sorted[:0]
+	size := len(checkpointKey) + len(cp) + 16
+	for k, v := range writes {
+		sorted = append(sorted, kv{k, v})
+		size += len(k) + len(v) + 16
+	}
+	slices.SortFunc(sorted, func(a, b kv) int { return strings.Compare(a.key, b.key) })
+	batch := d.pdb.NewBatchWithSize(size)
+	defer batch.Close()
+	err := batch.Set(checkpointKey, cp, nil)
+	for i := 0; i < len(sorted) && err == nil; i++ {
+		if w := sorted[i]; w.value == nil {
+			err = batch.Delete([]byte(w.key), nil)
+		} else {
+			err = batch.Set([]byte(w.key), w.value, nil)
+		}
+	}
+	clear(sorted) // no references into writes
+	if err == nil {
+		// Synced, so that a crash loses at most the apply in progress: a
+		// Pebble NoSync write may stay in the process's WAL buffer (up to
+		// a 32 KiB block) and die with it. Correctness would not suffer
+		// (the checkpoint travels with the data), only the length of the
+		// replay after a crash.
+		err = batch.Commit(pebble.Sync)
+	}
+	if err != nil {
+		return sorted, fmt.Errorf("state: commit: %w", err)
+	}
+	return sorted, nil
+}
 
-func (d *DB) reset() {
+// Wait waits until the writes handed to CommitAsync are applied, and
+// returns the error of a failed apply.
+func (d *DB) Wait() error {
+	if d.apply != nil {
+		<-d.apply.done
+		if err := d.apply.err; err != nil && d.failed == nil {
+			d.failed = err
+		}
+		d.apply = nil
+	}
+	return d.failed
+}
+
+// Discard drops the pending writes: the transaction did not commit. The
+// writes of the last Commit are kept.
+func (d *DB) Discard() {
+	clear(d.pending)
 	d.cache = nil
-	d.pending.Close()
-	d.pending = d.pdb.NewIndexedBatch()
 	d.undo = d.undo[:0]
+	d.dropView()
 	if d.restoring != nil {
 		d.restoring.Close()
 		d.restoring = nil
 	}
 }
 
-// Close discards the pending batch and closes the database.
+// Close discards the pending writes, waits for the apply of the last
+// Commit, and closes the database. It returns a failure of that apply
+// that CommitAsync has not reported yet.
 func (d *DB) Close() error {
-	d.reset()
-	d.pending.Close()
-	return d.pdb.Close()
+	var applyErr error
+	if d.apply != nil {
+		applyErr = d.Wait()
+	}
+	d.Discard()
+	return errors.Join(applyErr, d.pdb.Close())
 }
 
 // quietLogger drops Pebble's informational logs and keeps its fatal ones.

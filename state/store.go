@@ -149,7 +149,7 @@ func (s *KeyValue[K, V]) Range(from, to *K) *Iterator[K, V] {
 		}
 		upper = append(bytes.Clone(s.prefix), kb...)
 	}
-	it.pit, it.err = s.db.pending.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it.pit, it.err = s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	return it
 }
 

@@ -100,22 +100,24 @@ func (t statefulTask) Restore(rec *kgo.Record) error {
 	t.restored++
 	t.restoredTo[rec.Topic] = rec.Offset + 1
 	if t.restored%restoreChunk == 0 {
-		return t.commitState(t.restoredTo)
+		return t.commitState(t.restoredTo, false)
 	}
 	return nil
 }
 
 // RestoreDone implements txn.StatefulTask.
 func (t statefulTask) RestoreDone(next map[string]int64) error {
-	return t.commitState(next)
+	return t.commitState(next, false)
 }
 
-// Commit implements txn.StatefulTask.
-func (t statefulTask) Commit(next map[string]int64) error { return t.commitState(next) }
+// Commit implements txn.StatefulTask: the apply runs in the background
+// (state.DB.CommitAsync); Close waits for it.
+func (t statefulTask) Commit(next map[string]int64) error { return t.commitState(next, true) }
 
 // commitState applies the pending writes with a checkpoint that moves the
-// given changelogs to next and records the stream time.
-func (t *task) commitState(next map[string]int64) error {
+// given changelogs to next and records the stream time; async returns
+// before they are durable.
+func (t *task) commitState(next map[string]int64, async bool) error {
 	old := t.db.Checkpoint()
 	cp := state.Checkpoint{Offsets: make(map[string]int64, len(old.Offsets)), StreamTime: old.StreamTime}
 	for topic, off := range old.Offsets {
@@ -132,7 +134,11 @@ func (t *task) commitState(next map[string]int64) error {
 	if !t.streamTime.IsZero() {
 		cp.StreamTime = t.streamTime.UnixMilli()
 	}
-	if err := t.db.Commit(cp); err != nil {
+	commit := t.db.Commit
+	if async {
+		commit = t.db.CommitAsync
+	}
+	if err := commit(cp); err != nil {
 		return fmt.Errorf("stream: task %d_%d: %w", t.id.Subtopology, t.id.Partition, err)
 	}
 	return nil

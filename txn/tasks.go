@@ -72,29 +72,21 @@ func (ts *tasks) get(ctx context.Context, topic string, partition int32) (Task, 
 
 // commit applies the pending state of every stateful task after its
 // transaction committed; next holds, per partition, the offset after the
-// last changelog record each topic received. The tasks' databases are
-// independent, so their synced applies run in parallel. A task whose apply
-// fails is dropped: re-created, it replays the changelog from its
-// checkpoint.
+// last changelog record each topic received. Each task applies in the
+// background (StatefulTask.Commit), so the synced applies of the tasks
+// run in parallel with each other and with the next transaction. A task
+// whose apply fails is dropped: re-created, it replays the changelog from
+// its checkpoint.
 func (ts *tasks) commit(next map[int32]map[string]int64) {
-	type result struct {
-		id  TaskID
-		err error
-	}
-	results := make(chan result, len(ts.open))
-	var n int
 	for id, t := range ts.open {
-		if st, ok := t.(StatefulTask); ok {
-			n++
-			go func() { results <- result{id, st.Commit(next[id.Partition])} }()
+		st, ok := t.(StatefulTask)
+		if !ok {
+			continue
 		}
-	}
-	for range n {
-		r := <-results
-		if r.err != nil {
-			ts.log.Error("applying committed state failed; the task will restore from its changelog", "task", fmt.Sprintf("%d_%d", r.id.Subtopology, r.id.Partition), "err", r.err)
-			ts.open[r.id].Close()
-			delete(ts.open, r.id)
+		if err := st.Commit(next[id.Partition]); err != nil {
+			ts.log.Error("applying committed state failed; the task will restore from its changelog", "task", fmt.Sprintf("%d_%d", id.Subtopology, id.Partition), "err", err)
+			t.Close()
+			delete(ts.open, id)
 		}
 	}
 	ts.metrics.tasks.Set(float64(len(ts.open)))

@@ -127,6 +127,13 @@ type StatefulTask interface {
 	// Commit applies the pending writes, after the transaction that carried
 	// their changelog records committed. next holds, for each changelog
 	// topic written in that transaction, the offset after its last record.
+	//
+	// Commit may return before the writes are durable: the task then
+	// applies them in the background while it processes the next
+	// transaction, one apply after the other, each with its checkpoint;
+	// Close waits for the last one. An error (also that of an earlier
+	// apply) means the task's database misses committed writes: the task
+	// must be closed, and is restored from its last applied checkpoint.
 	Commit(next map[string]int64) error
 }
 
