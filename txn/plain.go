@@ -71,14 +71,19 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			return progressed, err
 		}
 		b := w.newBatch()
+		// A stop request lets the batch finish, as under exactly_once:
+		// offsets committed before processing (at_most_once) get their
+		// outputs, and at_least_once commits what it produced, so a
+		// graceful stop loses nothing and repeats nothing.
+		pctx := context.WithoutCancel(ctx)
 		produce := func(r *kgo.Record) {
 			b.produced++
-			cl.Produce(ctx, r, b.promise)
+			cl.Produce(pctx, r, b.promise)
 		}
 		var polled []*kgo.Record
-		err := w.collect(ctx, fetches, b, cl.PollRecords, func(p kgo.FetchTopicPartition) error {
+		procErr := w.collect(ctx, fetches, b, cl.PollRecords, func(p kgo.FetchTopicPartition) error {
 			if w.cfg.Guarantee == AtMostOnce {
-				if err := cl.CommitRecords(ctx, p.Records...); err != nil {
+				if err := cl.CommitRecords(pctx, p.Records...); err != nil {
 					return fmt.Errorf("txn: commit offsets before processing: %w", err)
 				}
 			} else {
@@ -89,30 +94,46 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			return err
 		})
 		clear(out)
+		fctx, cancel := context.WithTimeout(pctx, w.cfg.SessionTimeout)
+		err := w.finishPlain(fctx, cl, ts, b, polled, procErr)
+		cancel()
 		if err != nil {
 			return progressed, err
 		}
-		if err := cl.Flush(ctx); err != nil {
-			return progressed, nil // shutting down
-		}
-		w.m.produced.Add(float64(b.produced))
-		if err := b.err(); err != nil {
-			if w.cfg.Guarantee == AtLeastOnce {
-				return progressed, fmt.Errorf("txn: produce failed; resuming from the last committed offsets: %w", err)
-			}
-			w.log.Error("produce failed; at_most_once drops the batch's failed outputs", "err", err)
-		}
-		if w.cfg.Guarantee == AtLeastOnce {
-			if err := cl.CommitRecords(ctx, polled...); err != nil {
-				return progressed, fmt.Errorf("txn: commit offsets: %w", err)
-			}
-		}
-		w.m.txnCommitted.Inc()
-		ts.commit(b.changelogOffsets())
 		progressed = true
 		if err := ts.close(w.takeRevoked()); err != nil {
 			w.log.Warn("closing revoked tasks", "err", err)
 		}
 		cl.AllowRebalance()
 	}
+}
+
+// finishPlain ends a plain batch within ctx: it waits for the batch's
+// outputs, then, under at_least_once and when all were acknowledged,
+// commits the polled offsets, and applies the tasks' state. procErr, a
+// failure while processing, is returned after the outputs produced so far
+// are flushed: under at_most_once their offsets are already committed.
+func (w *Worker) finishPlain(ctx context.Context, cl *kgo.Client, ts *tasks, b *batch, polled []*kgo.Record, procErr error) error {
+	flushErr := cl.Flush(ctx)
+	w.m.produced.Add(float64(b.produced))
+	if procErr != nil {
+		return procErr
+	}
+	if flushErr != nil {
+		return fmt.Errorf("txn: waiting for the batch's outputs: %w", flushErr)
+	}
+	if err := b.err(); err != nil {
+		if w.cfg.Guarantee == AtLeastOnce {
+			return fmt.Errorf("txn: produce failed; resuming from the last committed offsets: %w", err)
+		}
+		w.log.Error("produce failed; at_most_once drops the batch's failed outputs", "err", err)
+	}
+	if w.cfg.Guarantee == AtLeastOnce {
+		if err := cl.CommitRecords(ctx, polled...); err != nil {
+			return fmt.Errorf("txn: commit offsets: %w", err)
+		}
+	}
+	w.m.txnCommitted.Inc()
+	ts.commit(b.changelogOffsets())
+	return nil
 }
