@@ -107,6 +107,7 @@ func TestTableJoins(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, topo.Subtopologies(), 1, "a join puts the stream and the table in one sub-topology")
 	require.NotContains(t, topo.Describe(), "shop-customers-changelog", "the topic is its own changelog")
+	require.Regexp(t, `Processor: \S+ \(leftjoin\) \(stores: \[customers\]\)`, topo.Describe(), "a join lists the table's store")
 
 	d := streamtest.New(topo, streamtest.WithPartitions("customers", 2), streamtest.WithPartitions("orders", 2))
 	defer d.Close()

@@ -2,12 +2,14 @@ package stream
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
 // Describe returns a human-readable description of the topology in the
 // shape of Kafka Streams' TopologyDescription: each sub-topology with its
-// sources, processors and sinks and their edges, then the internal topics.
+// sources, processors and sinks and their edges, the stores each uses (a
+// join lists the store of the table it reads), then the internal topics.
 func (t *Topology) Describe() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Topology: %s (errors: %s)\n", t.appID, t.policy)
@@ -28,8 +30,8 @@ func (t *Topology) Describe() string {
 				fmt.Fprintf(&sb, "    Sink: %s (topic: %s)\n", n.name, strings.Join(n.topics, ", "))
 			default:
 				fmt.Fprintf(&sb, "    Processor: %s (%s)", n.name, n.op)
-				if len(n.stores) > 0 {
-					fmt.Fprintf(&sb, " (stores: %s)", storeNames(n.stores))
+				if stores := append(slices.Clip(n.stores), n.reads...); len(stores) > 0 {
+					fmt.Fprintf(&sb, " (stores: %s)", storeNames(stores))
 				}
 				sb.WriteString("\n")
 			}

@@ -39,9 +39,10 @@ type node struct {
 	children []*node
 	raw      rawSource // sources only
 	stores   []*storeSpec
-	sub      int  // sub-topology, set by Build
-	rekeyed  bool // records may have a key their partition was not chosen by
-	internal bool // a repartition sink or source, created by the DSL
+	reads    []*storeSpec // stores of other nodes it reads (a join's table)
+	sub      int          // sub-topology, set by Build
+	rekeyed  bool         // records may have a key their partition was not chosen by
+	internal bool         // a repartition sink or source, created by the DSL
 	// peers are nodes that must share this node's sub-topology without
 	// records flowing between them: a join and the table it looks up.
 	peers []*node

@@ -155,5 +155,6 @@ func join[K, V, VT, VR any](s Stream[K, V], table Table[K, VT], op string, joine
 	jn, tn := out.out.node, table.out.node
 	jn.peers = append(jn.peers, tn)
 	tn.peers = append(tn.peers, jn)
+	jn.reads = append(jn.reads, table.store)
 	return out
 }
