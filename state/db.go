@@ -19,7 +19,6 @@
 package state
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,66 +48,68 @@ var ErrCorrupt = errors.New("state: database corrupt")
 // DB is the state of one task: all its stores, key-prefixed, in one Pebble
 // database, with the pending writes of the open transaction.
 //
-// Reads see, newest first: the pending writes, the writes of the last
-// committed transaction while a background goroutine applies them, and
-// the database.
+// The DB keeps an entry per key it has read or written recently: its
+// value as of the pending writes. A key written since the last commit, or
+// committed but not yet applied to the database, always has one; other
+// entries are a cache of the database, bounded by cacheSize. A read or a
+// read-modify-write therefore costs one map lookup, and Pebble only for a
+// key not seen recently.
 //
 // A DB is used by one goroutine at a time.
 type DB struct {
 	pdb *pebble.DB
 	cp  Checkpoint // of the last Commit, applied or being applied
 
-	// pending holds the open transaction's writes: the last value of each
-	// key written, nil for a delete. Keeping only the last value (not a
-	// Pebble indexed batch of every write) spares an ordered insert per
-	// write, and applies each key once per transaction.
-	pending map[string][]byte
-	// applying holds the writes of the last committed transaction, which
-	// apply writes to the database in the background; nil when there are
-	// none. It is not modified until apply is done.
-	applying map[string][]byte
-	apply    *applyRun
+	entries map[string]*entry
+	limit   int      // entries at which evict runs
+	dirty   []*entry // entries written in the open transaction (and some no longer)
+	undo    []undo   // writes of the current record, for Rollback
+
+	// Commits are numbered; gen is the last one handed to apply, applied
+	// the last one known written to the database. An entry committed
+	// after applied is not evicted: the database does not have it yet.
+	gen, applied uint64
+	apply        *applyRun // the apply of commit gen, until reaped
 	// failed is the error of an apply that failed: the database misses a
 	// committed transaction's writes, and no later one may be applied
 	// over that hole.
-	failed error
-	spare  map[string][]byte // an emptied map for the next pending
-	sorted []kv              // apply's buffer, owned by the apply running
-
-	undo []undo // writes of the current record, for Rollback
+	failed   error
+	reported bool // failed was returned by CommitAsync
+	sorted   []kv // a buffer for the next apply
 
 	// restoring collects restored records: a plain batch, as a restore
 	// reads nothing back and an index would only cost.
 	restoring *pebble.Batch
 	keyBuf    []byte
 
-	// cache holds recently read and written values as of the pending
-	// writes (nil: known absent), so that the read-modify-write of a hot
-	// key does not go through Pebble's lookup twice per record. It is
-	// dropped with the pending writes (Discard) and when it outgrows
-	// cacheSize.
-	cache map[string][]byte
-
-	// view is an indexed batch holding applying and pending, for
-	// iterators; nil until an iterator needs it, and dropped at every
-	// commit. viewLag lists the keys written since it was last brought up
-	// to date.
+	// view is an indexed batch holding every write the database does not
+	// have yet, for iterators; nil until an iterator needs it, and dropped
+	// at every commit. viewLag lists the entries written since it was
+	// last brought up to date.
 	view    *pebble.Batch
-	viewLag []string
+	viewLag []*entry
 
 	applyHook func() error // tests: runs in apply's goroutine before the write
 }
 
-// cacheSize bounds the read cache of one task's DB, in entries.
+// cacheSize bounds the entries of one task's DB that only cache the
+// database, in entries.
 const cacheSize = 1 << 14
 
-// undo is how to undo one write: the key's value before it, and whether
-// the key had a pending write then.
+// entry is the state of one key.
+type entry struct {
+	key   string
+	value []byte // as of the pending writes; nil: absent. Never modified.
+	prev  []byte // while dirty: the value as of the last commit
+	gen   uint64 // the commit that last wrote it; 0: none since loaded
+	dirty bool   // written in the open transaction
+}
+
+// undo is how to undo one write.
 type undo struct {
-	key       string
-	prev      []byte
-	existed   bool
-	inPending bool
+	e     *entry
+	value []byte
+	dirty bool
 }
 
 // kv is one write, as apply sorts them.
@@ -119,8 +120,11 @@ type kv struct {
 
 // applyRun is one background apply.
 type applyRun struct {
+	gen  uint64
 	done chan struct{}
-	err  error // set before done is closed
+	// Set before done is closed.
+	err    error
+	sorted []kv
 }
 
 // Options configures Open. The zero value uses the OS file system.
@@ -151,7 +155,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		// never wiped.
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	d := &DB{pdb: pdb, pending: map[string][]byte{}}
+	d := &DB{pdb: pdb, entries: map[string]*entry{}, limit: cacheSize}
 	v, closer, err := pdb.Get(checkpointKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -179,78 +183,73 @@ func (d *DB) Checkpoint() Checkpoint { return d.cp }
 
 // Get returns the value of key as of the pending writes (the open
 // transaction's own writes included). The returned slice must not be
-// modified; it is valid until the next call on the DB.
+// modified.
 func (d *DB) Get(key []byte) ([]byte, bool, error) {
-	if v, ok := d.cache[string(key)]; ok {
-		return v, v != nil, nil
-	}
-	if v, ok := d.pending[string(key)]; ok {
-		d.cached(string(key), v)
-		return v, v != nil, nil
-	}
-	v, ok, err := d.committed(key)
+	e, err := d.entry(key)
 	if err != nil {
 		return nil, false, err
 	}
-	d.cached(string(key), v)
-	return v, ok, nil
+	return e.value, e.value != nil, nil
 }
 
-// committed returns the value of key as of the last Commit: the writes
-// being applied, then the database.
-func (d *DB) committed(key []byte) ([]byte, bool, error) {
-	if v, ok := d.applying[string(key)]; ok {
-		return v, v != nil, nil
+// entry returns key's entry, loading it from the database if needed.
+func (d *DB) entry(key []byte) (*entry, error) {
+	if e := d.entries[string(key)]; e != nil {
+		return e, nil
 	}
+	// No entry: the database has the key's current value.
 	v, closer, err := d.pdb.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		v = nil
+	case err != nil:
+		return nil, fmt.Errorf("state: get: %w", err)
+	default:
+		v = append(make([]byte, 0, len(v)), v...) // never nil
+		closer.Close()
 	}
-	if err != nil {
-		return nil, false, fmt.Errorf("state: get: %w", err)
+	if len(d.entries) >= d.limit {
+		d.evict()
 	}
-	defer closer.Close()
-	v = bytes.Clone(v)
-	if v == nil {
-		v = []byte{}
-	}
-	return v, true, nil
+	e := &entry{key: string(key), value: v}
+	d.entries[e.key] = e
+	return e, nil
 }
 
-// cached records value (nil: absent) as key's current value.
-func (d *DB) cached(key string, value []byte) {
-	if d.cache == nil || len(d.cache) >= cacheSize {
-		d.cache = make(map[string][]byte)
+// evict drops the entries that only cache the database.
+func (d *DB) evict() {
+	d.reap()
+	for k, e := range d.entries {
+		if !e.dirty && e.gen <= d.applied {
+			delete(d.entries, k)
+		}
 	}
-	d.cache[key] = value
+	d.limit = len(d.entries) + cacheSize
 }
 
 // Set writes key into the pending writes.
 func (d *DB) Set(key, value []byte) error {
-	if value == nil {
-		return d.write(key, []byte{})
-	}
-	return d.write(key, bytes.Clone(value))
+	return d.write(key, append(make([]byte, 0, len(value)), value...))
 }
 
 // Delete deletes key in the pending writes.
 func (d *DB) Delete(key []byte) error { return d.write(key, nil) }
 
 // write makes value (nil: a delete) key's pending value, and records the
-// previous one so that Rollback can restore it. After a Get of the same
-// key (a read-modify-write) the previous value is cached.
+// previous one for Rollback.
 func (d *DB) write(key, value []byte) error {
-	prev, existed, err := d.Get(key)
+	e, err := d.entry(key)
 	if err != nil {
 		return err
 	}
-	k := string(key)
-	_, inPending := d.pending[k]
-	d.undo = append(d.undo, undo{key: k, prev: prev, existed: existed, inPending: inPending})
-	d.pending[k] = value
-	d.cached(k, value)
+	d.undo = append(d.undo, undo{e: e, value: e.value, dirty: e.dirty})
+	if !e.dirty {
+		e.prev, e.dirty = e.value, true
+		d.dirty = append(d.dirty, e)
+	}
+	e.value = value
 	if d.view != nil {
-		d.viewLag = append(d.viewLag, k)
+		d.viewLag = append(d.viewLag, e)
 	}
 	return nil
 }
@@ -263,20 +262,15 @@ func (d *DB) Mark() { d.undo = d.undo[:0] }
 func (d *DB) Rollback() error {
 	for i := len(d.undo) - 1; i >= 0; i-- {
 		u := d.undo[i]
-		prev := u.prev
-		if !u.existed {
-			prev = nil
+		u.e.value, u.e.dirty = u.value, u.dirty
+		if !u.dirty {
+			u.e.prev = nil
 		}
-		if u.inPending {
-			d.pending[u.key] = prev
-		} else {
-			delete(d.pending, u.key)
-		}
-		d.cached(u.key, prev)
 		if d.view != nil {
-			d.viewLag = append(d.viewLag, u.key)
+			d.viewLag = append(d.viewLag, u.e)
 		}
 	}
+	clear(d.undo)
 	d.undo = d.undo[:0]
 	return nil
 }
@@ -287,42 +281,30 @@ func (d *DB) newIter(o *pebble.IterOptions) (*pebble.Iterator, error) {
 	if d.view == nil {
 		d.view = d.pdb.NewIndexedBatch()
 		d.viewLag = d.viewLag[:0]
-		for k, v := range d.applying {
-			if err := d.viewSet(k, v); err != nil {
-				return nil, err
-			}
-		}
-		for k, v := range d.pending {
-			if err := d.viewSet(k, v); err != nil {
-				return nil, err
+		for _, e := range d.entries {
+			if e.dirty || e.gen > d.applied {
+				if err := d.viewSet(e); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
-	for _, k := range d.viewLag {
-		v, ok := d.pending[k]
-		if !ok {
-			var err error
-			if v, ok, err = d.committed([]byte(k)); err != nil {
-				return nil, err
-			}
-			if !ok {
-				v = nil
-			}
-		}
-		if err := d.viewSet(k, v); err != nil {
+	for _, e := range d.viewLag {
+		if err := d.viewSet(e); err != nil {
 			return nil, err
 		}
 	}
+	clear(d.viewLag)
 	d.viewLag = d.viewLag[:0]
 	return d.view.NewIter(o)
 }
 
-func (d *DB) viewSet(k string, v []byte) error {
+func (d *DB) viewSet(e *entry) error {
 	var err error
-	if v == nil {
-		err = d.view.Delete([]byte(k), nil)
+	if e.value == nil {
+		err = d.view.Delete([]byte(e.key), nil)
 	} else {
-		err = d.view.Set([]byte(k), v, nil)
+		err = d.view.Set([]byte(e.key), e.value, nil)
 	}
 	if err != nil {
 		d.dropView()
@@ -336,6 +318,7 @@ func (d *DB) dropView() {
 		d.view.Close()
 		d.view = nil
 	}
+	clear(d.viewLag)
 	d.viewLag = d.viewLag[:0]
 }
 
@@ -365,6 +348,7 @@ func (d *DB) Commit(cp Checkpoint) error {
 // returns.
 func (d *DB) CommitAsync(cp Checkpoint) error {
 	if err := d.Wait(); err != nil {
+		d.reported = true
 		return err
 	}
 	b, err := json.Marshal(cp)
@@ -372,77 +356,84 @@ func (d *DB) CommitAsync(cp Checkpoint) error {
 		return fmt.Errorf("state: encode checkpoint: %w", err)
 	}
 	if d.restoring != nil {
-		if len(d.pending) > 0 {
-			return errors.New("state: commit: restored and processed writes in one batch")
-		}
-		err := d.restoring.Set(checkpointKey, b, nil)
-		if err == nil {
-			err = d.restoring.Commit(pebble.Sync)
-		}
-		d.restoring.Close()
-		d.restoring = nil
-		d.cache = nil // restored writes bypassed it
-		d.dropView()
-		if err != nil {
-			d.failed = fmt.Errorf("state: commit: %w", err)
-			return d.failed
-		}
-		d.cp = cp
-		return nil
+		return d.commitRestored(cp, b)
 	}
-	// The last apply is done: its writes are in the database, and its map
-	// can hold the next transaction's.
-	if d.applying != nil {
-		clear(d.applying)
-		d.spare, d.applying = d.applying, nil
+	d.gen++
+	writes := d.sorted[:0]
+	for _, e := range d.dirty {
+		if e.dirty {
+			e.dirty, e.prev, e.gen = false, nil, d.gen
+			writes = append(writes, kv{e.key, e.value})
+		}
 	}
-	d.applying, d.pending = d.pending, d.spare
-	if d.pending == nil {
-		d.pending = map[string][]byte{}
-	}
-	d.spare = nil
+	d.sorted = nil
+	clear(d.dirty)
+	d.dirty = d.dirty[:0]
+	clear(d.undo)
 	d.undo = d.undo[:0]
 	d.dropView()
-	d.cp = cp // the cache holds the committed values, still current
-	run := &applyRun{done: make(chan struct{})}
+	d.cp = cp
+	run := &applyRun{gen: d.gen, done: make(chan struct{})}
 	d.apply = run
-	writes, sorted, hook := d.applying, d.sorted, d.applyHook
-	d.sorted = nil
+	hook := d.applyHook
 	go func() {
 		defer close(run.done)
-		sorted, run.err = d.write1(writes, b, sorted, hook)
-		d.sorted = sorted // read by the DB's goroutine only after done
+		run.sorted, run.err = d.write1(writes, b, hook)
 	}()
+	return nil
+}
+
+// commitRestored applies the restored records with the checkpoint cp
+// (encoded: b), synchronously.
+func (d *DB) commitRestored(cp Checkpoint, b []byte) error {
+	for _, e := range d.dirty {
+		if e.dirty {
+			return errors.New("state: commit: restored and processed writes in one batch")
+		}
+	}
+	err := d.restoring.Set(checkpointKey, b, nil)
+	if err == nil {
+		err = d.restoring.Commit(pebble.Sync)
+	}
+	d.restoring.Close()
+	d.restoring = nil
+	// Restored writes bypassed the entries; none is dirty or unapplied.
+	clear(d.entries)
+	d.limit = cacheSize
+	d.dropView()
+	if err != nil {
+		d.failed, d.reported = fmt.Errorf("state: commit: %w", err), true
+		return d.failed
+	}
+	d.cp = cp
 	return nil
 }
 
 // write1 writes the writes of one transaction and the checkpoint cp in one
 // synced Pebble batch, in key order, which makes Pebble's memtable inserts
-// cheaper. It runs on apply's goroutine.
-func (d *DB) write1(writes map[string][]byte, cp []byte, sorted []kv, hook func() error) ([]kv, error) {
+// cheaper. It runs on apply's goroutine, and returns writes for reuse.
+func (d *DB) write1(writes []kv, cp []byte, hook func() error) ([]kv, error) {
+	defer clear(writes) // no references to values
 	if hook != nil {
 		if err := hook(); err != nil {
-			return sorted, fmt.Errorf("state: commit: %w", err)
+			return writes, fmt.Errorf("state: commit: %w", err)
 		}
 	}
-	sorted = sorted[:0]
 	size := len(checkpointKey) + len(cp) + 16
-	for k, v := range writes {
-		sorted = append(sorted, kv{k, v})
-		size += len(k) + len(v) + 16
+	for _, w := range writes {
+		size += len(w.key) + len(w.value) + 16
 	}
-	slices.SortFunc(sorted, func(a, b kv) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(writes, func(a, b kv) int { return strings.Compare(a.key, b.key) })
 	batch := d.pdb.NewBatchWithSize(size)
 	defer batch.Close()
 	err := batch.Set(checkpointKey, cp, nil)
-	for i := 0; i < len(sorted) && err == nil; i++ {
-		if w := sorted[i]; w.value == nil {
+	for i := 0; i < len(writes) && err == nil; i++ {
+		if w := writes[i]; w.value == nil {
 			err = batch.Delete([]byte(w.key), nil)
 		} else {
 			err = batch.Set([]byte(w.key), w.value, nil)
 		}
 	}
-	clear(sorted) // no references into writes
 	if err == nil {
 		// Synced, so that a crash loses at most the apply in progress: a
 		// Pebble NoSync write may stay in the process's WAL buffer (up to
@@ -452,9 +443,9 @@ func (d *DB) write1(writes map[string][]byte, cp []byte, sorted []kv, hook func(
 		err = batch.Commit(pebble.Sync)
 	}
 	if err != nil {
-		return sorted, fmt.Errorf("state: commit: %w", err)
+		return writes, fmt.Errorf("state: commit: %w", err)
 	}
-	return sorted, nil
+	return writes, nil
 }
 
 // Wait waits until the writes handed to CommitAsync are applied, and
@@ -462,19 +453,44 @@ func (d *DB) write1(writes map[string][]byte, cp []byte, sorted []kv, hook func(
 func (d *DB) Wait() error {
 	if d.apply != nil {
 		<-d.apply.done
-		if err := d.apply.err; err != nil && d.failed == nil {
-			d.failed = err
-		}
-		d.apply = nil
+		d.reap()
 	}
 	return d.failed
+}
+
+// reap takes the result of a finished apply.
+func (d *DB) reap() {
+	r := d.apply
+	if r == nil {
+		return
+	}
+	select {
+	case <-r.done:
+	default:
+		return
+	}
+	d.apply = nil
+	d.sorted = r.sorted[:0]
+	if r.err != nil {
+		if d.failed == nil {
+			d.failed = r.err
+		}
+		return
+	}
+	d.applied = r.gen
 }
 
 // Discard drops the pending writes: the transaction did not commit. The
 // writes of the last Commit are kept.
 func (d *DB) Discard() {
-	clear(d.pending)
-	d.cache = nil
+	for _, e := range d.dirty {
+		if e.dirty {
+			e.value, e.prev, e.dirty = e.prev, nil, false
+		}
+	}
+	clear(d.dirty)
+	d.dirty = d.dirty[:0]
+	clear(d.undo)
 	d.undo = d.undo[:0]
 	d.dropView()
 	if d.restoring != nil {
@@ -485,11 +501,11 @@ func (d *DB) Discard() {
 
 // Close discards the pending writes, waits for the apply of the last
 // Commit, and closes the database. It returns a failure of that apply
-// that CommitAsync has not reported yet.
+// that CommitAsync has not reported.
 func (d *DB) Close() error {
 	var applyErr error
-	if d.apply != nil {
-		applyErr = d.Wait()
+	if err := d.Wait(); err != nil && !d.reported {
+		applyErr = err
 	}
 	d.Discard()
 	return errors.Join(applyErr, d.pdb.Close())
