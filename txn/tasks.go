@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -34,27 +36,80 @@ func newTasks(topo Topology, cfg TaskConfig, m *metrics) *tasks {
 }
 
 // prepare creates (and restores) the tasks of every partition in f, so that
-// restores happen before a transaction begins.
+// restores happen before a transaction begins. New tasks are created in
+// parallel: each opens its database and reads its changelogs' ends (and
+// tails) over its own connection, and a worker taking over or restarting
+// with many tasks would otherwise wait for them one after another.
 func (ts *tasks) prepare(ctx context.Context, f kgo.Fetches) error {
+	var ids []TaskID
 	var err error
 	f.EachPartition(func(p kgo.FetchTopicPartition) {
-		if err == nil && len(p.Records) > 0 {
-			_, err = ts.get(ctx, p.Topic, p.Partition)
+		if err != nil || len(p.Records) == 0 {
+			return
+		}
+		var id TaskID
+		if id, err = ts.idOf(p.Topic, p.Partition); err == nil && ts.open[id] == nil && !slices.Contains(ids, id) {
+			ids = append(ids, id)
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	made := make([]Task, len(ids))
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, maxParallelTaskCreations)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			made[i], errs[i] = ts.create(ctx, id)
+		})
+	}
+	wg.Wait()
+	for i, t := range made {
+		if t != nil {
+			ts.open[ids[i]] = t
+		}
+	}
+	ts.metrics.tasks.Set(float64(len(ts.open)))
+	return errors.Join(errs...)
+}
+
+// maxParallelTaskCreations bounds the tasks prepare creates at once.
+const maxParallelTaskCreations = 8
+
+// idOf returns the task of a source topic's partition.
+func (ts *tasks) idOf(topic string, partition int32) (TaskID, error) {
+	sub, ok := ts.subOf[topic]
+	if !ok {
+		return TaskID{}, fmt.Errorf("txn: polled topic %q is not a source of the topology", topic)
+	}
+	return TaskID{Subtopology: sub, Partition: partition}, nil
 }
 
 // get returns the task of a source topic's partition, creating it.
 func (ts *tasks) get(ctx context.Context, topic string, partition int32) (Task, error) {
-	sub, ok := ts.subOf[topic]
-	if !ok {
-		return nil, fmt.Errorf("txn: polled topic %q is not a source of the topology", topic)
+	id, err := ts.idOf(topic, partition)
+	if err != nil {
+		return nil, err
 	}
-	id := TaskID{Subtopology: sub, Partition: partition}
 	if t := ts.open[id]; t != nil {
 		return t, nil
 	}
+	t, err := ts.create(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ts.open[id] = t
+	ts.metrics.tasks.Set(float64(len(ts.open)))
+	return t, nil
+}
+
+// create instantiates a task and restores its state. It may run for
+// several tasks at once (Topology.NewTask and restore are safe for that);
+// it does not touch ts.open.
+func (ts *tasks) create(ctx context.Context, id TaskID) (Task, error) {
 	t, err := ts.topo.NewTask(id, ts.cfg)
 	if err != nil {
 		return nil, &FatalError{Cause: fmt.Sprintf("creating task %d_%d failed", id.Subtopology, id.Partition), Err: err}
@@ -65,8 +120,6 @@ func (ts *tasks) get(ctx context.Context, topic string, partition int32) (Task, 
 			return nil, err
 		}
 	}
-	ts.open[id] = t
-	ts.metrics.tasks.Set(float64(len(ts.open)))
 	return t, nil
 }
 

@@ -47,7 +47,9 @@ type Topology interface {
 	SinkTopics() []string
 	// InternalTopics lists the topics the runtime must create or validate.
 	InternalTopics() []InternalTopic
-	// NewTask instantiates the operators of one task.
+	// NewTask instantiates the operators of one task. The runtime calls
+	// it for several tasks at once (a worker creates the tasks of one
+	// poll in parallel), never twice at once for the same task.
 	NewTask(id TaskID, cfg TaskConfig) (Task, error)
 	// NewGlobal returns the worker-wide state of the topology's global
 	// tables, kept in stateDir ("" keeps it in memory), or nil when the
