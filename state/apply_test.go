@@ -42,13 +42,13 @@ func TestCommitAsyncReadsCommittedWrites(t *testing.T) {
 	require.NoError(t, s.Put("c", "2"))
 	require.Equal(t, "2", get(t, s, "a"))
 	require.Equal(t, "<none>", get(t, s, "b"))
+	close(release)
 	db.Discard()
 	require.Equal(t, "1", get(t, s, "a"), "a discard keeps the commit being applied")
 	require.Equal(t, "1", get(t, s, "b"))
 	require.Equal(t, "<none>", get(t, s, "c"))
 
 	require.NoError(t, s.Put("c", "3"))
-	close(release)
 	require.NoError(t, db.CommitAsync(cp(2)), "waits for the previous apply, then hands over this one")
 	require.Equal(t, int64(2), db.Checkpoint().Offsets["app-s-changelog"])
 	require.NoError(t, db.Close(), "waits for the last apply")
@@ -133,4 +133,21 @@ func TestRangeDuringApply(t *testing.T) {
 	require.Equal(t, []string{"b=2", "c=2", "d=2"}, collect())
 	require.NoError(t, db.Rollback())
 	require.Equal(t, []string{"a=1", "b=1", "c=2"}, collect())
+}
+
+// A discard after a failed apply cannot fall back on the database, which
+// lacks the failed commit: reads fail from then on.
+func TestDiscardAfterFailedApply(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	s := kv(t, db, &changelog{})
+	broken := errors.New("disk on fire")
+	state.SetApplyHook(db, func() error { return broken })
+	require.NoError(t, s.Put("a", "1"))
+	require.NoError(t, db.CommitAsync(cp(1)))
+	require.NoError(t, s.Put("a", "2"))
+	db.Discard()
+	_, _, err := s.Get("a")
+	require.ErrorIs(t, err, broken)
+	require.ErrorIs(t, s.Put("b", "1"), broken)
+	require.ErrorIs(t, db.Close(), broken)
 }

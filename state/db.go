@@ -66,16 +66,19 @@ type DB struct {
 	undo    []undo   // writes of the current record, for Rollback
 
 	// Commits are numbered; gen is the last one handed to apply, applied
-	// the last one known written to the database. An entry committed
-	// after applied is not evicted: the database does not have it yet.
-	gen, applied uint64
+	// the last one known written to the database. At most one apply runs
+	// at a time, so an entry is unapplied (and must not be evicted: the
+	// database does not have it yet) when it was committed by gen and
+	// gen is not applied.
+	gen, applied uint32
 	apply        *applyRun // the apply of commit gen, until reaped
 	// failed is the error of an apply that failed: the database misses a
 	// committed transaction's writes, and no later one may be applied
 	// over that hole.
 	failed   error
 	reported bool // failed was returned by CommitAsync
-	sorted   []kv // a buffer for the next apply
+	lost     bool // the entries that held what failed to apply are gone
+	spare    []kv // a buffer for the next apply
 
 	// restoring collects restored records: a plain batch, as a restore
 	// reads nothing back and an index would only cost.
@@ -92,18 +95,21 @@ type DB struct {
 	applyHook func() error // tests: runs in apply's goroutine before the write
 }
 
-// cacheSize bounds the entries of one task's DB that only cache the
-// database, in entries.
+// cacheSize bounds the entries of one task's DB, unless more of them are
+// pending or unapplied.
 const cacheSize = 1 << 14
 
-// entry is the state of one key.
+// entry is the state of one key: 48 bytes, as there may be many.
 type entry struct {
 	key   string
 	value []byte // as of the pending writes; nil: absent. Never modified.
-	prev  []byte // while dirty: the value as of the last commit
-	gen   uint64 // the commit that last wrote it; 0: none since loaded
+	gen   uint32 // the commit that last wrote it; 0: none since loaded
 	dirty bool   // written in the open transaction
 }
+
+// unapplied reports whether e holds a committed write that the database
+// may not have yet.
+func (d *DB) unapplied(e *entry) bool { return e.gen == d.gen && d.applied != d.gen }
 
 // undo is how to undo one write.
 type undo struct {
@@ -112,19 +118,24 @@ type undo struct {
 	dirty bool
 }
 
-// kv is one write, as apply sorts them.
+// kv is one write, as apply sorts them. The entry's key never changes, so
+// apply may read it while the entry is in use.
 type kv struct {
-	key   string
+	e     *entry
 	value []byte
 }
 
+// maxSpare bounds the capacity of the buffer of writes kept for the next
+// apply: a large transaction's is dropped.
+const maxSpare = 4096
+
 // applyRun is one background apply.
 type applyRun struct {
-	gen  uint64
+	gen  uint32
 	done chan struct{}
 	// Set before done is closed.
 	err    error
-	sorted []kv
+	writes []kv
 }
 
 // Options configures Open. The zero value uses the OS file system.
@@ -197,6 +208,9 @@ func (d *DB) entry(key []byte) (*entry, error) {
 	if e := d.entries[string(key)]; e != nil {
 		return e, nil
 	}
+	if d.lost {
+		return nil, d.failed
+	}
 	// No entry: the database has the key's current value.
 	v, closer, err := d.pdb.Get(key)
 	switch {
@@ -216,15 +230,28 @@ func (d *DB) entry(key []byte) (*entry, error) {
 	return e, nil
 }
 
-// evict drops the entries that only cache the database.
+// evict drops the entries that only cache the database. The others move
+// to a new map: a Go map never shrinks, and a large transaction's writes
+// would otherwise keep its table at their size.
 func (d *DB) evict() {
 	d.reap()
-	for k, e := range d.entries {
-		if !e.dirty && e.gen <= d.applied {
-			delete(d.entries, k)
+	keep := 0
+	for _, e := range d.entries {
+		if e.dirty || d.unapplied(e) {
+			keep++
 		}
 	}
-	d.limit = len(d.entries) + cacheSize
+	old := d.entries
+	d.entries = make(map[string]*entry, keep+cacheSize/4)
+	for k, e := range old {
+		if e.dirty || d.unapplied(e) {
+			d.entries[k] = e
+		}
+	}
+	// The entries that stay (pending, unapplied) count towards cacheSize;
+	// a quarter of it is always left, so that evict runs at most once per
+	// cacheSize/4 new entries.
+	d.limit = max(cacheSize, len(d.entries)+cacheSize/4)
 }
 
 // Set writes key into the pending writes.
@@ -244,7 +271,7 @@ func (d *DB) write(key, value []byte) error {
 	}
 	d.undo = append(d.undo, undo{e: e, value: e.value, dirty: e.dirty})
 	if !e.dirty {
-		e.prev, e.dirty = e.value, true
+		e.dirty = true
 		d.dirty = append(d.dirty, e)
 	}
 	e.value = value
@@ -263,9 +290,6 @@ func (d *DB) Rollback() error {
 	for i := len(d.undo) - 1; i >= 0; i-- {
 		u := d.undo[i]
 		u.e.value, u.e.dirty = u.value, u.dirty
-		if !u.dirty {
-			u.e.prev = nil
-		}
 		if d.view != nil {
 			d.viewLag = append(d.viewLag, u.e)
 		}
@@ -282,7 +306,7 @@ func (d *DB) newIter(o *pebble.IterOptions) (*pebble.Iterator, error) {
 		d.view = d.pdb.NewIndexedBatch()
 		d.viewLag = d.viewLag[:0]
 		for _, e := range d.entries {
-			if e.dirty || e.gen > d.applied {
+			if e.dirty || d.unapplied(e) {
 				if err := d.viewSet(e); err != nil {
 					return nil, err
 				}
@@ -359,14 +383,14 @@ func (d *DB) CommitAsync(cp Checkpoint) error {
 		return d.commitRestored(cp, b)
 	}
 	d.gen++
-	writes := d.sorted[:0]
+	writes := d.spare[:0]
 	for _, e := range d.dirty {
 		if e.dirty {
-			e.dirty, e.prev, e.gen = false, nil, d.gen
-			writes = append(writes, kv{e.key, e.value})
+			e.dirty, e.gen = false, d.gen
+			writes = append(writes, kv{e, e.value})
 		}
 	}
-	d.sorted = nil
+	d.spare = nil
 	clear(d.dirty)
 	d.dirty = d.dirty[:0]
 	clear(d.undo)
@@ -378,7 +402,7 @@ func (d *DB) CommitAsync(cp Checkpoint) error {
 	hook := d.applyHook
 	go func() {
 		defer close(run.done)
-		run.sorted, run.err = d.write1(writes, b, hook)
+		run.writes, run.err = d.write1(writes, b, hook)
 	}()
 	return nil
 }
@@ -421,17 +445,17 @@ func (d *DB) write1(writes []kv, cp []byte, hook func() error) ([]kv, error) {
 	}
 	size := len(checkpointKey) + len(cp) + 16
 	for _, w := range writes {
-		size += len(w.key) + len(w.value) + 16
+		size += len(w.e.key) + len(w.value) + 16
 	}
-	slices.SortFunc(writes, func(a, b kv) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(writes, func(a, b kv) int { return strings.Compare(a.e.key, b.e.key) })
 	batch := d.pdb.NewBatchWithSize(size)
 	defer batch.Close()
 	err := batch.Set(checkpointKey, cp, nil)
 	for i := 0; i < len(writes) && err == nil; i++ {
 		if w := writes[i]; w.value == nil {
-			err = batch.Delete([]byte(w.key), nil)
+			err = batch.Delete([]byte(w.e.key), nil)
 		} else {
-			err = batch.Set([]byte(w.key), w.value, nil)
+			err = batch.Set([]byte(w.e.key), w.value, nil)
 		}
 	}
 	if err == nil {
@@ -470,7 +494,9 @@ func (d *DB) reap() {
 		return
 	}
 	d.apply = nil
-	d.sorted = r.sorted[:0]
+	if cap(r.writes) <= maxSpare {
+		d.spare = r.writes[:0]
+	}
 	if r.err != nil {
 		if d.failed == nil {
 			d.failed = r.err
@@ -481,11 +507,19 @@ func (d *DB) reap() {
 }
 
 // Discard drops the pending writes: the transaction did not commit. The
-// writes of the last Commit are kept.
+// writes of the last Commit are kept. It waits for their apply: the
+// entries of the keys written since then are dropped, and the database
+// has their committed values. If that apply failed, nothing holds those
+// values any more: every later read fails too.
 func (d *DB) Discard() {
-	for _, e := range d.dirty {
-		if e.dirty {
-			e.value, e.prev, e.dirty = e.prev, nil, false
+	if d.Wait() != nil {
+		d.lost = true
+		clear(d.entries)
+	} else {
+		for _, e := range d.dirty {
+			if e.dirty {
+				delete(d.entries, e.key)
+			}
 		}
 	}
 	clear(d.dirty)

@@ -96,7 +96,9 @@ func (s *KeyValue[K, V]) Put(k K, v V) error {
 	if vb == nil {
 		vb = []byte{} // a nil value is the changelog's tombstone
 	}
-	if err := s.db.Set(s.key(kb), vb); err != nil {
+	// vb is the changelog record's value too: neither copy is modified,
+	// so the DB keeps it without copying.
+	if err := s.db.write(s.key(kb), vb); err != nil {
 		return err
 	}
 	if s.log != nil {

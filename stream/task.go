@@ -22,6 +22,7 @@ type task struct {
 	out        []*kgo.Record
 	recErr     error // first downstream error of the current record
 	streamTime time.Time
+	recordTime time.Time // the timestamp of the record being processed
 
 	slab []kgo.Record // see newRecord
 
@@ -63,6 +64,7 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 	if rec.Timestamp.After(t.streamTime) {
 		t.streamTime = rec.Timestamp
 	}
+	t.recordTime = rec.Timestamp
 	mark := len(out)
 	t.out, t.recErr = out, nil
 	if t.db != nil {

@@ -62,10 +62,12 @@ func (t *task) openState(stores []*storeSpec) error {
 }
 
 // Append implements state.Changelog: a store write becomes a changelog
-// record of the task's partition, produced in the open transaction.
+// record of the task's partition, produced in the open transaction. It
+// carries the timestamp of the record being processed, as in Kafka
+// Streams (and spares the producer a clock read per record).
 func (t *task) Append(topic string, key, value []byte) {
 	r := t.newRecord()
-	*r = kgo.Record{Topic: topic, Partition: t.id.Partition, Key: key, Value: value}
+	*r = kgo.Record{Topic: topic, Partition: t.id.Partition, Key: key, Value: value, Timestamp: t.recordTime}
 	t.out = append(t.out, r)
 }
 
