@@ -384,6 +384,9 @@ func (d *DB) CommitAsync(cp Checkpoint) error {
 	}
 	d.gen++
 	writes := d.spare[:0]
+	if cap(writes) < len(d.dirty) {
+		writes = make([]kv, 0, len(d.dirty))
+	}
 	for _, e := range d.dirty {
 		if e.dirty {
 			e.dirty, e.gen = false, d.gen
