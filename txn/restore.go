@@ -64,6 +64,12 @@ func (w *Worker) restore(ctx context.Context, id TaskID, st StatefulTask) error 
 	}
 	var n int64
 	if len(assign) > 0 {
+		select {
+		case w.replaying <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-w.replaying }()
 		cl.AddConsumePartitions(assign)
 		for len(need) > 0 {
 			fs := cl.PollFetches(ctx)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -33,6 +34,10 @@ type Worker struct {
 
 	changelogs map[string]bool // changelog topics, whose offsets checkpoints need
 	global     Global          // the worker's global tables, or nil
+	// replaying bounds the tasks replaying changelog records at once to
+	// the CPUs: tasks are created in parallel, which saves round trips,
+	// but replays are CPU-bound and slow each other down past that.
+	replaying chan struct{}
 
 	mu      sync.Mutex
 	revoked map[string][]int32 // since the last commit, from group callbacks
@@ -49,7 +54,8 @@ func NewWorker(topo Topology, cfg Config) (*Worker, error) {
 		cfg.StateDir = filepath.Join(os.TempDir(), "sluice", topo.AppID(), cfg.Instance)
 	}
 	log := cfg.Logger.With("app", topo.AppID(), "instance", cfg.Instance)
-	w := &Worker{topo: topo, cfg: cfg, log: log, m: newMetrics(cfg.Registerer, topo.AppID(), cfg.Instance), changelogs: map[string]bool{}}
+	w := &Worker{topo: topo, cfg: cfg, log: log, m: newMetrics(cfg.Registerer, topo.AppID(), cfg.Instance), changelogs: map[string]bool{},
+		replaying: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	for _, it := range topo.InternalTopics() {
 		if it.Purpose == "changelog" {
 			w.changelogs[it.Name] = true
