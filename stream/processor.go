@@ -10,10 +10,11 @@ import (
 // The runtime creates one Processor per task (see Stream.Process) and calls
 // it from one goroutine at a time. Processors of different tasks may run
 // concurrently (a worker creates the tasks of one poll in parallel), so
-// anything they share must be safe for concurrent use. Process must be deterministic given its
-// input and the task's state: after a crash the same records are processed
-// again, and exactly-once requires the same outputs. Use ctx.StreamTime for
-// time-dependent decisions, not the wall clock.
+// anything they share must be safe for concurrent use. Process must be
+// deterministic given its input and the task's state: after a crash the
+// same records are processed again, and exactly-once requires the same
+// outputs. Use ctx.StreamTime for time-dependent decisions, not the wall
+// clock.
 //
 // Errors are returned, never panicked. A returned error goes through the
 // topology's ErrorPolicy; a panic is recovered and treated the same way.
