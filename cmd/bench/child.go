@@ -21,7 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sluicehq/sluice/txn"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -143,19 +142,7 @@ func runChild(cfg childConfig, start time.Time) int {
 	if cfg.MemEvery > 0 {
 		go reportMem(ctx, ev, cfg.MemEvery, cfg.HeapProfile)
 	}
-	topo, err := countTopology(cfg.App, cfg.In, cfg.Out)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench worker:", err)
-		return 1
-	}
-	w, err := txn.NewWorker(topo, txn.Config{
-		Brokers:        cfg.Brokers,
-		Instance:       cfg.Instance,
-		StateDir:       cfg.StateDir,
-		SessionTimeout: sessionTimeout,
-		Logger:         slog.New(h),
-		ClientOpts:     opts,
-	})
+	w, err := newCountWorker(cfg.Brokers, topics{app: cfg.App, in: cfg.In, out: cfg.Out}, cfg.Instance, cfg.StateDir, slog.New(h), opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench worker:", err)
 		return 1

@@ -64,22 +64,29 @@ func countLoop(ctx context.Context, e env, t topics, p *probe) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	topo, err := countTopology(t.app, t.in, t.out)
-	if err != nil {
-		return err
-	}
-	w, err := txn.NewWorker(topo, txn.Config{
-		Brokers:        e.brokers,
-		Instance:       "0",
-		StateDir:       dir,
-		SessionTimeout: sessionTimeout,
-		Logger:         e.log,
-		ClientOpts:     []kgo.Opt{kgo.WithHooks(p)},
-	})
+	w, err := newCountWorker(e.brokers, t, "0", dir, e.log, kgo.WithHooks(p))
 	if err != nil {
 		return err
 	}
 	return w.Run(ctx)
+}
+
+// newCountWorker returns an exactly-once worker of the count topology
+// reading t.in and writing t.out, with its state in dir. Every benchmark
+// of the count topology (in this process or a child) starts it here.
+func newCountWorker(brokers []string, t topics, instance, dir string, log *slog.Logger, opts ...kgo.Opt) (*txn.Worker, error) {
+	topo, err := countTopology(t.app, t.in, t.out)
+	if err != nil {
+		return nil, err
+	}
+	return txn.NewWorker(topo, txn.Config{
+		Brokers:        brokers,
+		Instance:       instance,
+		StateDir:       dir,
+		SessionTimeout: sessionTimeout,
+		Logger:         log,
+		ClientOpts:     opts,
+	})
 }
 
 // checkCounts verifies the output of the count topology over sequence
@@ -429,17 +436,7 @@ func (rb *restoreBench) restore(ctx context.Context, o options, e env, res *rest
 			close(all)
 		}
 	}}
-	topo, err := countTopology(rb.app, rb.in, rb.out)
-	if err != nil {
-		return err
-	}
-	w, err := txn.NewWorker(topo, txn.Config{
-		Brokers:        e.brokers,
-		Instance:       "0",
-		StateDir:       dir,
-		SessionTimeout: sessionTimeout,
-		Logger:         slog.New(h),
-	})
+	w, err := newCountWorker(e.brokers, topics{app: rb.app, in: rb.in, out: rb.out}, "0", dir, slog.New(h))
 	if err != nil {
 		return err
 	}
