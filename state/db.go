@@ -10,9 +10,18 @@
 // every store, and the task's stream time. Any other outcome discards
 // them. The apply runs in the background while the next transaction is
 // processed (reads see the committed writes meanwhile); each apply waits
-// for the previous one. A crash between the Kafka
-// commit and the apply therefore leaves an older checkpoint, and restoring
-// replays the changelog from there: a short tail, never a full rebuild.
+// for the previous one.
+//
+// # Durability
+//
+// The database has no write-ahead log: the changelog is the log, as in
+// Kafka Streams. An applied batch lives in Pebble's memtable until a flush
+// writes it to disk, and a flush writes whole memtables, oldest first, so
+// what a crash leaves on disk is every batch up to some point, each with
+// its checkpoint. Restoring replays the changelog from that checkpoint: a
+// tail bounded by the flush policy (Options.FlushWrites, and the memtable
+// size), never a full rebuild. Close flushes, so a clean restart replays
+// nothing.
 //
 // This package never begins, ends or aborts a Kafka transaction: the
 // runtime (package txn) decides when to Commit or Discard.
@@ -93,6 +102,11 @@ type DB struct {
 	viewLag []*entry
 
 	applyHook func() error // tests: runs in apply's goroutine before the write
+
+	// flushWrites is Options.FlushWrites; unflushed counts the writes
+	// applied since the last flush was requested. Only the goroutine of
+	// the apply in progress (or the caller, while none runs) uses it.
+	flushWrites, unflushed int
 }
 
 // cacheSize bounds the entries of one task's DB, unless more of them are
@@ -138,11 +152,22 @@ type applyRun struct {
 	writes []kv
 }
 
-// Options configures Open. The zero value uses the OS file system.
+// Options configures Open. The zero value uses the OS file system and
+// the default flush policy.
 type Options struct {
 	// FS is the file system; vfs.NewMem() for tests and streamtest.
 	FS vfs.FS
+	// FlushWrites is how many applied writes (store writes and restored
+	// records) the database holds in memory at most before it flushes
+	// them to disk in the background. A crash loses what is not flushed,
+	// and the restart replays it from the changelog: about FlushWrites
+	// records per task, plus the transaction being applied. A flush also
+	// happens when Pebble's 4 MiB memtable fills. Default 100,000.
+	FlushWrites int
 }
+
+// DefaultFlushWrites is the default of Options.FlushWrites.
+const DefaultFlushWrites = 100_000
 
 // Open opens (creating if needed) the database in dir and reads its
 // checkpoint. A corrupt database, or one whose checkpoint cannot be read,
@@ -167,6 +192,11 @@ func Open(dir string, opts Options) (*DB, error) {
 	// compaction, and 14 ms at 8, where it did not.
 	popts.L0CompactionThreshold = 8
 	popts.L0StopWritesThreshold = 24
+	// No write-ahead log (see Durability in the package doc): an apply is
+	// a memtable insert, and Open never flushes a recovered log (which
+	// made Open wait for the compaction that flush started, a restart
+	// delay that grew with the database).
+	popts.DisableWAL = true
 	pdb, err := pebble.Open(dir, popts)
 	switch {
 	case err != nil && pebble.IsCorruptionError(err):
@@ -176,7 +206,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		// never wiped.
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	d := &DB{pdb: pdb, entries: map[string]*entry{}, limit: cacheSize}
+	d := &DB{pdb: pdb, entries: map[string]*entry{}, limit: cacheSize, flushWrites: opts.FlushWrites}
+	if d.flushWrites <= 0 {
+		d.flushWrites = DefaultFlushWrites
+	}
 	v, closer, err := pdb.Get(checkpointKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -356,10 +389,11 @@ func (d *DB) dropView() {
 	d.viewLag = d.viewLag[:0]
 }
 
-// Commit applies the pending writes and cp in one atomic, synced Pebble
-// batch, after the Kafka transaction that carried the changelog records
-// committed, and returns when they are durable. It is CommitAsync
-// followed by Wait.
+// Commit applies the pending writes and cp in one atomic Pebble batch,
+// after the Kafka transaction that carried the changelog records
+// committed, and returns when they are applied (durable after the next
+// flush: see Durability in the package doc). It is CommitAsync followed
+// by Wait.
 func (d *DB) Commit(cp Checkpoint) error {
 	if err := d.CommitAsync(cp); err != nil {
 		return err
@@ -368,7 +402,7 @@ func (d *DB) Commit(cp Checkpoint) error {
 }
 
 // CommitAsync hands the pending writes and cp to a background goroutine
-// that applies them in one atomic, synced Pebble batch; call it after the
+// that applies them in one atomic Pebble batch; call it after the
 // Kafka transaction that carried the changelog records committed. Reads
 // see the committed writes at once, and the next transaction's writes
 // can begin. It first waits for the previous apply: a Pebble batch never
@@ -430,7 +464,10 @@ func (d *DB) commitRestored(cp Checkpoint, b []byte) error {
 	}
 	err := d.restoring.Set(checkpointKey, b, nil)
 	if err == nil {
-		err = d.restoring.Commit(pebble.Sync)
+		err = d.restoring.Commit(pebble.NoSync)
+	}
+	if err == nil {
+		d.applied1(int(d.restoring.Count()))
 	}
 	d.restoring.Close()
 	d.restoring = nil
@@ -447,7 +484,7 @@ func (d *DB) commitRestored(cp Checkpoint, b []byte) error {
 }
 
 // write1 writes the writes of one transaction and the checkpoint cp in one
-// synced Pebble batch, in key order, which makes Pebble's memtable inserts
+// Pebble batch, in key order, which makes Pebble's memtable inserts
 // cheaper. It runs on apply's goroutine, and returns writes for reuse.
 func (d *DB) write1(writes []kv, cp []byte, hook func() error) ([]kv, error) {
 	defer clear(writes) // no references to values
@@ -472,17 +509,31 @@ func (d *DB) write1(writes []kv, cp []byte, hook func() error) ([]kv, error) {
 		}
 	}
 	if err == nil {
-		// Synced, so that a crash loses at most the apply in progress: a
-		// Pebble NoSync write may stay in the process's WAL buffer (up to
-		// a 32 KiB block) and die with it. Correctness would not suffer
-		// (the checkpoint travels with the data), only the length of the
-		// replay after a crash.
-		err = batch.Commit(pebble.Sync)
+		// There is no log to sync: the batch is durable once a flush
+		// wrote its memtable (see Durability in the package doc).
+		err = batch.Commit(pebble.NoSync)
 	}
 	if err != nil {
 		return writes, fmt.Errorf("state: commit: %w", err)
 	}
+	d.applied1(len(writes))
 	return writes, nil
+}
+
+// applied1 counts n applied writes, and starts a background flush when
+// FlushWrites of them are not flushed yet. Pebble flushes memtables in
+// order, each whole, so the disk always holds a prefix of the applied
+// batches, checkpoints included.
+func (d *DB) applied1(n int) {
+	d.unflushed += n
+	if d.unflushed < d.flushWrites {
+		return
+	}
+	d.unflushed = 0
+	// The only error is a closed database, which Close never leaves
+	// behind an apply; a flush that does not happen only lengthens the
+	// replay after a crash.
+	_, _ = d.pdb.AsyncFlush()
 }
 
 // Wait waits until the writes handed to CommitAsync are applied, and
@@ -547,15 +598,22 @@ func (d *DB) Discard() {
 }
 
 // Close discards the pending writes, waits for the apply of the last
-// Commit, and closes the database. It returns a failure of that apply
-// that CommitAsync has not reported.
+// Commit, flushes what is applied to disk (so that a restart replays
+// nothing), and closes the database. It returns a failure of that apply
+// that CommitAsync has not reported, and a failed flush.
 func (d *DB) Close() error {
 	var applyErr error
 	if err := d.Wait(); err != nil && !d.reported {
 		applyErr = err
 	}
 	d.Discard()
-	return errors.Join(applyErr, d.pdb.Close())
+	// After a failed apply the memtable still holds a prefix of the
+	// committed batches: flushing it is as safe as ever.
+	var flushErr error
+	if err := d.pdb.Flush(); err != nil {
+		flushErr = fmt.Errorf("state: flush: %w", err)
+	}
+	return errors.Join(applyErr, flushErr, d.pdb.Close())
 }
 
 // quietLogger drops Pebble's informational logs and keeps its fatal ones.

@@ -27,7 +27,7 @@ func (t *task) openState(stores []*storeSpec) error {
 		return nil
 	}
 	dir := filepath.Join(t.cfg.StateDir, taskDir(t.id))
-	opts := state.Options{}
+	opts := state.Options{FlushWrites: t.cfg.StateFlushWrites}
 	if t.cfg.StateDir == "" {
 		opts.FS = vfs.NewMem()
 	}

@@ -66,6 +66,15 @@ type Config struct {
 	// database per task. Default: a directory under os.TempDir named after
 	// the app and instance (runner: ./state/<app-id>/<instance>).
 	StateDir string
+	// StateFlushWrites is how many applied state writes a task's
+	// database holds in memory at most before flushing them to disk. The
+	// databases keep no write-ahead log (the changelog is the log, as in
+	// Kafka Streams), so a crash loses the unflushed writes and the
+	// restart replays them from the changelog: this bounds that replay
+	// to about StateFlushWrites records per task, whatever the size of
+	// the store. Smaller means shorter replays and more flushing and
+	// compacting. Default 100,000.
+	StateFlushWrites int
 	// Guarantee defaults to ExactlyOnce.
 	Guarantee Guarantee
 	// CommitInterval bounds how long one transaction (or offset commit)

@@ -42,6 +42,7 @@ const (
 	envCrash     = "SLUICE_TEST_CRASH"           // crashPoint.String()
 	envTopology  = "SLUICE_TEST_TOPOLOGY"        // "passthrough" (default) or "sum"
 	envStateDir  = "SLUICE_TEST_STATE_DIR"
+	envFlush     = "SLUICE_TEST_STATE_FLUSH_WRITES" // txn.Config.StateFlushWrites
 )
 
 // Log messages the tests look for in a worker's output.
@@ -86,6 +87,12 @@ func workerMain() int {
 		SessionTimeout: session,
 		Logger:         log,
 		StateDir:       os.Getenv(envStateDir),
+	}
+	if s := os.Getenv(envFlush); s != "" {
+		if cfg.StateFlushWrites, err = strconv.Atoi(s); err != nil {
+			log.Error("bad "+envFlush, "err", err)
+			return 2
+		}
 	}
 	if spec := os.Getenv(envCrash); spec != "" {
 		cp, err := parseCrashPoint(spec)
@@ -212,6 +219,7 @@ type procConfig struct {
 	crash          *crashPoint // nil: no crash
 	topology       string      // "" (passthrough) or "sum"
 	stateDir       string      // the worker's own state directory
+	flushWrites    int         // txn.Config.StateFlushWrites; 0: the default
 }
 
 func (c procConfig) env() []string {
@@ -233,6 +241,9 @@ func (c procConfig) env() []string {
 	}
 	if c.stateDir != "" {
 		env = append(env, envStateDir+"="+c.stateDir)
+	}
+	if c.flushWrites != 0 {
+		env = append(env, envFlush+"="+strconv.Itoa(c.flushWrites))
 	}
 	return env
 }

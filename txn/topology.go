@@ -91,6 +91,10 @@ type TaskConfig struct {
 	// StateDir is the directory of the task's local state; "" keeps state
 	// in memory (tests).
 	StateDir string
+	// StateFlushWrites is Config.StateFlushWrites: how many applied
+	// writes the task's database holds in memory at most before flushing
+	// them. Zero means the default (state.DefaultFlushWrites).
+	StateFlushWrites int
 	// Global is the worker's global table state (nil without global
 	// tables).
 	Global Global

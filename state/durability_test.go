@@ -1,0 +1,108 @@
+package state_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/sluicehq/sluice/state"
+	"github.com/stretchr/testify/require"
+)
+
+// The databases keep no write-ahead log. Whatever a crash leaves on disk
+// must be a prefix of the commits, each with its own checkpoint: the state
+// then equals a recomputation of exactly the commits the checkpoint
+// claims, and a restore from it replays the rest. A batch split by a
+// flush, or a checkpoint flushed apart from its writes, fails this.
+func TestCrashLeavesAPrefixOfCommits(t *testing.T) {
+	const (
+		commits = 400
+		keys    = 37 // each commit writes 5 of them, some deleted
+	)
+	// write is what commit i writes: key -> value, "" for a delete.
+	write := func(i int) map[string]string {
+		w := map[string]string{}
+		for j := range 5 {
+			k := "k" + strconv.Itoa((i*5+j*3)%keys)
+			if (i+j)%11 == 0 {
+				w[k] = ""
+			} else {
+				w[k] = strconv.Itoa(i)
+			}
+		}
+		return w
+	}
+	// recompute is the state after commits 1..c.
+	recompute := func(c int) map[string]string {
+		s := map[string]string{}
+		for i := 1; i <= c; i++ {
+			for k, v := range write(i) {
+				if v == "" {
+					delete(s, k)
+				} else {
+					s[k] = v
+				}
+			}
+		}
+		return s
+	}
+	contents := func(s *state.KeyValue[string, string]) map[string]string {
+		got := map[string]string{}
+		it := s.All()
+		for it.Next() {
+			got[it.Key()] = it.Value()
+		}
+		require.NoError(t, it.Close())
+		return got
+	}
+
+	fs := vfs.NewCrashableMem()
+	// FlushWrites 7 flushes every other commit or so, at uneven points.
+	db, err := state.Open("db", state.Options{FS: fs, FlushWrites: 7})
+	require.NoError(t, err)
+	s := kv(t, db, &changelog{})
+	rng := rand.New(rand.NewPCG(1, 2))
+	var seen []int64 // the checkpoints the crashes left
+	for i := 1; i <= commits; i++ {
+		for k, v := range write(i) {
+			if v == "" {
+				require.NoError(t, s.Delete(k))
+			} else {
+				require.NoError(t, s.Put(k, v))
+			}
+		}
+		// Odd commits are applied in the background, still running at
+		// some crashes.
+		if i%2 == 1 {
+			require.NoError(t, db.CommitAsync(cp(int64(i))))
+		} else {
+			require.NoError(t, db.Commit(cp(int64(i))))
+		}
+		if i%23 != 0 {
+			continue
+		}
+		// A crash now: what was synced, and some of what was not.
+		crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rng})
+		cdb, err := state.Open("db", state.Options{FS: crashed})
+		require.NoError(t, err, "crash after commit %d", i)
+		c := cdb.Checkpoint().Offsets["app-s-changelog"]
+		require.LessOrEqual(t, c, int64(i))
+		cs := kv(t, cdb, &changelog{})
+		require.Equal(t, recompute(int(c)), contents(cs), "crash after commit %d: state against checkpoint %d", i, c)
+		require.NoError(t, cdb.Close())
+		seen = append(seen, c)
+	}
+	require.NoError(t, db.Close())
+	t.Logf("checkpoints left by the crashes: %v", seen)
+	require.Positive(t, slices.Max(seen), "applied commits reach the disk without a Close")
+
+	// Close flushed: a clean reopen has every commit.
+	db, err = state.Open("db", state.Options{FS: fs})
+	require.NoError(t, err)
+	defer db.Close()
+	require.Equal(t, int64(commits), db.Checkpoint().Offsets["app-s-changelog"])
+	require.Equal(t, recompute(commits), contents(kv(t, db, &changelog{})), fmt.Sprint("after ", commits, " commits"))
+}
