@@ -47,45 +47,27 @@ func isFatal(err error) bool {
 
 // batch is the state of the one open transaction (or offset commit).
 type batch struct {
-	changelogs map[string]bool // topics whose offsets the checkpoint needs
-	records    int
-	produced   int
+	records  int
+	produced int
 
 	mu         sync.Mutex // promises run on franz-go's goroutines
 	produceErr error      // first failed produce of the transaction
-	next       map[int32]map[string]int64
 }
 
-func (w *Worker) newBatch() *batch {
-	return &batch{changelogs: w.changelogs, next: map[int32]map[string]int64{}}
-}
+func (w *Worker) newBatch() *batch { return &batch{} }
 
-func (b *batch) promise(r *kgo.Record, err error) {
-	if err == nil && !b.changelogs[r.Topic] {
+// promise is every produced record's: it keeps the first failure. The
+// changelog offsets that checkpoints need are read from the records
+// themselves after the flush (changelogTail).
+func (b *batch) promise(_ *kgo.Record, err error) {
+	if err == nil {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err != nil {
-		if b.produceErr == nil {
-			b.produceErr = err
-		}
-		return
+	if b.produceErr == nil {
+		b.produceErr = err
 	}
-	byTopic := b.next[r.Partition]
-	if byTopic == nil {
-		byTopic = map[string]int64{}
-		b.next[r.Partition] = byTopic
-	}
-	byTopic[r.Topic] = max(byTopic[r.Topic], r.Offset+1)
-}
-
-// changelogOffsets returns, per partition, the offset after the last
-// acknowledged changelog record of each topic. Call it after a flush.
-func (b *batch) changelogOffsets() map[int32]map[string]int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.next
 }
 
 func (b *batch) err() error {
@@ -277,7 +259,7 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, wantCo
 		return false, nil
 	}
 	w.m.txnCommitted.Inc()
-	ts.commit(b.changelogOffsets()) // after the Kafka commit: apply state (invariant 4)
+	ts.commit() // after the Kafka commit: apply state (invariant 4)
 	w.log.Debug("transaction committed", "records", b.records, "produced", b.produced)
 	if err := ts.close(w.takeRevoked()); err != nil {
 		w.log.Warn("closing revoked tasks", "err", err)

@@ -134,6 +134,6 @@ func (w *Worker) finishPlain(ctx context.Context, cl *kgo.Client, ts *tasks, b *
 		}
 	}
 	w.m.txnCommitted.Inc()
-	ts.commit(b.changelogOffsets())
+	ts.commit()
 	return nil
 }

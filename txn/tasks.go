@@ -19,6 +19,7 @@ type tasks struct {
 	cfg     TaskConfig
 	subOf   map[string]int
 	open    map[TaskID]Task
+	tails   map[TaskID]*changelogTail // of the open stateful tasks
 	metrics *metrics
 	// restore brings a new stateful task up to date with its changelogs.
 	restore func(ctx context.Context, id TaskID, st StatefulTask) error
@@ -32,7 +33,71 @@ func newTasks(topo Topology, cfg TaskConfig, m *metrics) *tasks {
 			subOf[t] = s.ID
 		}
 	}
-	return &tasks{topo: topo, cfg: cfg, subOf: subOf, open: map[TaskID]Task{}, metrics: m}
+	return &tasks{topo: topo, cfg: cfg, subOf: subOf, open: map[TaskID]Task{}, tails: map[TaskID]*changelogTail{}, metrics: m}
+}
+
+// add makes t the open task id.
+func (ts *tasks) add(id TaskID, t Task) {
+	ts.open[id] = t
+	if st, ok := t.(StatefulTask); ok {
+		tail := &changelogTail{}
+		for topic := range st.RestoreFrom() {
+			tail.topics = append(tail.topics, topic)
+		}
+		tail.last = make([]*kgo.Record, len(tail.topics))
+		ts.tails[id] = tail
+	}
+}
+
+// remove closes the open task id and forgets it.
+func (ts *tasks) remove(id TaskID) error {
+	t := ts.open[id]
+	delete(ts.open, id)
+	delete(ts.tails, id)
+	if t == nil {
+		return nil
+	}
+	return t.Close()
+}
+
+// changelogTail is what a stateful task wrote to its changelogs in the
+// open transaction: the last record produced to each. Once the broker
+// acknowledged it, its Offset (set by franz-go) tells where the task's
+// checkpoint moves when the transaction commits: the records of one
+// partition are acknowledged in order, so the last has the highest offset.
+// Tracking it here, on the loop goroutine that hands every output to the
+// producer anyway, spares a map update under a lock in every record's
+// produce promise.
+type changelogTail struct {
+	topics []string      // the task's changelog topics
+	last   []*kgo.Record // per topic; nil: none produced
+}
+
+// see notes an output of the task.
+func (c *changelogTail) see(r *kgo.Record) {
+	for i, topic := range c.topics {
+		if r.Topic == topic {
+			c.last[i] = r
+			return
+		}
+	}
+}
+
+// next returns, for each changelog written since the last call, the
+// offset after its last record, and forgets the records. Call it after
+// every produced record was acknowledged. A record without an offset
+// (franz-go reports -1 when the broker did not say) leaves its changelog
+// out: the checkpoint then stays behind, and a restore replays more,
+// which is safe.
+func (c *changelogTail) next() map[string]int64 {
+	next := make(map[string]int64, len(c.topics))
+	for i, r := range c.last {
+		if r != nil && r.Offset >= 0 {
+			next[c.topics[i]] = r.Offset + 1
+		}
+	}
+	clear(c.last)
+	return next
 }
 
 // prepare creates (and restores) the tasks of every partition in f, so that
@@ -69,7 +134,7 @@ func (ts *tasks) prepare(ctx context.Context, f kgo.Fetches) error {
 	wg.Wait()
 	for i, t := range made {
 		if t != nil {
-			ts.open[ids[i]] = t
+			ts.add(ids[i], t)
 		}
 	}
 	ts.metrics.tasks.Set(float64(len(ts.open)))
@@ -88,12 +153,8 @@ func (ts *tasks) idOf(topic string, partition int32) (TaskID, error) {
 	return TaskID{Subtopology: sub, Partition: partition}, nil
 }
 
-// get returns the task of a source topic's partition, creating it.
-func (ts *tasks) get(ctx context.Context, topic string, partition int32) (Task, error) {
-	id, err := ts.idOf(topic, partition)
-	if err != nil {
-		return nil, err
-	}
+// get returns the task id, creating it.
+func (ts *tasks) get(ctx context.Context, id TaskID) (Task, error) {
 	if t := ts.open[id]; t != nil {
 		return t, nil
 	}
@@ -101,7 +162,7 @@ func (ts *tasks) get(ctx context.Context, topic string, partition int32) (Task, 
 	if err != nil {
 		return nil, err
 	}
-	ts.open[id] = t
+	ts.add(id, t)
 	ts.metrics.tasks.Set(float64(len(ts.open)))
 	return t, nil
 }
@@ -124,22 +185,18 @@ func (ts *tasks) create(ctx context.Context, id TaskID) (Task, error) {
 }
 
 // commit applies the pending state of every stateful task after its
-// transaction committed; next holds, per partition, the offset after the
-// last changelog record each topic received. Each task applies in the
-// background (StatefulTask.Commit), so the synced applies of the tasks
-// run in parallel with each other and with the next transaction. A task
-// whose apply fails is dropped: re-created, it replays the changelog from
-// its checkpoint.
-func (ts *tasks) commit(next map[int32]map[string]int64) {
-	for id, t := range ts.open {
-		st, ok := t.(StatefulTask)
-		if !ok {
-			continue
-		}
-		if err := st.Commit(next[id.Partition]); err != nil {
+// transaction committed, every output acknowledged, with the offsets
+// after the last changelog records it produced (changelogTail). Each task
+// applies in the background (StatefulTask.Commit), so the applies of the
+// tasks run in parallel with each other and with the next transaction. A
+// task whose apply fails is dropped: re-created, it replays the changelog
+// from its checkpoint.
+func (ts *tasks) commit() {
+	for id, tail := range ts.tails {
+		st := ts.open[id].(StatefulTask)
+		if err := st.Commit(tail.next()); err != nil {
 			ts.log.Error("applying committed state failed; the task will restore from its changelog", "task", fmt.Sprintf("%d_%d", id.Subtopology, id.Partition), "err", err)
-			t.Close()
-			delete(ts.open, id)
+			ts.remove(id)
 		}
 	}
 	ts.metrics.tasks.Set(float64(len(ts.open)))
@@ -151,14 +208,22 @@ func (ts *tasks) process(ctx context.Context, p kgo.FetchTopicPartition, out []*
 	if len(p.Records) == 0 {
 		return out, nil
 	}
-	t, err := ts.get(ctx, p.Topic, p.Partition)
+	id, err := ts.idOf(p.Topic, p.Partition)
 	if err != nil {
 		return out, err
 	}
+	t, err := ts.get(ctx, id)
+	if err != nil {
+		return out, err
+	}
+	tail := ts.tails[id]
 	before := t.Stats()
 	for _, rec := range p.Records {
 		out, err = t.Process(rec, out[:0])
 		for _, o := range out {
+			if tail != nil {
+				tail.see(o)
+			}
 			produce(o)
 		}
 		if err != nil {
@@ -177,9 +242,8 @@ func (ts *tasks) process(ctx context.Context, p kgo.FetchTopicPartition, out []*
 // from committed state (the hook where state is re-restored).
 func (ts *tasks) drop() error {
 	var errs []error
-	for id, t := range ts.open {
-		errs = append(errs, t.Close())
-		delete(ts.open, id)
+	for id := range ts.open {
+		errs = append(errs, ts.remove(id))
 	}
 	ts.metrics.tasks.Set(0)
 	return errors.Join(errs...)
@@ -195,10 +259,7 @@ func (ts *tasks) close(revoked map[string][]int32) error {
 		}
 		for _, p := range parts {
 			id := TaskID{Subtopology: sub, Partition: p}
-			if t := ts.open[id]; t != nil {
-				errs = append(errs, t.Close())
-				delete(ts.open, id)
-			}
+			errs = append(errs, ts.remove(id))
 		}
 	}
 	ts.metrics.tasks.Set(float64(len(ts.open)))

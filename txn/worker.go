@@ -32,8 +32,7 @@ type Worker struct {
 
 	layout *layout
 
-	changelogs map[string]bool // changelog topics, whose offsets checkpoints need
-	global     Global          // the worker's global tables, or nil
+	global Global // the worker's global tables, or nil
 	// replaying bounds the tasks replaying changelog records at once to
 	// the CPUs: tasks are created in parallel, which saves round trips,
 	// but replays are CPU-bound and slow each other down past that.
@@ -54,13 +53,8 @@ func NewWorker(topo Topology, cfg Config) (*Worker, error) {
 		cfg.StateDir = filepath.Join(os.TempDir(), "sluice", topo.AppID(), cfg.Instance)
 	}
 	log := cfg.Logger.With("app", topo.AppID(), "instance", cfg.Instance)
-	w := &Worker{topo: topo, cfg: cfg, log: log, m: newMetrics(cfg.Registerer, topo.AppID(), cfg.Instance), changelogs: map[string]bool{},
+	w := &Worker{topo: topo, cfg: cfg, log: log, m: newMetrics(cfg.Registerer, topo.AppID(), cfg.Instance),
 		replaying: make(chan struct{}, runtime.GOMAXPROCS(0))}
-	for _, it := range topo.InternalTopics() {
-		if it.Purpose == "changelog" {
-			w.changelogs[it.Name] = true
-		}
-	}
 	return w, nil
 }
 
@@ -202,10 +196,11 @@ func (w *Worker) newTasks() *tasks {
 
 func (w *Worker) taskConfig() TaskConfig {
 	return TaskConfig{
-		StateDir:        w.cfg.StateDir,
-		Global:          w.global,
-		Clock:           w.cfg.Clock,
-		MaxMessageBytes: func(topic string) int { return int(w.maxMessageBytes(topic)) },
+		StateDir:         w.cfg.StateDir,
+		StateFlushWrites: w.cfg.StateFlushWrites,
+		Global:           w.global,
+		Clock:            w.cfg.Clock,
+		MaxMessageBytes:  func(topic string) int { return int(w.maxMessageBytes(topic)) },
 	}
 }
 
