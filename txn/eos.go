@@ -117,9 +117,10 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		// A stop request lets the open transaction finish: producing is
 		// not cancelled with ctx (collect stops polling, end commits).
 		pctx := context.WithoutCancel(ctx)
+		outs := newPipe(func(r *kgo.Record) { sess.Produce(pctx, r, b.promise) })
 		produce := func(r *kgo.Record) {
 			b.produced++
-			sess.Produce(pctx, r, b.promise)
+			outs.add(r)
 		}
 		procErr := w.collect(ctx, fetches, b, sess.PollRecords, func(p kgo.FetchTopicPartition) error {
 			var err error
@@ -127,6 +128,7 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 			return err
 		})
 		clear(out)
+		outs.close() // every output is handed to franz-go before the flush
 		committed, err := w.end(sess, ts, b, procErr == nil)
 		if procErr != nil {
 			return progressed, procErr

@@ -76,9 +76,10 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 		// outputs, and at_least_once commits what it produced, so a
 		// graceful stop loses nothing and repeats nothing.
 		pctx := context.WithoutCancel(ctx)
+		outs := newPipe(func(r *kgo.Record) { cl.Produce(pctx, r, b.promise) })
 		produce := func(r *kgo.Record) {
 			b.produced++
-			cl.Produce(pctx, r, b.promise)
+			outs.add(r)
 		}
 		var polled []*kgo.Record
 		procErr := w.collect(ctx, fetches, b, cl.PollRecords, func(p kgo.FetchTopicPartition) error {
@@ -94,6 +95,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			return err
 		})
 		clear(out)
+		outs.close() // every output is handed to franz-go before the flush
 		fctx, cancel := context.WithTimeout(pctx, w.cfg.SessionTimeout)
 		err := w.finishPlain(fctx, cl, ts, b, polled, procErr)
 		cancel()
