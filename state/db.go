@@ -71,6 +71,7 @@ type DB struct {
 
 	entries map[string]*entry
 	limit   int      // entries at which evict runs
+	drops   uint64   // counts the times entries left the map (evict, clear)
 	dirty   []*entry // entries written in the open transaction (and some no longer)
 	undo    []undo   // writes of the current record, for Rollback
 
@@ -285,6 +286,7 @@ func (d *DB) evict() {
 		}
 	}
 	old := d.entries
+	d.drops++
 	d.entries = make(map[string]*entry, keep+cacheSize/4)
 	for k, e := range old {
 		if e.dirty || d.unapplied(e) {
@@ -312,6 +314,13 @@ func (d *DB) write(key, value []byte) error {
 	if err != nil {
 		return err
 	}
+	d.set(e, value)
+	return nil
+}
+
+// set makes value (nil: a delete) the pending value of e, an entry in the
+// map, and records the previous one for Rollback.
+func (d *DB) set(e *entry, value []byte) {
 	d.undo = append(d.undo, undo{e: e, value: e.value, dirty: e.dirty})
 	if !e.dirty {
 		e.dirty = true
@@ -321,7 +330,6 @@ func (d *DB) write(key, value []byte) error {
 	if d.view != nil {
 		d.viewLag = append(d.viewLag, e)
 	}
-	return nil
 }
 
 // Mark starts a new input record: Rollback undoes the writes made since.
@@ -473,6 +481,7 @@ func (d *DB) commitRestored(cp Checkpoint, b []byte) error {
 	d.restoring = nil
 	// Restored writes bypassed the entries; none is dirty or unapplied.
 	clear(d.entries)
+	d.drops++
 	d.limit = cacheSize
 	d.dropView()
 	if err != nil {
@@ -579,12 +588,14 @@ func (d *DB) Discard() {
 	if d.Wait() != nil {
 		d.lost = true
 		clear(d.entries)
+		d.drops++
 	} else {
 		for _, e := range d.dirty {
 			if e.dirty {
 				delete(d.entries, e.key)
 			}
 		}
+		d.drops++
 	}
 	clear(d.dirty)
 	d.dirty = d.dirty[:0]

@@ -107,6 +107,56 @@ func (s *KeyValue[K, V]) Put(k K, v V) error {
 	return nil
 }
 
+// Update sets k to f(old, found), where old is k's value (the zero value
+// when found is false), appends the change to the changelog, and returns
+// the new value: a read-modify-write such as an aggregate's, with one
+// lookup and one key encoding where Get and Put take two. An error from f
+// leaves the store unchanged and is returned as is. f may use the store
+// and the task's others; if it writes k itself, Update's write replaces
+// that one.
+func (s *KeyValue[K, V]) Update(k K, f func(old V, found bool) (V, error)) (V, error) {
+	var zero V
+	kb, err := s.ks.Encode(k)
+	if err != nil {
+		return zero, fmt.Errorf("state: %s: encode key: %w", s.name(), err)
+	}
+	drops := s.db.drops
+	e, err := s.db.entry(s.key(kb))
+	if err != nil {
+		return zero, err
+	}
+	var old V
+	found := e.value != nil
+	if found {
+		if old, err = s.vs.Decode(e.value); err != nil {
+			return zero, fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+		}
+	}
+	v, err := f(old, found)
+	if err != nil {
+		return zero, err
+	}
+	vb, err := s.vs.Encode(v)
+	if err != nil {
+		return zero, fmt.Errorf("state: %s: encode value: %w", s.name(), err)
+	}
+	if vb == nil {
+		vb = []byte{} // a nil value is the changelog's tombstone
+	}
+	if s.db.drops != drops {
+		// f's reads made room in the DB's entries, maybe by dropping e:
+		// look it up again (s.buf may hold f's keys by now).
+		if e, err = s.db.entry(s.key(kb)); err != nil {
+			return zero, err
+		}
+	}
+	s.db.set(e, vb)
+	if s.log != nil {
+		s.log.Append(s.changelog, kb, vb)
+	}
+	return v, nil
+}
+
 // Delete removes k and appends a tombstone to the changelog.
 func (s *KeyValue[K, V]) Delete(k K) error {
 	kb, err := s.ks.Encode(k)

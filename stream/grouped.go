@@ -129,12 +129,10 @@ func aggregate[K, V, A any](g Grouped[K, V], add func(K, V, A, bool) A, aggSerde
 	out := then(g.s, op, append(opts, WithStores(store)), func(t *task, next sink[K, A]) (sink[K, V], error) {
 		kv := t.stores[store.s].(*state.KeyValue[K, A])
 		return sinkFunc[K, V](func(r Record[K, V]) error {
-			agg, found, err := kv.Get(r.key)
+			agg, err := kv.Update(r.key, func(old A, found bool) (A, error) {
+				return add(r.key, r.value, old, found), nil
+			})
 			if err != nil {
-				return err
-			}
-			agg = add(r.key, r.value, agg, found)
-			if err := kv.Put(r.key, agg); err != nil {
 				return err
 			}
 			return next.push(Record[K, A]{key: r.key, value: agg, ts: r.ts, headers: r.headers, origin: r.origin})

@@ -1,0 +1,55 @@
+package stream_test
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/sluicehq/sluice/stream"
+	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/sluicehq/sluice/txn"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// BenchmarkCountStep is the loop goroutine's share of cmd/bench's
+// sluice_eos_count for one task: GroupByKey().Count().ToStream().To(out)
+// over 12,500 keys, state in a temporary directory, a commit every 2,500
+// records (the changelog offsets faked). One op is one input record.
+func BenchmarkCountStep(b *testing.B) {
+	bld := stream.NewBuilder("app")
+	stream.From(bld, "in", serde.String, serde.Bytes).
+		GroupByKey(serde.String, serde.Bytes).
+		Count(stream.Named("counts")).
+		ToStream().
+		To("out", serde.String, serde.Int64)
+	topo, err := bld.Build()
+	if err != nil {
+		b.Fatal(err)
+	}
+	tk, err := topo.NewTask(txn.TaskID{}, txn.TaskConfig{StateDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tk.Close()
+	st := tk.(txn.StatefulTask)
+	const keys, txnRecords = 12_500, 2_500
+	recs := make([]kgo.Record, keys)
+	for i := range recs {
+		recs[i] = kgo.Record{Topic: "in", Key: []byte("k" + strconv.Itoa(i)), Value: make([]byte, 100)}
+	}
+	var out []*kgo.Record
+	var off int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		r := &recs[(i*7919)%keys]
+		if out, err = tk.Process(r, out[:0]); err != nil {
+			b.Fatal(err)
+		}
+		off += int64(len(out))
+		if (i+1)%txnRecords == 0 {
+			if err := st.Commit(map[string]int64{"app-counts-changelog": off}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
