@@ -26,7 +26,7 @@ test: fmt vet
 
 # The per-record step on the test driver, then sluice's loops against a raw
 # franz-go transactional loop on one embedded broker (see cmd/bench).
-BENCH_FLAGS ?= -runs 5
+BENCH_FLAGS ?= -runs 5 -rss
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./stream/...
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
