@@ -97,7 +97,7 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 
 	var out []*kgo.Record
 	for {
-		fetches := sess.PollRecords(ctx, w.cfg.MaxBatchRecords)
+		fetches := sess.PollRecords(ctx, w.pollRecords(0))
 		if ctx.Err() != nil {
 			return progressed, nil // no transaction is open
 		}
@@ -181,7 +181,9 @@ func (w *Worker) fenceZombie(ctx context.Context) error {
 // is already buffered, until the batch holds MaxBatchRecords records, the
 // commit interval has passed since it began, nothing more is buffered, or
 // ctx is done. It never waits for the network: committing while the next
-// fetch is in flight is what keeps the loop as fast as a raw one.
+// fetch is in flight is what keeps the loop as fast as a raw one. It polls
+// at most pollChunk records at a time, so that the commit interval bounds
+// a transaction however slowly records are processed or acknowledged.
 func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches, b *batch,
 	poll func(context.Context, int) kgo.Fetches, process func(kgo.FetchTopicPartition) error,
 ) (err error) {
@@ -197,7 +199,7 @@ func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches, b *batch,
 			return err
 		}
 		// A nil context is franz-go's "only what is already buffered".
-		fetches = poll(nil, w.cfg.MaxBatchRecords-b.records)
+		fetches = poll(nil, w.pollRecords(b.records))
 		if err := w.fetchErr(fetches); err != nil {
 			return err
 		}
@@ -205,6 +207,26 @@ func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches, b *batch,
 			return nil
 		}
 	}
+}
+
+// pollChunk is the most records one poll of a transaction returns. A
+// transaction ends at the first poll after the commit interval; were a
+// poll to return MaxBatchRecords records at once, processing and
+// producing them could outlast the transaction timeout (a worker slowed
+// down, or a slow processor), the broker would abort the transaction, and
+// the retry would poll the same records and fail the same way, forever.
+// Without transactions nothing times out, and at_most_once commits
+// offsets for every poll: those poll the whole batch at once.
+const pollChunk = 1000
+
+// pollRecords returns how many records the next poll of a batch that
+// holds records may return.
+func (w *Worker) pollRecords(records int) int {
+	n := w.cfg.MaxBatchRecords - records
+	if w.cfg.Guarantee == ExactlyOnce {
+		n = min(n, pollChunk)
+	}
+	return n
 }
 
 // end ends the open transaction: flush, then commit unless a produce
