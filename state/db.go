@@ -20,8 +20,8 @@
 // what a crash leaves on disk is every batch up to some point, each with
 // its checkpoint. Restoring replays the changelog from that checkpoint: a
 // tail bounded by the flush policy (Options.FlushWrites, and the memtable
-// size), never a full rebuild. Close flushes, so a clean restart replays
-// nothing.
+// size) whatever the size of the store. Close flushes, so a clean restart
+// replays nothing.
 //
 // This package never begins, ends or aborts a Kafka transaction: the
 // runtime (package txn) decides when to Commit or Discard.

@@ -49,17 +49,7 @@ func runFanout(ctx context.Context, e env, t topics, p *probe) error {
 	if err != nil {
 		return err
 	}
-	w, err := txn.NewWorker(topo, txn.Config{
-		Brokers:        e.brokers,
-		Instance:       "0",
-		SessionTimeout: sessionTimeout,
-		Logger:         e.log,
-		ClientOpts:     []kgo.Opt{kgo.WithHooks(p)},
-	})
-	if err != nil {
-		return err
-	}
-	return w.Run(ctx)
+	return runWorker(ctx, e, p, topo, txn.ExactlyOnce, 0)
 }
 
 // checkFanout verifies that both outputs hold every sequence number in

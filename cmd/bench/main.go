@@ -227,19 +227,7 @@ func variants(o options) []variant {
 			if err != nil {
 				return err
 			}
-			w, err := txn.NewWorker(topo, txn.Config{
-				Brokers:         e.brokers,
-				Instance:        "0",
-				Guarantee:       g,
-				MaxBatchRecords: maxBatch,
-				SessionTimeout:  sessionTimeout,
-				Logger:          e.log,
-				ClientOpts:      []kgo.Opt{kgo.WithHooks(p)},
-			})
-			if err != nil {
-				return err
-			}
-			return w.Run(ctx)
+			return runWorker(ctx, e, p, topo, g, maxBatch)
 		}
 	}
 	raw := func(maxBatch int) func(context.Context, env, topics, *probe) error {
@@ -267,6 +255,25 @@ func variants(o options) []variant {
 			},
 			internal: func(t topics) []string { return []string{changelogOf(t.app)} }},
 	}
+}
+
+// runWorker runs one sluice worker (instance "0") of topo under g, with
+// at most maxBatch records per transaction (0: the default), until ctx is
+// done.
+func runWorker(ctx context.Context, e env, p *probe, topo txn.Topology, g txn.Guarantee, maxBatch int) error {
+	w, err := txn.NewWorker(topo, txn.Config{
+		Brokers:         e.brokers,
+		Instance:        "0",
+		Guarantee:       g,
+		MaxBatchRecords: maxBatch,
+		SessionTimeout:  sessionTimeout,
+		Logger:          e.log,
+		ClientOpts:      []kgo.Opt{kgo.WithHooks(p)},
+	})
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
 }
 
 // ratio is a figure the project targets, or (target 0) one that explains
