@@ -55,7 +55,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 
 	var out []*kgo.Record
 	for {
-		fetches := cl.PollRecords(ctx, w.cfg.MaxBatchRecords)
+		fetches := cl.PollRecords(ctx, w.pollRecords(0))
 		if ctx.Err() != nil {
 			cl.AllowRebalance()
 			return progressed, nil
