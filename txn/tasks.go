@@ -39,6 +39,7 @@ func newTasks(topo Topology, cfg TaskConfig, m *metrics) *tasks {
 // add makes t the open task id.
 func (ts *tasks) add(id TaskID, t Task) {
 	ts.open[id] = t
+	ts.metrics.tasks.Set(float64(len(ts.open)))
 	if st, ok := t.(StatefulTask); ok {
 		tail := &changelogTail{}
 		for topic := range st.RestoreFrom() {
@@ -54,6 +55,7 @@ func (ts *tasks) remove(id TaskID) error {
 	t := ts.open[id]
 	delete(ts.open, id)
 	delete(ts.tails, id)
+	ts.metrics.tasks.Set(float64(len(ts.open)))
 	if t == nil {
 		return nil
 	}
@@ -137,7 +139,6 @@ func (ts *tasks) prepare(ctx context.Context, f kgo.Fetches) error {
 			ts.add(ids[i], t)
 		}
 	}
-	ts.metrics.tasks.Set(float64(len(ts.open)))
 	return errors.Join(errs...)
 }
 
@@ -163,7 +164,6 @@ func (ts *tasks) get(ctx context.Context, id TaskID) (Task, error) {
 		return nil, err
 	}
 	ts.add(id, t)
-	ts.metrics.tasks.Set(float64(len(ts.open)))
 	return t, nil
 }
 
@@ -199,7 +199,6 @@ func (ts *tasks) commit() {
 			ts.remove(id)
 		}
 	}
-	ts.metrics.tasks.Set(float64(len(ts.open)))
 }
 
 // process runs the records of one fetched partition through its task and
@@ -245,7 +244,6 @@ func (ts *tasks) drop() error {
 	for id := range ts.open {
 		errs = append(errs, ts.remove(id))
 	}
-	ts.metrics.tasks.Set(0)
 	return errors.Join(errs...)
 }
 
@@ -262,6 +260,5 @@ func (ts *tasks) close(revoked map[string][]int32) error {
 			errs = append(errs, ts.remove(id))
 		}
 	}
-	ts.metrics.tasks.Set(float64(len(ts.open)))
 	return errors.Join(errs...)
 }
