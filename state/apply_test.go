@@ -92,14 +92,22 @@ func TestFailedApplyIsNotBuiltOn(t *testing.T) {
 	require.Equal(t, "<none>", get(t, s, "b"))
 }
 
-// Close reports a failed apply that no commit reported.
-func TestCloseReportsFailedApply(t *testing.T) {
+// failingApply returns a DB whose commit of a=1 is being applied and will
+// fail with the returned error, and its store.
+func failingApply(t *testing.T) (*state.DB, *state.KeyValue[string, string], error) {
+	t.Helper()
 	db := open(t, vfs.NewMem())
 	s := kv(t, db, &changelog{})
 	broken := errors.New("disk on fire")
 	state.SetApplyHook(db, func() error { return broken })
 	require.NoError(t, s.Put("a", "1"))
 	require.NoError(t, db.CommitAsync(cp(1)))
+	return db, s, broken
+}
+
+// Close reports a failed apply that no commit reported.
+func TestCloseReportsFailedApply(t *testing.T) {
+	db, _, broken := failingApply(t)
 	require.ErrorIs(t, db.Close(), broken)
 }
 
@@ -112,15 +120,7 @@ func TestRangeDuringApply(t *testing.T) {
 	release := make(chan struct{})
 	state.SetApplyHook(db, func() error { <-release; return nil })
 	defer close(release)
-	collect := func() []string {
-		var got []string
-		it := s.All()
-		for it.Next() {
-			got = append(got, it.Key()+"="+it.Value())
-		}
-		require.NoError(t, it.Close())
-		return got
-	}
+	collect := func() []string { return pairs(t, s.All()) }
 	require.NoError(t, s.Put("a", "1"))
 	require.NoError(t, s.Put("b", "1"))
 	require.NoError(t, db.CommitAsync(cp(1)))
@@ -138,12 +138,7 @@ func TestRangeDuringApply(t *testing.T) {
 // A discard after a failed apply cannot fall back on the database, which
 // lacks the failed commit: reads fail from then on.
 func TestDiscardAfterFailedApply(t *testing.T) {
-	db := open(t, vfs.NewMem())
-	s := kv(t, db, &changelog{})
-	broken := errors.New("disk on fire")
-	state.SetApplyHook(db, func() error { return broken })
-	require.NoError(t, s.Put("a", "1"))
-	require.NoError(t, db.CommitAsync(cp(1)))
+	db, s, broken := failingApply(t)
 	require.NoError(t, s.Put("a", "2"))
 	db.Discard()
 	_, _, err := s.Get("a")

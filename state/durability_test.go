@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -35,8 +36,8 @@ func TestCrashLeavesAPrefixOfCommits(t *testing.T) {
 		}
 		return w
 	}
-	// recompute is the state after commits 1..c.
-	recompute := func(c int) map[string]string {
+	// recompute is the state after commits 1..c, as pairs returns it.
+	recompute := func(c int) []string {
 		s := map[string]string{}
 		for i := 1; i <= c; i++ {
 			for k, v := range write(i) {
@@ -47,17 +48,13 @@ func TestCrashLeavesAPrefixOfCommits(t *testing.T) {
 				}
 			}
 		}
-		return s
-	}
-	contents := func(s *state.KeyValue[string, string]) map[string]string {
-		got := map[string]string{}
-		it := s.All()
-		for it.Next() {
-			got[it.Key()] = it.Value()
+		var want []string
+		for _, k := range slices.Sorted(maps.Keys(s)) { // the store's key order
+			want = append(want, k+"="+s[k])
 		}
-		require.NoError(t, it.Close())
-		return got
+		return want
 	}
+	contents := func(s *state.KeyValue[string, string]) []string { return pairs(t, s.All()) }
 
 	fs := vfs.NewCrashableMem()
 	// FlushWrites 7 flushes every other commit or so, at uneven points.

@@ -46,6 +46,17 @@ func get(t *testing.T, s *state.KeyValue[string, string], k string) string {
 	return v
 }
 
+// pairs drains it into "key=value" strings, in its order.
+func pairs(t *testing.T, it *state.Iterator[string, string]) []string {
+	t.Helper()
+	var got []string
+	for it.Next() {
+		got = append(got, it.Key()+"="+it.Value())
+	}
+	require.NoError(t, it.Close())
+	return got
+}
+
 // Writes are visible to the open transaction at once, reach the database
 // only with Commit, and vanish with Discard.
 func TestPendingCommitDiscard(t *testing.T) {
@@ -109,18 +120,10 @@ func TestRange(t *testing.T) {
 	require.NoError(t, s.Delete("e"))
 	require.NoError(t, other.Put("a", "other"))
 
-	collect := func(it *state.Iterator[string, string]) []string {
-		var got []string
-		for it.Next() {
-			got = append(got, it.Key()+"="+it.Value())
-		}
-		require.NoError(t, it.Close())
-		return got
-	}
-	require.Equal(t, []string{"a=aa", "b=bb", "c=cc"}, collect(s.All()))
+	require.Equal(t, []string{"a=aa", "b=bb", "c=cc"}, pairs(t, s.All()))
 	from, to := "b", "c"
-	require.Equal(t, []string{"b=bb"}, collect(s.Range(&from, &to)))
-	require.Equal(t, []string{"b=bb", "c=cc"}, collect(s.Range(&from, nil)))
+	require.Equal(t, []string{"b=bb"}, pairs(t, s.Range(&from, &to)))
+	require.Equal(t, []string{"b=bb", "c=cc"}, pairs(t, s.Range(&from, nil)))
 }
 
 // A value that no longer decodes stops the iterator with a sticky error.
