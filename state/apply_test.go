@@ -13,12 +13,21 @@ func cp(off int64) state.Checkpoint {
 	return state.Checkpoint{Offsets: map[string]int64{"app-s-changelog": off}}
 }
 
+// openEach opens a DB that hands every commit to an apply of its own
+// (MaxUnapplied 1), for the tests of one apply running in the background.
+func openEach(t *testing.T, fs vfs.FS) *state.DB {
+	t.Helper()
+	db, err := state.Open("db", state.Options{FS: fs, MaxUnapplied: 1})
+	require.NoError(t, err)
+	return db
+}
+
 // While a commit is applied in the background, reads see its writes, the
 // next transaction's writes are pending on top of them, and a Discard
 // drops only the latter. The database holds the commit only once applied.
 func TestCommitAsyncReadsCommittedWrites(t *testing.T) {
 	fs := vfs.NewMem()
-	db := open(t, fs)
+	db := openEach(t, fs)
 	s := kv(t, db, &changelog{})
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
@@ -67,7 +76,7 @@ func TestCommitAsyncReadsCommittedWrites(t *testing.T) {
 // restore from it replays the failed transaction too.
 func TestFailedApplyIsNotBuiltOn(t *testing.T) {
 	fs := vfs.NewMem()
-	db := open(t, fs)
+	db := openEach(t, fs)
 	s := kv(t, db, &changelog{})
 	require.NoError(t, s.Put("base", "0"))
 	require.NoError(t, db.Commit(cp(1)))
@@ -96,7 +105,7 @@ func TestFailedApplyIsNotBuiltOn(t *testing.T) {
 // fail with the returned error, and its store.
 func failingApply(t *testing.T) (*state.DB, *state.KeyValue[string, string], error) {
 	t.Helper()
-	db := open(t, vfs.NewMem())
+	db := openEach(t, vfs.NewMem())
 	s := kv(t, db, &changelog{})
 	broken := errors.New("disk on fire")
 	state.SetApplyHook(db, func() error { return broken })
@@ -114,7 +123,7 @@ func TestCloseReportsFailedApply(t *testing.T) {
 // An iterator sees the writes being applied and the pending ones, also
 // after a record's rollback.
 func TestRangeDuringApply(t *testing.T) {
-	db := open(t, vfs.NewMem())
+	db := openEach(t, vfs.NewMem())
 	defer db.Close()
 	s := kv(t, db, &changelog{})
 	release := make(chan struct{})

@@ -8,9 +8,15 @@
 // reach the database only after the Kafka transaction committed, in ONE
 // Pebble batch together with the checkpoint: the next changelog offset of
 // every store, and the task's stream time. Any other outcome discards
-// them. The apply runs in the background while the next transaction is
-// processed (reads see the committed writes meanwhile); each apply waits
-// for the previous one.
+// them.
+//
+// A committed transaction's writes stay in memory (reads see them) until
+// enough of them gathered: Options.MaxUnapplied keys, or FlushWrites
+// writes. Then the writes of all those transactions go to the database in
+// one batch, with the checkpoint of the last, each key once: a key
+// updated by every transaction costs one Pebble write, not one per
+// transaction. The apply runs in the background while the next
+// transaction is processed; each apply waits for the previous one.
 //
 // # Durability
 //
@@ -20,8 +26,10 @@
 // what a crash leaves on disk is every batch up to some point, each with
 // its checkpoint. Restoring replays the changelog from that checkpoint: a
 // tail bounded by the flush policy (Options.FlushWrites, and the memtable
-// size) whatever the size of the store. Close flushes, so a clean restart
-// replays nothing.
+// size) whatever the size of the store. Committed writes held in memory
+// are no less durable than applied ones that are not flushed yet: both
+// come back from the changelog. Close applies and flushes everything, so
+// a clean restart replays nothing.
 //
 // This package never begins, ends or aborts a Kafka transaction: the
 // runtime (package txn) decides when to Commit or Discard.
@@ -31,6 +39,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -70,18 +79,27 @@ type DB struct {
 	cp  Checkpoint // of the last Commit, applied or being applied
 
 	entries map[string]*entry
-	limit   int      // entries at which evict runs
-	drops   uint64   // counts the times entries left the map (evict, clear)
-	dirty   []*entry // entries written in the open transaction (and some no longer)
-	undo    []undo   // writes of the current record, for Rollback
+	limit   int    // entries at which evict runs
+	drops   uint64 // counts the times entries left the map (evict, clear)
+	// dirty lists the entries written in the open transaction (and some
+	// no longer), each with its committed value, which Discard restores.
+	dirty  []dirtied
+	undo   []undo // writes of the current record, for Rollback
+	writes int    // writes of the open transaction
 
-	// Commits are numbered; gen is the last one handed to apply, applied
-	// the last one known written to the database. At most one apply runs
-	// at a time, so an entry is unapplied (and must not be evicted: the
-	// database does not have it yet) when it was committed by gen and
-	// gen is not applied.
-	gen, applied uint32
-	apply        *applyRun // the apply of commit gen, until reaped
+	// Commits are numbered. gen is the last one; handed the last one
+	// whose writes were handed to an apply; applied the last one known
+	// written to the database. An entry is unapplied (and must not be
+	// evicted: the database may not have it) when the commit that last
+	// wrote it is after applied.
+	gen, handed, applied uint32
+	// queued lists the entries committed after handed, which the next
+	// apply writes; sinceFlush counts the writes committed since the
+	// last apply that flushed (a key written twice counts twice: the
+	// restore after a crash replays both).
+	queued                       []*entry
+	maxQueued, sinceFlush        int
+	apply                        *applyRun // the apply of commit handed, until reaped
 	// failed is the error of an apply that failed: the database misses a
 	// committed transaction's writes, and no later one may be applied
 	// over that hole.
@@ -104,10 +122,7 @@ type DB struct {
 
 	applyHook func() error // tests: runs in apply's goroutine before the write
 
-	// flushWrites is Options.FlushWrites; unflushed counts the writes
-	// applied since the last flush was requested. Only the goroutine of
-	// the apply in progress (or the caller, while none runs) uses it.
-	flushWrites, unflushed int
+	flushWrites int // Options.FlushWrites
 }
 
 // cacheSize bounds the entries of one task's DB, unless more of them are
@@ -124,7 +139,14 @@ type entry struct {
 
 // unapplied reports whether e holds a committed write that the database
 // may not have yet.
-func (d *DB) unapplied(e *entry) bool { return e.gen == d.gen && d.applied != d.gen }
+func (d *DB) unapplied(e *entry) bool { return e.gen > d.applied }
+
+// dirtied is an entry written in the open transaction, with the value it
+// had before (its committed one).
+type dirtied struct {
+	e         *entry
+	committed []byte
+}
 
 // undo is how to undo one write.
 type undo struct {
@@ -141,8 +163,8 @@ type kv struct {
 }
 
 // maxSpare bounds the capacity of the buffer of writes kept for the next
-// apply: a large transaction's is dropped.
-const maxSpare = 4096
+// apply: a larger one is dropped.
+const maxSpare = 2 * DefaultMaxUnapplied
 
 // applyRun is one background apply.
 type applyRun struct {
@@ -158,17 +180,27 @@ type applyRun struct {
 type Options struct {
 	// FS is the file system; vfs.NewMem() for tests and streamtest.
 	FS vfs.FS
-	// FlushWrites is how many applied writes (store writes and restored
-	// records) the database holds in memory at most before it flushes
-	// them to disk in the background. A crash loses what is not flushed,
-	// and the restart replays it from the changelog: about FlushWrites
-	// records per task, plus the transaction being applied. A flush also
-	// happens when Pebble's 4 MiB memtable fills. Default 100,000.
+	// FlushWrites is how many committed writes (store writes and
+	// restored records) the database holds in memory at most before it
+	// applies them and flushes them to disk in the background. A crash
+	// loses what is not flushed, and the restart replays it from the
+	// changelog: about FlushWrites records per task, plus the transaction
+	// being applied. A flush also happens when Pebble's 4 MiB memtable
+	// fills. Default 100,000.
 	FlushWrites int
+	// MaxUnapplied is how many keys committed transactions may have
+	// written before their writes are applied to the database, in one
+	// batch that writes each key once. Their values are held in memory
+	// meanwhile, as the DB's cache holds read ones. Default 16,384; 1
+	// applies every commit on its own.
+	MaxUnapplied int
 }
 
 // DefaultFlushWrites is the default of Options.FlushWrites.
 const DefaultFlushWrites = 100_000
+
+// DefaultMaxUnapplied is the default of Options.MaxUnapplied.
+const DefaultMaxUnapplied = 1 << 14
 
 // Open opens (creating if needed) the database in dir and reads its
 // checkpoint. A corrupt database, or one whose checkpoint cannot be read,
@@ -207,9 +239,13 @@ func Open(dir string, opts Options) (*DB, error) {
 		// never wiped.
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	d := &DB{pdb: pdb, entries: map[string]*entry{}, limit: cacheSize, flushWrites: opts.FlushWrites}
+	d := &DB{pdb: pdb, entries: map[string]*entry{}, limit: cacheSize,
+		flushWrites: opts.FlushWrites, maxQueued: opts.MaxUnapplied}
 	if d.flushWrites <= 0 {
 		d.flushWrites = DefaultFlushWrites
+	}
+	if d.maxQueued <= 0 {
+		d.maxQueued = DefaultMaxUnapplied
 	}
 	v, closer, err := pdb.Get(checkpointKey)
 	switch {
@@ -324,8 +360,9 @@ func (d *DB) set(e *entry, value []byte) {
 	d.undo = append(d.undo, undo{e: e, value: e.value, dirty: e.dirty})
 	if !e.dirty {
 		e.dirty = true
-		d.dirty = append(d.dirty, e)
+		d.dirty = append(d.dirty, dirtied{e, e.value})
 	}
+	d.writes++
 	e.value = value
 	if d.view != nil {
 		d.viewLag = append(d.viewLag, e)
@@ -345,6 +382,7 @@ func (d *DB) Rollback() error {
 			d.viewLag = append(d.viewLag, u.e)
 		}
 	}
+	d.writes -= len(d.undo)
 	clear(d.undo)
 	d.undo = d.undo[:0]
 	return nil
@@ -397,85 +435,151 @@ func (d *DB) dropView() {
 	d.viewLag = d.viewLag[:0]
 }
 
-// Commit applies the pending writes and cp in one atomic Pebble batch,
-// after the Kafka transaction that carried the changelog records
-// committed, and returns when they are applied (durable after the next
-// flush: see Durability in the package doc). It is CommitAsync followed
-// by Wait.
+// Commit commits the pending writes with the checkpoint cp, as
+// CommitAsync does, and returns once they and every earlier commit's are
+// applied (durable after the next flush: see Durability in the package
+// doc).
 func (d *DB) Commit(cp Checkpoint) error {
 	if err := d.CommitAsync(cp); err != nil {
 		return err
 	}
-	return d.Wait()
+	return d.applyAll()
 }
 
-// CommitAsync hands the pending writes and cp to a background goroutine
-// that applies them in one atomic Pebble batch; call it after the
-// Kafka transaction that carried the changelog records committed. Reads
-// see the committed writes at once, and the next transaction's writes
-// can begin. It first waits for the previous apply: a Pebble batch never
-// lands before an earlier one, so the database's checkpoint never claims
-// changelog offsets whose writes it lacks. After an apply failed, every
-// later CommitAsync fails too (the database misses committed writes):
-// the caller must close the DB and restore from the checkpoint that was
-// last applied.
+// CommitAsync commits the pending writes with the checkpoint cp; call it
+// after the Kafka transaction that carried their changelog records
+// committed. Reads see the committed writes at once, and the next
+// transaction's writes can begin. The database gets them later, in the
+// background: once the commits not applied yet have written
+// Options.MaxUnapplied keys, or FlushWrites writes were committed since
+// the last flush (or at Commit and Close), their writes go to Pebble in
+// one atomic batch with the checkpoint of the last of them. An apply
+// first waits for the previous one: a Pebble batch never lands before an
+// earlier one, so the database's checkpoint never claims changelog
+// offsets whose writes it lacks. After an apply failed, every later
+// CommitAsync fails too (the database misses committed writes): the
+// caller must close the DB and restore from the checkpoint that was last
+// applied.
 //
 // Restored records (ApplyRestored) are applied before CommitAsync
 // returns.
 func (d *DB) CommitAsync(cp Checkpoint) error {
-	if err := d.Wait(); err != nil {
+	d.reap()
+	if d.failed != nil {
 		d.reported = true
-		return err
-	}
-	b, err := json.Marshal(cp)
-	if err != nil {
-		return fmt.Errorf("state: encode checkpoint: %w", err)
+		return d.failed
 	}
 	if d.restoring != nil {
-		return d.commitRestored(cp, b)
+		return d.commitRestored(cp)
 	}
 	d.gen++
-	writes := d.spare[:0]
-	if cap(writes) < len(d.dirty) {
-		writes = make([]kv, 0, len(d.dirty))
-	}
-	for _, e := range d.dirty {
-		if e.dirty {
+	for _, w := range d.dirty {
+		if e := w.e; e.dirty {
+			if e.gen <= d.handed { // not queued since the last hand-over
+				d.queued = append(d.queued, e)
+			}
 			e.dirty, e.gen = false, d.gen
-			writes = append(writes, kv{e, e.value})
 		}
 	}
-	d.spare = nil
 	clear(d.dirty)
 	d.dirty = d.dirty[:0]
 	clear(d.undo)
 	d.undo = d.undo[:0]
-	d.dropView()
+	d.sinceFlush += d.writes
+	d.writes = 0
 	d.cp = cp
+	switch {
+	case d.gen == math.MaxUint32:
+		// The numbering starts over before it wraps.
+		if err := d.applyAll(); err != nil {
+			return err
+		}
+		for _, e := range d.entries {
+			e.gen = 0
+		}
+		d.gen, d.handed, d.applied = 0, 0, 0
+	case len(d.queued) >= d.maxQueued || d.sinceFlush >= d.flushWrites:
+		return d.handOver()
+	}
+	return nil
+}
+
+// applyAll hands every commit not handed over yet to an apply, and waits
+// until all are applied. There must be no pending writes.
+func (d *DB) applyAll() error {
+	if d.gen != d.handed {
+		if err := d.handOver(); err != nil {
+			return err
+		}
+	}
+	return d.wait()
+}
+
+// handOver starts the apply of the queued writes, with the checkpoint of
+// the last commit, once the previous apply is done; it flushes after it
+// when FlushWrites writes were committed since the last flush. There
+// must be no pending writes: the queued entries' values are committed
+// ones.
+func (d *DB) handOver() error {
+	if err := d.wait(); err != nil {
+		d.reported = true
+		return err
+	}
+	b, err := json.Marshal(d.cp)
+	if err != nil {
+		return fmt.Errorf("state: encode checkpoint: %w", err)
+	}
+	writes := d.spare[:0]
+	d.spare = nil
+	for _, e := range d.queued {
+		writes = append(writes, kv{e, e.value})
+	}
+	clear(d.queued)
+	d.queued = d.queued[:0]
+	flush := d.sinceFlush >= d.flushWrites
+	if flush {
+		d.sinceFlush = 0
+	}
+	d.handed = d.gen
+	// The view holds every key written since it was built: rebuilding it
+	// from what is unapplied now keeps it small.
+	d.dropView()
 	run := &applyRun{gen: d.gen, done: make(chan struct{})}
 	d.apply = run
 	hook := d.applyHook
 	go func() {
 		defer close(run.done)
-		run.writes, run.err = d.write1(writes, b, hook)
+		run.writes, run.err = d.write1(writes, b, hook, flush)
 	}()
 	return nil
 }
 
-// commitRestored applies the restored records with the checkpoint cp
-// (encoded: b), synchronously.
-func (d *DB) commitRestored(cp Checkpoint, b []byte) error {
-	for _, e := range d.dirty {
-		if e.dirty {
+// commitRestored applies the restored records with the checkpoint cp,
+// synchronously.
+func (d *DB) commitRestored(cp Checkpoint) error {
+	for _, w := range d.dirty {
+		if w.e.dirty {
 			return errors.New("state: commit: restored and processed writes in one batch")
 		}
 	}
-	err := d.restoring.Set(checkpointKey, b, nil)
+	// Earlier commits first: the restored writes bypass the entries,
+	// which are dropped below.
+	err := d.applyAll()
+	var b []byte
+	if err == nil {
+		b, err = json.Marshal(cp)
+	}
+	if err == nil {
+		err = d.restoring.Set(checkpointKey, b, nil)
+	}
 	if err == nil {
 		err = d.restoring.Commit(pebble.NoSync)
 	}
 	if err == nil {
-		d.applied1(int(d.restoring.Count()))
+		if d.sinceFlush += int(d.restoring.Count()); d.sinceFlush >= d.flushWrites {
+			d.sinceFlush = 0
+			d.asyncFlush()
+		}
 	}
 	d.restoring.Close()
 	d.restoring = nil
@@ -485,17 +589,21 @@ func (d *DB) commitRestored(cp Checkpoint, b []byte) error {
 	d.limit = cacheSize
 	d.dropView()
 	if err != nil {
-		d.failed, d.reported = fmt.Errorf("state: commit: %w", err), true
+		if d.failed == nil {
+			d.failed = fmt.Errorf("state: commit: %w", err)
+		}
+		d.reported = true
 		return d.failed
 	}
 	d.cp = cp
 	return nil
 }
 
-// write1 writes the writes of one transaction and the checkpoint cp in one
+// write1 writes the writes of one apply and the checkpoint cp in one
 // Pebble batch, in key order, which makes Pebble's memtable inserts
-// cheaper. It runs on apply's goroutine, and returns writes for reuse.
-func (d *DB) write1(writes []kv, cp []byte, hook func() error) ([]kv, error) {
+// cheaper, and starts a flush after it if asked to. It runs on apply's
+// goroutine, and returns writes for reuse.
+func (d *DB) write1(writes []kv, cp []byte, hook func() error, flush bool) ([]kv, error) {
 	defer clear(writes) // no references to values
 	if hook != nil {
 		if err := hook(); err != nil {
@@ -525,29 +633,25 @@ func (d *DB) write1(writes []kv, cp []byte, hook func() error) ([]kv, error) {
 	if err != nil {
 		return writes, fmt.Errorf("state: commit: %w", err)
 	}
-	d.applied1(len(writes))
+	if flush {
+		d.asyncFlush()
+	}
 	return writes, nil
 }
 
-// applied1 counts n applied writes, and starts a background flush when
-// FlushWrites of them are not flushed yet. Pebble flushes memtables in
-// order, each whole, so the disk always holds a prefix of the applied
+// asyncFlush starts a flush of what is applied. Pebble flushes memtables
+// in order, each whole, so the disk always holds a prefix of the applied
 // batches, checkpoints included.
-func (d *DB) applied1(n int) {
-	d.unflushed += n
-	if d.unflushed < d.flushWrites {
-		return
-	}
-	d.unflushed = 0
+func (d *DB) asyncFlush() {
 	// The only error is a closed database, which Close never leaves
 	// behind an apply; a flush that does not happen only lengthens the
 	// replay after a crash.
 	_, _ = d.pdb.AsyncFlush()
 }
 
-// Wait waits until the writes handed to CommitAsync are applied, and
-// returns the error of a failed apply.
-func (d *DB) Wait() error {
+// wait waits until the apply in progress, if any, is done, and returns
+// the error of a failed apply.
+func (d *DB) wait() error {
 	if d.apply != nil {
 		<-d.apply.done
 		d.reap()
@@ -579,45 +683,46 @@ func (d *DB) reap() {
 	d.applied = r.gen
 }
 
-// Discard drops the pending writes: the transaction did not commit. The
-// writes of the last Commit are kept. It waits for their apply: the
-// entries of the keys written since then are dropped, and the database
-// has their committed values. If that apply failed, nothing holds those
-// values any more: every later read fails too.
+// Discard drops the pending writes: the transaction did not commit.
+// Reads see the committed writes again, applied or not. If an apply
+// failed, the database misses committed writes, and the DB must be
+// closed and restored: every later read fails too.
 func (d *DB) Discard() {
-	if d.Wait() != nil {
-		d.lost = true
-		clear(d.entries)
-		d.drops++
-	} else {
-		for _, e := range d.dirty {
-			if e.dirty {
-				delete(d.entries, e.key)
-			}
+	for _, w := range d.dirty {
+		if w.e.dirty {
+			w.e.value, w.e.dirty = w.committed, false
 		}
-		d.drops++
 	}
 	clear(d.dirty)
 	d.dirty = d.dirty[:0]
 	clear(d.undo)
 	d.undo = d.undo[:0]
+	d.writes = 0
 	d.dropView()
 	if d.restoring != nil {
 		d.restoring.Close()
 		d.restoring = nil
 	}
+	if d.wait() != nil {
+		d.lost = true
+		clear(d.entries)
+		d.drops++
+	}
 }
 
-// Close discards the pending writes, waits for the apply of the last
-// Commit, flushes what is applied to disk (so that a restart replays
-// nothing), and closes the database. It returns a failure of that apply
-// that CommitAsync has not reported, and a failed flush.
+// Close discards the pending writes, applies every commit, flushes what
+// is applied to disk (so that a restart replays nothing), and closes the
+// database. It returns a failed apply that CommitAsync has not reported,
+// and a failed flush.
 func (d *DB) Close() error {
 	var applyErr error
-	if err := d.Wait(); err != nil && !d.reported {
+	if err := d.wait(); err != nil && !d.reported {
 		applyErr = err
 	}
 	d.Discard()
+	if d.failed == nil {
+		applyErr = d.applyAll()
+	}
 	// After a failed apply the memtable still holds a prefix of the
 	// committed batches: flushing it is as safe as ever.
 	var flushErr error

@@ -3,3 +3,9 @@ package state
 // SetApplyHook makes every later apply of d call f on its goroutine before
 // it writes; an error from f fails the apply.
 func SetApplyHook(d *DB, f func() error) { d.applyHook = f }
+
+// Wait waits for the apply in progress, as the DB does before the next.
+func Wait(d *DB) error { return d.wait() }
+
+// SetGen numbers d's next commit g+1, as if g commits had been made.
+func SetGen(d *DB, g uint32) { d.gen, d.handed, d.applied = g, g, g }
