@@ -17,9 +17,17 @@ type Codec[T any] interface {
 
 // Changelog receives the changelog record of every store write, for the
 // runtime to produce inside the open transaction. A nil value is a
-// tombstone (a delete).
+// tombstone (a delete). The key is only valid during the call (stores
+// encode keys into a buffer they reuse): copy it to keep it. The value is
+// never modified and may be kept.
 type Changelog interface {
 	Append(topic string, key, value []byte)
+}
+
+// appender is a codec that can encode by appending to a buffer, as
+// stream/serde.Appender: store keys are then encoded with no allocation.
+type appender[T any] interface {
+	AppendEncode(dst []byte, v T) ([]byte, error)
 }
 
 // KeyValue is a typed key-value store of one task: a key range of the
@@ -35,8 +43,12 @@ type KeyValue[K, V any] struct {
 	changelog string
 	log       Changelog
 	ks        Codec[K]
+	ka        appender[K] // ks, if it is one
 	vs        Codec[V]
-	buf       []byte
+	// buf holds the DB key of the last encoded key; encodes counts the
+	// encodings, so that Update knows whether f reused buf.
+	buf     []byte
+	encodes uint64
 }
 
 // NewKeyValue returns the store called name inside db, whose writes are
@@ -47,8 +59,9 @@ func NewKeyValue[K, V any](db *DB, name, changelogTopic string, log Changelog, k
 	if name == "" || len(name) > 255 {
 		return nil, fmt.Errorf("state: store name %q must have 1 to 255 bytes", name)
 	}
+	ka, _ := ks.(appender[K])
 	return &KeyValue[K, V]{
-		db: db, prefix: StorePrefix(name), changelog: changelogTopic, log: log, ks: ks, vs: vs,
+		db: db, prefix: StorePrefix(name), changelog: changelogTopic, log: log, ks: ks, ka: ka, vs: vs,
 	}, nil
 }
 
@@ -58,21 +71,33 @@ func StorePrefix(name string) []byte {
 	return append([]byte{byte(len(name))}, name...)
 }
 
-// key returns the DB key of an encoded store key, in a buffer reused by
-// the next call.
-func (s *KeyValue[K, V]) key(k []byte) []byte {
-	s.buf = append(append(s.buf[:0], s.prefix...), k...)
-	return s.buf
+// key encodes k and returns its DB key (the store's prefix, then k
+// encoded) and the encoded k, both in a buffer reused by the next call.
+func (s *KeyValue[K, V]) key(k K) (dbKey, kb []byte, err error) {
+	s.encodes++
+	s.buf = append(s.buf[:0], s.prefix...)
+	if s.ka != nil {
+		s.buf, err = s.ka.AppendEncode(s.buf, k)
+	} else {
+		var b []byte
+		if b, err = s.ks.Encode(k); err == nil {
+			s.buf = append(s.buf, b...)
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("state: %s: encode key: %w", s.name(), err)
+	}
+	return s.buf, s.buf[len(s.prefix):], nil
 }
 
 // Get returns the value of k and whether it exists.
 func (s *KeyValue[K, V]) Get(k K) (V, bool, error) {
 	var zero V
-	kb, err := s.ks.Encode(k)
+	key, _, err := s.key(k)
 	if err != nil {
-		return zero, false, fmt.Errorf("state: %s: encode key: %w", s.name(), err)
+		return zero, false, err
 	}
-	vb, ok, err := s.db.Get(s.key(kb))
+	vb, ok, err := s.db.Get(key)
 	if err != nil || !ok {
 		return zero, false, err
 	}
@@ -85,10 +110,6 @@ func (s *KeyValue[K, V]) Get(k K) (V, bool, error) {
 
 // Put sets k to v and appends the change to the changelog.
 func (s *KeyValue[K, V]) Put(k K, v V) error {
-	kb, err := s.ks.Encode(k)
-	if err != nil {
-		return fmt.Errorf("state: %s: encode key: %w", s.name(), err)
-	}
 	vb, err := s.vs.Encode(v)
 	if err != nil {
 		return fmt.Errorf("state: %s: encode value: %w", s.name(), err)
@@ -96,9 +117,13 @@ func (s *KeyValue[K, V]) Put(k K, v V) error {
 	if vb == nil {
 		vb = []byte{} // a nil value is the changelog's tombstone
 	}
+	key, kb, err := s.key(k)
+	if err != nil {
+		return err
+	}
 	// vb is the changelog record's value too: neither copy is modified,
 	// so the DB keeps it without copying.
-	if err := s.db.write(s.key(kb), vb); err != nil {
+	if err := s.db.write(key, vb); err != nil {
 		return err
 	}
 	if s.log != nil {
@@ -116,12 +141,12 @@ func (s *KeyValue[K, V]) Put(k K, v V) error {
 // that one.
 func (s *KeyValue[K, V]) Update(k K, f func(old V, found bool) (V, error)) (V, error) {
 	var zero V
-	kb, err := s.ks.Encode(k)
+	key, kb, err := s.key(k)
 	if err != nil {
-		return zero, fmt.Errorf("state: %s: encode key: %w", s.name(), err)
+		return zero, err
 	}
-	drops := s.db.drops
-	e, err := s.db.entry(s.key(kb))
+	drops, encodes := s.db.drops, s.encodes
+	e, err := s.db.entry(key)
 	if err != nil {
 		return zero, err
 	}
@@ -143,10 +168,16 @@ func (s *KeyValue[K, V]) Update(k K, f func(old V, found bool) (V, error)) (V, e
 	if vb == nil {
 		vb = []byte{} // a nil value is the changelog's tombstone
 	}
+	if s.encodes != encodes {
+		// f used the store: s.buf holds its keys by now.
+		if key, kb, err = s.key(k); err != nil {
+			return zero, err
+		}
+	}
 	if s.db.drops != drops {
 		// f's reads made room in the DB's entries, maybe by dropping e:
-		// look it up again (s.buf may hold f's keys by now).
-		if e, err = s.db.entry(s.key(kb)); err != nil {
+		// look it up again.
+		if e, err = s.db.entry(key); err != nil {
 			return zero, err
 		}
 	}
@@ -159,11 +190,11 @@ func (s *KeyValue[K, V]) Update(k K, f func(old V, found bool) (V, error)) (V, e
 
 // Delete removes k and appends a tombstone to the changelog.
 func (s *KeyValue[K, V]) Delete(k K) error {
-	kb, err := s.ks.Encode(k)
+	key, kb, err := s.key(k)
 	if err != nil {
-		return fmt.Errorf("state: %s: encode key: %w", s.name(), err)
+		return err
 	}
-	if err := s.db.Delete(s.key(kb)); err != nil {
+	if err := s.db.Delete(key); err != nil {
 		return err
 	}
 	if s.log != nil {

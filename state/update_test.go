@@ -52,7 +52,8 @@ func TestUpdate(t *testing.T) {
 func TestUpdateWhoseReadsEvictItsEntry(t *testing.T) {
 	fs := vfs.NewMem()
 	db := open(t, fs)
-	s := kv(t, db, &changelog{})
+	log := &changelog{}
+	s := kv(t, db, log)
 	require.NoError(t, s.Put("x", "1"))
 	require.NoError(t, db.Commit(cp(1))) // "x" is now a clean, applied entry
 
@@ -66,6 +67,7 @@ func TestUpdateWhoseReadsEvictItsEntry(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, "1+2", get(t, s, "x"))
+	require.Equal(t, `app-s-changelog x="1+2"`, log.recs[len(log.recs)-1], "changelogged under its own key, not the last one f read")
 	require.NoError(t, db.Commit(cp(2)))
 	require.NoError(t, db.Close())
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -395,4 +396,31 @@ func TestValidated(t *testing.T) {
 		_, err := s.Encode(Order{})
 		require.NoError(t, err)
 	})
+}
+
+// AppendEncode appends exactly what Encode returns, after what dst holds.
+func TestAppendEncodeMatchesEncode(t *testing.T) {
+	prefix := []byte("pre")
+	check := func(name string, enc func(dst []byte) ([]byte, error), want []byte) {
+		t.Helper()
+		got, err := enc(append([]byte(nil), prefix...))
+		require.NoError(t, err, name)
+		require.Equal(t, append(append([]byte(nil), prefix...), want...), got, name)
+	}
+	for _, v := range []string{"", "k1", "ünïcode"} {
+		want, err := serde.String.Encode(v)
+		require.NoError(t, err)
+		check("string "+v, func(dst []byte) ([]byte, error) {
+			return serde.String.(serde.Appender[string]).AppendEncode(dst, v)
+		}, want)
+	}
+	for _, s := range []serde.Serde[int64]{serde.Int64, serde.OrderedInt64} {
+		for _, v := range []int64{0, 1, -1, math.MaxInt64, math.MinInt64} {
+			want, err := s.Encode(v)
+			require.NoError(t, err)
+			check(fmt.Sprint(v), func(dst []byte) ([]byte, error) {
+				return s.(serde.Appender[int64]).AppendEncode(dst, v)
+			}, want)
+		}
+	}
 }
