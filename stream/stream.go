@@ -249,14 +249,14 @@ func (s Stream[K, V]) To(topic string, keySerde serde.Serde[K], valueSerde serde
 	if keySerde == nil || valueSerde == nil {
 		s.b.errorf("sink %s (topic %q) has no %s serde: pass one to To", n.name, topic, whichNil(keySerde == nil, valueSerde == nil))
 	}
-	s.out.children = append(s.out.children, &sinkSpec[K, V]{node: n, topic: topic, ks: keySerde, vs: valueSerde})
+	s.out.children = append(s.out.children, &sinkSpec[K, V]{node: n, topic: topic, ks: newEncoder(keySerde), vs: newEncoder(valueSerde)})
 }
 
 type sinkSpec[K, V any] struct {
 	node  *node
 	topic string
-	ks    serde.Serde[K]
-	vs    serde.Serde[V]
+	ks    encoder[K]
+	vs    encoder[V]
 }
 
 func (s *sinkSpec[K, V]) instantiate(t *task) (sink[K, V], error) {
@@ -276,11 +276,11 @@ type sinkNode[K, V any] struct {
 }
 
 func (s *sinkNode[K, V]) push(r Record[K, V]) error {
-	k, err := s.spec.ks.Encode(r.key)
+	k, err := s.spec.ks.encode(s.t, r.key)
 	if err != nil {
 		return &NodeError{Node: s.spec.node.name, Err: fmt.Errorf("key: %w", err)}
 	}
-	v, err := s.spec.vs.Encode(r.value)
+	v, err := s.spec.vs.encode(s.t, r.value)
 	if err != nil {
 		return &NodeError{Node: s.spec.node.name, Err: fmt.Errorf("value: %w", err)}
 	}

@@ -24,7 +24,7 @@ type task struct {
 	streamTime time.Time
 	recordTime time.Time // the timestamp of the record being processed
 
-	slab []kgo.Record // see newRecord
+	outputs outputs // the memory of output records, see outputs.go
 
 	lastTopic  string
 	lastSource rawSink
@@ -46,7 +46,10 @@ type task struct {
 	closed bool
 }
 
-var _ txn.Task = (*task)(nil)
+var (
+	_ txn.Task     = (*task)(nil)
+	_ txn.Recycler = (*task)(nil)
+)
 
 // Process implements txn.Task.
 func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
@@ -100,22 +103,6 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 		return append(out, dl), nil
 	}
 	return out, &RecordError{Origin: originOf(rec), Err: err}
-}
-
-// slabSize is how many output records are allocated at once.
-const slabSize = 64
-
-// newRecord returns a zeroed record for an output. Records are carved from
-// slabs: one allocation per slabSize outputs instead of one per output. A
-// slab stays in memory until all its records are released (produced and
-// acknowledged), which happens batch by batch.
-func (t *task) newRecord() *kgo.Record {
-	if len(t.slab) == 0 {
-		t.slab = make([]kgo.Record, slabSize)
-	}
-	r := &t.slab[0]
-	t.slab = t.slab[1:]
-	return r
 }
 
 // push runs one record, turning a panic into an error.

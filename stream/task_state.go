@@ -64,10 +64,11 @@ func (t *task) openState(stores []*storeSpec) error {
 // Append implements state.Changelog: a store write becomes a changelog
 // record of the task's partition, produced in the open transaction. It
 // carries the timestamp of the record being processed, as in Kafka
-// Streams (and spares the producer a clock read per record).
+// Streams (and spares the producer a clock read per record). The key is
+// copied into the outputs' reused memory; the value is kept as is.
 func (t *task) Append(topic string, key, value []byte) {
 	r := t.newRecord()
-	*r = kgo.Record{Topic: topic, Partition: t.id.Partition, Key: key, Value: value, Timestamp: t.recordTime}
+	*r = kgo.Record{Topic: topic, Partition: t.id.Partition, Key: t.copyBytes(key), Value: value, Timestamp: t.recordTime}
 	t.out = append(t.out, r)
 }
 

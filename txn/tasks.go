@@ -190,13 +190,19 @@ func (ts *tasks) create(ctx context.Context, id TaskID) (Task, error) {
 // applies in the background (StatefulTask.Commit), so the applies of the
 // tasks run in parallel with each other and with the next transaction. A
 // task whose apply fails is dropped: re-created, it replays the changelog
-// from its checkpoint.
+// from its checkpoint. Then every task may reuse its outputs' records
+// (Recycler): none is referenced any more.
 func (ts *tasks) commit() {
 	for id, tail := range ts.tails {
 		st := ts.open[id].(StatefulTask)
 		if err := st.Commit(tail.next()); err != nil {
 			ts.log.Error("applying committed state failed; the task will restore from its changelog", "task", fmt.Sprintf("%d_%d", id.Subtopology, id.Partition), "err", err)
 			ts.remove(id)
+		}
+	}
+	for _, t := range ts.open {
+		if r, ok := t.(Recycler); ok {
+			r.Recycle()
 		}
 	}
 }

@@ -117,6 +117,16 @@ type Task interface {
 	Close() error
 }
 
+// Recycler is a Task that reuses the records it returns from Process.
+type Recycler interface {
+	// Recycle tells the task that the runtime holds none of the records
+	// Process returned before the call: each was produced and
+	// acknowledged, so their memory can be used for new outputs. The
+	// runtime calls it after every batch that committed; after any other
+	// outcome it closes the task instead.
+	Recycle()
+}
+
 // StatefulTask is a Task with local state changelogged to Kafka. The
 // runtime restores it before its first record, and after every transaction
 // commits or discards its pending writes (DESIGN.md invariants 4 to 6).

@@ -1,0 +1,61 @@
+package stream_test
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/sluicehq/sluice/stream"
+	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/sluicehq/sluice/txn"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A task carves new output records, and the bytes of their keys and
+// values, until the runtime says it holds none of them (Recycle); then it
+// reuses them, each record rewritten whole.
+func TestOutputRecordsAreReusedAfterRecycle(t *testing.T) {
+	b := stream.NewBuilder("app")
+	stream.From(b, "in", serde.String, serde.String).To("out", serde.String, serde.String)
+	topo, err := b.Build()
+	require.NoError(t, err)
+	tk, err := topo.NewTask(txn.TaskID{}, txn.TaskConfig{})
+	require.NoError(t, err)
+	defer tk.Close()
+
+	process := func(n int, headers []kgo.RecordHeader) []*kgo.Record {
+		var outs []*kgo.Record
+		for i := range n {
+			rec := &kgo.Record{Topic: "in", Key: []byte("k" + strconv.Itoa(i)), Value: []byte("v"), Headers: headers}
+			out, err := tk.Process(rec, nil)
+			require.NoError(t, err)
+			require.Len(t, out, 1)
+			outs = append(outs, out[0])
+		}
+		return outs
+	}
+	first := process(300, []kgo.RecordHeader{{Key: "h", Value: []byte("1")}})
+	for _, o := range first {
+		o.Offset, o.Partition = 42, 3 // as franz-go sets them
+	}
+	held := map[*kgo.Record]bool{}
+	for _, o := range first {
+		held[o] = true
+	}
+	for _, o := range process(300, nil) {
+		require.False(t, held[o], "a record still held by the runtime was reused")
+	}
+	for i, o := range first {
+		require.Equal(t, "k"+strconv.Itoa(i), string(o.Key), "the memory of a held record's key was reused")
+	}
+
+	tk.(txn.Recycler).Recycle()
+	reused := 0
+	for i, o := range process(300, nil) {
+		if held[o] {
+			reused++
+		}
+		require.Equal(t, kgo.Record{Topic: "out", Key: []byte("k" + strconv.Itoa(i)), Value: []byte("v"), Timestamp: o.Timestamp}, *o)
+	}
+	require.Equal(t, 300, reused, "after Recycle the first records' memory is used again")
+}
