@@ -151,6 +151,12 @@ func (w *Worker) groupOpts() []kgo.Opt {
 		// Batches never exceed a topic's max.message.bytes: a batch the
 		// broker rejects would abort the transaction.
 		kgo.ProducerBatchMaxBytesFn(w.maxMessageBytes),
+		// Records go out as soon as the connection to their broker is
+		// free: franz-go batches whatever gathers while a produce request
+		// is in flight (one per broker, as the producer is idempotent),
+		// and a transaction's end flushes anyway. Its default linger of
+		// 10 ms only holds records back that the flush then waits for.
+		kgo.ProducerLinger(0),
 		kgo.WithLogger(kgoLogger{w.log}),
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onRevoked),

@@ -34,6 +34,7 @@ func (l rawLoop) run(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Where they bear on throughput, the options sluice uses.
 		kgo.ProducerBatchMaxBytes(l.batchMax),
+		kgo.ProducerLinger(0),
 		kgo.SessionTimeout(sessionTimeout),
 		kgo.TransactionTimeout(sessionTimeout),
 		kgo.WithHooks(l.hooks),
