@@ -1,26 +1,24 @@
 package stream
 
 import (
+	"sync"
+
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // outputs is the memory of a task's output records and of their encoded
-// keys and values: carved from slabs and chunks, and reused once the
-// runtime produced them all (Recycle), so that a steady stream of
-// transactions allocates neither.
+// keys and values, carved from slabs and chunks. Once the runtime has
+// produced them all (Recycle), the slabs and chunks go to pools that every
+// task of the process draws from, so that a steady stream of transactions
+// allocates neither, and what is kept is bounded by what one transaction
+// needs (the garbage collector empties the pools of what stays unused).
 type outputs struct {
-	// slab is the rest of the slab being carved; slabs[:used] were carved
-	// since the last Recycle, slabs[used:] are free.
-	slab  []kgo.Record
-	slabs [][]kgo.Record
-	used  int
+	slab  []kgo.Record            // the rest of the slab being carved
+	slabs []*[slabSize]kgo.Record // carved since the last Recycle
 
-	// chunk is the chunk bytes are copied into, up to its capacity;
-	// chunks[:usedChunks] were filled since the last Recycle.
-	chunk      []byte
-	chunks     [][]byte
-	usedChunks int
+	chunk  []byte // the chunk being filled, up to its capacity
+	chunks []*[chunkSize]byte
 
 	// scratch is where serdes that can append encode (serde.Appender).
 	scratch []byte
@@ -30,13 +28,13 @@ const (
 	// slabSize is how many output records are allocated at once.
 	slabSize = 64
 	// chunkSize is how many bytes of keys and values are allocated at
-	// once; a larger key or value than a quarter of it is allocated alone.
+	// once; a key or value larger than a quarter of it is allocated alone.
 	chunkSize = 16 << 10
-	// keptSlabs and keptChunks bound the memory a task keeps for reuse
-	// (about 1.3 MB and 1 MB): a transaction with more outputs allocates
-	// the rest anew, and the garbage collector takes it.
-	keptSlabs  = 128
-	keptChunks = 64
+)
+
+var (
+	slabPool  = sync.Pool{New: func() any { return new([slabSize]kgo.Record) }}
+	chunkPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 )
 
 // newRecord returns a record for an output; the caller assigns it a whole
@@ -44,15 +42,9 @@ const (
 func (t *task) newRecord() *kgo.Record {
 	o := &t.outputs
 	if len(o.slab) == 0 {
-		if o.used < len(o.slabs) {
-			o.slab = o.slabs[o.used]
-		} else {
-			o.slab = make([]kgo.Record, slabSize)
-			if len(o.slabs) < keptSlabs {
-				o.slabs = append(o.slabs, o.slab)
-			}
-		}
-		o.used++
+		s := slabPool.Get().(*[slabSize]kgo.Record)
+		o.slabs = append(o.slabs, s)
+		o.slab = s[:]
 	}
 	r := &o.slab[0]
 	o.slab = o.slab[1:]
@@ -74,15 +66,9 @@ func (t *task) copyBytes(b []byte) []byte {
 		if len(b) > chunkSize/4 {
 			return append(make([]byte, 0, len(b)), b...) // too large to carve
 		}
-		if o.usedChunks < len(o.chunks) {
-			o.chunk = o.chunks[o.usedChunks][:0]
-		} else {
-			o.chunk = make([]byte, 0, chunkSize)
-			if len(o.chunks) < keptChunks {
-				o.chunks = append(o.chunks, o.chunk)
-			}
-		}
-		o.usedChunks++
+		c := chunkPool.Get().(*[chunkSize]byte)
+		o.chunks = append(o.chunks, c)
+		o.chunk = c[:0]
 	}
 	n := len(o.chunk)
 	o.chunk = append(o.chunk, b...)
@@ -115,9 +101,18 @@ func (e encoder[T]) encode(t *task, v T) ([]byte, error) {
 }
 
 // Recycle implements txn.Recycler: the records Process returned are all
-// produced, so their memory can be carved again.
+// produced, so their slabs and chunks go back to the pools. The records
+// are not cleared: whoever carves one assigns it whole.
 func (t *task) Recycle() {
 	o := &t.outputs
-	o.slab, o.used = nil, 0
-	o.chunk, o.usedChunks = nil, 0
+	for i, s := range o.slabs {
+		slabPool.Put(s)
+		o.slabs[i] = nil
+	}
+	for i, c := range o.chunks {
+		chunkPool.Put(c)
+		o.chunks[i] = nil
+	}
+	o.slabs, o.chunks = o.slabs[:0], o.chunks[:0]
+	o.slab, o.chunk = nil, nil
 }

@@ -13,7 +13,8 @@ import (
 
 // A task carves new output records, and the bytes of their keys and
 // values, until the runtime says it holds none of them (Recycle); then it
-// reuses them, each record rewritten whole.
+// reuses them (through pools that all tasks share), each record
+// rewritten whole.
 func TestOutputRecordsAreReusedAfterRecycle(t *testing.T) {
 	b := stream.NewBuilder("app")
 	stream.From(b, "in", serde.String, serde.String).To("out", serde.String, serde.String)
@@ -44,6 +45,7 @@ func TestOutputRecordsAreReusedAfterRecycle(t *testing.T) {
 	}
 	for _, o := range process(300, nil) {
 		require.False(t, held[o], "a record still held by the runtime was reused")
+		held[o] = true
 	}
 	for i, o := range first {
 		require.Equal(t, "k"+strconv.Itoa(i), string(o.Key), "the memory of a held record's key was reused")
@@ -57,5 +59,7 @@ func TestOutputRecordsAreReusedAfterRecycle(t *testing.T) {
 		}
 		require.Equal(t, kgo.Record{Topic: "out", Key: []byte("k" + strconv.Itoa(i)), Value: []byte("v"), Timestamp: o.Timestamp}, *o)
 	}
-	require.Equal(t, 300, reused, "after Recycle the first records' memory is used again")
+	// The slabs went to a pool shared by all tasks, which (under -race)
+	// drops some of what it is given.
+	require.Positive(t, reused, "after Recycle the records' memory is used again")
 }
