@@ -76,7 +76,7 @@ var ErrCorrupt = errors.New("state: database corrupt")
 // A DB is used by one goroutine at a time.
 type DB struct {
 	pdb *pebble.DB
-	cp  Checkpoint // of the last Commit, applied or being applied
+	cp  Checkpoint // of the last commit, applied or not
 
 	entries map[string]*entry
 	limit   int    // entries at which evict runs
@@ -94,12 +94,15 @@ type DB struct {
 	// wrote it is after applied.
 	gen, handed, applied uint32
 	// queued lists the entries committed after handed, which the next
-	// apply writes; sinceFlush counts the writes committed since the
-	// last apply that flushed (a key written twice counts twice: the
-	// restore after a crash replays both).
-	queued                       []*entry
-	maxQueued, sinceFlush        int
-	apply                        *applyRun // the apply of commit handed, until reaped
+	// apply writes; it is handed over when it reaches maxQueued
+	// (Options.MaxUnapplied).
+	queued    []*entry
+	maxQueued int
+	// sinceFlush counts the writes committed since the last apply that
+	// flushed (a key written twice counts twice: the restore after a
+	// crash replays both).
+	sinceFlush int
+	apply      *applyRun // the apply of commit handed, until reaped
 	// failed is the error of an apply that failed: the database misses a
 	// committed transaction's writes, and no later one may be applied
 	// over that hole.
@@ -115,8 +118,8 @@ type DB struct {
 
 	// view is an indexed batch holding every write the database does not
 	// have yet, for iterators; nil until an iterator needs it, and dropped
-	// at every commit. viewLag lists the entries written since it was
-	// last brought up to date.
+	// when an apply starts (and at Discard). viewLag lists the entries
+	// written since it was last brought up to date.
 	view    *pebble.Batch
 	viewLag []*entry
 

@@ -66,8 +66,9 @@ type Config struct {
 	// database per task. Default: a directory under os.TempDir named after
 	// the app and instance (runner: ./state/<app-id>/<instance>).
 	StateDir string
-	// StateFlushWrites is how many applied state writes a task's
-	// database holds in memory at most before flushing them to disk. The
+	// StateFlushWrites is how many committed state writes a task's
+	// database holds in memory at most (held for a coalesced apply, or
+	// applied and not yet flushed) before flushing them to disk. The
 	// databases keep no write-ahead log (the changelog is the log, as in
 	// Kafka Streams), so a crash loses the unflushed writes and the
 	// restart replays them from the changelog: this bounds that replay

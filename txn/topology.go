@@ -91,7 +91,7 @@ type TaskConfig struct {
 	// StateDir is the directory of the task's local state; "" keeps state
 	// in memory (tests).
 	StateDir string
-	// StateFlushWrites is Config.StateFlushWrites: how many applied
+	// StateFlushWrites is Config.StateFlushWrites: how many committed
 	// writes the task's database holds in memory at most before flushing
 	// them. Zero means the default (state.DefaultFlushWrites).
 	StateFlushWrites int
