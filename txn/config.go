@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,6 +85,12 @@ type Config struct {
 	// MaxBatchRecords bounds how many input records one transaction
 	// covers. Default 20,000.
 	MaxBatchRecords int
+	// Lanes is how many goroutines run a batch's records through their
+	// tasks, each handing its outputs to the producer from a goroutine of
+	// its own. A task always runs on the same lane (its partition number
+	// modulo Lanes), so its records are processed, and its outputs
+	// produced, in order. Default: GOMAXPROCS, at most 8.
+	Lanes int
 	// SessionTimeout is the group session timeout: how long a dead,
 	// not-restarted worker's partitions wait before they move. Default 10s.
 	SessionTimeout time.Duration
@@ -113,6 +120,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatchRecords <= 0 {
 		c.MaxBatchRecords = 20_000
+	}
+	if c.Lanes <= 0 {
+		c.Lanes = min(runtime.GOMAXPROCS(0), 8)
 	}
 	if c.SessionTimeout <= 0 {
 		c.SessionTimeout = 10 * time.Second

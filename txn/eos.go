@@ -95,7 +95,6 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 	ts := w.newTasks()
 	defer ts.drop()
 
-	var out []*kgo.Record
 	for {
 		fetches := sess.PollRecords(ctx, w.pollRecords(0))
 		if ctx.Err() != nil {
@@ -117,18 +116,11 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		// A stop request lets the open transaction finish: producing is
 		// not cancelled with ctx (collect stops polling, end commits).
 		pctx := context.WithoutCancel(ctx)
-		outs := newPipe(func(r *kgo.Record) { sess.Produce(pctx, r, b.promise) })
-		produce := func(r *kgo.Record) {
-			b.produced++
-			outs.add(r)
-		}
-		procErr := w.collect(ctx, fetches, b, sess.PollRecords, func(p kgo.FetchTopicPartition) error {
-			var err error
-			out, err = ts.process(ctx, p, out, produce)
-			return err
+		ls := newLanes(ts, w.cfg.Lanes, func(r *kgo.Record) { sess.Produce(pctx, r, b.promise) })
+		procErr := w.collect(ctx, fetches, b, sess.PollRecords, func(f kgo.Fetches) error {
+			return ls.process(ctx, f)
 		})
-		clear(out)
-		outs.close() // every output is handed to franz-go before the flush
+		b.produced = ls.close() // every output is handed to franz-go before the flush
 		committed, err := w.end(sess, ts, b, procErr == nil)
 		if procErr != nil {
 			return progressed, procErr
@@ -177,24 +169,20 @@ func (w *Worker) fenceZombie(ctx context.Context) error {
 	}
 }
 
-// collect processes a poll batch: the fetched records, then whatever more
-// is already buffered, until the batch holds MaxBatchRecords records, the
-// commit interval has passed since it began, nothing more is buffered, or
-// ctx is done. It never waits for the network: committing while the next
+// collect processes a poll batch, one poll at a time: the fetched records,
+// then whatever more is already buffered, until the batch holds
+// MaxBatchRecords records, the commit interval has passed since it began,
+// nothing more is buffered, or ctx is done. It never waits for the network: committing while the next
 // fetch is in flight is what keeps the loop as fast as a raw one. It polls
 // at most pollChunk records at a time, so that the commit interval bounds
 // a transaction however slowly records are processed or acknowledged.
 func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches, b *batch,
-	poll func(context.Context, int) kgo.Fetches, process func(kgo.FetchTopicPartition) error,
+	poll func(context.Context, int) kgo.Fetches, process func(kgo.Fetches) error,
 ) (err error) {
 	deadline := time.Now().Add(w.cfg.CommitInterval)
 	for {
 		b.records += fetches.NumRecords()
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if err == nil {
-				err = process(p)
-			}
-		})
+		err = process(fetches)
 		if err != nil || b.records >= w.cfg.MaxBatchRecords || ctx.Err() != nil || !time.Now().Before(deadline) {
 			return err
 		}

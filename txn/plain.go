@@ -53,7 +53,6 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 	ts := w.newTasks()
 	defer ts.drop()
 
-	var out []*kgo.Record
 	for {
 		fetches := cl.PollRecords(ctx, w.pollRecords(0))
 		if ctx.Err() != nil {
@@ -76,26 +75,19 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 		// outputs, and at_least_once commits what it produced, so a
 		// graceful stop loses nothing and repeats nothing.
 		pctx := context.WithoutCancel(ctx)
-		outs := newPipe(func(r *kgo.Record) { cl.Produce(pctx, r, b.promise) })
-		produce := func(r *kgo.Record) {
-			b.produced++
-			outs.add(r)
-		}
+		ls := newLanes(ts, w.cfg.Lanes, func(r *kgo.Record) { cl.Produce(pctx, r, b.promise) })
 		var polled []*kgo.Record
-		procErr := w.collect(ctx, fetches, b, cl.PollRecords, func(p kgo.FetchTopicPartition) error {
+		procErr := w.collect(ctx, fetches, b, cl.PollRecords, func(f kgo.Fetches) error {
 			if w.cfg.Guarantee == AtMostOnce {
-				if err := cl.CommitRecords(pctx, p.Records...); err != nil {
+				if err := cl.CommitRecords(pctx, f.Records()...); err != nil {
 					return fmt.Errorf("txn: commit offsets before processing: %w", err)
 				}
 			} else {
-				polled = append(polled, p.Records...)
+				polled = append(polled, f.Records()...)
 			}
-			var err error
-			out, err = ts.process(ctx, p, out, produce)
-			return err
+			return ls.process(ctx, f)
 		})
-		clear(out)
-		outs.close() // every output is handed to franz-go before the flush
+		b.produced = ls.close() // every output is handed to franz-go before the flush
 		fctx, cancel := context.WithTimeout(pctx, w.cfg.SessionTimeout)
 		err := w.finishPlain(fctx, cl, ts, b, polled, procErr)
 		cancel()

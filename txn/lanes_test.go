@@ -1,0 +1,109 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// echoTopology has one sub-topology reading "in"; its tasks echo every
+// record, and check that no two goroutines use one task at once.
+type echoTopology struct {
+	Topology
+	overlaps atomic.Int64
+	failAt   int64 // a task fails the record with this offset; 0: none
+}
+
+func (e *echoTopology) Subtopologies() []Subtopology {
+	return []Subtopology{{ID: 0, SourceTopics: []string{"in"}}}
+}
+
+func (e *echoTopology) NewTask(id TaskID, _ TaskConfig) (Task, error) {
+	return &echoTask{topo: e}, nil
+}
+
+type echoTask struct {
+	topo *echoTopology
+	busy atomic.Bool
+}
+
+func (t *echoTask) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	if !t.busy.CompareAndSwap(false, true) {
+		t.topo.overlaps.Add(1)
+	}
+	defer t.busy.Store(false)
+	if rec.Offset == t.topo.failAt && t.topo.failAt != 0 {
+		return out, errors.New("boom")
+	}
+	return append(out, &kgo.Record{Topic: "out", Partition: rec.Partition, Offset: rec.Offset}), nil
+}
+func (t *echoTask) Stats() TaskStats { return TaskStats{} }
+func (t *echoTask) Close() error     { return nil }
+
+// poll returns one poll's fetches: per partition of "in", n records from
+// offset from on.
+func poll(partitions int32, from, n int64) kgo.Fetches {
+	ft := kgo.FetchTopic{Topic: "in"}
+	for p := range partitions {
+		fp := kgo.FetchPartition{Partition: p}
+		for o := from; o < from+n; o++ {
+			fp.Records = append(fp.Records, &kgo.Record{Topic: "in", Partition: p, Offset: o})
+		}
+		ft.Partitions = append(ft.Partitions, fp)
+	}
+	return kgo.Fetches{{Topics: []kgo.FetchTopic{ft}}}
+}
+
+func newEchoTasks(topo *echoTopology) *tasks {
+	ts := newTasks(topo, TaskConfig{}, newMetrics(prometheus.NewRegistry(), "app", "0"))
+	ts.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	return ts
+}
+
+// Lanes hand every output to the producer, each task's in the order it
+// emitted them, and never run one task on two goroutines at once.
+func TestLanesKeepEachTaskInOrder(t *testing.T) {
+	const partitions, polls, perPoll = 7, 20, 50
+	topo := &echoTopology{}
+	ts := newEchoTasks(topo)
+	var mu sync.Mutex
+	got := map[int32][]int64{}
+	ls := newLanes(ts, 3, func(r *kgo.Record) {
+		mu.Lock()
+		got[r.Partition] = append(got[r.Partition], r.Offset)
+		mu.Unlock()
+	})
+	for i := range int64(polls) {
+		require.NoError(t, ls.process(context.Background(), poll(partitions, i*perPoll, perPoll)))
+	}
+	require.Equal(t, partitions*polls*perPoll, ls.close())
+	require.Zero(t, topo.overlaps.Load(), "a task ran on two goroutines at once")
+	require.Len(t, got, partitions)
+	for p, offs := range got {
+		require.Len(t, offs, polls*perPoll, "partition %d", p)
+		for i, o := range offs {
+			require.Equal(t, int64(i), o, fmt.Sprintf("partition %d's outputs out of order", p))
+		}
+	}
+}
+
+// A record that fails on one lane fails the poll, whichever lane it is on.
+func TestLanesReturnAFailure(t *testing.T) {
+	topo := &echoTopology{failAt: 17}
+	ts := newEchoTasks(topo)
+	ls := newLanes(ts, 2, func(*kgo.Record) {})
+	err := ls.process(context.Background(), poll(4, 0, 30))
+	var fe *FatalError
+	require.ErrorAs(t, err, &fe)
+	require.ErrorContains(t, err, "boom")
+	ls.close()
+}
