@@ -92,6 +92,11 @@ func (e encoder[T]) encode(t *task, v T) ([]byte, error) {
 	if e.app == nil {
 		return e.ser.Encode(v)
 	}
+	if t.outputs.scratch == nil {
+		// Never nil: an empty encoding stays an empty key or value,
+		// which Kafka tells apart from a null one.
+		t.outputs.scratch = make([]byte, 0, 64)
+	}
 	b, err := e.app.AppendEncode(t.outputs.scratch[:0], v)
 	if err != nil {
 		return nil, err

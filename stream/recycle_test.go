@@ -63,3 +63,22 @@ func TestOutputRecordsAreReusedAfterRecycle(t *testing.T) {
 	// drops some of what it is given.
 	require.Positive(t, reused, "after Recycle the records' memory is used again")
 }
+
+// An empty key or value encoded into the reused memory stays empty, not
+// null: Kafka tells them apart.
+func TestEmptyEncodingIsNotNull(t *testing.T) {
+	b := stream.NewBuilder("app")
+	stream.From(b, "in", serde.String, serde.String).To("out", serde.String, serde.String)
+	topo, err := b.Build()
+	require.NoError(t, err)
+	tk, err := topo.NewTask(txn.TaskID{}, txn.TaskConfig{})
+	require.NoError(t, err)
+	defer tk.Close()
+	out, err := tk.Process(&kgo.Record{Topic: "in", Key: []byte{}, Value: []byte{}}, nil)
+	require.NoError(t, err)
+	require.Len(t, out, 1)
+	require.NotNil(t, out[0].Key, "an empty key must not become a null one")
+	require.Empty(t, out[0].Key)
+	require.NotNil(t, out[0].Value)
+	require.Empty(t, out[0].Value)
+}

@@ -172,10 +172,11 @@ func (w *Worker) fenceZombie(ctx context.Context) error {
 // collect processes a poll batch, one poll at a time: the fetched records,
 // then whatever more is already buffered, until the batch holds
 // MaxBatchRecords records, the commit interval has passed since it began,
-// nothing more is buffered, or ctx is done. It never waits for the network: committing while the next
-// fetch is in flight is what keeps the loop as fast as a raw one. It polls
-// at most pollChunk records at a time, so that the commit interval bounds
-// a transaction however slowly records are processed or acknowledged.
+// nothing more is buffered, or ctx is done. It never waits for the
+// network: committing while the next fetch is in flight is what keeps the
+// loop as fast as a raw one. It polls at most pollChunk records at a time,
+// so that the commit interval bounds a transaction however slowly records
+// are processed or acknowledged.
 func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches, b *batch,
 	poll func(context.Context, int) kgo.Fetches, process func(kgo.Fetches) error,
 ) (err error) {

@@ -208,7 +208,9 @@ func (ts *tasks) commit() {
 }
 
 // process runs the records of one fetched partition through its task and
-// hands every output to produce. It returns the number of outputs.
+// hands every output to produce; out is a buffer for the task's outputs,
+// returned for reuse. The task must exist when lanes call it
+// concurrently for different tasks: only creating one changes ts.
 func (ts *tasks) process(ctx context.Context, p kgo.FetchTopicPartition, out []*kgo.Record, produce func(*kgo.Record)) ([]*kgo.Record, error) {
 	if len(p.Records) == 0 {
 		return out, nil

@@ -44,7 +44,8 @@ type Serde[T any] interface {
 // extended buffer. The runtime uses it to encode outputs and store keys
 // into memory it reuses, sparing an allocation per record. String, Int64
 // and OrderedInt64 implement it; a serde that does not is called through
-// Encode.
+// Encode. An appended encoding is never a Kafka null: a serde that encodes
+// some values as null (nil) must not implement Appender.
 type Appender[T any] interface {
 	AppendEncode(dst []byte, v T) ([]byte, error)
 }
