@@ -11,18 +11,26 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// A task carves new output records, and the bytes of their keys and
-// values, until the runtime says it holds none of them (Recycle); then it
-// reuses them (through pools that all tasks share), each record
-// rewritten whole.
-func TestOutputRecordsAreReusedAfterRecycle(t *testing.T) {
+// stringsTask returns a task of From("in").To("out") with String serdes,
+// closed when t ends.
+func stringsTask(t *testing.T) txn.Task {
+	t.Helper()
 	b := stream.NewBuilder("app")
 	stream.From(b, "in", serde.String, serde.String).To("out", serde.String, serde.String)
 	topo, err := b.Build()
 	require.NoError(t, err)
 	tk, err := topo.NewTask(txn.TaskID{}, txn.TaskConfig{})
 	require.NoError(t, err)
-	defer tk.Close()
+	t.Cleanup(func() { tk.Close() })
+	return tk
+}
+
+// A task carves new output records, and the bytes of their keys and
+// values, until the runtime says it holds none of them (Recycle); then it
+// reuses them (through pools that all tasks share), each record
+// rewritten whole.
+func TestOutputRecordsAreReusedAfterRecycle(t *testing.T) {
+	tk := stringsTask(t)
 
 	process := func(n int, headers []kgo.RecordHeader) []*kgo.Record {
 		var outs []*kgo.Record
@@ -67,14 +75,7 @@ func TestOutputRecordsAreReusedAfterRecycle(t *testing.T) {
 // An empty key or value encoded into the reused memory stays empty, not
 // null: Kafka tells them apart.
 func TestEmptyEncodingIsNotNull(t *testing.T) {
-	b := stream.NewBuilder("app")
-	stream.From(b, "in", serde.String, serde.String).To("out", serde.String, serde.String)
-	topo, err := b.Build()
-	require.NoError(t, err)
-	tk, err := topo.NewTask(txn.TaskID{}, txn.TaskConfig{})
-	require.NoError(t, err)
-	defer tk.Close()
-	out, err := tk.Process(&kgo.Record{Topic: "in", Key: []byte{}, Value: []byte{}}, nil)
+	out, err := stringsTask(t).Process(&kgo.Record{Topic: "in", Key: []byte{}, Value: []byte{}}, nil)
 	require.NoError(t, err)
 	require.Len(t, out, 1)
 	require.NotNil(t, out[0].Key, "an empty key must not become a null one")
