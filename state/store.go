@@ -110,12 +110,9 @@ func (s *KeyValue[K, V]) Get(k K) (V, bool, error) {
 
 // Put sets k to v and appends the change to the changelog.
 func (s *KeyValue[K, V]) Put(k K, v V) error {
-	vb, err := s.vs.Encode(v)
+	vb, err := s.value(v)
 	if err != nil {
-		return fmt.Errorf("state: %s: encode value: %w", s.name(), err)
-	}
-	if vb == nil {
-		vb = []byte{} // a nil value is the changelog's tombstone
+		return err
 	}
 	key, kb, err := s.key(k)
 	if err != nil {
@@ -126,10 +123,29 @@ func (s *KeyValue[K, V]) Put(k K, v V) error {
 	if err := s.db.write(key, vb); err != nil {
 		return err
 	}
+	s.logWrite(kb, vb)
+	return nil
+}
+
+// value encodes v for the DB and the changelog: never nil, which is the
+// changelog's tombstone.
+func (s *KeyValue[K, V]) value(v V) ([]byte, error) {
+	vb, err := s.vs.Encode(v)
+	if err != nil {
+		return nil, fmt.Errorf("state: %s: encode value: %w", s.name(), err)
+	}
+	if vb == nil {
+		vb = []byte{}
+	}
+	return vb, nil
+}
+
+// logWrite appends the changelog record of a write of kb (vb nil: a
+// delete), unless the store has no changelog.
+func (s *KeyValue[K, V]) logWrite(kb, vb []byte) {
 	if s.log != nil {
 		s.log.Append(s.changelog, kb, vb)
 	}
-	return nil
 }
 
 // Update sets k to f(old, found), where old is k's value (the zero value
@@ -161,12 +177,9 @@ func (s *KeyValue[K, V]) Update(k K, f func(old V, found bool) (V, error)) (V, e
 	if err != nil {
 		return zero, err
 	}
-	vb, err := s.vs.Encode(v)
+	vb, err := s.value(v)
 	if err != nil {
-		return zero, fmt.Errorf("state: %s: encode value: %w", s.name(), err)
-	}
-	if vb == nil {
-		vb = []byte{} // a nil value is the changelog's tombstone
+		return zero, err
 	}
 	if s.encodes != encodes {
 		// f used the store: s.buf holds its keys by now.
@@ -182,9 +195,7 @@ func (s *KeyValue[K, V]) Update(k K, f func(old V, found bool) (V, error)) (V, e
 		}
 	}
 	s.db.set(e, vb)
-	if s.log != nil {
-		s.log.Append(s.changelog, kb, vb)
-	}
+	s.logWrite(kb, vb)
 	return v, nil
 }
 
@@ -197,9 +208,7 @@ func (s *KeyValue[K, V]) Delete(k K) error {
 	if err := s.db.Delete(key); err != nil {
 		return err
 	}
-	if s.log != nil {
-		s.log.Append(s.changelog, kb, nil)
-	}
+	s.logWrite(kb, nil)
 	return nil
 }
 
