@@ -539,10 +539,7 @@ func (d *DB) handOver() error {
 	}
 	clear(d.queued)
 	d.queued = d.queued[:0]
-	flush := d.sinceFlush >= d.flushWrites
-	if flush {
-		d.sinceFlush = 0
-	}
+	flush := d.flushDue(0)
 	d.handed = d.gen
 	// The view holds every key written since it was built: rebuilding it
 	// from what is unapplied now keeps it small.
@@ -578,11 +575,8 @@ func (d *DB) commitRestored(cp Checkpoint) error {
 	if err == nil {
 		err = d.restoring.Commit(pebble.NoSync)
 	}
-	if err == nil {
-		if d.sinceFlush += int(d.restoring.Count()); d.sinceFlush >= d.flushWrites {
-			d.sinceFlush = 0
-			d.asyncFlush()
-		}
+	if err == nil && d.flushDue(int(d.restoring.Count())) {
+		d.asyncFlush()
 	}
 	d.restoring.Close()
 	d.restoring = nil
@@ -640,6 +634,17 @@ func (d *DB) write1(writes []kv, cp []byte, hook func() error, flush bool) ([]kv
 		d.asyncFlush()
 	}
 	return writes, nil
+}
+
+// flushDue counts n more committed writes, and reports whether
+// FlushWrites of them have gathered since the last flush; if so the
+// count starts over, and the caller flushes after what it applies.
+func (d *DB) flushDue(n int) bool {
+	if d.sinceFlush += n; d.sinceFlush < d.flushWrites {
+		return false
+	}
+	d.sinceFlush = 0
+	return true
 }
 
 // asyncFlush starts a flush of what is applied. Pebble flushes memtables
