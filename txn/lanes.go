@@ -25,8 +25,8 @@ type lanes struct {
 // lane is what one goroutine of lanes owns.
 type lane struct {
 	outs     *pipe
-	out      []*kgo.Record             // Process's output buffer, reused
-	parts    []kgo.FetchTopicPartition // of the poll being processed
+	out      []*kgo.Record // Process's output buffer, reused
+	inputs   []input       // of the poll being processed
 	produced int
 	produce  func(*kgo.Record)
 	err      error
@@ -59,18 +59,15 @@ func (ls *lanes) process(ctx context.Context, f kgo.Fetches) error {
 		if err != nil || len(p.Records) == 0 {
 			return
 		}
-		var id TaskID
-		if id, err = ls.ts.idOf(p.Topic, p.Partition); err != nil {
-			return
-		}
-		if _, err = ls.ts.get(ctx, id); err != nil {
+		var in input
+		if in, err = ls.ts.input(ctx, p); err != nil {
 			return
 		}
 		l := &ls.lanes[int(p.Partition)%len(ls.lanes)]
-		if len(l.parts) == 0 {
+		if len(l.inputs) == 0 {
 			busy++
 		}
-		l.parts = append(l.parts, p)
+		l.inputs = append(l.inputs, in)
 	})
 	if err != nil {
 		ls.reset()
@@ -78,15 +75,15 @@ func (ls *lanes) process(ctx context.Context, f kgo.Fetches) error {
 	}
 	var wg sync.WaitGroup
 	for i := 1; i < len(ls.lanes); i++ {
-		if l := &ls.lanes[i]; len(l.parts) > 0 {
+		if l := &ls.lanes[i]; len(l.inputs) > 0 {
 			if busy == 1 {
-				l.run(ctx, ls.ts) // the only busy lane: no goroutine needed
+				l.run(ls.ts) // the only busy lane: no goroutine needed
 			} else {
-				wg.Go(func() { l.run(ctx, ls.ts) })
+				wg.Go(func() { l.run(ls.ts) })
 			}
 		}
 	}
-	ls.lanes[0].run(ctx, ls.ts)
+	ls.lanes[0].run(ls.ts)
 	wg.Wait()
 	for i := range ls.lanes {
 		if err == nil {
@@ -98,9 +95,9 @@ func (ls *lanes) process(ctx context.Context, f kgo.Fetches) error {
 }
 
 // run processes the lane's partitions of the poll.
-func (l *lane) run(ctx context.Context, ts *tasks) {
-	for _, p := range l.parts {
-		if l.out, l.err = ts.process(ctx, p, l.out, l.produce); l.err != nil {
+func (l *lane) run(ts *tasks) {
+	for _, in := range l.inputs {
+		if l.out, l.err = ts.process(in, l.out, l.produce); l.err != nil {
 			return
 		}
 	}
@@ -110,8 +107,8 @@ func (l *lane) run(ctx context.Context, ts *tasks) {
 func (ls *lanes) reset() {
 	for i := range ls.lanes {
 		l := &ls.lanes[i]
-		clear(l.parts)
-		l.parts, l.err = l.parts[:0], nil
+		clear(l.inputs)
+		l.inputs, l.err = l.inputs[:0], nil
 	}
 }
 

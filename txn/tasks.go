@@ -207,25 +207,36 @@ func (ts *tasks) commit() {
 	}
 }
 
-// process runs the records of one fetched partition through its task and
-// hands every output to produce; out is a buffer for the task's outputs,
-// returned for reuse. The task must exist when lanes call it
-// concurrently for different tasks: only creating one changes ts.
-func (ts *tasks) process(ctx context.Context, p kgo.FetchTopicPartition, out []*kgo.Record, produce func(*kgo.Record)) ([]*kgo.Record, error) {
-	if len(p.Records) == 0 {
-		return out, nil
-	}
+// input is one fetched partition's records with the task they go to
+// and, for a stateful task, its changelog tail.
+type input struct {
+	p    kgo.FetchTopicPartition
+	t    Task
+	tail *changelogTail // nil: a stateless task
+}
+
+// input returns the input of p, creating its task if needed.
+func (ts *tasks) input(ctx context.Context, p kgo.FetchTopicPartition) (input, error) {
 	id, err := ts.idOf(p.Topic, p.Partition)
 	if err != nil {
-		return out, err
+		return input{}, err
 	}
 	t, err := ts.get(ctx, id)
 	if err != nil {
-		return out, err
+		return input{}, err
 	}
-	tail := ts.tails[id]
+	return input{p: p, t: t, tail: ts.tails[id]}, nil
+}
+
+// process runs in's records through its task and hands every output to
+// produce; out is a buffer for the task's outputs, returned for reuse. It
+// changes nothing in ts, so lanes call it concurrently for different
+// tasks.
+func (ts *tasks) process(in input, out []*kgo.Record, produce func(*kgo.Record)) ([]*kgo.Record, error) {
+	t, tail := in.t, in.tail
+	var err error
 	before := t.Stats()
-	for _, rec := range p.Records {
+	for _, rec := range in.p.Records {
 		out, err = t.Process(rec, out[:0])
 		for _, o := range out {
 			if tail != nil {
