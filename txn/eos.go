@@ -96,7 +96,7 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 	defer ts.drop()
 
 	for {
-		fetches := sess.PollRecords(ctx, w.pollRecords(0))
+		fetches := sess.PollRecords(ctx, w.pollRecords(0, w.cfg.CommitInterval))
 		if ctx.Err() != nil {
 			return progressed, nil // no transaction is open
 		}
@@ -174,21 +174,25 @@ func (w *Worker) fenceZombie(ctx context.Context) error {
 // MaxBatchRecords records, the commit interval has passed since it began,
 // nothing more is buffered, or ctx is done. It never waits for the
 // network: committing while the next fetch is in flight is what keeps the
-// loop as fast as a raw one. It polls at most pollChunk records at a time,
-// so that the commit interval bounds a transaction however slowly records
-// are processed or acknowledged.
+// loop as fast as a raw one. Under exactly_once each poll takes only the
+// records the worker's pace says it can process in what is left of the
+// commit interval, so that the interval bounds a transaction however
+// slowly records are processed or acknowledged (see pollRecords).
 func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches, b *batch,
 	poll func(context.Context, int) kgo.Fetches, process func(kgo.Fetches) error,
 ) (err error) {
 	deadline := time.Now().Add(w.cfg.CommitInterval)
 	for {
-		b.records += fetches.NumRecords()
+		n := fetches.NumRecords()
+		b.records += n
+		start := time.Now()
 		err = process(fetches)
+		w.pace.observe(n, time.Since(start))
 		if err != nil || b.records >= w.cfg.MaxBatchRecords || ctx.Err() != nil || !time.Now().Before(deadline) {
 			return err
 		}
 		// A nil context is franz-go's "only what is already buffered".
-		fetches = poll(nil, w.pollRecords(b.records))
+		fetches = poll(nil, w.pollRecords(b.records, time.Until(deadline)))
 		if err := w.fetchErr(fetches); err != nil {
 			return err
 		}
@@ -198,22 +202,22 @@ func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches, b *batch,
 	}
 }
 
-// pollChunk is the most records one poll of a transaction returns. A
-// transaction ends at the first poll after the commit interval; were a
-// poll to return MaxBatchRecords records at once, processing and
-// producing them could outlast the transaction timeout (a worker slowed
-// down, or a slow processor), the broker would abort the transaction, and
-// the retry would poll the same records and fail the same way, forever.
-// Without transactions nothing times out, and at_most_once commits
-// offsets for every poll: those poll the whole batch at once.
-const pollChunk = 1000
-
 // pollRecords returns how many records the next poll of a batch that
-// holds records may return.
-func (w *Worker) pollRecords(records int) int {
+// holds records may return, with budget left of its commit interval.
+//
+// Under exactly_once that is what the worker's pace says it processes
+// within budget. A transaction ends at the first poll after the commit
+// interval; were a poll to return MaxBatchRecords records at once,
+// processing and producing them could outlast the transaction timeout (a
+// worker slowed down, or a slow processor), the broker would abort the
+// transaction, and the retry would poll the same records and fail the
+// same way, forever. Without transactions nothing times out, and
+// at_most_once commits offsets for every poll: those poll the whole
+// batch at once.
+func (w *Worker) pollRecords(records int, budget time.Duration) int {
 	n := w.cfg.MaxBatchRecords - records
 	if w.cfg.Guarantee == ExactlyOnce {
-		n = min(n, pollChunk)
+		n = w.pace.records(budget, n)
 	}
 	return n
 }

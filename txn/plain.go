@@ -54,7 +54,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 	defer ts.drop()
 
 	for {
-		fetches := cl.PollRecords(ctx, w.pollRecords(0))
+		fetches := cl.PollRecords(ctx, w.pollRecords(0, w.cfg.CommitInterval))
 		if ctx.Err() != nil {
 			cl.AllowRebalance()
 			return progressed, nil

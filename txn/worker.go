@@ -37,6 +37,8 @@ type Worker struct {
 	// the CPUs: tasks are created in parallel, which saves round trips,
 	// but replays are CPU-bound and slow each other down past that.
 	replaying chan struct{}
+	// pace sizes a transaction's polls; the loop goroutine's.
+	pace pace
 
 	mu      sync.Mutex
 	revoked map[string][]int32 // since the last commit, from group callbacks
