@@ -147,6 +147,37 @@ func TestFlushWritesBoundsHeldCommits(t *testing.T) {
 	require.Equal(t, "33", applied(t, db, "hot"))
 }
 
+// The input a checkpoint covers counts towards FlushWrites as writes do:
+// a restart reads back the input since the flushed checkpoint (for the
+// stream time), so a task that reads much and writes little still
+// flushes, and that read stays bounded.
+func TestFlushWritesBoundsInputSinceFlush(t *testing.T) {
+	fs := vfs.NewMem()
+	db, err := state.Open("db", state.Options{FS: fs, FlushWrites: 10})
+	require.NoError(t, err)
+	applies := countApplies(db)
+	s := kv(t, db, &changelog{})
+	require.NoError(t, s.Put("k", "v"))
+	at := func(in, other int64) state.Checkpoint {
+		return state.Checkpoint{Offsets: map[string]int64{"c": 1}, StreamTime: in, Input: map[string]int64{"in": in, "other": other}}
+	}
+	require.NoError(t, db.CommitAsync(at(100, 0))) // the first: nothing to count from
+	require.NoError(t, state.Wait(db))
+	require.Equal(t, int32(0), applies.Load(), "1 write")
+	require.NoError(t, db.CommitAsync(at(104, 4)))
+	require.NoError(t, state.Wait(db))
+	require.Equal(t, int32(0), applies.Load(), "1 write, 8 input records")
+	require.NoError(t, db.CommitAsync(at(106, 4)))
+	require.NoError(t, state.Wait(db))
+	require.Equal(t, int32(1), applies.Load(), "1 write, 10 input records")
+	require.NoError(t, db.Close())
+
+	db, err = state.Open("db", state.Options{FS: fs})
+	require.NoError(t, err)
+	defer db.Close()
+	require.Equal(t, at(106, 4), db.Checkpoint(), "the input positions are kept with the checkpoint")
+}
+
 // Commit numbers start over before they wrap, and what is held after
 // that is still held, read and applied.
 func TestCommitNumbersStartOver(t *testing.T) {

@@ -53,10 +53,28 @@ import (
 var checkpointKey = []byte("\x00checkpoint")
 
 // Checkpoint is what the database has applied: for each changelog topic,
-// the offset from which a restore must replay; and the task's stream time.
+// the offset from which a restore must replay; the task's stream time;
+// and, for each source topic, the offset after the last input record that
+// stream time covers.
 type Checkpoint struct {
 	Offsets    map[string]int64 `json:"offsets"`
 	StreamTime int64            `json:"stream_time_ms"`
+	// Input is empty in a checkpoint of a full restore: which input the
+	// restored state covers is not known then.
+	Input map[string]int64 `json:"input,omitempty"`
+}
+
+// inputSince returns how many input offsets cp covers past prev's: a
+// restart reads them back (to restore the stream time), so FlushWrites
+// bounds them as it bounds the writes a restart replays.
+func inputSince(prev, cp Checkpoint) int {
+	var n int64
+	for topic, off := range cp.Input {
+		if from, ok := prev.Input[topic]; ok && off > from {
+			n += off - from
+		}
+	}
+	return int(min(n, math.MaxInt32))
 }
 
 // ErrCorrupt is wrapped by Open when the database cannot be used; the
@@ -188,8 +206,10 @@ type Options struct {
 	// applies them and flushes them to disk in the background. A crash
 	// loses what is not flushed, and the restart replays it from the
 	// changelog: about FlushWrites records per task, plus the transaction
-	// being applied. A flush also happens when Pebble's 4 MiB memtable
-	// fills. Default 100,000.
+	// being applied. The input offsets the checkpoints advance
+	// (Checkpoint.Input) count as writes: the restart reads that input
+	// back too. A flush also happens when Pebble's 4 MiB memtable fills.
+	// Default 100,000.
 	FlushWrites int
 	// MaxUnapplied is how many keys committed transactions may have
 	// written before their writes are applied to the database, in one
@@ -488,7 +508,7 @@ func (d *DB) CommitAsync(cp Checkpoint) error {
 	d.dirty = d.dirty[:0]
 	clear(d.undo)
 	d.undo = d.undo[:0]
-	d.sinceFlush += d.writes
+	d.sinceFlush += d.writes + inputSince(d.cp, cp)
 	d.writes = 0
 	d.cp = cp
 	switch {

@@ -28,6 +28,7 @@ type task struct {
 
 	lastTopic  string
 	lastSource rawSink
+	lastInput  *int64 // input[lastTopic]
 
 	instances map[*node]any // build-time only
 	closers   []Closer
@@ -41,6 +42,9 @@ type task struct {
 	// sourceOffsets: for FromTable topics, the offset after the last
 	// record applied since the last commit (their checkpoint).
 	sourceOffsets map[string]int64
+	// input: for each source topic, the offset after the last record the
+	// stream time covers (-1: unknown), kept with the checkpoint.
+	input map[string]*int64
 
 	stats  txn.TaskStats
 	closed bool
@@ -62,11 +66,9 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 		if src == nil {
 			return out, &RecordError{Origin: originOf(rec), Err: errors.New("topic is not a source of this task")}
 		}
-		t.lastTopic, t.lastSource = rec.Topic, src
+		t.lastTopic, t.lastSource, t.lastInput = rec.Topic, src, t.input[rec.Topic]
 	}
-	if rec.Timestamp.After(t.streamTime) {
-		t.streamTime = rec.Timestamp
-	}
+	t.see(rec)
 	t.recordTime = rec.Timestamp
 	mark := len(out)
 	t.out, t.recErr = out, nil
@@ -103,6 +105,17 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 		return append(out, dl), nil
 	}
 	return out, &RecordError{Origin: originOf(rec), Err: err}
+}
+
+// see advances the stream time, and the input position of a stateful
+// task, past rec; t.lastInput must be rec.Topic's.
+func (t *task) see(rec *kgo.Record) {
+	if rec.Timestamp.After(t.streamTime) {
+		t.streamTime = rec.Timestamp
+	}
+	if t.lastInput != nil {
+		*t.lastInput = rec.Offset + 1
+	}
 }
 
 // push runs one record, turning a panic into an error.

@@ -3,6 +3,7 @@ package stream
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,8 +56,19 @@ func (t *task) openState(stores []*storeSpec) error {
 		t.stores[s] = h
 		t.changelogs[s.changelogTopic(t.topo.appID)] = state.StorePrefix(s.name)
 	}
-	if ms := db.Checkpoint().StreamTime; ms != 0 {
-		t.streamTime = time.UnixMilli(ms).UTC()
+	cp := db.Checkpoint()
+	if cp.StreamTime != 0 {
+		t.streamTime = time.UnixMilli(cp.StreamTime).UTC()
+	}
+	t.input = map[string]*int64{}
+	for _, src := range t.topo.subSrcs[t.id.Subtopology] {
+		for _, topic := range src.topics {
+			pos, ok := cp.Input[topic]
+			if !ok {
+				pos = -1
+			}
+			t.input[topic] = &pos
+		}
 	}
 	return nil
 }
@@ -100,12 +112,42 @@ func (t statefulTask) Restore(rec *kgo.Record) error {
 	if err := t.db.ApplyRestored(prefix, rec.Key, rec.Value); err != nil {
 		return err
 	}
+	if _, table := t.input[rec.Topic]; !table && rec.Timestamp.After(t.streamTime) {
+		// A changelog record carries the timestamp of the input record
+		// that wrote it, which its transaction committed: the stream time
+		// was at least that. (A table's topic is read past the committed
+		// input.) What the input since the checkpoint adds is seen by
+		// SeeInput; after a full restore this is all there is.
+		t.streamTime = rec.Timestamp
+	}
 	t.restored++
 	t.restoredTo[rec.Topic] = rec.Offset + 1
 	if t.restored%restoreChunk == 0 {
 		return t.commitState(t.restoredTo, false)
 	}
 	return nil
+}
+
+// InputFrom implements txn.StatefulTask.
+func (t statefulTask) InputFrom() map[string]int64 {
+	from := make(map[string]int64, len(t.input))
+	for topic, pos := range t.input {
+		if *pos >= 0 {
+			from[topic] = *pos
+		}
+	}
+	return from
+}
+
+// SeeInput implements txn.StatefulTask: rec advances the stream time (and
+// the input position) as processing it did.
+func (t statefulTask) SeeInput(rec *kgo.Record) {
+	pos := t.input[rec.Topic]
+	if pos == nil {
+		return
+	}
+	t.lastTopic, t.lastSource, t.lastInput = "", nil, pos
+	t.see(rec)
 }
 
 // RestoreDone implements txn.StatefulTask.
@@ -122,9 +164,17 @@ func (t statefulTask) Commit(next map[string]int64) error { return t.commitState
 // before they are durable.
 func (t *task) commitState(next map[string]int64, async bool) error {
 	old := t.db.Checkpoint()
-	cp := state.Checkpoint{Offsets: make(map[string]int64, len(old.Offsets)), StreamTime: old.StreamTime}
-	for topic, off := range old.Offsets {
-		cp.Offsets[topic] = off
+	cp := state.Checkpoint{Offsets: maps.Clone(old.Offsets), StreamTime: old.StreamTime, Input: maps.Clone(old.Input)}
+	if cp.Offsets == nil {
+		cp.Offsets = make(map[string]int64, len(t.changelogs))
+	}
+	for topic, pos := range t.input {
+		if *pos >= 0 {
+			if cp.Input == nil {
+				cp.Input = make(map[string]int64, len(t.input))
+			}
+			cp.Input[topic] = *pos
+		}
 	}
 	for _, m := range []map[string]int64{next, t.sourceOffsets} {
 		for topic, off := range m {

@@ -92,7 +92,7 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 	}
 	w.m.sessions.Inc()
 	defer sess.Close()
-	ts := w.newTasks()
+	ts := w.newTasks(sess.Client())
 	defer ts.drop()
 
 	for {

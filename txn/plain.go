@@ -50,7 +50,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 	// Close would wait forever for a rebalance this loop still blocks on
 	// some return paths; allow it first.
 	defer cl.CloseAllowingRebalance()
-	ts := w.newTasks()
+	ts := w.newTasks(cl)
 	defer ts.drop()
 
 	for {

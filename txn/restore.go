@@ -14,16 +14,17 @@ import (
 // state its committed input produced. Transactions that aborted are never
 // seen; transactions that committed after the checkpoint (a crash between
 // the Kafka commit and the local apply, or an unknown outcome) are.
-func (w *Worker) restore(ctx context.Context, id TaskID, st StatefulTask) error {
+//
+// committed holds the group's committed offset of each source topic's
+// partition of the task, where processing resumes. The input between the
+// checkpoint's and there is read too (StatefulTask.SeeInput), for the
+// stream time that input set.
+func (w *Worker) restore(ctx context.Context, id TaskID, st StatefulTask, committed map[string]int64) error {
 	from := st.RestoreFrom()
 	if len(from) == 0 {
 		return nil
 	}
 	start := time.Now()
-	topics := make([]string, 0, len(from))
-	for t := range from {
-		topics = append(topics, t)
-	}
 	cl, err := kgo.NewClient(append(w.baseOpts(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Markers are kept so that the read position is known exactly:
@@ -34,44 +35,25 @@ func (w *Worker) restore(ctx context.Context, id TaskID, st StatefulTask) error 
 		return &FatalError{Cause: "invalid client configuration", Err: err}
 	}
 	defer cl.Close()
-	// ListCommittedOffsets is the last stable offset: the read_committed end.
-	adm := kadm.NewClient(cl)
-	ends, err := adm.ListCommittedOffsets(ctx, topics...)
+	task := fmt.Sprintf("%d_%d", id.Subtopology, id.Partition)
+	spans, next, err := restoreSpans(ctx, kadm.NewClient(cl), id.Partition, from, st.InputFrom(), committed)
 	if err != nil {
-		return fmt.Errorf("txn: restore task %d_%d: list changelog ends: %w", id.Subtopology, id.Partition, err)
+		return fmt.Errorf("txn: restore task %s: %w", task, err)
 	}
-	starts, err := adm.ListStartOffsets(ctx, topics...)
-	if err != nil {
-		return fmt.Errorf("txn: restore task %d_%d: list changelog starts: %w", id.Subtopology, id.Partition, err)
-	}
-	next := map[string]int64{}
-	need := map[string]int64{}
-	assign := map[string]map[int32]kgo.Offset{}
-	for topic, off := range from {
-		end, ok := ends.Lookup(topic, id.Partition)
-		if !ok || end.Err != nil {
-			return fmt.Errorf("txn: restore task %d_%d: end of changelog %s: %v", id.Subtopology, id.Partition, topic, end.Err)
-		}
-		next[topic] = end.Offset
-		if start, ok := starts.Lookup(topic, id.Partition); ok && start.Err == nil && off < start.Offset {
-			off = start.Offset // from the start (-2), or records since deleted
-		}
-		if off >= end.Offset {
-			continue
-		}
-		assign[topic] = map[int32]kgo.Offset{id.Partition: kgo.NewOffset().At(max(off, 0))}
-		need[topic] = end.Offset
-	}
-	var n int64
-	if len(assign) > 0 {
+	var n, seen int64
+	if len(spans) > 0 {
 		select {
 		case w.replaying <- struct{}{}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		defer func() { <-w.replaying }()
+		assign := map[string]map[int32]kgo.Offset{}
+		for topic, s := range spans {
+			assign[topic] = map[int32]kgo.Offset{id.Partition: kgo.NewOffset().At(s.from())}
+		}
 		cl.AddConsumePartitions(assign)
-		for len(need) > 0 {
+		for len(spans) > 0 {
 			fs := cl.PollFetches(ctx)
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -81,28 +63,111 @@ func (w *Worker) restore(ctx context.Context, id TaskID, st StatefulTask) error 
 			}
 			var rerr error
 			fs.EachRecord(func(r *kgo.Record) {
-				if rerr != nil {
+				s, ok := spans[r.Topic]
+				if rerr != nil || !ok {
 					return
 				}
 				if !r.Attrs.IsControl() {
-					rerr = st.Restore(r)
-					n++
+					if s.restore >= 0 && r.Offset >= s.restore && r.Offset < s.restoreEnd {
+						rerr = st.Restore(r)
+						n++
+					}
+					if r.Offset >= s.see && r.Offset < s.seeEnd {
+						st.SeeInput(r)
+						seen++
+					}
 				}
-				if r.Offset+1 >= need[r.Topic] {
-					delete(need, r.Topic)
+				if r.Offset+1 >= s.end() {
+					delete(spans, r.Topic)
 				}
 			})
 			if rerr != nil {
-				return &FatalError{Cause: fmt.Sprintf("restoring task %d_%d failed", id.Subtopology, id.Partition), Err: rerr}
+				return &FatalError{Cause: "restoring task " + task + " failed", Err: rerr}
 			}
 		}
 	}
 	if err := st.RestoreDone(next); err != nil {
-		return &FatalError{Cause: fmt.Sprintf("restoring task %d_%d failed", id.Subtopology, id.Partition), Err: err}
+		return &FatalError{Cause: "restoring task " + task + " failed", Err: err}
 	}
 	w.m.restored.Add(float64(n))
-	if n > 0 || len(assign) > 0 {
-		w.log.Info("task restored", "task", fmt.Sprintf("%d_%d", id.Subtopology, id.Partition), "records", n, "took", time.Since(start).Round(time.Millisecond))
+	if n > 0 || seen > 0 {
+		w.log.Info("task restored", "task", task, "records", n, "input_records_seen", seen, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// restoreSpan is what a restore reads of one topic's partition: changelog
+// records to restore, [restore, restoreEnd) (restore -1: none), and input
+// records to show SeeInput, [see, seeEnd). A FromTable topic is both.
+type restoreSpan struct {
+	restore, restoreEnd int64
+	see, seeEnd         int64
+}
+
+func (s restoreSpan) from() int64 {
+	if s.restore < 0 {
+		return s.see
+	}
+	if s.see < s.seeEnd {
+		return min(s.restore, s.see)
+	}
+	return s.restore
+}
+
+func (s restoreSpan) end() int64 { return max(s.restoreEnd, s.seeEnd) }
+
+// restoreSpans returns the spans a restore reads: each changelog from its
+// checkpoint (from; -2: the start) to its read_committed end, and each
+// source topic from the input the checkpoint covers (inputFrom) to the
+// group's committed offset. Spans with nothing to read are left out, and
+// so are records deleted since. next holds every changelog's end.
+func restoreSpans(ctx context.Context, adm *kadm.Client, partition int32, from, inputFrom, committed map[string]int64) (map[string]restoreSpan, map[string]int64, error) {
+	topics := make([]string, 0, len(from)+len(inputFrom))
+	for t := range from {
+		topics = append(topics, t)
+	}
+	for t := range inputFrom {
+		if _, ok := from[t]; !ok {
+			topics = append(topics, t)
+		}
+	}
+	// ListCommittedOffsets is the last stable offset: the read_committed end.
+	ends, err := adm.ListCommittedOffsets(ctx, topics...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list ends: %w", err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list starts: %w", err)
+	}
+	spans := map[string]restoreSpan{}
+	next := map[string]int64{}
+	for _, topic := range topics {
+		first := int64(0)
+		if s, ok := starts.Lookup(topic, partition); ok && s.Err == nil {
+			first = s.Offset
+		}
+		s := restoreSpan{restore: -1}
+		if off, ok := from[topic]; ok {
+			end, ok := ends.Lookup(topic, partition)
+			if !ok || end.Err != nil {
+				return nil, nil, fmt.Errorf("end of changelog %s: %v", topic, end.Err)
+			}
+			next[topic] = end.Offset
+			if off = max(off, first); off < end.Offset {
+				s.restore, s.restoreEnd = off, end.Offset
+			}
+		}
+		if off, ok := inputFrom[topic]; ok {
+			if to, ok := committed[topic]; ok {
+				if off = max(off, first); off < to {
+					s.see, s.seeEnd = off, to
+				}
+			}
+		}
+		if s.restore >= 0 || s.see < s.seeEnd {
+			spans[topic] = s
+		}
+	}
+	return spans, next, nil
 }

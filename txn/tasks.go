@@ -21,9 +21,13 @@ type tasks struct {
 	open    map[TaskID]Task
 	tails   map[TaskID]*changelogTail // of the open stateful tasks
 	metrics *metrics
-	// restore brings a new stateful task up to date with its changelogs.
-	restore func(ctx context.Context, id TaskID, st StatefulTask) error
-	log     *slog.Logger
+	// restore brings a new stateful task up to date with its changelogs,
+	// and with its input up to the committed offsets (Worker.restore).
+	restore func(ctx context.Context, id TaskID, st StatefulTask, committed map[string]int64) error
+	// committed returns the group's committed offsets as the session's
+	// client knows them: where processing resumes. Nil: none known.
+	committed func() map[string]map[int32]kgo.EpochOffset
+	log       *slog.Logger
 }
 
 func newTasks(topo Topology, cfg TaskConfig, m *metrics) *tasks {
@@ -176,12 +180,31 @@ func (ts *tasks) create(ctx context.Context, id TaskID) (Task, error) {
 		return nil, &FatalError{Cause: fmt.Sprintf("creating task %d_%d failed", id.Subtopology, id.Partition), Err: err}
 	}
 	if st, ok := t.(StatefulTask); ok && ts.restore != nil {
-		if err := ts.restore(ctx, id, st); err != nil {
+		if err := ts.restore(ctx, id, st, ts.committedOf(id)); err != nil {
 			t.Close()
 			return nil, err
 		}
 	}
 	return t, nil
+}
+
+// committedOf returns the committed offset of each of task id's source
+// partitions that has one.
+func (ts *tasks) committedOf(id TaskID) map[string]int64 {
+	if ts.committed == nil {
+		return nil
+	}
+	all := ts.committed()
+	offs := map[string]int64{}
+	for topic, sub := range ts.subOf {
+		if sub != id.Subtopology {
+			continue
+		}
+		if eo, ok := all[topic][id.Partition]; ok && eo.Offset >= 0 {
+			offs[topic] = eo.Offset
+		}
+	}
+	return offs
 }
 
 // commit applies the pending state of every stateful task after its

@@ -28,6 +28,8 @@ func (f *fakeStateful) Close() error                       { f.closed = true; re
 func (f *fakeStateful) RestoreFrom() map[string]int64      { return map[string]int64{"c": -2, "d": -2} }
 func (f *fakeStateful) Restore(*kgo.Record) error          { return nil }
 func (f *fakeStateful) RestoreDone(map[string]int64) error { return nil }
+func (f *fakeStateful) InputFrom() map[string]int64        { return nil }
+func (f *fakeStateful) SeeInput(*kgo.Record)               {}
 func (f *fakeStateful) Commit(next map[string]int64) error {
 	f.commits = append(f.commits, next)
 	return f.applyErr

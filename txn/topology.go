@@ -137,6 +137,17 @@ type StatefulTask interface {
 	RestoreFrom() map[string]int64
 	// Restore applies one changelog record, read with read_committed.
 	Restore(rec *kgo.Record) error
+	// InputFrom returns, for each source topic, the offset of the task's
+	// partition after the last input record its restored state covers,
+	// where it knows one. The input from there to the group's committed
+	// offset was processed by transactions that committed later: the
+	// restore shows it to SeeInput (with read_committed), so that what
+	// the task derives from its input besides its stores, its stream
+	// time, is what it was at the committed offset.
+	InputFrom() map[string]int64
+	// SeeInput shows the task one record of that input. It does not
+	// process it.
+	SeeInput(rec *kgo.Record)
 	// RestoreDone makes the restored records durable; next holds the
 	// offset each changelog was read up to.
 	RestoreDone(next map[string]int64) error
