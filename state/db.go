@@ -120,6 +120,9 @@ type DB struct {
 	// flushed (a key written twice counts twice: the restore after a
 	// crash replays both).
 	sinceFlush int
+	// inputSinceFlush counts the input offsets the checkpoints advanced
+	// since the last apply that flushed (Checkpoint.Input).
+	inputSinceFlush int
 	apply      *applyRun // the apply of commit handed, until reaped
 	// failed is the error of an apply that failed: the database misses a
 	// committed transaction's writes, and no later one may be applied
@@ -206,9 +209,9 @@ type Options struct {
 	// applies them and flushes them to disk in the background. A crash
 	// loses what is not flushed, and the restart replays it from the
 	// changelog: about FlushWrites records per task, plus the transaction
-	// being applied. The input offsets the checkpoints advance
-	// (Checkpoint.Input) count as writes: the restart reads that input
-	// back too. A flush also happens when Pebble's 4 MiB memtable fills.
+	// being applied. FlushWrites input offsets (Checkpoint.Input) since
+	// the last flush also call for one: the restart reads that input back
+	// too. A flush also happens when Pebble's 4 MiB memtable fills.
 	// Default 100,000.
 	FlushWrites int
 	// MaxUnapplied is how many keys committed transactions may have
@@ -508,7 +511,8 @@ func (d *DB) CommitAsync(cp Checkpoint) error {
 	d.dirty = d.dirty[:0]
 	clear(d.undo)
 	d.undo = d.undo[:0]
-	d.sinceFlush += d.writes + inputSince(d.cp, cp)
+	d.sinceFlush += d.writes
+	d.inputSinceFlush += inputSince(d.cp, cp)
 	d.writes = 0
 	d.cp = cp
 	switch {
@@ -521,7 +525,7 @@ func (d *DB) CommitAsync(cp Checkpoint) error {
 			e.gen = 0
 		}
 		d.gen, d.handed, d.applied = 0, 0, 0
-	case len(d.queued) >= d.maxQueued || d.sinceFlush >= d.flushWrites:
+	case len(d.queued) >= d.maxQueued || d.sinceFlush >= d.flushWrites || d.inputSinceFlush >= d.flushWrites:
 		return d.handOver()
 	}
 	return nil
@@ -657,13 +661,14 @@ func (d *DB) write1(writes []kv, cp []byte, hook func() error, flush bool) ([]kv
 }
 
 // flushDue counts n more committed writes, and reports whether
-// FlushWrites of them have gathered since the last flush; if so the
-// count starts over, and the caller flushes after what it applies.
+// FlushWrites of them, or of input offsets, have gathered since the last
+// flush; if so the counts start over, and the caller flushes after what
+// it applies.
 func (d *DB) flushDue(n int) bool {
-	if d.sinceFlush += n; d.sinceFlush < d.flushWrites {
+	if d.sinceFlush += n; d.sinceFlush < d.flushWrites && d.inputSinceFlush < d.flushWrites {
 		return false
 	}
-	d.sinceFlush = 0
+	d.sinceFlush, d.inputSinceFlush = 0, 0
 	return true
 }
 
