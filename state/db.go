@@ -123,7 +123,7 @@ type DB struct {
 	// inputSinceFlush counts the input offsets the checkpoints advanced
 	// since the last apply that flushed (Checkpoint.Input).
 	inputSinceFlush int
-	apply      *applyRun // the apply of commit handed, until reaped
+	apply           *applyRun // the apply of commit handed, until reaped
 	// failed is the error of an apply that failed: the database misses a
 	// committed transaction's writes, and no later one may be applied
 	// over that hole.
