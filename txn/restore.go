@@ -41,7 +41,8 @@ func (w *Worker) restore(ctx context.Context, id TaskID, st StatefulTask, commit
 		return fmt.Errorf("txn: restore task %s: %w", task, err)
 	}
 	var n, seen int64
-	if len(spans) > 0 {
+	read := len(spans) > 0
+	if read {
 		select {
 		case w.replaying <- struct{}{}:
 		case <-ctx.Done():
@@ -90,7 +91,7 @@ func (w *Worker) restore(ctx context.Context, id TaskID, st StatefulTask, commit
 		return &FatalError{Cause: "restoring task " + task + " failed", Err: err}
 	}
 	w.m.restored.Add(float64(n))
-	if n > 0 || seen > 0 {
+	if read {
 		w.log.Info("task restored", "task", task, "records", n, "input_records_seen", seen, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil

@@ -164,10 +164,11 @@ func (w *Worker) groupOpts() []kgo.Opt {
 		kgo.OnPartitionsLost(w.onRevoked),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Buffered fetch responses, decompressed, are the bulk of a worker's
-		// memory (measured: 378 MB peak RSS with 5M keys at franz-go's
-		// defaults, 256 MB with this). 4 MB per request keeps the fetches
-		// flowing at full speed.
-		kgo.FetchMaxBytes(4 << 20),
+		// memory. Peak RSS with 5M keys (docs/benchmarks.md): 378 MB at
+		// franz-go's default (50 MB), 272 MB at 4 MB, 210 MB at 1 MB. The
+		// throughput is the same at 4 MB and 1 MB (a response still holds
+		// thousands of records).
+		kgo.FetchMaxBytes(1 << 20),
 		kgo.RecordPartitioner(newPartitioner(w.topo)),
 	}
 	return opts
