@@ -61,6 +61,7 @@ type topic struct {
 	manual  bool       // records carry their partition (changelogs)
 	tasks   []txn.Task // by partition, when source
 	unread  []*kgo.Record
+	copies  copies // of the records tasks produced to it
 }
 
 // Option configures a Driver.
@@ -331,6 +332,7 @@ func (d *Driver) process(tp *topic, r *kgo.Record) error {
 	}
 	out, err := t.Process(r, d.out[:0])
 	for i, o := range out {
+		o = d.topic(o.Topic).copies.of(o)
 		ot := d.place(o)
 		ot.unread = append(ot.unread, o)
 		if ot.source {
@@ -339,5 +341,10 @@ func (d *Driver) process(tp *topic, r *kgo.Record) error {
 		out[i] = nil
 	}
 	d.out = out[:0]
+	if rc, ok := t.(txn.Recycler); ok {
+		// The outputs are copies: the task may reuse its records' memory,
+		// as the runtime lets it once the broker has them.
+		rc.Recycle()
+	}
 	return err
 }
