@@ -743,6 +743,24 @@ func (d *DB) Discard() {
 	}
 }
 
+// Flush applies every commit and starts writing what is applied to disk;
+// done is closed once it is there. A restore that replayed a changelog
+// tail calls it at its end, so that a crash soon after does not replay
+// the same tail again (restarts under repeated kills would otherwise
+// replay ever more, up to FlushWrites a task). There must be no pending
+// writes. An error is that of a failed apply.
+func (d *DB) Flush() (done <-chan struct{}, err error) {
+	if err := d.applyAll(); err != nil {
+		return nil, err
+	}
+	d.sinceFlush, d.inputSinceFlush = 0, 0
+	flushed, err := d.pdb.AsyncFlush()
+	if err != nil {
+		return nil, fmt.Errorf("state: flush: %w", err)
+	}
+	return flushed, nil
+}
+
 // Close discards the pending writes, applies every commit, flushes what
 // is applied to disk (so that a restart replays nothing), and closes the
 // database. It returns a failed apply that CommitAsync has not reported,

@@ -150,9 +150,17 @@ func (t statefulTask) SeeInput(rec *kgo.Record) {
 	t.see(rec)
 }
 
-// RestoreDone implements txn.StatefulTask.
+// RestoreDone implements txn.StatefulTask. A restore that replayed
+// records flushes them, in the background: a crash soon after then
+// replays from here, not the same tail again.
 func (t statefulTask) RestoreDone(next map[string]int64) error {
-	return t.commitState(next, false)
+	if err := t.commitState(next, false); err != nil || t.restored == 0 {
+		return err
+	}
+	if _, err := t.db.Flush(); err != nil {
+		return fmt.Errorf("stream: task %d_%d: %w", t.id.Subtopology, t.id.Partition, err)
+	}
+	return nil
 }
 
 // Commit implements txn.StatefulTask: the apply runs in the background
