@@ -748,7 +748,7 @@ func (d *DB) Discard() {
 // tail calls it at its end, so that a crash soon after does not replay
 // the same tail again (restarts under repeated kills would otherwise
 // replay ever more, up to FlushWrites a task). There must be no pending
-// writes. An error is that of a failed apply.
+// writes. An error is that of a failed apply, or of a closed database.
 func (d *DB) Flush() (done <-chan struct{}, err error) {
 	if err := d.applyAll(); err != nil {
 		return nil, err

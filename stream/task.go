@@ -68,7 +68,7 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 		}
 		t.lastTopic, t.lastSource, t.lastInput = rec.Topic, src, t.input[rec.Topic]
 	}
-	t.see(rec)
+	t.see(rec, t.lastInput)
 	t.recordTime = rec.Timestamp
 	mark := len(out)
 	t.out, t.recErr = out, nil
@@ -107,14 +107,19 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 	return out, &RecordError{Origin: originOf(rec), Err: err}
 }
 
-// see advances the stream time, and the input position of a stateful
-// task, past rec; t.lastInput must be rec.Topic's.
-func (t *task) see(rec *kgo.Record) {
-	if rec.Timestamp.After(t.streamTime) {
-		t.streamTime = rec.Timestamp
+// see advances the stream time past rec and, for a stateful task, its
+// input position pos (rec.Topic's in t.input) past rec.
+func (t *task) see(rec *kgo.Record, pos *int64) {
+	t.advance(rec.Timestamp)
+	if pos != nil {
+		*pos = rec.Offset + 1
 	}
-	if t.lastInput != nil {
-		*t.lastInput = rec.Offset + 1
+}
+
+// advance moves the stream time to ts if ts is later.
+func (t *task) advance(ts time.Time) {
+	if ts.After(t.streamTime) {
+		t.streamTime = ts
 	}
 }
 

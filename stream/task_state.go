@@ -112,13 +112,13 @@ func (t statefulTask) Restore(rec *kgo.Record) error {
 	if err := t.db.ApplyRestored(prefix, rec.Key, rec.Value); err != nil {
 		return err
 	}
-	if _, table := t.input[rec.Topic]; !table && rec.Timestamp.After(t.streamTime) {
+	if _, table := t.input[rec.Topic]; !table {
 		// A changelog record carries the timestamp of the input record
 		// that wrote it, which its transaction committed: the stream time
 		// was at least that. (A table's topic is read past the committed
 		// input.) What the input since the checkpoint adds is seen by
 		// SeeInput; after a full restore this is all there is.
-		t.streamTime = rec.Timestamp
+		t.advance(rec.Timestamp)
 	}
 	t.restored++
 	t.restoredTo[rec.Topic] = rec.Offset + 1
@@ -129,25 +129,25 @@ func (t statefulTask) Restore(rec *kgo.Record) error {
 }
 
 // InputFrom implements txn.StatefulTask.
-func (t statefulTask) InputFrom() map[string]int64 {
-	from := make(map[string]int64, len(t.input))
+func (t statefulTask) InputFrom() map[string]int64 { return t.knownInput() }
+
+// knownInput returns the input positions that are known (see t.input).
+func (t *task) knownInput() map[string]int64 {
+	known := make(map[string]int64, len(t.input))
 	for topic, pos := range t.input {
 		if *pos >= 0 {
-			from[topic] = *pos
+			known[topic] = *pos
 		}
 	}
-	return from
+	return known
 }
 
 // SeeInput implements txn.StatefulTask: rec advances the stream time (and
 // the input position) as processing it did.
 func (t statefulTask) SeeInput(rec *kgo.Record) {
-	pos := t.input[rec.Topic]
-	if pos == nil {
-		return
+	if pos := t.input[rec.Topic]; pos != nil {
+		t.see(rec, pos)
 	}
-	t.lastTopic, t.lastSource, t.lastInput = "", nil, pos
-	t.see(rec)
 }
 
 // RestoreDone implements txn.StatefulTask. A restore that replayed
@@ -176,12 +176,11 @@ func (t *task) commitState(next map[string]int64, async bool) error {
 	if cp.Offsets == nil {
 		cp.Offsets = make(map[string]int64, len(t.changelogs))
 	}
-	for topic, pos := range t.input {
-		if *pos >= 0 {
-			if cp.Input == nil {
-				cp.Input = make(map[string]int64, len(t.input))
-			}
-			cp.Input[topic] = *pos
+	if known := t.knownInput(); len(known) > 0 {
+		if cp.Input == nil {
+			cp.Input = known
+		} else {
+			maps.Copy(cp.Input, known)
 		}
 	}
 	for _, m := range []map[string]int64{next, t.sourceOffsets} {
