@@ -17,9 +17,7 @@ func cp(off int64) state.Checkpoint {
 // (MaxUnapplied 1), for the tests of one apply running in the background.
 func openEach(t *testing.T, fs vfs.FS) *state.DB {
 	t.Helper()
-	db, err := state.Open("db", state.Options{FS: fs, MaxUnapplied: 1})
-	require.NoError(t, err)
-	return db
+	return openWith(t, state.Options{FS: fs, MaxUnapplied: 1})
 }
 
 // While a commit is applied in the background, reads see its writes, the

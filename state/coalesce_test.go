@@ -34,8 +34,7 @@ func countApplies(db *state.DB) *atomic.Int32 {
 // the last; reads see them all along.
 func TestCommitsAreAppliedTogether(t *testing.T) {
 	fs := vfs.NewMem()
-	db, err := state.Open("db", state.Options{FS: fs, MaxUnapplied: 3})
-	require.NoError(t, err)
+	db := openWith(t, state.Options{FS: fs, MaxUnapplied: 3})
 	applies := countApplies(db)
 	s := kv(t, db, &changelog{})
 
@@ -103,8 +102,7 @@ func TestDiscardRestoresHeldValues(t *testing.T) {
 // are read meanwhile.
 func TestHeldWritesSurviveEviction(t *testing.T) {
 	const keys = 20_000 // more than the DB caches
-	db, err := state.Open("db", state.Options{FS: vfs.NewMem(), MaxUnapplied: 10 * keys, FlushWrites: 10 * keys})
-	require.NoError(t, err)
+	db := openWith(t, state.Options{FS: vfs.NewMem(), MaxUnapplied: 10 * keys, FlushWrites: 10 * keys})
 	defer db.Close()
 	applies := countApplies(db)
 	s := kv(t, db, &changelog{})
@@ -128,8 +126,7 @@ func TestHeldWritesSurviveEviction(t *testing.T) {
 // FlushWrites bounds what a crash can lose however few keys are written:
 // writes committed since the last flush count, not keys.
 func TestFlushWritesBoundsHeldCommits(t *testing.T) {
-	db, err := state.Open("db", state.Options{FS: vfs.NewMem(), FlushWrites: 10})
-	require.NoError(t, err)
+	db := openWith(t, state.Options{FS: vfs.NewMem(), FlushWrites: 10})
 	defer db.Close()
 	applies := countApplies(db)
 	s := kv(t, db, &changelog{})
@@ -153,8 +150,7 @@ func TestFlushWritesBoundsHeldCommits(t *testing.T) {
 // and writes little still flushes, and that read stays bounded.
 func TestFlushWritesBoundsInputSinceFlush(t *testing.T) {
 	fs := vfs.NewMem()
-	db, err := state.Open("db", state.Options{FS: fs, FlushWrites: 10})
-	require.NoError(t, err)
+	db := openWith(t, state.Options{FS: fs, FlushWrites: 10})
 	applies := countApplies(db)
 	s := kv(t, db, &changelog{})
 	require.NoError(t, s.Put("k", "v"))
@@ -175,8 +171,7 @@ func TestFlushWritesBoundsInputSinceFlush(t *testing.T) {
 	require.Equal(t, int32(1), applies.Load(), "10 input offsets")
 	require.NoError(t, db.Close())
 
-	db, err = state.Open("db", state.Options{FS: fs})
-	require.NoError(t, err)
+	db = open(t, fs)
 	defer db.Close()
 	require.Equal(t, at(106, 4), db.Checkpoint(), "the input positions are kept with the checkpoint")
 }

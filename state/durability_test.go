@@ -60,8 +60,7 @@ func TestCrashLeavesAPrefixOfCommits(t *testing.T) {
 	// Applies take the commits of 9 keys (two or three commits) at
 	// once, and FlushWrites 23 flushes every fifth commit or so, at
 	// uneven points.
-	db, err := state.Open("db", state.Options{FS: fs, FlushWrites: 23, MaxUnapplied: 9})
-	require.NoError(t, err)
+	db := openWith(t, state.Options{FS: fs, FlushWrites: 23, MaxUnapplied: 9})
 	s := kv(t, db, &changelog{})
 	rng := rand.New(rand.NewPCG(1, 2))
 	var seen []int64 // the checkpoints the crashes left
@@ -99,8 +98,7 @@ func TestCrashLeavesAPrefixOfCommits(t *testing.T) {
 	require.Positive(t, slices.Max(seen), "applied commits reach the disk without a Close")
 
 	// Close flushed: a clean reopen has every commit.
-	db, err = state.Open("db", state.Options{FS: fs})
-	require.NoError(t, err)
+	db = open(t, fs)
 	defer db.Close()
 	require.Equal(t, int64(commits), db.Checkpoint().Offsets["app-s-changelog"])
 	require.Equal(t, recompute(commits), contents(kv(t, db, &changelog{})), fmt.Sprint("after ", commits, " commits"))

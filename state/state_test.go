@@ -26,7 +26,13 @@ func (c *changelog) Append(topic string, key, value []byte) {
 
 func open(t *testing.T, fs vfs.FS) *state.DB {
 	t.Helper()
-	db, err := state.Open("db", state.Options{FS: fs})
+	return openWith(t, state.Options{FS: fs})
+}
+
+// openWith opens the database "db" with opts.
+func openWith(t *testing.T, opts state.Options) *state.DB {
+	t.Helper()
+	db, err := state.Open("db", opts)
 	require.NoError(t, err)
 	return db
 }
@@ -188,8 +194,7 @@ func TestFlushMakesRestoredRecordsDurable(t *testing.T) {
 	for _, flush := range []bool{false, true} {
 		t.Run(fmt.Sprintf("flush=%v", flush), func(t *testing.T) {
 			fs := vfs.NewCrashableMem()
-			db, err := state.Open("db", state.Options{FS: fs})
-			require.NoError(t, err)
+			db := open(t, fs)
 			defer db.Close()
 			prefix := state.StorePrefix("s")
 			require.NoError(t, db.ApplyRestored(prefix, []byte("a"), []byte("1")))
@@ -203,8 +208,7 @@ func TestFlushMakesRestoredRecordsDurable(t *testing.T) {
 					t.Fatal("the flush did not finish within a minute")
 				}
 			}
-			crashed, err := state.Open("db", state.Options{FS: fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})})
-			require.NoError(t, err)
+			crashed := open(t, fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}))
 			defer crashed.Close()
 			want, wantValue := int64(0), "<none>"
 			if flush {
