@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/examples/passthrough"
 	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -244,11 +245,11 @@ func TestLiveness(t *testing.T) {
 // JoinGroup is then never answered (franz-go waits out rebalance timeout +
 // 10s, about 70s, and Close waits for that).
 func TestHeartbeatsWithinSessionTimeout(t *testing.T) {
-	b, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	b, addr, err := broker.Start(broker.Config{})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 	c := &cluster{t: t, brokers: []string{addr}}
-	require.NoError(t, txntest.CreateTopics(c.ctx(30*time.Second), c.brokers, 1, "in", "out"))
+	require.NoError(t, broker.CreateTopics(c.ctx(30*time.Second), c.brokers, 1, "in", "out"))
 	topo, err := passthrough.Build("heartbeat", "in", "out")
 	require.NoError(t, err)
 	const session = 3 * time.Second
@@ -336,11 +337,11 @@ func (w *outputWatch) firstAtOrAbove(seq int64, d time.Duration) time.Time {
 func TestBrokerRestart(t *testing.T) {
 	const n = 20_000
 	dir, addr := t.TempDir(), freeAddr(t)
-	b1, _, err := txntest.StartBroker(txntest.BrokerConfig{Addr: addr, DataDir: dir})
+	b1, _, err := broker.Start(broker.Config{Addr: addr, DataDir: dir})
 	require.NoError(t, err)
 	t.Cleanup(b1.Close)
 	c := &cluster{t: t, brokers: []string{addr}}
-	require.NoError(t, txntest.CreateTopics(c.ctx(30*time.Second), c.brokers, 8, "in", "out"))
+	require.NoError(t, broker.CreateTopics(c.ctx(30*time.Second), c.brokers, 8, "in", "out"))
 	adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	require.NoError(t, err)
 	t.Cleanup(adm.Close)
@@ -367,7 +368,7 @@ func TestBrokerRestart(t *testing.T) {
 		require.FailNow(t, "no worker tried to commit")
 	}
 	b1.Close()
-	b2, _, err := txntest.StartBroker(txntest.BrokerConfig{Addr: addr, DataDir: dir})
+	b2, _, err := broker.Start(broker.Config{Addr: addr, DataDir: dir})
 	require.NoError(t, err)
 	t.Cleanup(b2.Close)
 	startFeeder(t, c.brokers, "in", n/2, n, 500, 20*time.Millisecond).wait()

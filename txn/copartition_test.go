@@ -8,7 +8,7 @@ import (
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn"
-	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/stretchr/testify/require"
 )
 
@@ -16,7 +16,7 @@ import (
 // saying which topics differ and how to fix it.
 func TestCoPartitioningIsCheckedAtStart(t *testing.T) {
 	c := newCluster(t, 4, "orders", "out")
-	require.NoError(t, txntest.CreateTopics(c.ctx(30*time.Second), c.brokers, 3, "customers"))
+	require.NoError(t, broker.CreateTopics(c.ctx(30*time.Second), c.brokers, 3, "customers"))
 	b := stream.NewBuilder("copart")
 	customers := stream.FromTable(b, "customers", serde.String, serde.String)
 	stream.From(b, "orders", serde.String, serde.String).

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -34,11 +35,11 @@ const (
 // worker's logs (Debug level).
 func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) *logLines {
 	t.Helper()
-	b, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	b, addr, err := broker.Start(broker.Config{})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 	c := &cluster{t: t, brokers: []string{addr}}
-	require.NoError(t, txntest.CreateTopics(c.ctx(30*time.Second), c.brokers, 4, "in", "out"))
+	require.NoError(t, broker.CreateTopics(c.ctx(30*time.Second), c.brokers, 4, "in", "out"))
 	inject(b)
 	topo, err := txntest.SumTopology(faultApp, "in", "out")
 	require.NoError(t, err)

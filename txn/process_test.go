@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/examples/passthrough"
 	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -490,13 +491,13 @@ const fleetPartitions = 8
 
 func newFleet(t *testing.T, app string, g txn.Guarantee) *fleet {
 	t.Helper()
-	c, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	c, addr, err := broker.Start(broker.Config{})
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	brokers := []string{addr}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, txntest.CreateTopics(ctx, brokers, fleetPartitions, "in", "out"))
+	require.NoError(t, broker.CreateTopics(ctx, brokers, fleetPartitions, "in", "out"))
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	require.NoError(t, err)
 	t.Cleanup(cl.Close)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/examples/passthrough"
 	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 )
@@ -25,11 +26,11 @@ type cluster struct {
 
 func newCluster(t *testing.T, partitions int32, topics ...string) *cluster {
 	t.Helper()
-	c, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	c, addr, err := broker.Start(broker.Config{})
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	cl := &cluster{t: t, brokers: []string{addr}}
-	require.NoError(t, txntest.CreateTopics(cl.ctx(30*time.Second), cl.brokers, partitions, topics...))
+	require.NoError(t, broker.CreateTopics(cl.ctx(30*time.Second), cl.brokers, partitions, topics...))
 	return cl
 }
 

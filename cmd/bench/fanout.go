@@ -7,6 +7,7 @@ import (
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -26,7 +27,7 @@ func fanoutSecond(t topics) string { return t.out + "2" }
 // fanoutLoop returns the variant's loop; partitions is -partitions.
 func fanoutLoop(partitions int) func(ctx context.Context, e env, t topics, p *probe) error {
 	return func(ctx context.Context, e env, t topics, p *probe) error {
-		if err := txntest.CreateTopics(ctx, e.brokers, int32(partitions), fanoutSecond(t)); err != nil {
+		if err := broker.CreateTopics(ctx, e.brokers, int32(partitions), fanoutSecond(t)); err != nil {
 			return err
 		}
 		return runFanout(ctx, e, t, p)

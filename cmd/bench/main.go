@@ -112,6 +112,7 @@ import (
 
 	"github.com/sluicehq/sluice/examples/passthrough"
 	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -361,7 +362,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	brokerDesc := "external " + o.brokers
 	var brokers []string
 	if o.brokers == "" {
-		cluster, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+		cluster, addr, err := broker.Start(broker.Config{})
 		if err != nil {
 			return err
 		}
@@ -477,7 +478,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 // stop it, and check its output.
 func measure(ctx context.Context, o options, e env, adm *kadm.Client, v variant, t topics, runNo int, progress io.Writer) (result, error) {
 	fmt.Fprintf(progress, "run %d: %-18s producing %d input records...\n", runNo, v.name, o.n)
-	if err := txntest.CreateTopics(ctx, e.brokers, int32(o.partitions), t.in, t.out); err != nil {
+	if err := broker.CreateTopics(ctx, e.brokers, int32(o.partitions), t.in, t.out); err != nil {
 		return result{}, err
 	}
 	if err := txntest.Produce(ctx, e.brokers, t.in, 0, o.n, v.keys, o.valueSize); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -131,7 +132,7 @@ type stateApp struct {
 // records whose keys repeat those (the store stays at keys keys).
 func newStateApp(ctx context.Context, o options, e env, adm *kadm.Client, name string, keys, tail int64, progress io.Writer) (*stateApp, error) {
 	a := &stateApp{app: name, in: name + "-in", out: name + "-out", n: keys + tail, keys: keys}
-	if err := txntest.CreateTopics(ctx, e.brokers, int32(o.partitions), a.in, a.out); err != nil {
+	if err := broker.CreateTopics(ctx, e.brokers, int32(o.partitions), a.in, a.out); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(progress, "%s: producing %d input records with %d distinct keys...\n", name, a.n, keys)

@@ -19,7 +19,7 @@ import (
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn"
-	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -248,7 +248,7 @@ func setupRestore(ctx context.Context, o options, e env, prefix string, progress
 	rb := &restoreBench{app: prefix + "-restore", partitions: o.partitions}
 	rb.in, rb.out, rb.changelog = rb.app+"-in", rb.app+"-out", changelogOf(rb.app)
 	fmt.Fprintf(progress, "restore: writing %d changelog records to %s...\n", o.restoreRecords, rb.changelog)
-	if err := txntest.CreateTopics(ctx, e.brokers, int32(o.partitions), rb.in, rb.out); err != nil {
+	if err := broker.CreateTopics(ctx, e.brokers, int32(o.partitions), rb.in, rb.out); err != nil {
 		return nil, err
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...),

@@ -8,7 +8,7 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/sluicehq/sluice/txn/broker"
 )
 
 // brokerUsage is the broker entry of CONTRACT.md, word for word.
@@ -46,7 +46,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErrorf("runner: broker: --addr %q: port must be a number from 0 to 65535", *addr)
 	}
 
-	cluster, listening, err := txntest.StartBroker(txntest.BrokerConfig{
+	cluster, listening, err := broker.Start(broker.Config{
 		Addr: *addr, DataDir: *dataDir, Sync: *syncWrites, Log: stderr,
 	})
 	if err != nil {

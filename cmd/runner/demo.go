@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/examples"
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -65,14 +66,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // an in-process broker, SIGKILLs one of them halfway and restarts it, and
 // verifies every input record reached the output exactly once.
 func demoPassthrough(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers int) error {
-	cluster, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	cluster, addr, err := broker.Start(broker.Config{})
 	if err != nil {
 		return err
 	}
 	defer cluster.Close()
 	brokers := []string{addr}
 	fmt.Fprintf(stdout, "demo: embedded broker on %s\n", addr)
-	if err := txntest.CreateTopics(ctx, brokers, 8, "in", "out"); err != nil {
+	if err := broker.CreateTopics(ctx, brokers, 8, "in", "out"); err != nil {
 		return err
 	}
 	ws, err := startDemoWorkers(addr, stderr, nworkers, "passthrough", "--input", "in", "--output", "out")

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,7 +24,7 @@ const demoCustomers = 200
 // come out twice, as enrich does not deduplicate), every 97th is malformed
 // and must land in the DLQ. Every order carries a unique "seq".
 func demoEnrich(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers int) error {
-	cluster, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	cluster, addr, err := broker.Start(broker.Config{})
 	if err != nil {
 		return err
 	}

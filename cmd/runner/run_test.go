@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 )
@@ -14,12 +15,12 @@ import (
 // startTestBroker starts an in-process embedded broker with topics.
 func startTestBroker(t *testing.T, partitions int32, topics ...string) string {
 	t.Helper()
-	c, addr, err := txntest.StartBroker(txntest.BrokerConfig{})
+	c, addr, err := broker.Start(broker.Config{})
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, txntest.CreateTopics(ctx, []string{addr}, partitions, topics...))
+	require.NoError(t, broker.CreateTopics(ctx, []string{addr}, partitions, topics...))
 	return addr
 }
 

@@ -1,4 +1,4 @@
-package txntest
+package broker
 
 import (
 	"bufio"
@@ -181,7 +181,7 @@ func scanSegment(path string, open map[int64]int16) error {
 // it reads an abort marker. A transactional id restarted after the crash
 // keeps its producer id, so without the marker its next committed records
 // in that partition are silently hidden from read_committed readers. The
-// markers go in before StartBroker returns, so before anyone is told the
+// markers go in before Start returns, so before anyone is told the
 // broker is ready; a client already retrying could slip a produce in
 // within those milliseconds.
 func abortCrashedTxns(ctx context.Context, addr string, crashed []crashedTxn) error {
@@ -190,7 +190,7 @@ func abortCrashedTxns(ctx context.Context, addr string, crashed []crashedTxn) er
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
-		return fmt.Errorf("txntest: abort transactions open at the crash: %w", err)
+		return fmt.Errorf("broker: abort transactions open at the crash: %w", err)
 	}
 	defer cl.Close()
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
@@ -204,13 +204,13 @@ func abortCrashedTxns(ctx context.Context, addr string, crashed []crashedTxn) er
 	}
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		return fmt.Errorf("txntest: abort transactions open at the crash: %w", err)
+		return fmt.Errorf("broker: abort transactions open at the crash: %w", err)
 	}
 	for _, m := range resp.Markers {
 		for _, t := range m.Topics {
 			for _, p := range t.Partitions {
 				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-					return fmt.Errorf("txntest: abort the transaction of producer %d open at the crash in %s/%d: %w", m.ProducerID, t.Topic, p.Partition, err)
+					return fmt.Errorf("broker: abort the transaction of producer %d open at the crash in %s/%d: %w", m.ProducerID, t.Topic, p.Partition, err)
 				}
 			}
 		}

@@ -1,9 +1,24 @@
-// Package txntest holds what tests, the demo and the benchmarks need to
-// exercise the runtime against a real Kafka protocol peer: the embedded
-// broker (franz-go's kfake), topic set-up, a producer of sequence-numbered
-// records and a read_committed verifier that finds every sequence number
-// that was lost or duplicated.
-package txntest
+// Package broker is sluice's embedded Kafka-protocol broker: franz-go's
+// kfake, one node, with the corrections that make it keep the
+// transactional guarantees sluice relies on as Kafka does. `runner broker`,
+// the demos, the benchmarks and the tests all start it through Start.
+//
+// kfake is a test broker. Each way it departs from Kafka that sluice found
+// is corrected here, outside kfake's code, by watching or rewriting the
+// requests it receives, and each correction has a test that fails without
+// it:
+//   - fetch.go: a read_committed fetch is never cut partway through a
+//     partition, so every partition's aborted transactions come with its
+//     records (kfake drops the list of the partition it cuts);
+//   - stable.go: an offset fetch that requires stable offsets is refused
+//     only for the partitions with offsets pending in an open transaction
+//     (kfake refuses the whole group);
+//   - recover.go: transactions a crash left open are aborted, with their
+//     markers written, before Start returns.
+//
+// The conformance suite (conformance_test.go) checks the guarantees
+// themselves, read by franz-go and by librdkafka.
+package broker
 
 import (
 	"context"
@@ -20,9 +35,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// BrokerConfig configures an embedded broker. The zero value listens on a
+// Config configures an embedded broker. The zero value listens on a
 // free port of 127.0.0.1 and keeps everything in memory.
-type BrokerConfig struct {
+type Config struct {
 	// Addr is the listen address. Default "127.0.0.1:0" (a free port).
 	Addr string
 	// DataDir, when set, persists the log, offsets and transactions so
@@ -37,7 +52,7 @@ type BrokerConfig struct {
 	Opts []kfake.Opt
 }
 
-// StartBroker starts a one-broker kfake cluster and returns it with the
+// Start starts a one-broker kfake cluster and returns it with the
 // address it listens on. Close the cluster to stop it; with a DataDir,
 // Close persists the full state.
 //
@@ -45,20 +60,41 @@ type BrokerConfig struct {
 // offset commit and transaction step is written through, so a kill -9
 // loses no acknowledged write (Sync adds an fsync per write, for power
 // loss). Transactions a crash left open are aborted on load, with their
-// abort markers written before StartBroker returns (see abortCrashedTxns).
+// abort markers written before Start returns (see abortCrashedTxns).
 //
-// An offset fetch requiring stable offsets is refused only for partitions
-// with offsets pending in an open transaction, as Kafka does; kfake alone
-// refuses the whole group (see stableOffsets). Control functions the
-// caller adds run after the broker's own.
-func StartBroker(cfg BrokerConfig) (*kfake.Cluster, string, error) {
+// A read_committed fetch is never cut partway through a partition, so
+// each partition's aborted transactions come with its records (see
+// uncutFetches). An offset fetch requiring stable offsets is refused only
+// for partitions with offsets pending in an open transaction, as Kafka
+// does; kfake alone refuses the whole group (see stableOffsets). Control
+// functions the caller adds run after the broker's own.
+func Start(cfg Config) (*kfake.Cluster, string, error) {
+	return start(cfg, allFixes)
+}
+
+// fixes is a set of the corrections to kfake that start installs. Start
+// installs all; a test leaves one out to show that kfake alone fails what
+// it corrects.
+type fixes uint8
+
+const (
+	fixFetch    fixes = 1 << iota // uncutFetches
+	fixStable                     // watchStableOffsets
+	fixRecovery                   // abortCrashedTxns
+	allFixes    = fixFetch | fixStable | fixRecovery
+)
+
+func start(cfg Config, fix fixes) (*kfake.Cluster, string, error) {
 	addr := cfg.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	crashed, err := crashedTxns(cfg.DataDir)
-	if err != nil {
-		return nil, "", fmt.Errorf("txntest: read data dir %s: %w", cfg.DataDir, err)
+	var crashed []crashedTxn
+	if fix&fixRecovery != 0 {
+		var err error
+		if crashed, err = crashedTxns(cfg.DataDir); err != nil {
+			return nil, "", fmt.Errorf("broker: read data dir %s: %w", cfg.DataDir, err)
+		}
 	}
 	log := cfg.Log
 	if log == nil {
@@ -91,12 +127,17 @@ func StartBroker(cfg BrokerConfig) (*kfake.Cluster, string, error) {
 	}
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return nil, "", fmt.Errorf("txntest: listen on %s: %w (stop what holds the port or pick another address)", addr, err)
+		return nil, "", fmt.Errorf("broker: listen on %s: %w (stop what holds the port or pick another address)", addr, err)
 	case err != nil:
-		return nil, "", fmt.Errorf("txntest: start broker on %s: %w", addr, err)
+		return nil, "", fmt.Errorf("broker: start broker on %s: %w", addr, err)
 	}
 	listening := cluster.ListenAddrs()[0]
-	watchStableOffsets(cluster, listening)
+	if fix&fixFetch != 0 {
+		uncutFetches(cluster)
+	}
+	if fix&fixStable != 0 {
+		watchStableOffsets(cluster, listening)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := abortCrashedTxns(ctx, listening, crashed); err != nil {
@@ -116,11 +157,11 @@ func CreateTopics(ctx context.Context, brokers []string, partitions int32, topic
 	defer cl.Close()
 	resps, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, -1, nil, topics...)
 	if err != nil {
-		return fmt.Errorf("txntest: create topics: %w", err)
+		return fmt.Errorf("broker: create topics: %w", err)
 	}
 	for _, r := range resps {
 		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("txntest: create topic %q: %w", r.Topic, r.Err)
+			return fmt.Errorf("broker: create topic %q: %w", r.Topic, r.Err)
 		}
 	}
 	return nil

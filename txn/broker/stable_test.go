@@ -1,4 +1,4 @@
-package txntest
+package broker
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 func TestStableOffsetFetchIsPerPartition(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, addr, err := StartBroker(BrokerConfig{})
+	c, addr, err := Start(Config{})
 	require.NoError(t, err)
 	defer c.Close()
 	require.NoError(t, CreateTopics(ctx, []string{addr}, 2, "t"))

@@ -1,4 +1,4 @@
-package txntest
+package broker
 
 import (
 	"context"
