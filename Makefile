@@ -7,7 +7,7 @@ GO ?= go
 GOFMT = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) env GOROOT)/bin/gofmt
 BIN := bin
 
-.PHONY: all build test vet fmt bench demo clean
+.PHONY: all build test vet fmt kcat bench demo clean
 
 all: build
 
@@ -21,7 +21,18 @@ vet:
 fmt:
 	@out=$$($(GOFMT) -l $$(git ls-files '*.go') 2>&1); if [ -n "$$out" ]; then echo "gofmt needed (or failed):"; echo "$$out"; exit 1; fi
 
-test: fmt vet
+# kcat (librdkafka's command-line client, Debian's package) reads the
+# embedded broker in its conformance suite (txn/broker), which fails without
+# it. Installed once, with apt-get, when missing; silent when present.
+kcat:
+	@command -v kcat >/dev/null 2>&1 || { \
+		echo "installing kcat with apt-get (the broker conformance suite reads with it)"; \
+		sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat >/dev/null && \
+		command -v kcat >/dev/null; }
+
+test: kcat fmt vet
 	$(GO) test -race -timeout 9m ./...
 
 # The per-record step on the test driver, then sluice's loops against a raw

@@ -14,7 +14,12 @@
 //     only for the partitions with offsets pending in an open transaction
 //     (kfake refuses the whole group);
 //   - recover.go: transactions a crash left open are aborted, with their
-//     markers written, before Start returns.
+//     markers written, before Start returns;
+//   - restored.go: so are those open at a clean shutdown that a crash
+//     after the restart left unrestored (kfake would let them commit);
+//   - zombie.go: a producer fenced by another with its transactional id
+//     stays fenced: its EndTxn is refused with PRODUCER_FENCED (kfake
+//     takes an abort for a retry and hands it its successor's epoch).
 //
 // The conformance suite (conformance_test.go) checks the guarantees
 // themselves, read by franz-go and by librdkafka.
@@ -60,13 +65,18 @@ type Config struct {
 // offset commit and transaction step is written through, so a kill -9
 // loses no acknowledged write (Sync adds an fsync per write, for power
 // loss). Transactions a crash left open are aborted on load, with their
-// abort markers written before Start returns (see abortCrashedTxns).
+// abort markers written before Start returns (see abortCrashedTxns), and
+// so are those open at a clean shutdown that a crash after the restart
+// left behind (see replayUnrestoredTxns).
 //
 // A read_committed fetch is never cut partway through a partition, so
 // each partition's aborted transactions come with its records (see
 // uncutFetches). An offset fetch requiring stable offsets is refused only
 // for partitions with offsets pending in an open transaction, as Kafka
-// does; kfake alone refuses the whole group (see stableOffsets). Control
+// does; kfake alone refuses the whole group (see stableOffsets). A
+// producer fenced by another with its transactional id gets
+// PRODUCER_FENCED for its EndTxn, as on Kafka; kfake alone may take it for
+// a retry and hand it its successor's epoch (see fencedEnds). Control
 // functions the caller adds run after the broker's own.
 func Start(cfg Config) (*kfake.Cluster, string, error) {
 	return start(cfg, allFixes)
@@ -78,16 +88,23 @@ func Start(cfg Config) (*kfake.Cluster, string, error) {
 type fixes uint8
 
 const (
-	fixFetch    fixes = 1 << iota // uncutFetches
-	fixStable                     // watchStableOffsets
-	fixRecovery                   // abortCrashedTxns
-	allFixes    = fixFetch | fixStable | fixRecovery
+	fixFetch     fixes = 1 << iota // uncutFetches
+	fixStable                      // watchStableOffsets
+	fixRecovery                    // abortCrashedTxns
+	fixZombieEnd                   // watchFencedEnds
+	fixRestored                    // replayUnrestoredTxns
+	allFixes     = fixFetch | fixStable | fixRecovery | fixZombieEnd | fixRestored
 )
 
 func start(cfg Config, fix fixes) (*kfake.Cluster, string, error) {
 	addr := cfg.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
+	}
+	if fix&fixRestored != 0 {
+		if err := replayUnrestoredTxns(cfg.DataDir); err != nil {
+			return nil, "", fmt.Errorf("broker: read data dir %s: %w", cfg.DataDir, err)
+		}
 	}
 	var crashed []crashedTxn
 	if fix&fixRecovery != 0 {
@@ -137,6 +154,9 @@ func start(cfg Config, fix fixes) (*kfake.Cluster, string, error) {
 	}
 	if fix&fixStable != 0 {
 		watchStableOffsets(cluster, listening)
+	}
+	if fix&fixZombieEnd != 0 {
+		watchFencedEnds(cluster, listening)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
