@@ -39,14 +39,46 @@ import (
 // have anyway. Offsets kfake holds pending always came in a TxnOffsetCommit
 // seen here, and a transaction's epoch only moves on when it ends, so an
 // answer of "stable" is never wrong.
+//
+// # Atomicity
+//
+// Kafka decides an offset fetch atomically; here the question to the
+// broker is a round trip during which other requests run, TxnOffsetCommit
+// among them. So each record of a transaction sending offsets for a
+// partition carries a sequence number, and the decision is taken after the
+// round trip, back in the cluster's serial loop, over the senders recorded
+// by then: a sender recorded since the question was asked, or recorded
+// again (the next transaction of a producer whose epoch kfake did not
+// bump), counts as pending; only a sender unchanged since the question and
+// found ended is forgotten. kfake answers the fetch in that same serial
+// step, so no TxnOffsetCommit falls between the decision and the answer.
+// Partitions are decided one by one, but the answer is kfake's, for the
+// whole request: when one partition asked for is pending, every partition
+// asked for is refused (franz-go and the Java client retry the whole fetch
+// then, as they would for the pending partition alone).
 type stableOffsets struct {
-	cluster *kfake.Cluster
-	addr    string
+	addr string
+	// sleep runs wake while the cluster serves other requests, and
+	// returns in the cluster's serial loop (Cluster.SleepControl);
+	// lookUp asks the broker about senders (stableOffsets.describe).
+	// Tests replace both.
+	sleep  func(wake func())
+	lookUp func(senders map[groupPartition][]sender) (map[[16]byte]string, map[txnRef]bool)
 
 	mu sync.Mutex
 	// senders holds, per group partition, the transactions that sent
-	// offsets for it and may not have ended.
-	senders map[groupPartition]map[txnRef]struct{}
+	// offsets for it and may not have ended, each with the sequence
+	// number of the last TxnOffsetCommit it sent for the partition; seq
+	// numbers TxnOffsetCommit requests.
+	senders map[groupPartition]map[txnRef]uint64
+	seq     uint64
+}
+
+// sender is a transaction that sent offsets for a partition, with the
+// sequence number of the last TxnOffsetCommit it sent for it.
+type sender struct {
+	txnRef
+	seq uint64
 }
 
 // groupPartition is a partition of a group's offsets. Requests name the
@@ -68,7 +100,8 @@ type txnRef struct {
 // watchStableOffsets installs the watch on cluster, whose first listener is
 // addr. The control functions stay installed for the cluster's lifetime.
 func watchStableOffsets(cluster *kfake.Cluster, addr string) {
-	s := &stableOffsets{cluster: cluster, addr: addr, senders: map[groupPartition]map[txnRef]struct{}{}}
+	s := &stableOffsets{addr: addr, sleep: cluster.SleepControl, senders: map[groupPartition]map[txnRef]uint64{}}
+	s.lookUp = s.describe
 	cluster.ControlKey(kmsg.TxnOffsetCommit.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
 		s.sent(req.(*kmsg.TxnOffsetCommitRequest))
@@ -87,12 +120,13 @@ func (s *stableOffsets) sent(req *kmsg.TxnOffsetCommitRequest) {
 	ref := txnRef{req.TransactionalID, req.ProducerID, req.ProducerEpoch}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.seq++
 	for _, t := range req.Topics {
 		for _, p := range t.Partitions {
 			gp := groupPartition{req.Group, t.Topic, t.TopicID, p.Partition}
 			refs := s.senders[gp]
 			if refs == nil {
-				refs = map[txnRef]struct{}{}
+				refs = map[txnRef]uint64{}
 				s.senders[gp] = refs
 			}
 			for r := range refs {
@@ -100,7 +134,7 @@ func (s *stableOffsets) sent(req *kmsg.TxnOffsetCommitRequest) {
 					delete(refs, r)
 				}
 			}
-			refs[ref] = struct{}{}
+			refs[ref] = s.seq
 		}
 	}
 }
@@ -116,9 +150,10 @@ func (s *stableOffsets) fetch(req *kmsg.OffsetFetchRequest) {
 	if len(senders) > 0 {
 		var names map[[16]byte]string
 		var open map[txnRef]bool
-		// Asking the broker while this request waits: SleepControl lets
-		// the cluster serve other requests, these among them.
-		s.cluster.SleepControl(func() { names, open = s.lookUp(senders) })
+		// Asking the broker while this request waits lets the cluster
+		// serve other requests, these among them; pending decides over
+		// what was recorded meanwhile too.
+		s.sleep(func() { names, open = s.lookUp(senders) })
 		if s.pending(wants, senders, names, open) {
 			return // kfake answers UNSTABLE_OFFSET_COMMIT
 		}
@@ -159,35 +194,35 @@ func wanted(req *kmsg.OffsetFetchRequest) []want {
 
 // sendersOf returns the recorded transactions of the groups in wants, by
 // partition.
-func (s *stableOffsets) sendersOf(wants []want) map[groupPartition][]txnRef {
+func (s *stableOffsets) sendersOf(wants []want) map[groupPartition][]sender {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[groupPartition][]txnRef{}
+	out := map[groupPartition][]sender{}
 	for gp, refs := range s.senders {
 		if !slices.ContainsFunc(wants, func(w want) bool { return w.gp.group == gp.group }) {
 			continue
 		}
-		for r := range refs {
-			out[gp] = append(out[gp], r)
+		for r, seq := range refs {
+			out[gp] = append(out[gp], sender{r, seq})
 		}
 	}
 	return out
 }
 
-// lookUp asks the broker for its topics' names by id, and for each sender
-// whether its transaction is still open under the same producer id and
-// epoch. A sender it cannot find out about counts as open; a topic id it
-// cannot name matches every topic.
-func (s *stableOffsets) lookUp(senders map[groupPartition][]txnRef) (map[[16]byte]string, map[txnRef]bool) {
+// describe asks the broker for its topics' names by id, and for each
+// sender whether its transaction is still open under the same producer id
+// and epoch. A sender it cannot find out about counts as open; a topic id
+// it cannot name matches every topic.
+func (s *stableOffsets) describe(senders map[groupPartition][]sender) (map[[16]byte]string, map[txnRef]bool) {
 	names := map[[16]byte]string{}
 	open := map[txnRef]bool{}
 	req := kmsg.NewPtrDescribeTransactionsRequest()
 	for _, refs := range senders {
 		for _, r := range refs {
-			if _, ok := open[r]; !ok && !slices.Contains(req.TransactionalIDs, r.txnID) {
+			if _, ok := open[r.txnRef]; !ok && !slices.Contains(req.TransactionalIDs, r.txnID) {
 				req.TransactionalIDs = append(req.TransactionalIDs, r.txnID)
 			}
-			open[r] = true
+			open[r.txnRef] = true
 		}
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.addr))
@@ -221,26 +256,32 @@ func (s *stableOffsets) lookUp(senders map[groupPartition][]txnRef) (map[[16]byt
 	return names, open
 }
 
-// pending forgets the senders whose transactions ended and reports whether
-// one still open holds offsets for a partition in wants.
-func (s *stableOffsets) pending(wants []want, senders map[groupPartition][]txnRef, names map[[16]byte]string, open map[txnRef]bool) bool {
+// pending forgets the senders found ended and reports whether a partition
+// in wants may have offsets pending. It decides over the senders recorded
+// now, not only those asked about (senders): one recorded since, or
+// recorded again for the partition since, counts as open; one asked about
+// and found ended is forgotten for the partition.
+func (s *stableOffsets) pending(wants []want, senders map[groupPartition][]sender, names map[[16]byte]string, open map[txnRef]bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pending := false
-	for gp, refs := range senders {
-		for _, r := range refs {
-			if !open[r] {
-				s.forget(r)
-				continue
-			}
-			for _, w := range wants {
-				if w.gp.group == gp.group && (w.all || slices.Contains(w.partitions, gp.partition) && sameTopic(w.gp, gp, names)) {
-					pending = true
-				}
+	for gp, ss := range senders {
+		for _, sn := range ss {
+			if !open[sn.txnRef] && s.senders[gp][sn.txnRef] == sn.seq {
+				s.forget(gp, sn.txnRef)
 			}
 		}
 	}
-	return pending
+	for gp, refs := range s.senders {
+		if len(refs) == 0 {
+			continue
+		}
+		for _, w := range wants {
+			if w.gp.group == gp.group && (w.all || slices.Contains(w.partitions, gp.partition) && sameTopic(w.gp, gp, names)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // sameTopic reports whether a and b may be the same topic: it is false
@@ -256,12 +297,11 @@ func sameTopic(a, b groupPartition, names map[[16]byte]string) bool {
 	return na == "" || nb == "" || na == nb
 }
 
-// forget drops an ended transaction from every partition; s.mu is held.
-func (s *stableOffsets) forget(r txnRef) {
-	for gp, refs := range s.senders {
-		delete(refs, r)
-		if len(refs) == 0 {
-			delete(s.senders, gp)
-		}
+// forget drops an ended transaction from a partition; s.mu is held.
+func (s *stableOffsets) forget(gp groupPartition, r txnRef) {
+	refs := s.senders[gp]
+	delete(refs, r)
+	if len(refs) == 0 {
+		delete(s.senders, gp)
 	}
 }

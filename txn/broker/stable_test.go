@@ -141,3 +141,77 @@ func fetchStable(ctx context.Context, cl *kgo.Client, p int32) (int64, error) {
 	}
 	return 0, kerr.UnknownServerError
 }
+
+// The decision on a require-stable fetch counts the TxnOffsetCommit
+// requests that arrive while the broker is asked which transactions are
+// open: a transaction of producer a, whose offsets for t/0 are known, ends
+// during the question and a's next transaction (same producer id and
+// epoch, as kfake does not bump it) sends offsets for t/0 again; b's first
+// transaction sends offsets for t/1. The broker answers that a's
+// transaction is not open (it was asked between the two). Both partitions
+// stay pending, and so does a for the next fetch; deciding over the
+// senders as they were before the question answered t/0 and t/1 stable
+// and forgot a, so every later fetch of t/0 returned the committed offset
+// under a's pending one.
+func TestStableOffsetsCountCommitsDuringTheQuestion(t *testing.T) {
+	s := &stableOffsets{senders: map[groupPartition]map[txnRef]uint64{}}
+	s.sleep = func(wake func()) { wake() }
+	a := txnRef{txnID: "a", producerID: 1}
+	b := txnRef{txnID: "b", producerID: 2}
+	offsets := func(r txnRef, p int32) *kmsg.TxnOffsetCommitRequest {
+		req := kmsg.NewPtrTxnOffsetCommitRequest()
+		req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group = r.txnID, r.producerID, r.epoch, "g"
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic = "t"
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Partition = p
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		return req
+	}
+	stable := func(p int32) bool {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Version, req.RequireStable = 8, true
+		rg := kmsg.NewOffsetFetchRequestGroup()
+		rg.Group = "g"
+		rt := kmsg.NewOffsetFetchRequestGroupTopic()
+		rt.Topic, rt.Partitions = "t", []int32{p}
+		rg.Topics = append(rg.Topics, rt)
+		req.Groups = append(req.Groups, rg)
+		s.fetch(req)
+		return !req.RequireStable
+	}
+
+	s.sent(offsets(a, 0))
+	asked := 0
+	s.lookUp = func(senders map[groupPartition][]sender) (map[[16]byte]string, map[txnRef]bool) {
+		asked++
+		s.sent(offsets(a, 0))
+		s.sent(offsets(b, 1))
+		return nil, map[txnRef]bool{a: false}
+	}
+	require.False(t, stable(0), "a sent offsets for t/0 again during the question")
+	require.Equal(t, 1, asked)
+
+	s.lookUp = func(senders map[groupPartition][]sender) (map[[16]byte]string, map[txnRef]bool) {
+		asked++
+		open := map[txnRef]bool{}
+		for _, ss := range senders {
+			for _, sn := range ss {
+				open[sn.txnRef] = true
+			}
+		}
+		return nil, open
+	}
+	require.False(t, stable(0), "a's transaction is open")
+	require.False(t, stable(1), "b's transaction is open")
+
+	s.lookUp = func(map[groupPartition][]sender) (map[[16]byte]string, map[txnRef]bool) {
+		asked++
+		return nil, map[txnRef]bool{a: false, b: false}
+	}
+	require.True(t, stable(0), "a's and b's transactions ended")
+	require.Empty(t, s.senders, "ended transactions are forgotten")
+	require.True(t, stable(1), "nothing left to ask about")
+	require.Equal(t, 4, asked)
+}
