@@ -26,15 +26,16 @@ const (
 	faultTxnID = faultApp + "-w1"
 )
 
-// runFaulted starts a broker with topics in/out (4 partitions), lets
-// inject install its faults, and runs worker w1 of the running-sum
-// topology (txntest.SumTopology: stateful, so that the state protocol is
+// runFaulted starts, with the CPU busy, a broker with topics in/out (4
+// partitions), lets inject install its faults, and runs worker w1 of the
+// running-sum topology (txntest.SumTopology: stateful, so that the state protocol is
 // faulted too) while input flows until fired reports that the faults did
 // their work. Then it requires exactly-once output, a changelog equal to
 // the sums recomputed from the input, and no worker error. It returns the
 // worker's logs (Debug level).
 func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) *logLines {
 	t.Helper()
+	busyCPU(t)
 	b, addr, err := broker.Start(broker.Config{})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
@@ -78,6 +79,9 @@ func TestFaultEndTxnUnknownServerError(t *testing.T) {
 // (franz-go then reports an abort): no false abort either, exactly-once
 // holds. The commit goes through a copy of the request sent on another
 // connection, while the worker's own request is answered with the error.
+// The request faulted is a commit after the first EndTxn of the worker's
+// producer session: the broker's own control sleeps on that first one
+// (broker.Start), and a request must not sleep twice.
 func TestFaultEndTxnCommittedThenUnknownServerError(t *testing.T) {
 	var fired atomic.Bool
 	logs := runFaulted(t, func(b *kfake.Cluster) {
@@ -85,9 +89,20 @@ func TestFaultEndTxnCommittedThenUnknownServerError(t *testing.T) {
 		require.NoError(t, err)
 		t.Cleanup(replay.Close)
 		var replaying atomic.Bool
+		var ends atomic.Int64 // EndTxn requests since the worker's InitProducerID
+		b.ControlKey(int16(kmsg.InitProducerID), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+			b.KeepControl()
+			if id := kr.(*kmsg.InitProducerIDRequest).TransactionalID; id != nil && *id == faultTxnID {
+				ends.Store(0)
+			}
+			return nil, nil, false
+		})
 		b.ControlKey(int16(kmsg.EndTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
 			req := kr.(*kmsg.EndTxnRequest)
-			if replaying.Load() || fired.Load() || !req.Commit || req.TransactionalID != faultTxnID {
+			if replaying.Load() || req.TransactionalID != faultTxnID {
+				return nil, nil, false
+			}
+			if ends.Add(1) == 1 || fired.Load() || !req.Commit {
 				return nil, nil, false
 			}
 			fired.Store(true)

@@ -674,3 +674,17 @@ func (f *feeder) stop() int64 {
 	f.once.Do(func() { close(f.quit) })
 	return f.wait()
 }
+
+// waitIssued waits until the feeder has started producing every record
+// below seq, or has ended, within a minute.
+func (f *feeder) waitIssued(seq int64) {
+	f.t.Helper()
+	require.Eventually(f.t, func() bool {
+		select {
+		case <-f.done:
+			return true
+		default:
+			return f.issued.Load() >= seq
+		}
+	}, time.Minute, 5*time.Millisecond, "the feeder never reached %d", seq)
+}

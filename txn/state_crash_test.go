@@ -88,6 +88,7 @@ func localSums(t *testing.T, dirs ...string) map[string]int64 {
 // flush, plus the unapplied transaction: the worker flushes every 50
 // writes here (the default, 100,000, would hold this whole store).
 func TestTailRestoreAfterCrashBetweenCommitAndApply(t *testing.T) {
+	busyCPU(t)
 	f := newStateFleet(t, "tail")
 	f.cfg.flushWrites = 50
 	cp := crashPoint{key: kmsg.EndTxn, commits: 2}
@@ -123,6 +124,7 @@ func TestTailRestoreAfterCrashBetweenCommitAndApply(t *testing.T) {
 // A wiped state directory restores fully from the changelog and equals the
 // recomputation.
 func TestFullRestoreAfterWipe(t *testing.T) {
+	busyCPU(t)
 	f := newStateFleet(t, "wipe")
 	w1 := f.start("w1", nil)
 	from := f.warmUp(w1)
@@ -155,6 +157,7 @@ func expectedWithWarmUp(from, n, keys int64) map[string]int64 {
 // `revenue += amount`) equals the recomputation from the input: exactly
 // once, not "effectively".
 func TestSumExactUnderRepeatedKills(t *testing.T) {
+	busyCPU(t)
 	f := newStateFleet(t, "kills")
 	w := map[string]*proc{"w1": f.start("w1", nil), "w2": f.start("w2", nil)}
 	from := f.warmUp(w["w1"], w["w2"])

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -32,6 +33,22 @@ func newCluster(t *testing.T, partitions int32, topics ...string) *cluster {
 	cl := &cluster{t: t, brokers: []string{addr}}
 	require.NoError(t, broker.CreateTopics(cl.ctx(30*time.Second), cl.brokers, partitions, topics...))
 	return cl
+}
+
+// busyCPU keeps two other processes spinning on the CPU until t ends, the
+// least load an exactly-once test runs under: a loaded machine reorders
+// what an idle one keeps in step (a rebalance against a transaction, a
+// fetch against a commit).
+func busyCPU(t *testing.T) {
+	t.Helper()
+	for range 2 {
+		cmd := exec.Command("sh", "-c", "while :; do :; done")
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+	}
 }
 
 func (c *cluster) ctx(d time.Duration) context.Context {
@@ -123,9 +140,10 @@ func (w *workers) requireNoErrors() {
 }
 
 // Every sequence number reaches the output exactly once while workers join
-// and leave the group mid-run.
+// and leave the group mid-run, with the CPU busy.
 func TestExactlyOnceWithMembersJoiningAndLeaving(t *testing.T) {
 	const n = 100_000
+	busyCPU(t)
 	c := newCluster(t, 8, "in", "out")
 	topo, err := passthrough.Build("eos", "in", "out")
 	require.NoError(t, err)

@@ -173,17 +173,36 @@ func produceOrders(ctx context.Context, cl *kgo.Client, from, to int64) error {
 
 // readSeqs reads topic with read_committed until want records were read
 // and it has been quiet for a second, or ctx ends, and counts the sequence
-// numbers seq returns; ok false counts as wrong.
+// numbers seq returns; ok false counts as wrong. It reads with large and
+// with small fetches at once (txntest.Readers), and fails when the two
+// disagree.
 func readSeqs(ctx context.Context, brokers []string, topic string, want int64, seq func(*kgo.Record) (int64, bool)) (map[int64]int, int64, error) {
-	seen := map[int64]int{}
-	var read, wrong int64
-	err := txntest.ReadCommitted(ctx, brokers, topic, func(r *kgo.Record) {
-		read++
-		s, ok := seq(r)
-		if !ok {
-			wrong++
+	type seqs struct {
+		seen  map[int64]int
+		wrong int64
+	}
+	read := func(lim txntest.Limits) (seqs, error) {
+		got := seqs{seen: map[int64]int{}}
+		var read int64
+		err := txntest.ReadCommittedWith(ctx, brokers, topic, lim, func(r *kgo.Record) {
+			read++
+			s, ok := seq(r)
+			if !ok {
+				got.wrong++
+			}
+			got.seen[s]++
+		}, func() bool { return read >= want })
+		return got, err
+	}
+	diff := func(a, b seqs) string {
+		if a.wrong != b.wrong {
+			return fmt.Sprintf("%d wrong records vs %d", a.wrong, b.wrong)
 		}
-		seen[s]++
-	}, func() bool { return read >= want })
-	return seen, wrong, err
+		return txntest.DiffMaps(a.seen, b.seen)
+	}
+	got, err := txntest.ReadEach(read, diff)
+	if err != nil {
+		return nil, 0, err
+	}
+	return got[0].seen, got[0].wrong, nil
 }

@@ -76,8 +76,17 @@ type Config struct {
 // does; kfake alone refuses the whole group (see stableOffsets). A
 // producer fenced by another with its transactional id gets
 // PRODUCER_FENCED for its EndTxn, as on Kafka; kfake alone may take it for
-// a retry and hand it its successor's epoch (see fencedEnds). Control
-// functions the caller adds run after the broker's own.
+// a retry and hand it its successor's epoch (see fencedEnds).
+//
+// Control functions the caller adds run after the broker's own. The
+// broker's own sleep (Cluster.SleepControl) while they ask the broker a
+// question: on a require-stable OffsetFetch while transactions hold
+// offsets of its group, and on the EndTxn requests of a transactional id
+// from an InitProducerID until one comes at the current epoch (the
+// producer's first, normally). A caller's control function must not sleep
+// on those requests too: kfake mishandles a request that sleeps twice (a
+// data race in its queue of sleeping requests, which can lose the
+// request).
 func Start(cfg Config) (*kfake.Cluster, string, error) {
 	return start(cfg, allFixes)
 }

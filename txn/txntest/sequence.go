@@ -1,9 +1,14 @@
 package txntest
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -88,15 +93,56 @@ func (r Report) String() string {
 		r.Records, r.Distinct, r.Duplicates, r.NumMissing, r.Missing, r.Foreign)
 }
 
+// Limits are a read_committed reader's fetch limits: the most bytes a
+// fetch response may hold, and the most per partition. A broker returns at
+// least one batch per partition whatever the limits.
+type Limits struct {
+	MaxBytes, PartitionMaxBytes int32
+}
+
+func (l Limits) String() string {
+	return fmt.Sprintf("%d-byte fetches (%d per partition)", l.MaxBytes, l.PartitionMaxBytes)
+}
+
+var (
+	// LargeFetches are franz-go's default limits (50 MiB, 1 MiB per
+	// partition), which a worker's limits fit within.
+	LargeFetches = Limits{50 << 20, 1 << 20}
+	// SmallFetches take one batch per partition per response, so every
+	// response is cut, per request and per partition, wherever a broker
+	// can cut it: one that drops a partition's aborted transactions from a
+	// cut response, or loses its place, is caught.
+	SmallFetches = Limits{1, 1}
+	// Readers are the limits Verify and ReadTable read with: each reads
+	// the topic with both, at once, and requires the same result.
+	Readers = []Limits{LargeFetches, SmallFetches}
+)
+
 // Verify reads topic from the start with read_committed until it has seen
 // every sequence number in [0, n) or ctx is done, then until the topic is
 // quiet for a second (so duplicates committed later are counted too), and
 // reports. A read_committed reader cannot read past an open
 // transaction, so a transaction that never resolves shows up as missing.
+// It reads with each of Readers at once and returns an error, naming both
+// reports, when they differ.
 func Verify(ctx context.Context, brokers []string, topic string, n int64) (Report, error) {
+	reps, err := ReadEach(func(lim Limits) (Report, error) { return verify(ctx, brokers, topic, n, lim) },
+		func(a, b Report) string {
+			if a.String() == b.String() {
+				return ""
+			}
+			return a.String() + " vs " + b.String()
+		})
+	if err != nil {
+		return Report{}, err
+	}
+	return reps[0], nil
+}
+
+func verify(ctx context.Context, brokers []string, topic string, n int64, lim Limits) (Report, error) {
 	seen := make([]uint8, n)
 	var rep Report
-	err := ReadCommitted(ctx, brokers, topic, func(r *kgo.Record) {
+	err := ReadCommittedWith(ctx, brokers, topic, lim, func(r *kgo.Record) {
 		rep.Records++
 		seq, err := ParseSeq(r.Value)
 		if err != nil || seq < 0 || seq >= n {
@@ -124,13 +170,75 @@ func Verify(ctx context.Context, brokers []string, topic string, n int64) (Repor
 	return rep, nil
 }
 
-// ReadCommitted reads topic from the start with read_committed, calling fn
-// for every record, until done reports true and then a whole second passes
-// with nothing new (so that records committed late, duplicates among them,
-// are seen too), or until ctx ends.
+// ReadEach runs read with each of Readers at once and returns their
+// results, in the order of Readers, or an error when one failed or when
+// diff, given the first result and another, describes a difference (""
+// means none).
+func ReadEach[T any](read func(Limits) (T, error), diff func(a, b T) string) ([]T, error) {
+	out := make([]T, len(Readers))
+	errs := make([]error, len(Readers))
+	var wg sync.WaitGroup
+	for i, lim := range Readers {
+		wg.Go(func() { out[i], errs[i] = read(lim) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i := 1; i < len(out); i++ {
+		if d := diff(out[0], out[i]); d != "" {
+			return nil, fmt.Errorf("txntest: read_committed readers disagree, with %v and with %v: %s", Readers[0], Readers[i], d)
+		}
+	}
+	return out, nil
+}
+
+// DiffMaps describes how b differs from a: up to 5 keys whose values
+// differ, and how many; "" when they are equal.
+func DiffMaps[K cmp.Ordered, V comparable](a, b map[K]V) string {
+	var keys []K
+	for k, va := range a {
+		if vb, ok := b[k]; !ok || va != vb {
+			keys = append(keys, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	slices.Sort(keys)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%d keys differ:", len(keys))
+	for _, k := range keys[:min(len(keys), 5)] {
+		fmt.Fprintf(&sb, " %v: %v vs %v;", k, show(a, k), show(b, k))
+	}
+	return sb.String()
+}
+
+func show[K comparable, V any](m map[K]V, k K) string {
+	if v, ok := m[k]; ok {
+		return fmt.Sprint(v)
+	}
+	return "absent"
+}
+
+// ReadCommitted reads topic from the start with read_committed and
+// LargeFetches, calling fn for every record, until done reports true and
+// then a whole second passes with nothing new (so that records committed
+// late, duplicates among them, are seen too), or until ctx ends.
 func ReadCommitted(ctx context.Context, brokers []string, topic string, fn func(*kgo.Record), done func() bool) error {
+	return ReadCommittedWith(ctx, brokers, topic, LargeFetches, fn, done)
+}
+
+// ReadCommittedWith is ReadCommitted with the fetch limits lim.
+func ReadCommittedWith(ctx context.Context, brokers []string, topic string, lim Limits, fn func(*kgo.Record), done func() bool) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(lim.MaxBytes), kgo.FetchMaxPartitionBytes(lim.PartitionMaxBytes))
 	if err != nil {
 		return err
 	}

@@ -65,11 +65,20 @@ func ExpectedSums(n, keys int64) map[string]int64 {
 
 // ReadTable reads a changelog topic from the start with read_committed
 // until it has been quiet for a second, and returns the latest value of
-// every key (tombstones delete), decoded as Int64.
+// every key (tombstones delete), decoded as Int64. Like Verify, it reads
+// with each of Readers at once and returns an error when they differ.
 func ReadTable(ctx context.Context, brokers []string, topic string) (map[string]int64, error) {
+	tables, err := ReadEach(func(lim Limits) (map[string]int64, error) { return readTable(ctx, brokers, topic, lim) }, DiffMaps)
+	if err != nil {
+		return nil, err
+	}
+	return tables[0], nil
+}
+
+func readTable(ctx context.Context, brokers []string, topic string, lim Limits) (map[string]int64, error) {
 	table := map[string]int64{}
 	var derr error
-	err := ReadCommitted(ctx, brokers, topic, func(r *kgo.Record) {
+	err := ReadCommittedWith(ctx, brokers, topic, lim, func(r *kgo.Record) {
 		if r.Value == nil {
 			delete(table, string(r.Key))
 			return
