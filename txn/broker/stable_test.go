@@ -16,27 +16,33 @@ import (
 // offsets pending in an open transaction, as on Kafka; kfake alone refuses
 // every partition of the group while any transaction holds offsets for it.
 func TestStableOffsetFetchIsPerPartition(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, addr, err := Start(Config{})
-	require.NoError(t, err)
-	defer c.Close()
-	require.NoError(t, CreateTopics(ctx, []string{addr}, 2, "t"))
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	require.NoError(t, err)
-	defer cl.Close()
-
-	// The group and its committed offsets: 1 for both partitions.
-	var committed kadm.Offsets
-	committed.Add(kadm.Offset{Topic: "t", Partition: 0, At: 1, LeaderEpoch: -1})
-	committed.Add(kadm.Offset{Topic: "t", Partition: 1, At: 1, LeaderEpoch: -1})
-	_, err = kadm.NewClient(cl).CommitOffsets(ctx, "g", committed)
-	require.NoError(t, err)
-
-	// Producer a's transaction holds offset 5 for partition 0.
-	pid, epoch := initProducer(ctx, t, cl, "a")
-	txnOffsetCommit(ctx, t, cl, "a", pid, epoch, 0, 5)
-
+	// The group and its committed offsets, 1 for both partitions of t;
+	// producer a's transaction holds offset 5 for partition 0.
+	setUp := func(t *testing.T, fix fixes) (context.Context, *kgo.Client, int64, int16) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		t.Cleanup(cancel)
+		c, addr, err := start(Config{}, fix)
+		require.NoError(t, err)
+		t.Cleanup(c.Close)
+		require.NoError(t, CreateTopics(ctx, []string{addr}, 2, "t"))
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+		require.NoError(t, err)
+		t.Cleanup(cl.Close)
+		var committed kadm.Offsets
+		committed.Add(kadm.Offset{Topic: "t", Partition: 0, At: 1, LeaderEpoch: -1})
+		committed.Add(kadm.Offset{Topic: "t", Partition: 1, At: 1, LeaderEpoch: -1})
+		_, err = kadm.NewClient(cl).CommitOffsets(ctx, "g", committed)
+		require.NoError(t, err)
+		pid, epoch := initProducer(ctx, t, cl, "a")
+		txnOffsetCommit(ctx, t, cl, "a", pid, epoch, 0, 5)
+		return ctx, cl, pid, epoch
+	}
+	t.Run("kfake alone", func(t *testing.T) {
+		ctx, cl, _, _ := setUp(t, allFixes&^fixStable)
+		_, err := fetchStable(ctx, cl, 1)
+		require.ErrorIs(t, err, kerr.UnstableOffsetCommit, "kfake refuses partition 1, which has nothing pending")
+	})
+	ctx, cl, pid, epoch := setUp(t, allFixes)
 	at, err := fetchStable(ctx, cl, 1)
 	require.NoError(t, err, "partition 1 has nothing pending")
 	require.EqualValues(t, 1, at)
