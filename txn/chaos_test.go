@@ -1,9 +1,15 @@
 package txn_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -89,25 +95,50 @@ func TestZombieIsFenced(t *testing.T) {
 	defer cancel()
 
 	// Freeze w3 while it has a transaction open with records in it, so
-	// that it resumes in the middle of that transaction.
+	// that it resumes in the middle of that transaction, and wait until
+	// the broker ends that transaction. Only the broker can: at its
+	// timeout, aborting it and bumping the producer epoch, which fences
+	// w3. Unless w3 sent the EndTxn just before it stopped; then it is
+	// not fenced, and it is frozen again.
 	parts := f.assigned("w3", "in")
 	require.NotEmpty(t, parts)
 	const txnID = "zombie-w3"
+	var (
+		frozen   kadm.DescribedTransaction
+		frozenAt time.Time
+		before   map[int32]int64 // the group's offsets of parts at the freeze
+		ends     map[topicPartition]txnMarker
+	)
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		require.True(t, time.Now().Before(deadline), "w3 never had a transaction open with records in it")
+	for attempt := 1; ; attempt++ {
+		require.True(t, time.Now().Before(deadline), "w3 never stopped with a transaction open with records in it (%d attempts)", attempt-1)
 		w3.signal(syscall.SIGSTOP)
-		if d, err := f.adm.DescribeTransactions(ctx, txnID); err == nil && d[txnID].State == "Ongoing" && len(d[txnID].Topics) > 0 {
-			break
+		w3.waitStopped(10 * time.Second)
+		frozenAt = time.Now()
+		d, err := f.adm.DescribeTransactions(ctx, txnID)
+		if err == nil && d[txnID].State == "Ongoing" && len(d[txnID].Topics) > 0 {
+			if starts := f.txnStarts(ctx, d[txnID]); len(starts) > 0 {
+				frozen = d[txnID]
+				before = f.committed(ctx, "in", parts)
+				ends = f.txnEnds(ctx, frozen, starts, 60*time.Second)
+				if !endedByItsProducer(ends, frozen.ProducerEpoch) {
+					break
+				}
+				t.Logf("attempt %d: w3's own EndTxn, sent before it stopped, ended its transaction", attempt)
+			}
 		}
 		w3.signal(syscall.SIGCONT)
 	}
-	frozenAt := time.Now()
-	before := f.committed(ctx, "in", parts)
+	for tp, m := range ends {
+		require.True(t, m.abort && m.epoch == frozen.ProducerEpoch+1,
+			"the frozen w3's transaction (producer %d, epoch %d) ended in %s/%d by %s, not by the broker's abort at epoch %d",
+			frozen.ProducerID, frozen.ProducerEpoch, tp.topic, tp.partition, m, frozen.ProducerEpoch+1)
+	}
+	t.Logf("w3 frozen in transaction producer %d epoch %d on %v; the broker aborted it after %v",
+		frozen.ProducerID, frozen.ProducerEpoch, frozen.Topics.Sorted(), time.Since(frozenAt).Round(time.Millisecond))
 
-	// Past its session timeout (the group drops it) and its transaction
-	// timeout (the broker aborts its transaction and bumps its epoch),
-	// while the others take its partitions over.
+	// Past its session timeout (the group drops it) while the others take
+	// its partitions over.
 	require.Eventually(t, func() bool {
 		groups, err := f.adm.DescribeGroups(ctx, "zombie")
 		if err != nil {
@@ -117,10 +148,6 @@ func TestZombieIsFenced(t *testing.T) {
 			return m.InstanceID != nil && *m.InstanceID == "w3"
 		})
 	}, 60*time.Second, 50*time.Millisecond, "the frozen w3 stayed in the group")
-	require.Eventually(t, func() bool {
-		d, err := f.adm.DescribeTransactions(ctx, txnID)
-		return err == nil && d[txnID].State != "Ongoing"
-	}, 60*time.Second, 50*time.Millisecond, "the frozen w3's transaction was never aborted")
 	require.Eventually(t, func() bool {
 		now := f.committed(ctx, "in", parts)
 		for _, p := range parts {
@@ -145,6 +172,147 @@ func TestZombieIsFenced(t *testing.T) {
 	rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)
 	f.stopAll(w1, w2, w3)
+}
+
+// waitStopped waits up to d until every thread of the process is
+// stopped. kill(2) returns before a SIGSTOP has stopped them all; a
+// thread still running for a few milliseconds can end a transaction.
+func (p *proc) waitStopped(d time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		running := p.runningThread()
+		if running == "" {
+			return
+		}
+		require.True(p.t, time.Now().Before(deadline), "%s: not stopped %v after SIGSTOP: %s", p.name, d, running)
+		<-tick.C
+	}
+}
+
+// runningThread describes a thread of the process that is not stopped,
+// or returns "" when all are: /proc/PID/task/TID/stat shows state T (t
+// when traced).
+func (p *proc) runningThread() string {
+	dir := fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return err.Error()
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue // the thread exited
+		case err != nil:
+			return err.Error()
+		}
+		// "TID (COMM) STATE ...", where COMM may hold spaces and ")".
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return fmt.Sprintf("thread %s: unreadable stat %q", task.Name(), stat)
+		}
+		if state := stat[i+2]; state != 'T' && state != 't' {
+			return fmt.Sprintf("thread %s in state %c", task.Name(), state)
+		}
+	}
+	return ""
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// txnMarker is the control record that ended a transaction in one
+// partition.
+type txnMarker struct {
+	abort  bool
+	epoch  int16 // the producer epoch it was written with
+	offset int64
+}
+
+func (m txnMarker) String() string {
+	kind := "commit"
+	if m.abort {
+		kind = "abort"
+	}
+	return fmt.Sprintf("a %s marker at epoch %d (offset %d)", kind, m.epoch, m.offset)
+}
+
+// txnStarts returns the first offset of txn, which is open, in each of
+// its partitions that holds records of it. It returns none when txn
+// ended meanwhile.
+func (f *fleet) txnStarts(ctx context.Context, txn kadm.DescribedTransaction) map[topicPartition]int64 {
+	f.t.Helper()
+	ps, err := f.adm.DescribeProducers(ctx, txn.Topics)
+	require.NoError(f.t, err)
+	starts := map[topicPartition]int64{}
+	ps.EachProducer(func(p kadm.DescribedProducer) {
+		if p.ProducerID == txn.ProducerID && p.ProducerEpoch == txn.ProducerEpoch && p.CurrentTxnStartOffset >= 0 {
+			starts[topicPartition{p.Topic, p.Partition}] = p.CurrentTxnStartOffset
+		}
+	})
+	return starts
+}
+
+// txnEnds waits up to d until the broker no longer reports txn open, and
+// returns the marker that ended it in each partition of starts, which
+// holds its first offset there: the first control record of its
+// producer id from that offset on. A producer's EndTxn has the markers
+// written at the transaction's epoch; the broker aborting a transaction
+// at its timeout bumps the epoch first, fencing the producer, and writes
+// them at the bumped one.
+func (f *fleet) txnEnds(ctx context.Context, txn kadm.DescribedTransaction, starts map[topicPartition]int64, d time.Duration) map[topicPartition]txnMarker {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	require.Eventually(f.t, func() bool {
+		got, err := f.adm.DescribeTransactions(ctx, txn.TxnID)
+		now := got[txn.TxnID]
+		return err == nil && !(now.State == "Ongoing" && now.ProducerID == txn.ProducerID && now.ProducerEpoch == txn.ProducerEpoch)
+	}, d, 20*time.Millisecond, "transaction %s (producer %d, epoch %d) never ended", txn.TxnID, txn.ProducerID, txn.ProducerEpoch)
+
+	from := map[string]map[int32]kgo.Offset{}
+	for tp, at := range starts {
+		if from[tp.topic] == nil {
+			from[tp.topic] = map[int32]kgo.Offset{}
+		}
+		from[tp.topic][tp.partition] = kgo.NewOffset().At(at)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers...), kgo.ConsumePartitions(from),
+		kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.KeepControlRecords())
+	require.NoError(f.t, err)
+	defer cl.Close()
+	ends := map[topicPartition]txnMarker{}
+	for len(ends) < len(starts) {
+		fs := cl.PollFetches(ctx)
+		require.NoError(f.t, ctx.Err(), "markers of transaction %s (producer %d, epoch %d) found: %v, starting at %v",
+			txn.TxnID, txn.ProducerID, txn.ProducerEpoch, ends, starts)
+		fs.EachRecord(func(r *kgo.Record) {
+			tp := topicPartition{r.Topic, r.Partition}
+			if _, ok := ends[tp]; ok || !r.Attrs.IsControl() || r.ProducerID != txn.ProducerID {
+				return
+			}
+			var key kmsg.ControlRecordKey
+			require.NoError(f.t, key.ReadFrom(r.Key), "control record key at %s/%d@%d", r.Topic, r.Partition, r.Offset)
+			ends[tp] = txnMarker{abort: key.Type == kmsg.ControlRecordKeyTypeAbort, epoch: r.ProducerEpoch, offset: r.Offset}
+		})
+	}
+	return ends
+}
+
+// endedByItsProducer reports whether the markers ending a transaction at
+// epoch were written by its producer's EndTxn rather than by the broker.
+func endedByItsProducer(ends map[topicPartition]txnMarker, epoch int16) bool {
+	for _, m := range ends {
+		if m.epoch != epoch {
+			return false
+		}
+	}
+	return true
 }
 
 // committed returns the group's committed offsets of topic's partitions

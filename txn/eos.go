@@ -181,18 +181,18 @@ func (w *Worker) fenceZombie(ctx context.Context) error {
 func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches, b *batch,
 	poll func(context.Context, int) kgo.Fetches, process func(kgo.Fetches) error,
 ) (err error) {
-	deadline := time.Now().Add(w.cfg.CommitInterval)
+	deadline := w.now().Add(w.cfg.CommitInterval)
 	for {
 		n := fetches.NumRecords()
 		b.records += n
-		start := time.Now()
+		start := w.now()
 		err = process(fetches)
-		w.pace.observe(n, time.Since(start))
-		if err != nil || b.records >= w.cfg.MaxBatchRecords || ctx.Err() != nil || !time.Now().Before(deadline) {
+		w.pace.observe(n, w.now().Sub(start))
+		if err != nil || b.records >= w.cfg.MaxBatchRecords || ctx.Err() != nil || !w.now().Before(deadline) {
 			return err
 		}
 		// A nil context is franz-go's "only what is already buffered".
-		fetches = poll(nil, w.pollRecords(b.records, time.Until(deadline)))
+		fetches = poll(nil, w.pollRecords(b.records, deadline.Sub(w.now())))
 		if err := w.fetchErr(fetches); err != nil {
 			return err
 		}

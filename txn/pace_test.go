@@ -37,22 +37,33 @@ func TestPaceFitsRecordsInTheBudget(t *testing.T) {
 // the commit interval: a fast worker drains the buffered fetch at once
 // (so franz-go asks for the next one while the transaction runs), while a
 // slow one polls a little at a time and ends the transaction at the
-// interval.
+// interval. The worker's clock is a fake one that only processing
+// advances, perRecord a record, so a loaded machine changes nothing.
 func TestCollectPollsWhatFitsInTheCommitInterval(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		perRecord time.Duration
-		wantFirst int // what the first poll of a transaction asks for
+		wantFirst int   // what the first poll of a transaction asks for
+		wantAsked []int // what collect's polls ask for after 5 records
 	}{
-		{"fast", time.Microsecond, 20_000},
-		{"slow", 10 * time.Millisecond, 10},
+		// 5 records cost 5µs: the rest of the batch fits in one poll.
+		{"fast", time.Microsecond, 20_000, []int{20_000 - 5}},
+		// 5 records cost 50ms, then 5 more fit in the 50ms left, and the
+		// interval is over.
+		{"slow", 10 * time.Millisecond, 10, []int{5}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := &Worker{cfg: Config{Guarantee: ExactlyOnce, CommitInterval: 100 * time.Millisecond, MaxBatchRecords: 20_000}}
+			began := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			clock := began
+			w := &Worker{
+				cfg: Config{Guarantee: ExactlyOnce, CommitInterval: 100 * time.Millisecond, MaxBatchRecords: 20_000},
+				now: func() time.Time { return clock },
+			}
 			w.pace.observe(1, tc.perRecord)
 			require.Equal(t, tc.wantFirst, w.pollRecords(0, w.cfg.CommitInterval))
 
-			// A batch polls the rest of what fits, up to MaxBatchRecords.
+			// A batch polls the rest of what fits, up to MaxBatchRecords;
+			// every poll finds as many records buffered as it asks for.
 			var asked []int
 			poll := func(_ context.Context, n int) kgo.Fetches {
 				asked = append(asked, n)
@@ -61,23 +72,20 @@ func TestCollectPollsWhatFitsInTheCommitInterval(t *testing.T) {
 			processed := 0
 			process := func(f kgo.Fetches) error {
 				processed += f.NumRecords()
-				if tc.perRecord >= time.Millisecond { // what a slow processor costs
-					time.Sleep(time.Duration(f.NumRecords()) * tc.perRecord)
-				}
+				clock = clock.Add(time.Duration(f.NumRecords()) * tc.perRecord)
 				return nil
 			}
 			b := w.newBatch()
 			require.NoError(t, w.collect(context.Background(), fetchesOf(5), b, poll, process))
 			require.Equal(t, b.records, processed, "every polled record is processed")
-			for _, n := range asked {
-				require.GreaterOrEqual(t, n, 1, "never 0, which polls everything buffered")
-			}
+			require.Equal(t, tc.wantAsked, asked)
 			switch tc.name {
 			case "fast":
-				require.Equal(t, []int{20_000 - 5}, asked, "the rest of the batch in one poll")
+				require.Equal(t, w.cfg.MaxBatchRecords, b.records, "the batch is full")
+				require.Less(t, clock.Sub(began), w.cfg.CommitInterval, "well within the interval")
 			case "slow":
-				// 5 records (50ms), then what fits in the 50ms left.
-				require.LessOrEqual(t, b.records, 10, "polled %v", asked)
+				require.Equal(t, 10, b.records, "what fits in the interval")
+				require.Equal(t, w.cfg.CommitInterval, clock.Sub(began), "the batch ends at the interval")
 			}
 		})
 	}

@@ -39,6 +39,10 @@ type Worker struct {
 	replaying chan struct{}
 	// pace sizes a transaction's polls; the loop goroutine's.
 	pace pace
+	// now is the clock a batch's commit interval and pace are measured
+	// by: time.Now, a fake one in tests that must not depend on how fast
+	// the machine is.
+	now func() time.Time
 
 	mu      sync.Mutex
 	revoked map[string][]int32 // since the last commit, from group callbacks
@@ -56,7 +60,7 @@ func NewWorker(topo Topology, cfg Config) (*Worker, error) {
 	}
 	log := cfg.Logger.With("app", topo.AppID(), "instance", cfg.Instance)
 	w := &Worker{topo: topo, cfg: cfg, log: log, m: newMetrics(cfg.Registerer, topo.AppID(), cfg.Instance),
-		replaying: make(chan struct{}, runtime.GOMAXPROCS(0))}
+		replaying: make(chan struct{}, runtime.GOMAXPROCS(0)), now: time.Now}
 	return w, nil
 }
 
