@@ -18,10 +18,12 @@ import (
 // it, the broker would abort it, and every retry would poll the same
 // records and be aborted again. The worker polls in chunks and ends each
 // transaction at the commit interval, so it commits everything in one
-// session.
+// session. The first poll, before the worker has measured anything, takes
+// 1,000 records: a second, a quarter of the timeout, so that a loaded
+// machine (whose sleeps last longer) still fits it.
 func TestSlowProcessingStaysWithinTransactionTimeout(t *testing.T) {
 	const n = 6000
-	const perRecord = 300 * time.Microsecond // n of them: 1.8s, the timeout 1s
+	const perRecord = time.Millisecond // n of them: 6s, the timeout 4s
 	c := newCluster(t, 4, "in", "out")
 	require.NoError(t, txntest.Produce(c.ctx(30*time.Second), c.brokers, "in", 0, n, 0, 20))
 
@@ -34,7 +36,7 @@ func TestSlowProcessingStaysWithinTransactionTimeout(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ws := c.workers(topo, txn.Config{
 		SessionTimeout:     3 * time.Second,
-		TransactionTimeout: time.Second,
+		TransactionTimeout: 4 * time.Second,
 		CommitInterval:     100 * time.Millisecond,
 		Registerer:         reg,
 	})
