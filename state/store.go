@@ -1,11 +1,6 @@
 package state
 
-import (
-	"bytes"
-	"fmt"
-
-	"github.com/cockroachdb/pebble/v2"
-)
+import "fmt"
 
 // Codec turns keys or values into bytes and back. stream/serde's Serde
 // satisfies it; state declares its own so that it depends on nothing above
@@ -90,7 +85,9 @@ func (s *KeyValue[K, V]) key(k K) (dbKey, kb []byte, err error) {
 	return s.buf, s.buf[len(s.prefix):], nil
 }
 
-// Get returns the value of k and whether it exists.
+// Get returns the value of k and whether it exists, as of the open
+// transaction's writes. It fails if k or the value cannot be encoded or
+// decoded, or as DB.Get.
 func (s *KeyValue[K, V]) Get(k K) (V, bool, error) {
 	var zero V
 	key, _, err := s.key(k)
@@ -108,7 +105,8 @@ func (s *KeyValue[K, V]) Get(k K) (V, bool, error) {
 	return v, true, nil
 }
 
-// Put sets k to v and appends the change to the changelog.
+// Put sets k to v and appends the change to the changelog. It fails if k
+// or v cannot be encoded, or as DB.Delete; a failed Put changes nothing.
 func (s *KeyValue[K, V]) Put(k K, v V) error {
 	vb, err := s.value(v)
 	if err != nil {
@@ -199,7 +197,8 @@ func (s *KeyValue[K, V]) Update(k K, f func(old V, found bool) (V, error)) (V, e
 	return v, nil
 }
 
-// Delete removes k and appends a tombstone to the changelog.
+// Delete removes k and appends a tombstone to the changelog. It fails as
+// Put.
 func (s *KeyValue[K, V]) Delete(k K) error {
 	key, kb, err := s.key(k)
 	if err != nil {
@@ -219,133 +218,3 @@ func (s *KeyValue[K, V]) KeyCodec() Codec[K] { return s.ks }
 
 // ValueCodec returns the store's value codec.
 func (s *KeyValue[K, V]) ValueCodec() Codec[V] { return s.vs }
-
-// Range iterates over the keys in [from, to) in byte order of their
-// encoding; a nil bound is open. Close the iterator when done.
-func (s *KeyValue[K, V]) Range(from, to *K) *Iterator[K, V] {
-	it := &Iterator[K, V]{s: s}
-	lower, upper := s.prefix, prefixEnd(s.prefix)
-	if from != nil {
-		kb, err := s.ks.Encode(*from)
-		if err != nil {
-			it.err = fmt.Errorf("state: %s: encode range start: %w", s.name(), err)
-			return it
-		}
-		lower = append(bytes.Clone(s.prefix), kb...)
-	}
-	if to != nil {
-		kb, err := s.ks.Encode(*to)
-		if err != nil {
-			it.err = fmt.Errorf("state: %s: encode range end: %w", s.name(), err)
-			return it
-		}
-		upper = append(bytes.Clone(s.prefix), kb...)
-	}
-	it.pit, it.err = s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	return it
-}
-
-// All iterates over every key of the store.
-func (s *KeyValue[K, V]) All() *Iterator[K, V] { return s.Range(nil, nil) }
-
-// prefixEnd returns the smallest key greater than every key with prefix p.
-func prefixEnd(p []byte) []byte {
-	end := bytes.Clone(p)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil
-}
-
-// Iterator walks a range of a KeyValue store:
-//
-//	it := store.All()
-//	for it.Next() {
-//		use(it.Key(), it.Value())
-//	}
-//	if err := it.Close(); err != nil { ... }
-//
-// Its error is sticky: after a failure Next returns false and Close (or
-// Err) returns the error. It sees the open transaction's writes as of its
-// creation, and must not outlive the record being processed.
-type Iterator[K, V any] struct {
-	s       *KeyValue[K, V]
-	pit     *pebble.Iterator
-	started bool
-	key     K
-	value   V
-	err     error
-}
-
-// Next moves to the next entry and decodes it; it returns false at the end
-// or on an error.
-func (it *Iterator[K, V]) Next() bool {
-	if it.err != nil || it.pit == nil {
-		return false
-	}
-	var ok bool
-	if !it.started {
-		it.started, ok = true, it.pit.First()
-	} else {
-		ok = it.pit.Next()
-	}
-	if !ok {
-		it.err = it.pit.Error()
-		return false
-	}
-	k, err := it.s.ks.Decode(it.pit.Key()[len(it.s.prefix):])
-	if err != nil {
-		it.err = fmt.Errorf("state: %s: decode key: %w", it.s.name(), err)
-		return false
-	}
-	raw, err := it.pit.ValueAndErr()
-	if err != nil {
-		it.err = fmt.Errorf("state: %s: read value: %w", it.s.name(), err)
-		return false
-	}
-	v, err := it.s.vs.Decode(raw)
-	if err != nil {
-		it.err = fmt.Errorf("state: %s: decode value: %w", it.s.name(), err)
-		return false
-	}
-	it.key, it.value = k, v
-	return true
-}
-
-// Key returns the current key.
-func (it *Iterator[K, V]) Key() K { return it.key }
-
-// Value returns the current value.
-func (it *Iterator[K, V]) Value() V { return it.value }
-
-// Err returns the sticky error.
-func (it *Iterator[K, V]) Err() error { return it.err }
-
-// Close releases the iterator and returns its sticky error.
-func (it *Iterator[K, V]) Close() error {
-	if it.pit != nil {
-		if err := it.pit.Close(); err != nil && it.err == nil {
-			it.err = err
-		}
-		it.pit = nil
-	}
-	return it.err
-}
-
-// ApplyRestored writes one changelog record of the store with the given
-// prefix (StorePrefix) during a restore: a nil value deletes. Restored
-// writes are not changelogged again and are not visible to reads until
-// Commit applies them with the checkpoint they reach.
-func (d *DB) ApplyRestored(storePrefix, key, value []byte) error {
-	if d.restoring == nil {
-		d.restoring = d.pdb.NewBatch()
-	}
-	d.keyBuf = append(append(d.keyBuf[:0], storePrefix...), key...)
-	if value == nil {
-		return d.restoring.Delete(d.keyBuf, nil)
-	}
-	return d.restoring.Set(d.keyBuf, value, nil)
-}

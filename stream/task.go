@@ -83,9 +83,7 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 	}
 	out = out[:mark] // all or nothing per input record
 	if t.db != nil {
-		if rbErr := t.db.Rollback(); rbErr != nil {
-			return out, rbErr
-		}
+		t.db.Rollback()
 	}
 	switch t.topo.policy {
 	case OnErrorSkip:

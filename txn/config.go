@@ -75,7 +75,7 @@ type Config struct {
 	// restart replays them from the changelog: this bounds that replay
 	// to about StateFlushWrites records per task, whatever the size of
 	// the store. Smaller means shorter replays and more flushing and
-	// compacting. Default 100,000.
+	// compacting. Default 100,000 (0); negative is invalid.
 	StateFlushWrites int
 	// Guarantee defaults to ExactlyOnce.
 	Guarantee Guarantee
@@ -151,6 +151,9 @@ func (c Config) Validate() error {
 	d := c.withDefaults()
 	if d.Instance == "" {
 		errs = append(errs, errors.New("txn: no instance id and no hostname: set Config.Instance (runner: --instance)"))
+	}
+	if c.StateFlushWrites < 0 {
+		errs = append(errs, fmt.Errorf("txn: StateFlushWrites is %d: it must be positive, or 0 for the default", c.StateFlushWrites))
 	}
 	if d.TransactionTimeout < d.CommitInterval {
 		errs = append(errs, fmt.Errorf("txn: transaction timeout %v is shorter than the commit interval %v", d.TransactionTimeout, d.CommitInterval))

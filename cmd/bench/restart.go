@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
@@ -369,11 +366,6 @@ func (f *feeder) stop() (int64, error) {
 	return f.next, f.err
 }
 
-// checkpointKey is where package state keeps a task's checkpoint
-// (state.checkpointKey; read here without opening the database for
-// writing, so the restarted worker finds it as the killed one left it).
-var checkpointKey = []byte("\x00checkpoint")
-
 // procCPU returns the CPU time (user and system) a process has used so
 // far, from /proc/<pid>/stat; 0 when unknown.
 func procCPU(pid int) time.Duration {
@@ -396,19 +388,12 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(u+s) * 10 * time.Millisecond // USER_HZ 100
 }
 
-// quietPebble drops Pebble's logs.
-type quietPebble struct{}
-
-func (quietPebble) Infof(string, ...any)  {}
-func (quietPebble) Errorf(string, ...any) {}
-func (quietPebble) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
-}
-
 // checkpointLag reads the checkpoint of every task database in dir,
-// read-only, and returns how far the checkpoints are behind the
-// changelog's read_committed end, in offsets (data records and commit
-// markers), summed over the tasks, with the tasks that are behind.
+// read-only (state.ReadCheckpoint: the restarted worker finds each
+// database as the killed one left it), and returns how far the
+// checkpoints are behind the changelog's read_committed end, in offsets
+// (data records and commit markers), summed over the tasks, with the
+// tasks that are behind.
 func checkpointLag(ctx context.Context, adm *kadm.Client, dir, changelog string) (int64, []string, error) {
 	ends, err := adm.ListCommittedOffsets(ctx, changelog)
 	if err != nil {
@@ -426,19 +411,9 @@ func checkpointLag(ctx context.Context, adm *kadm.Client, dir, changelog string)
 		if !ok || sub != "0" || err != nil || !de.IsDir() {
 			continue
 		}
-		db, err := pebble.Open(filepath.Join(dir, de.Name()), &pebble.Options{ReadOnly: true, Logger: quietPebble{}})
+		cp, err := state.ReadCheckpoint(filepath.Join(dir, de.Name()), state.Options{})
 		if err != nil {
-			return 0, nil, fmt.Errorf("opening task %s read-only: %w", de.Name(), err)
-		}
-		var cp state.Checkpoint
-		v, closer, err := db.Get(checkpointKey)
-		if err == nil {
-			err = json.Unmarshal(v, &cp)
-			closer.Close()
-		}
-		db.Close()
-		if err != nil && !errors.Is(err, pebble.ErrNotFound) {
-			return 0, nil, fmt.Errorf("task %s: checkpoint: %w", de.Name(), err)
+			return 0, nil, fmt.Errorf("task %s: %w", de.Name(), err)
 		}
 		end, _ := ends.Lookup(changelog, int32(p))
 		if d := end.Offset - cp.Offsets[changelog]; d > 0 {

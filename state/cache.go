@@ -1,0 +1,76 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// cacheSize bounds the entries of one task's DB, unless more of them are
+// pending or unapplied.
+const cacheSize = 1 << 14
+
+// entry is the state of one key: 48 bytes, as there may be many.
+type entry struct {
+	key   string
+	value []byte // as of the pending writes; nil: absent. Never modified.
+	gen   uint32 // the commit that last wrote it; 0: none since loaded
+	dirty bool   // written in the open transaction
+}
+
+// unapplied reports whether e holds a committed write that the database
+// may not have yet.
+func (d *DB) unapplied(e *entry) bool { return e.gen > d.applied }
+
+// entry returns key's entry, loading it from the database if needed.
+func (d *DB) entry(key []byte) (*entry, error) {
+	if e := d.entries[string(key)]; e != nil {
+		return e, nil
+	}
+	if d.lost {
+		return nil, d.failed
+	}
+	// No entry: the database has the key's current value.
+	v, closer, err := d.pdb.Get(key)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		v = nil
+	case err != nil:
+		return nil, fmt.Errorf("state: get: %w", err)
+	default:
+		v = append(make([]byte, 0, len(v)), v...) // never nil
+		closer.Close()
+	}
+	if len(d.entries) >= d.limit {
+		d.evict()
+	}
+	e := &entry{key: string(key), value: v}
+	d.entries[e.key] = e
+	return e, nil
+}
+
+// evict drops the entries that only cache the database. The others move
+// to a new map: a Go map never shrinks, and a large transaction's writes
+// would otherwise keep its table at their size.
+func (d *DB) evict() {
+	d.reap()
+	keep := 0
+	for _, e := range d.entries {
+		if e.dirty || d.unapplied(e) {
+			keep++
+		}
+	}
+	old := d.entries
+	d.drops++
+	d.entries = make(map[string]*entry, keep+cacheSize/4)
+	for k, e := range old {
+		if e.dirty || d.unapplied(e) {
+			d.entries[k] = e
+		}
+	}
+	// The entries that stay (pending, unapplied) count towards cacheSize;
+	// a quarter of it is always left, so that evict runs at most once per
+	// cacheSize/4 new entries.
+	d.limit = max(cacheSize, len(d.entries)+cacheSize/4)
+}

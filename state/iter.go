@@ -1,0 +1,172 @@
+package state
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// newIter returns a Pebble iterator over the database as of the pending
+// writes.
+func (d *DB) newIter(o *pebble.IterOptions) (*pebble.Iterator, error) {
+	if d.view == nil {
+		d.view = d.pdb.NewIndexedBatch()
+		d.viewLag = d.viewLag[:0]
+		for _, e := range d.entries {
+			if e.dirty || d.unapplied(e) {
+				if err := d.viewSet(e); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	for _, e := range d.viewLag {
+		if err := d.viewSet(e); err != nil {
+			return nil, err
+		}
+	}
+	clear(d.viewLag)
+	d.viewLag = d.viewLag[:0]
+	return d.view.NewIter(o)
+}
+
+// viewSet writes e's value into the view; on failure it drops the view.
+func (d *DB) viewSet(e *entry) error {
+	var err error
+	if e.value == nil {
+		err = d.view.Delete([]byte(e.key), nil)
+	} else {
+		err = d.view.Set([]byte(e.key), e.value, nil)
+	}
+	if err != nil {
+		d.dropView()
+		return fmt.Errorf("state: iterate: %w", err)
+	}
+	return nil
+}
+
+// dropView drops the view: the next iterator builds a new one.
+func (d *DB) dropView() {
+	if d.view != nil {
+		d.view.Close()
+		d.view = nil
+	}
+	clear(d.viewLag)
+	d.viewLag = d.viewLag[:0]
+}
+
+// Range iterates over the keys in [from, to) in byte order of their
+// encoding; a nil bound is open. Close the iterator when done.
+func (s *KeyValue[K, V]) Range(from, to *K) *Iterator[K, V] {
+	it := &Iterator[K, V]{s: s}
+	lower, upper := s.prefix, prefixEnd(s.prefix)
+	if from != nil {
+		kb, err := s.ks.Encode(*from)
+		if err != nil {
+			it.err = fmt.Errorf("state: %s: encode range start: %w", s.name(), err)
+			return it
+		}
+		lower = append(bytes.Clone(s.prefix), kb...)
+	}
+	if to != nil {
+		kb, err := s.ks.Encode(*to)
+		if err != nil {
+			it.err = fmt.Errorf("state: %s: encode range end: %w", s.name(), err)
+			return it
+		}
+		upper = append(bytes.Clone(s.prefix), kb...)
+	}
+	it.pit, it.err = s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	return it
+}
+
+// All iterates over every key of the store.
+func (s *KeyValue[K, V]) All() *Iterator[K, V] { return s.Range(nil, nil) }
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Iterator walks a range of a KeyValue store:
+//
+//	it := store.All()
+//	for it.Next() {
+//		use(it.Key(), it.Value())
+//	}
+//	if err := it.Close(); err != nil { ... }
+//
+// Its error is sticky: after a failure Next returns false and Close (or
+// Err) returns the error. It sees the open transaction's writes as of its
+// creation, and must not outlive the record being processed.
+type Iterator[K, V any] struct {
+	s       *KeyValue[K, V]
+	pit     *pebble.Iterator
+	started bool
+	key     K
+	value   V
+	err     error
+}
+
+// Next moves to the next entry and decodes it; it returns false at the end
+// or on an error.
+func (it *Iterator[K, V]) Next() bool {
+	if it.err != nil || it.pit == nil {
+		return false
+	}
+	var ok bool
+	if !it.started {
+		it.started, ok = true, it.pit.First()
+	} else {
+		ok = it.pit.Next()
+	}
+	if !ok {
+		it.err = it.pit.Error()
+		return false
+	}
+	k, err := it.s.ks.Decode(it.pit.Key()[len(it.s.prefix):])
+	if err != nil {
+		it.err = fmt.Errorf("state: %s: decode key: %w", it.s.name(), err)
+		return false
+	}
+	raw, err := it.pit.ValueAndErr()
+	if err != nil {
+		it.err = fmt.Errorf("state: %s: read value: %w", it.s.name(), err)
+		return false
+	}
+	v, err := it.s.vs.Decode(raw)
+	if err != nil {
+		it.err = fmt.Errorf("state: %s: decode value: %w", it.s.name(), err)
+		return false
+	}
+	it.key, it.value = k, v
+	return true
+}
+
+// Key returns the current key: valid after Next returned true.
+func (it *Iterator[K, V]) Key() K { return it.key }
+
+// Value returns the current value: valid after Next returned true.
+func (it *Iterator[K, V]) Value() V { return it.value }
+
+// Err returns the sticky error.
+func (it *Iterator[K, V]) Err() error { return it.err }
+
+// Close releases the iterator and returns its sticky error.
+func (it *Iterator[K, V]) Close() error {
+	if it.pit != nil {
+		if err := it.pit.Close(); err != nil && it.err == nil {
+			it.err = err
+		}
+		it.pit = nil
+	}
+	return it.err
+}

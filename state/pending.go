@@ -1,0 +1,95 @@
+package state
+
+// dirtied is an entry written in the open transaction, with the value it
+// had before (its committed one).
+type dirtied struct {
+	e         *entry
+	committed []byte
+}
+
+// undo is how to undo one write.
+type undo struct {
+	e     *entry
+	value []byte
+	dirty bool
+}
+
+// Delete deletes key in the pending writes. The error is that of reading
+// key's current value from the database (kept for Rollback and Discard),
+// or of a failed apply (see Discard).
+func (d *DB) Delete(key []byte) error { return d.write(key, nil) }
+
+// write makes value (nil: a delete) key's pending value, and records the
+// previous one for Rollback.
+func (d *DB) write(key, value []byte) error {
+	e, err := d.entry(key)
+	if err != nil {
+		return err
+	}
+	d.set(e, value)
+	return nil
+}
+
+// set makes value (nil: a delete) the pending value of e, an entry in the
+// map, and records the previous one for Rollback.
+func (d *DB) set(e *entry, value []byte) {
+	d.undo = append(d.undo, undo{e: e, value: e.value, dirty: e.dirty})
+	if !e.dirty {
+		e.dirty = true
+		d.dirty = append(d.dirty, dirtied{e, e.value})
+	}
+	d.writes++
+	e.value = value
+	if d.view != nil {
+		d.viewLag = append(d.viewLag, e)
+	}
+}
+
+// Mark starts a new input record: Rollback undoes the writes made since.
+func (d *DB) Mark() { d.undo = d.undo[:0] }
+
+// Rollback undoes the pending writes made since Mark: a failed record's
+// state changes are discarded with its outputs. It restores values held
+// in memory.
+func (d *DB) Rollback() {
+	for i := len(d.undo) - 1; i >= 0; i-- {
+		u := d.undo[i]
+		u.e.value, u.e.dirty = u.value, u.dirty
+		if d.view != nil {
+			d.viewLag = append(d.viewLag, u.e)
+		}
+	}
+	d.writes -= len(d.undo)
+	clear(d.undo)
+	d.undo = d.undo[:0]
+}
+
+// Discard drops the pending writes: the transaction did not commit.
+// Reads see the committed writes again, applied or not. It waits for a
+// background apply to finish. If an apply failed, the database misses
+// committed writes: Discard returns that apply's error, every later read
+// fails too, and the DB must be closed and restored.
+func (d *DB) Discard() error {
+	for _, w := range d.dirty {
+		if w.e.dirty {
+			w.e.value, w.e.dirty = w.committed, false
+		}
+	}
+	clear(d.dirty)
+	d.dirty = d.dirty[:0]
+	clear(d.undo)
+	d.undo = d.undo[:0]
+	d.writes = 0
+	d.dropView()
+	if d.restoring != nil {
+		d.restoring.Close()
+		d.restoring = nil
+	}
+	if err := d.wait(); err != nil {
+		d.lost = true
+		clear(d.entries)
+		d.drops++
+		return err
+	}
+	return nil
+}
