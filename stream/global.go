@@ -10,7 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream/serde"
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -122,10 +122,10 @@ type globalState struct {
 	offsets map[string]int64
 }
 
-var _ txn.Global = (*globalState)(nil)
+var _ topology.Global = (*globalState)(nil)
 
-// NewGlobal implements txn.Topology.
-func (t *Topology) NewGlobal(stateDir string) (txn.Global, error) {
+// NewGlobal implements topology.Topology.
+func (t *Topology) NewGlobal(stateDir string) (topology.Global, error) {
 	if len(t.globals) == 0 {
 		return nil, nil
 	}
@@ -148,7 +148,7 @@ func (t *Topology) NewGlobal(stateDir string) (txn.Global, error) {
 	return gs, nil
 }
 
-// Topics implements txn.Global.
+// Topics implements topology.Global.
 func (g *globalState) Topics() []string {
 	topics := make([]string, 0, len(g.byTopic))
 	for t := range g.byTopic {
@@ -160,7 +160,7 @@ func (g *globalState) Topics() []string {
 // offsetKey names a topic partition in the checkpoint.
 func offsetKey(topic string, p int32) string { return topic + "@" + strconv.Itoa(int(p)) }
 
-// From implements txn.Global.
+// From implements topology.Global.
 func (g *globalState) From() map[string]map[int32]int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -180,7 +180,7 @@ func (g *globalState) From() map[string]map[int32]int64 {
 	return from
 }
 
-// Apply implements txn.Global.
+// Apply implements topology.Global.
 func (g *globalState) Apply(rec *kgo.Record) error {
 	spec, ok := g.byTopic[rec.Topic]
 	if !ok {
@@ -195,7 +195,7 @@ func (g *globalState) Apply(rec *kgo.Record) error {
 	return g.db.ApplyRestored(spec.prefix, rec.Key, rec.Value)
 }
 
-// Flush implements txn.Global.
+// Flush implements topology.Global.
 func (g *globalState) Flush() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -206,5 +206,5 @@ func (g *globalState) Flush() error {
 	return g.db.Commit(cp)
 }
 
-// Close implements txn.Global.
+// Close implements topology.Global.
 func (g *globalState) Close() error { return g.db.Close() }

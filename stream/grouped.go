@@ -3,6 +3,7 @@ package stream
 import (
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/sluicehq/sluice/txn/topology"
 )
 
 // repartition writes s to the internal topic `<app-id>-<name>-repartition`
@@ -11,7 +12,7 @@ import (
 // runtime with as many partitions as the upstream sub-topology's sources,
 // and written inside the same transaction as everything else.
 func repartition[K, V any](s Stream[K, V], name string, ks serde.Serde[K], vs serde.Serde[V]) Stream[K, V] {
-	topic := s.b.appID + "-" + name + "-repartition"
+	topic := topology.RepartitionTopic(s.b.appID, name)
 	s.To(topic, ks, vs, Named(name+"-repartition-sink"))
 	s.b.nodes[len(s.b.nodes)-1].internal = true
 	out := From(s.b, topic, ks, vs, Named(name+"-repartition-source"))

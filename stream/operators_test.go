@@ -11,7 +11,7 @@ import (
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/stream/streamtest"
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -281,7 +281,7 @@ func TestOperators(t *testing.T) {
 			inputs: []in{rec("a", "l1", 1), rec("b", "r1", 2).on("in2"), rec("c", "l2", 3), rec("d", "r2", 4).on("in2")},
 			want:   strs{o("a", "l1", at(1)), o("b", "R1", at(2)), o("c", "l2", at(3)), o("d", "R2", at(4))},
 			check: func(t *testing.T, topo *stream.Topology) {
-				require.Equal(t, []txn.Subtopology{{ID: 0, SourceTopics: []string{"in", "in2"}}}, topo.Subtopologies())
+				require.Equal(t, []topology.Subtopology{{ID: 0, SourceTopics: []string{"in", "in2"}}}, topo.Subtopologies())
 				for _, topic := range []string{"in", "in2"} {
 					sub, ok := topo.SubtopologyOf(topic)
 					require.True(t, ok)
@@ -407,7 +407,7 @@ func TestOperators(t *testing.T) {
 			inputs: []in{rec("a", "x", 1), rec("b", "y", 2)},
 			want:   strs{o("aX", "X", at(1)), o("bY", "Y", at(2))},
 			check: func(t *testing.T, topo *stream.Topology) {
-				require.Equal(t, []txn.Subtopology{
+				require.Equal(t, []topology.Subtopology{
 					{ID: 0, SourceTopics: []string{"in"}},
 					{ID: 1, SourceTopics: []string{"mid"}},
 				}, topo.Subtopologies())
@@ -792,7 +792,7 @@ func TestDLQMalformedValue(t *testing.T) {
 		topic:   "orders", partition: 0, offset: 1,
 		errHas: []string{"orders-source", "value", "json decode", "stream_test.Purchase"},
 	})
-	require.Equal(t, txn.TaskStats{Processed: 3, DeadLetter: 1}, d.Stats())
+	require.Equal(t, topology.TaskStats{Processed: 3, DeadLetter: 1}, d.Stats())
 }
 
 func TestDLQMalformedKey(t *testing.T) {
@@ -848,7 +848,7 @@ func TestDLQProcessorErrorAndPanic(t *testing.T) {
 	require.Greater(t, len(offsets), 1, "inputs should span partitions")
 	require.Equal(t, wantOut, readStrings(t, d, "out"))
 	requireDLQ(t, d, wantDLQ...)
-	require.Equal(t, txn.TaskStats{Processed: int64(len(inputs)), DeadLetter: 3}, d.Stats())
+	require.Equal(t, topology.TaskStats{Processed: int64(len(inputs)), DeadLetter: 3}, d.Stats())
 }
 
 func TestDLQPanicInStatelessOperator(t *testing.T) {
@@ -1053,7 +1053,7 @@ func TestOnErrorSkip(t *testing.T) {
 	)
 	require.Equal(t, strs{o("a", "before ok-1", at(1)), o("e", "before ok-2", at(5))}, readStrings(t, d, "out"))
 	require.Zero(t, d.DLQ().Len())
-	require.Equal(t, txn.TaskStats{Processed: 5, Skipped: 3}, d.Stats())
+	require.Equal(t, topology.TaskStats{Processed: 5, Skipped: 3}, d.Stats())
 }
 
 func TestOnErrorFail(t *testing.T) {

@@ -105,10 +105,13 @@ func (e encoder[T]) encode(t *task, v T) ([]byte, error) {
 	return t.copyBytes(b), nil
 }
 
-// Recycle implements txn.Recycler: the records Process returned are all
-// produced, so their slabs and chunks go back to the pools. The records
-// are not cleared: whoever carves one assigns it whole.
+// Recycle implements topology.Recycler: the records Process returned are all
+// produced, so their slabs and chunks go back to the pools, once the
+// offsets of the last changelog records are taken (see
+// changelogWriter). The records are not cleared: whoever carves one
+// assigns it whole.
 func (t *task) Recycle() {
+	t.noteOffsets()
 	o := &t.outputs
 	for i, s := range o.slabs {
 		slabPool.Put(s)

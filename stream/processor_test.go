@@ -11,7 +11,7 @@ import (
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/stream/streamtest"
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -167,7 +167,7 @@ func kafkaRecord(topic string, partition int32, offset int64, key, value string,
 	return &kgo.Record{Topic: topic, Partition: partition, Offset: offset, Key: []byte(key), Value: []byte(value), Timestamp: ts, Headers: headers}
 }
 
-func newTask(t *testing.T, b *stream.Builder, id txn.TaskID, cfg txn.TaskConfig) txn.Task {
+func newTask(t *testing.T, b *stream.Builder, id topology.TaskID, cfg topology.TaskConfig) topology.Task {
 	t.Helper()
 	topo, err := b.Build()
 	require.NoError(t, err)
@@ -180,7 +180,7 @@ func newTask(t *testing.T, b *stream.Builder, id txn.TaskID, cfg txn.TaskConfig)
 func TestTaskProcessAppendsToOut(t *testing.T) {
 	b := stream.NewBuilder("app")
 	fromIn(b).Process(failOn, stream.Named("checker")).MapValues(strings.ToUpper).To("out", serde.String, serde.String)
-	tk := newTask(t, b, txn.TaskID{Partition: 3}, txn.TaskConfig{})
+	tk := newTask(t, b, topology.TaskID{Partition: 3}, topology.TaskConfig{})
 
 	prefix := &kgo.Record{Topic: "earlier"}
 	h := kgo.RecordHeader{Key: "trace", Value: []byte("t-1")}
@@ -213,14 +213,14 @@ func TestTaskProcessAppendsToOut(t *testing.T) {
 	require.Equal(t, "3", got[stream.HeaderPartition])
 	require.Equal(t, "8", got[stream.HeaderOffset])
 	require.Contains(t, got[stream.HeaderError], "checker")
-	require.Equal(t, txn.TaskStats{Processed: 2, DeadLetter: 1}, tk.Stats())
+	require.Equal(t, topology.TaskStats{Processed: 2, DeadLetter: 1}, tk.Stats())
 }
 
 func TestTaskRejectsForeignTopic(t *testing.T) {
 	b := stream.NewBuilder("app")
 	toOut(fromIn(b))
 	stream.From(b, "other", serde.String, serde.String).To("out2", serde.String, serde.String)
-	tk := newTask(t, b, txn.TaskID{Subtopology: 0}, txn.TaskConfig{})
+	tk := newTask(t, b, topology.TaskID{Subtopology: 0}, topology.TaskConfig{})
 
 	for _, topic := range []string{"nope", "other"} {
 		_, err := tk.Process(kafkaRecord(topic, 0, 9, "k", "v", at(1)), nil)
@@ -238,7 +238,7 @@ func TestTaskClosed(t *testing.T) {
 	fromIn(b).Process(func() *counted { return &counted{inits: &inits, closes: &closes} }).To("out", serde.String, serde.String)
 	topo, err := b.Build()
 	require.NoError(t, err)
-	tk, err := topo.NewTask(txn.TaskID{}, txn.TaskConfig{})
+	tk, err := topo.NewTask(topology.TaskID{}, topology.TaskConfig{})
 	require.NoError(t, err)
 	require.Equal(t, 1, inits, "NewTask calls Init")
 
@@ -261,7 +261,7 @@ func TestTaskClock(t *testing.T) {
 
 	t.Run("injected", func(t *testing.T) {
 		now := at(1000)
-		tk := newTask(t, b, txn.TaskID{}, txn.TaskConfig{Clock: func() time.Time { return now }})
+		tk := newTask(t, b, topology.TaskID{}, topology.TaskConfig{Clock: func() time.Time { return now }})
 		out, err := tk.Process(kafkaRecord("in", 0, 0, "k", "v", at(1)), nil)
 		require.NoError(t, err)
 		require.Equal(t, now.Format(time.RFC3339Nano), string(out[0].Value))
@@ -277,7 +277,7 @@ func TestTaskClock(t *testing.T) {
 				return out.Emit(r.WithValue(ctx.Now().Format(time.RFC3339Nano)))
 			}
 		}).To("out", serde.String, serde.String)
-		tk := newTask(t, b, txn.TaskID{}, txn.TaskConfig{})
+		tk := newTask(t, b, topology.TaskID{}, topology.TaskConfig{})
 		before := time.Now()
 		out, err := tk.Process(kafkaRecord("in", 0, 0, "k", "v", at(1)), nil)
 		after := time.Now()
@@ -306,7 +306,7 @@ func TestTasksOfOneTopologyRunConcurrently(t *testing.T) {
 	for p := range tasks {
 		go func() {
 			errs <- func() error {
-				tk, err := topo.NewTask(txn.TaskID{Partition: int32(p)}, txn.TaskConfig{})
+				tk, err := topo.NewTask(topology.TaskID{Partition: int32(p)}, topology.TaskConfig{})
 				if err != nil {
 					return err
 				}

@@ -6,20 +6,20 @@ import (
 
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // stringsTask returns a task of From("in").To("out") with String serdes,
 // closed when t ends.
-func stringsTask(t *testing.T) txn.Task {
+func stringsTask(t *testing.T) topology.Task {
 	t.Helper()
 	b := stream.NewBuilder("app")
 	stream.From(b, "in", serde.String, serde.String).To("out", serde.String, serde.String)
 	topo, err := b.Build()
 	require.NoError(t, err)
-	tk, err := topo.NewTask(txn.TaskID{}, txn.TaskConfig{})
+	tk, err := topo.NewTask(topology.TaskID{}, topology.TaskConfig{})
 	require.NoError(t, err)
 	t.Cleanup(func() { tk.Close() })
 	return tk
@@ -59,7 +59,7 @@ func TestOutputRecordsAreReusedAfterRecycle(t *testing.T) {
 		require.Equal(t, "k"+strconv.Itoa(i), string(o.Key), "the memory of a held record's key was reused")
 	}
 
-	tk.(txn.Recycler).Recycle()
+	tk.(topology.Recycler).Recycle()
 	reused := 0
 	for i, o := range process(300, nil) {
 		if held[o] {

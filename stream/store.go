@@ -5,7 +5,7 @@ import (
 
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream/serde"
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 )
 
 // Store is a state store declared on a Builder, to pass to the operators
@@ -30,7 +30,7 @@ func (s *storeSpec) changelogTopic(appID string) string {
 	if s.sourceTopic != "" {
 		return s.sourceTopic
 	}
-	return appID + "-" + s.name + "-changelog"
+	return topology.ChangelogTopic(appID, s.name)
 }
 
 // KeyValueStore is a declared key-value store: a typed handle that
@@ -61,9 +61,9 @@ type KeyValueStore[K, V any] struct {
 func NewKeyValueStore[K, V any](b *Builder, name string, keySerde serde.Serde[K], valueSerde serde.Serde[V]) *KeyValueStore[K, V] {
 	s := &storeSpec{name: name}
 	s.open = func(t *task) (any, error) {
-		var log state.Changelog = t
-		if s.sourceTopic != "" {
-			log = nil // the source topic is the changelog
+		var log state.Changelog // none when the source topic is the changelog
+		if s.sourceTopic == "" {
+			log = t.newChangelogWriter(s.changelogTopic(b.appID))
 		}
 		return state.NewKeyValue(t.db, name, s.changelogTopic(b.appID), log, keySerde, valueSerde)
 	}
@@ -100,7 +100,7 @@ func WithStores(stores ...Store) Option {
 
 // Of returns the store's instance in t, a task made by Topology.NewTask:
 // for test drivers and tools that inspect state from outside a processor.
-func (s *KeyValueStore[K, V]) Of(t txn.Task) (*state.KeyValue[K, V], bool) {
+func (s *KeyValueStore[K, V]) Of(t topology.Task) (*state.KeyValue[K, V], bool) {
 	st, ok := t.(statefulTask)
 	if !ok {
 		return nil, false

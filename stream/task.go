@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/state"
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -13,8 +13,8 @@ import (
 // deterministic per-record step that the runtime and streamtest both drive.
 type task struct {
 	topo    *Topology
-	id      txn.TaskID
-	cfg     txn.TaskConfig
+	id      topology.TaskID
+	cfg     topology.TaskConfig
 	clock   func() time.Time
 	sources map[string]rawSink
 
@@ -36,7 +36,8 @@ type task struct {
 	// State, for tasks of sub-topologies with stores.
 	db         *state.DB
 	stores     map[*storeSpec]any
-	changelogs map[string][]byte // changelog topic -> store key prefix
+	changelogs map[string][]byte  // changelog topic -> store key prefix
+	writers    []*changelogWriter // of the stores with a changelog of their own
 	restored   int64
 	restoredTo map[string]int64
 	// sourceOffsets: for FromTable topics, the offset after the last
@@ -46,16 +47,16 @@ type task struct {
 	// stream time covers (-1: unknown), kept with the checkpoint.
 	input map[string]*int64
 
-	stats  txn.TaskStats
+	stats  topology.TaskStats
 	closed bool
 }
 
 var (
-	_ txn.Task     = (*task)(nil)
-	_ txn.Recycler = (*task)(nil)
+	_ topology.Task     = (*task)(nil)
+	_ topology.Recycler = (*task)(nil)
 )
 
-// Process implements txn.Task.
+// Process implements topology.Task.
 func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 	if t.closed {
 		return out, errTaskClosed
@@ -137,10 +138,10 @@ func originOf(rec *kgo.Record) Origin {
 
 var errTaskClosed = errors.New("stream: task is closed")
 
-// Stats implements txn.Task.
-func (t *task) Stats() txn.TaskStats { return t.stats }
+// Stats implements topology.Task.
+func (t *task) Stats() topology.TaskStats { return t.stats }
 
-// Close implements txn.Task: it closes the task's processors, in reverse
+// Close implements topology.Task: it closes the task's processors, in reverse
 // creation order, and returns their errors joined.
 func (t *task) Close() error {
 	if t.closed {

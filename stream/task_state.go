@@ -11,7 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/sluicehq/sluice/state"
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -56,40 +56,103 @@ func (t *task) openState(stores []*storeSpec) error {
 		t.stores[s] = h
 		t.changelogs[s.changelogTopic(t.topo.appID)] = state.StorePrefix(s.name)
 	}
-	cp := db.Checkpoint()
-	if cp.StreamTime != 0 {
-		t.streamTime = time.UnixMilli(cp.StreamTime).UTC()
-	}
 	t.input = map[string]*int64{}
 	for _, src := range t.topo.subSrcs[t.id.Subtopology] {
 		for _, topic := range src.topics {
-			pos, ok := cp.Input[topic]
-			if !ok {
-				pos = -1
-			}
-			t.input[topic] = &pos
+			t.input[topic] = new(int64)
 		}
 	}
+	t.fromCheckpoint()
 	return nil
 }
 
-// Append implements state.Changelog: a store write becomes a changelog
-// record of the task's partition, produced in the open transaction. It
-// carries the timestamp of the record being processed, as in Kafka
-// Streams (and spares the producer a clock read per record). The key is
-// copied into the outputs' reused memory; the value is kept as is.
-func (t *task) Append(topic string, key, value []byte) {
+// fromCheckpoint sets what the task derives from its input besides its
+// stores, its stream time and input positions, to what the checkpoint of
+// its last commit holds.
+func (t *task) fromCheckpoint() {
+	cp := t.db.Checkpoint()
+	t.streamTime = time.Time{}
+	if cp.StreamTime != 0 {
+		t.streamTime = time.UnixMilli(cp.StreamTime).UTC()
+	}
+	for topic, pos := range t.input {
+		at, ok := cp.Input[topic]
+		if !ok {
+			at = -1
+		}
+		*pos = at
+	}
+	clear(t.sourceOffsets)
+}
+
+// changelogWriter is one store's changelog in a task (state.Changelog): a
+// store write becomes a record of the task's partition of the store's
+// changelog topic, produced in the open transaction. It carries the
+// timestamp of the record being processed, as in Kafka Streams (and spares
+// the producer a clock read per record). The key is copied into the
+// outputs' reused memory; the value is kept as is.
+//
+// The writer is the one place that knows which outputs are changelog
+// records: it keeps the last one it wrote, whose offset the producer sets
+// when the broker acknowledges it, and which moves the store's checkpoint
+// when the transaction commits (see task.noteOffsets).
+type changelogWriter struct {
+	t     *task
+	topic string
+	last  *kgo.Record // written in the open transaction; nil: none
+	next  int64       // the offset after the last acknowledged record; -1: none known
+}
+
+// Append implements state.Changelog.
+func (w *changelogWriter) Append(topic string, key, value []byte) {
+	t := w.t
 	r := t.newRecord()
 	*r = kgo.Record{Topic: topic, Partition: t.id.Partition, Key: t.copyBytes(key), Value: value, Timestamp: t.recordTime}
 	t.out = append(t.out, r)
+	w.last = r
 }
 
-// statefulTask is a task with stores: it implements txn.StatefulTask.
+// newChangelogWriter returns the changelog of a store of t whose changelog
+// is topic.
+func (t *task) newChangelogWriter(topic string) *changelogWriter {
+	w := &changelogWriter{t: t, topic: topic, next: -1}
+	t.writers = append(t.writers, w)
+	return w
+}
+
+// noteOffsets takes the offsets the producer set on the last changelog
+// records written, before their memory is reused. A record without one
+// (franz-go reports -1 when the broker did not say) leaves its changelog's
+// checkpoint behind: a restore then replays more, which is safe.
+func (t *task) noteOffsets() {
+	for _, w := range t.writers {
+		if w.last != nil && w.last.Offset >= 0 {
+			w.next = max(w.next, w.last.Offset+1)
+		}
+		w.last = nil
+	}
+}
+
+// written returns, for each changelog written since the last commit, the
+// offset after its last acknowledged record, and forgets them.
+func (t *task) written() map[string]int64 {
+	t.noteOffsets()
+	next := make(map[string]int64, len(t.writers))
+	for _, w := range t.writers {
+		if w.next >= 0 {
+			next[w.topic] = w.next
+		}
+		w.next = -1
+	}
+	return next
+}
+
+// statefulTask is a task with stores: it implements topology.StatefulTask.
 type statefulTask struct{ *task }
 
-var _ txn.StatefulTask = statefulTask{}
+var _ topology.StatefulTask = statefulTask{}
 
-// RestoreFrom implements txn.StatefulTask.
+// RestoreFrom implements topology.StatefulTask.
 func (t statefulTask) RestoreFrom() map[string]int64 {
 	from := map[string]int64{}
 	cp := t.db.Checkpoint()
@@ -103,7 +166,7 @@ func (t statefulTask) RestoreFrom() map[string]int64 {
 	return from
 }
 
-// Restore implements txn.StatefulTask.
+// Restore implements topology.StatefulTask.
 func (t statefulTask) Restore(rec *kgo.Record) error {
 	prefix, ok := t.changelogs[rec.Topic]
 	if !ok {
@@ -128,7 +191,7 @@ func (t statefulTask) Restore(rec *kgo.Record) error {
 	return nil
 }
 
-// InputFrom implements txn.StatefulTask.
+// InputFrom implements topology.StatefulTask.
 func (t statefulTask) InputFrom() map[string]int64 { return t.knownInput() }
 
 // knownInput returns the input positions that are known (see t.input).
@@ -142,7 +205,7 @@ func (t *task) knownInput() map[string]int64 {
 	return known
 }
 
-// SeeInput implements txn.StatefulTask: rec advances the stream time (and
+// SeeInput implements topology.StatefulTask: rec advances the stream time (and
 // the input position) as processing it did.
 func (t statefulTask) SeeInput(rec *kgo.Record) {
 	if pos := t.input[rec.Topic]; pos != nil {
@@ -150,7 +213,7 @@ func (t statefulTask) SeeInput(rec *kgo.Record) {
 	}
 }
 
-// RestoreDone implements txn.StatefulTask. A restore that replayed
+// RestoreDone implements topology.StatefulTask. A restore that replayed
 // records flushes them, in the background: a crash soon after then
 // replays from here, not the same tail again.
 func (t statefulTask) RestoreDone(next map[string]int64) error {
@@ -163,9 +226,26 @@ func (t statefulTask) RestoreDone(next map[string]int64) error {
 	return nil
 }
 
-// Commit implements txn.StatefulTask: the apply runs in the background
-// (state.DB.CommitAsync); Close waits for it.
-func (t statefulTask) Commit(next map[string]int64) error { return t.commitState(next, true) }
+// Discard implements topology.StatefulTask: the pending writes go
+// (state.DB.Discard), and the stream time and input positions go back to
+// the checkpoint of the last commit.
+func (t statefulTask) Discard() error {
+	err := t.db.Discard()
+	t.fromCheckpoint()
+	for _, w := range t.writers {
+		w.last, w.next = nil, -1
+	}
+	if err != nil {
+		return fmt.Errorf("stream: task %d_%d: %w", t.id.Subtopology, t.id.Partition, err)
+	}
+	return nil
+}
+
+// Commit implements topology.StatefulTask: the checkpoint moves each
+// changelog to the offset after the last record the transaction wrote
+// there; the apply runs in the background (state.DB.CommitAsync); Close
+// waits for it.
+func (t statefulTask) Commit() error { return t.commitState(t.written(), true) }
 
 // commitState applies the pending writes with a checkpoint that moves the
 // given changelogs to next and records the stream time; async returns
@@ -207,6 +287,6 @@ func (t *task) commitState(next map[string]int64, async bool) error {
 // Restored returns how many changelog records the task has restored.
 func (t statefulTask) Restored() int64 { return t.restored }
 
-func taskDir(id txn.TaskID) string {
+func taskDir(id topology.TaskID) string {
 	return strconv.Itoa(id.Subtopology) + "_" + strconv.FormatInt(int64(id.Partition), 10)
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 )
 
 // Topology is a validated, immutable topology, ready to be run by the
@@ -18,14 +18,14 @@ type Topology struct {
 	appID     string
 	policy    ErrorPolicy
 	nodes     []*node
-	subs      []txn.Subtopology
+	subs      []topology.Subtopology
 	subSrcs   [][]*node      // sources of each sub-topology
 	subStores [][]*storeSpec // stores of each sub-topology
 	globals   []*globalSpec
 	topicOf   map[string]int
 }
 
-var _ txn.Topology = (*Topology)(nil)
+var _ topology.Topology = (*Topology)(nil)
 
 var validAppID = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 
@@ -117,7 +117,7 @@ func (t *Topology) assignSubtopologies() {
 		for _, s := range srcs {
 			topics = append(topics, s.topics...)
 		}
-		t.subs = append(t.subs, txn.Subtopology{ID: id, SourceTopics: topics})
+		t.subs = append(t.subs, topology.Subtopology{ID: id, SourceTopics: topics})
 		t.subSrcs = append(t.subSrcs, srcs)
 	}
 }
@@ -228,14 +228,14 @@ func sortedKeys[V any](m map[int]V) []int {
 	return keys
 }
 
-// AppID implements txn.Topology.
+// AppID implements topology.Topology.
 func (t *Topology) AppID() string { return t.appID }
 
 // ErrorPolicy returns the topology's error policy.
 func (t *Topology) ErrorPolicy() ErrorPolicy { return t.policy }
 
-// Subtopologies implements txn.Topology.
-func (t *Topology) Subtopologies() []txn.Subtopology {
+// Subtopologies implements topology.Topology.
+func (t *Topology) Subtopologies() []topology.Subtopology {
 	subs := slices.Clone(t.subs)
 	for i := range subs {
 		subs[i].SourceTopics = slices.Clone(subs[i].SourceTopics)
@@ -262,18 +262,18 @@ func (t *Topology) SinkTopics() []string {
 	return slices.Compact(topics)
 }
 
-func (t *Topology) dlqTopic() string { return t.appID + "-dlq" }
+func (t *Topology) dlqTopic() string { return topology.DLQTopic(t.appID) }
 
-// InternalTopics implements txn.Topology: the DLQ under OnErrorDLQ, and
+// InternalTopics implements topology.Topology: the DLQ under OnErrorDLQ, and
 // one compacted changelog per store.
-func (t *Topology) InternalTopics() []txn.InternalTopic {
-	var its []txn.InternalTopic
+func (t *Topology) InternalTopics() []topology.InternalTopic {
+	var its []topology.InternalTopic
 	if t.policy == OnErrorDLQ {
-		its = append(its, txn.InternalTopic{Name: t.dlqTopic(), Purpose: "dlq", Subtopology: -1})
+		its = append(its, topology.InternalTopic{Name: t.dlqTopic(), Purpose: "dlq", Subtopology: -1})
 	}
 	for _, n := range t.nodes {
 		if n.internal && n.kind == kindSink {
-			its = append(its, txn.InternalTopic{Name: n.topics[0], Purpose: "repartition", Subtopology: n.sub})
+			its = append(its, topology.InternalTopic{Name: n.topics[0], Purpose: "repartition", Subtopology: n.sub})
 		}
 	}
 	for sub, stores := range t.subStores {
@@ -281,17 +281,17 @@ func (t *Topology) InternalTopics() []txn.InternalTopic {
 			if s.sourceTopic != "" {
 				continue
 			}
-			its = append(its, txn.InternalTopic{Name: s.changelogTopic(t.appID), Purpose: "changelog", Subtopology: sub,
+			its = append(its, topology.InternalTopic{Name: s.changelogTopic(t.appID), Purpose: "changelog", Subtopology: sub,
 				Configs: map[string]string{"cleanup.policy": "compact"}})
 		}
 	}
 	return its
 }
 
-// NewTask implements txn.Topology: it instantiates the operators of
+// NewTask implements topology.Topology: it instantiates the operators of
 // sub-topology id.Subtopology for partition id.Partition, calling each
 // processor's Init.
-func (t *Topology) NewTask(id txn.TaskID, cfg txn.TaskConfig) (txn.Task, error) {
+func (t *Topology) NewTask(id topology.TaskID, cfg topology.TaskConfig) (topology.Task, error) {
 	if id.Subtopology < 0 || id.Subtopology >= len(t.subs) {
 		return nil, fmt.Errorf("stream: no sub-topology %d (topology has %d)", id.Subtopology, len(t.subs))
 	}

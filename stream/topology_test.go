@@ -8,7 +8,7 @@ import (
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/stream/streamtest"
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/stretchr/testify/require"
 )
 
@@ -441,7 +441,7 @@ func TestDescribe(t *testing.T) {
 func TestSubtopologies(t *testing.T) {
 	topo, err := shopTopology().Build()
 	require.NoError(t, err)
-	require.Equal(t, []txn.Subtopology{
+	require.Equal(t, []topology.Subtopology{
 		{ID: 0, SourceTopics: []string{"orders", "returns"}},
 		{ID: 1, SourceTopics: []string{"big-orders"}},
 	}, topo.Subtopologies())
@@ -466,7 +466,7 @@ func TestSubtopologies(t *testing.T) {
 		toOut(d.Merge(a).Merge(c))
 		topo, err := b.Build()
 		require.NoError(t, err)
-		require.Equal(t, []txn.Subtopology{
+		require.Equal(t, []topology.Subtopology{
 			{ID: 0, SourceTopics: []string{"a", "c", "d"}},
 			{ID: 1, SourceTopics: []string{"b"}},
 		}, topo.Subtopologies())
@@ -479,7 +479,7 @@ func TestSubtopologies(t *testing.T) {
 		stream.From(b, "b", serde.String, serde.String)
 		topo, err := b.Build()
 		require.NoError(t, err)
-		require.Equal(t, []txn.Subtopology{
+		require.Equal(t, []topology.Subtopology{
 			{ID: 0, SourceTopics: []string{"a"}},
 			{ID: 1, SourceTopics: []string{"b"}},
 		}, topo.Subtopologies())
@@ -531,7 +531,7 @@ func TestNewTaskUnknownSubtopology(t *testing.T) {
 	topo, err := shopTopology().Build()
 	require.NoError(t, err)
 	for _, id := range []int{-1, 2} {
-		_, err := topo.NewTask(txn.TaskID{Subtopology: id}, txn.TaskConfig{})
+		_, err := topo.NewTask(topology.TaskID{Subtopology: id}, topology.TaskConfig{})
 		require.ErrorContains(t, err, "no sub-topology")
 		require.ErrorContains(t, err, "(topology has 2)")
 	}
@@ -549,7 +549,7 @@ func TestBuildRejectsReadingItsOwnDLQ(t *testing.T) {
 	topo, err := b.Build()
 	if err == nil {
 		// Show the loop on one task step rather than hanging the driver.
-		tk, err := topo.NewTask(txn.TaskID{}, txn.TaskConfig{})
+		tk, err := topo.NewTask(topology.TaskID{}, topology.TaskConfig{})
 		require.NoError(t, err)
 		defer tk.Close()
 		out, err := tk.Process(kafkaRecord("app-dlq", 0, 0, "k", "{bad", at(1)), nil)

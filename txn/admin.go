@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -25,8 +26,8 @@ const defaultMaxMessageBytes = 1048588
 // sources of each sub-topology are co-partitioned, creates missing internal
 // topics and validates existing ones, and reads max.message.bytes of every
 // topic the topology writes. Each error says what to fix.
-func prepareTopics(ctx context.Context, adm *kadm.Client, topo Topology, sinks []string) (*layout, error) {
-	internal := map[string]InternalTopic{}
+func prepareTopics(ctx context.Context, adm *kadm.Client, topo topology.Topology, sinks []string) (*layout, error) {
+	internal := map[string]topology.InternalTopic{}
 	for _, it := range topo.InternalTopics() {
 		internal[it.Name] = it
 	}
@@ -106,7 +107,7 @@ func prepareTopics(ctx context.Context, adm *kadm.Client, topo Topology, sinks [
 // external topics has their count; one reading only repartition topics has
 // the count of the sub-topology that writes them, found by propagating
 // until nothing changes.
-func internalPartitions(topo Topology, internal map[string]InternalTopic, l *layout) (map[int]int32, int32) {
+func internalPartitions(topo topology.Topology, internal map[string]topology.InternalTopic, l *layout) (map[int]int32, int32) {
 	subs := map[int]int32{}
 	var maxSource int32
 	for _, s := range topo.Subtopologies() {
@@ -144,7 +145,7 @@ func internalPartitions(topo Topology, internal map[string]InternalTopic, l *lay
 	return subs, maxSource
 }
 
-func internalNames(topo Topology) []string {
+func internalNames(topo topology.Topology) []string {
 	var names []string
 	for _, it := range topo.InternalTopics() {
 		names = append(names, it.Name)
@@ -155,7 +156,7 @@ func internalNames(topo Topology) []string {
 // ensureInternal creates missing internal topics and checks the partition
 // count of existing ones: that of the sub-topology the topic belongs to, or
 // the largest source partition count.
-func ensureInternal(ctx context.Context, adm *kadm.Client, topics []InternalTopic, subPartitions map[int]int32, maxSource int32, l *layout) error {
+func ensureInternal(ctx context.Context, adm *kadm.Client, topics []topology.InternalTopic, subPartitions map[int]int32, maxSource int32, l *layout) error {
 	if len(topics) == 0 {
 		return nil
 	}
@@ -191,7 +192,7 @@ func ensureInternal(ctx context.Context, adm *kadm.Client, topics []InternalTopi
 	return errors.Join(errs...)
 }
 
-func internalNamesOf(topics []InternalTopic) []string {
+func internalNamesOf(topics []topology.InternalTopic) []string {
 	names := make([]string, len(topics))
 	for i, it := range topics {
 		names[i] = it.Name

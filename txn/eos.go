@@ -58,7 +58,7 @@ func (w *Worker) newBatch() *batch { return &batch{} }
 
 // promise is every produced record's: it keeps the first failure. The
 // changelog offsets that checkpoints need are read from the records
-// themselves after the flush (changelogTail).
+// themselves, by their tasks, after the flush (StatefulTask.Commit).
 func (b *batch) promise(_ *kgo.Record, err error) {
 	if err == nil {
 		return
@@ -112,16 +112,41 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		if err := sess.Begin(); err != nil {
 			return progressed, fmt.Errorf("txn: begin: %w", err)
 		}
+		w.txnOpen.Store(true)
 		b := w.newBatch()
 		// A stop request lets the open transaction finish: producing is
 		// not cancelled with ctx (collect stops polling, end commits).
 		pctx := context.WithoutCancel(ctx)
 		ls := newLanes(ts, w.cfg.Lanes, func(r *kgo.Record) { sess.Produce(pctx, r, b.promise) })
+		var unprepared kgo.Fetches
 		procErr := w.collect(ctx, fetches, b, sess.PollRecords, func(f kgo.Fetches) error {
-			return ls.process(ctx, f)
+			if !ts.prepared(f) {
+				// A partition assigned while the transaction is open:
+				// its task is restored after an abort, not inside it.
+				unprepared = f
+				return errUnprepared
+			}
+			return ls.process(f)
 		})
 		b.produced = ls.close() // every output is handed to franz-go before the flush
-		committed, err := w.end(sess, ts, b, procErr == nil)
+		reason := ""            // commit
+		switch {
+		case unprepared != nil:
+			reason = "new_task"
+		case procErr != nil:
+			reason = "processing_error"
+		}
+		committed, err := w.end(sess, ts, b, reason)
+		w.txnOpen.Store(false)
+		if unprepared != nil {
+			if err == nil {
+				err = ts.prepare(ctx, unprepared)
+			}
+			if err != nil {
+				return progressed, err
+			}
+			continue
+		}
 		if procErr != nil {
 			return progressed, procErr
 		}
@@ -223,12 +248,14 @@ func (w *Worker) pollRecords(records int, budget time.Duration) int {
 }
 
 // end ends the open transaction: flush, then commit unless a produce
-// failed or the caller wants an abort. Every outcome other than a commit
-// drops all tasks, because franz-go rewinds every partition to its
-// committed offset. An error means the outcome is unknown (the transaction
-// may have committed): the session must be re-created, and the tasks are
-// re-created from committed state.
-func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, wantCommit bool) (bool, error) {
+// failed or abort names why the caller wants an abort ("" to commit).
+// Every outcome other than a commit discards the pending state of all
+// tasks, because franz-go rewinds every partition to its committed offset;
+// the tasks stay open. An error means the outcome is unknown (the
+// transaction may have committed): the session must be re-created, and
+// the tasks are dropped, to be restored from committed state.
+func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, abort string) (bool, error) {
+	wantCommit := abort == ""
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.TransactionTimeout)
 	defer cancel()
 	// Flush before End: waiting on produce results instead would sit out
@@ -263,25 +290,33 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, wantCo
 		}
 		return false, fmt.Errorf("txn: produce failed, transaction aborted: %w", errors.Join(produceErr, flushErr))
 	case !committed && !wantCommit:
-		w.m.txnAborted.WithLabelValues("processing_error").Inc()
-		ts.drop()
+		w.m.txnAborted.WithLabelValues(abort).Inc()
+		w.log.Debug("transaction aborted", "reason", abort, "records", b.records)
+		ts.discard()
+		w.closeRevoked(ts)
 		return false, nil
 	case !committed:
 		// A rebalance (or a group-level commit error the session treats
 		// as abortable): franz-go rewound every partition, reprocess.
 		w.m.txnAborted.WithLabelValues("rebalance").Inc()
 		w.log.Info("transaction aborted by a rebalance; reprocessing", "records", b.records)
-		ts.drop()
-		w.takeRevoked()
+		ts.discard()
+		w.closeRevoked(ts)
 		return false, nil
 	}
 	w.m.txnCommitted.Inc()
 	ts.commit() // after the Kafka commit: apply state (invariant 4)
 	w.log.Debug("transaction committed", "records", b.records, "produced", b.produced)
+	w.closeRevoked(ts)
+	return true, nil
+}
+
+// closeRevoked closes the tasks of the partitions revoked or lost since
+// the last call.
+func (w *Worker) closeRevoked(ts *tasks) {
 	if err := ts.close(w.takeRevoked()); err != nil {
 		w.log.Warn("closing revoked tasks", "err", err)
 	}
-	return true, nil
 }
 
 var errCommittedAnyway = errors.New("txn: after a commit reported as aborted, the group's offsets are at or past the batch's: it may have committed (or another worker moved on); re-creating the session")

@@ -42,7 +42,7 @@ func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) 
 	c := &cluster{t: t, brokers: []string{addr}}
 	require.NoError(t, broker.CreateTopics(c.ctx(30*time.Second), c.brokers, 4, "in", "out"))
 	inject(b)
-	topo, err := txntest.SumTopology(faultApp, "in", "out")
+	topo, err := sumTopology(faultApp, "in", "out")
 	require.NoError(t, err)
 	logs := newLogLines()
 	ws := c.workers(topo, txn.Config{
@@ -57,7 +57,7 @@ func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) 
 	require.True(t, rep.Clean(), "%s", rep)
 	table, err := txntest.ReadTable(c.ctx(time.Minute), c.brokers, faultApp+"-sums-changelog")
 	require.NoError(t, err)
-	require.Equal(t, txntest.ExpectedSums(n, 1000), table, "state is not exactly once")
+	require.Equal(t, expectedSums(n, 1000), table, "state is not exactly once")
 	ws.stopAll()
 	ws.requireNoErrors()
 	return logs

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,7 +16,7 @@ import (
 // partition of the tables' topics to their read_committed end before the
 // worker processes anything, then keeps reading in the background.
 type globalTables struct {
-	g       Global
+	g       topology.Global
 	cl      *kgo.Client
 	stop    context.CancelFunc
 	ready   chan struct{} // closed once restored
@@ -26,7 +27,7 @@ type globalTables struct {
 // startGlobal starts reading the global tables' topics and waits until
 // they are restored. The returned tables keep current until closed or ctx
 // is done; if they cannot, fail is called with the reason.
-func (w *Worker) startGlobal(parent context.Context, g Global, fail func(error)) (*globalTables, error) {
+func (w *Worker) startGlobal(parent context.Context, g topology.Global, fail func(error)) (*globalTables, error) {
 	ctx, stop := context.WithCancel(parent)
 	started := false
 	defer func() {

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -192,7 +193,7 @@ var seqSerde = serde.Func("seq",
 
 // seqTopology copies "in" to "out", decoding and re-encoding every value
 // as a sequence value; the error policy is the default, the DLQ.
-func seqTopology(t *testing.T, app string) txn.Topology {
+func seqTopology(t *testing.T, app string) topology.Topology {
 	t.Helper()
 	b := stream.NewBuilder(app)
 	stream.From(b, "in", serde.Bytes, seqSerde).To("out", serde.Bytes, seqSerde)

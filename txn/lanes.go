@@ -1,7 +1,6 @@
 package txn
 
 import (
-	"context"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -48,11 +47,11 @@ func newLanes(ts *tasks, n int, produce func(*kgo.Record)) *lanes {
 	return ls
 }
 
-// process runs the records of one poll. The tasks are looked up, and
-// created, first, on the calling goroutine (tasks is not safe for
-// concurrent changes); then every lane processes its partitions. It
-// returns the first lane's error in lane order.
-func (ls *lanes) process(ctx context.Context, f kgo.Fetches) error {
+// process runs the records of one poll, whose tasks are open (see
+// tasks.prepare). The tasks are looked up first, on the calling goroutine;
+// then every lane processes its partitions. It returns the first lane's
+// error in lane order.
+func (ls *lanes) process(f kgo.Fetches) error {
 	var err error
 	busy := 0
 	f.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -60,7 +59,7 @@ func (ls *lanes) process(ctx context.Context, f kgo.Fetches) error {
 			return
 		}
 		var in input
-		if in, err = ls.ts.input(ctx, p); err != nil {
+		if in, err = ls.ts.input(p); err != nil {
 			return
 		}
 		l := &ls.lanes[int(p.Partition)%len(ls.lanes)]

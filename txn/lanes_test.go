@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -18,16 +19,16 @@ import (
 // echoTopology has one sub-topology reading "in"; its tasks echo every
 // record, and check that no two goroutines use one task at once.
 type echoTopology struct {
-	Topology
+	topology.Topology
 	overlaps atomic.Int64
 	failAt   int64 // a task fails the record with this offset; 0: none
 }
 
-func (e *echoTopology) Subtopologies() []Subtopology {
-	return []Subtopology{{ID: 0, SourceTopics: []string{"in"}}}
+func (e *echoTopology) Subtopologies() []topology.Subtopology {
+	return []topology.Subtopology{{ID: 0, SourceTopics: []string{"in"}}}
 }
 
-func (e *echoTopology) NewTask(id TaskID, _ TaskConfig) (Task, error) {
+func (e *echoTopology) NewTask(id topology.TaskID, _ topology.TaskConfig) (topology.Task, error) {
 	return &echoTask{topo: e}, nil
 }
 
@@ -46,8 +47,8 @@ func (t *echoTask) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, e
 	}
 	return append(out, &kgo.Record{Topic: "out", Partition: rec.Partition, Offset: rec.Offset}), nil
 }
-func (t *echoTask) Stats() TaskStats { return TaskStats{} }
-func (t *echoTask) Close() error     { return nil }
+func (t *echoTask) Stats() topology.TaskStats { return topology.TaskStats{} }
+func (t *echoTask) Close() error              { return nil }
 
 // poll returns one poll's fetches: per partition of "in", n records from
 // offset from on.
@@ -64,7 +65,7 @@ func poll(partitions int32, from, n int64) kgo.Fetches {
 }
 
 func newEchoTasks(topo *echoTopology) *tasks {
-	ts := newTasks(topo, TaskConfig{}, newMetrics(prometheus.NewRegistry(), "app", "0"))
+	ts := newTasks(topo, topology.TaskConfig{}, newMetrics(prometheus.NewRegistry(), "app", "0"))
 	ts.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return ts
 }
@@ -83,7 +84,9 @@ func TestLanesKeepEachTaskInOrder(t *testing.T) {
 		mu.Unlock()
 	})
 	for i := range int64(polls) {
-		require.NoError(t, ls.process(context.Background(), poll(partitions, i*perPoll, perPoll)))
+		f := poll(partitions, i*perPoll, perPoll)
+		require.NoError(t, ts.prepare(context.Background(), f))
+		require.NoError(t, ls.process(f))
 	}
 	require.Equal(t, partitions*polls*perPoll, ls.close())
 	require.Zero(t, topo.overlaps.Load(), "a task ran on two goroutines at once")
@@ -101,9 +104,30 @@ func TestLanesReturnAFailure(t *testing.T) {
 	topo := &echoTopology{failAt: 17}
 	ts := newEchoTasks(topo)
 	ls := newLanes(ts, 2, func(*kgo.Record) {})
-	err := ls.process(context.Background(), poll(4, 0, 30))
+	f := poll(4, 0, 30)
+	require.NoError(t, ts.prepare(context.Background(), f))
+	err := ls.process(f)
 	var fe *FatalError
 	require.ErrorAs(t, err, &fe)
 	require.ErrorContains(t, err, "boom")
 	ls.close()
+}
+
+// Lanes never create a task: a poll with a partition whose task prepare
+// did not open is refused before any of its records is processed, and
+// prepared reports it, so the exactly-once loop aborts the transaction
+// and prepares the task outside it.
+func TestLanesRefuseAPartitionNotPrepared(t *testing.T) {
+	topo := &echoTopology{}
+	ts := newEchoTasks(topo)
+	var produced int
+	ls := newLanes(ts, 2, func(*kgo.Record) { produced++ })
+	require.NoError(t, ts.prepare(context.Background(), poll(2, 0, 1)))
+	require.True(t, ts.prepared(poll(2, 1, 5)))
+
+	later := poll(3, 1, 5) // partition 2 is new
+	require.False(t, ts.prepared(later))
+	require.ErrorIs(t, ls.process(later), errUnprepared)
+	require.Zero(t, ls.close(), "nothing of the poll was processed")
+	require.Len(t, ts.open, 2, "no task was created")
 }

@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer, appID, instance string) *metrics {
 		skipped:      counter("records_skipped_total", "Input records dropped by the skip error policy."),
 		txnCommitted: counter("transactions_committed_total", "Transactions (or offset commits) that committed."),
 		txnAborted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "sluice", Name: "transactions_aborted_total",
-			Help: "Transactions that did not commit, by reason: rebalance, produce_error, unknown_outcome, shutdown.", ConstLabels: labels}, []string{"reason"}),
+			Help: "Transactions that did not commit, by reason: rebalance, produce_error, unknown_outcome, processing_error, new_task (a partition assigned while the transaction was open, whose task is restored after the abort).", ConstLabels: labels}, []string{"reason"}),
 		restored: counter("records_restored_total", "Changelog records replayed into local state."),
 		sessions: counter("sessions_created_total", "Transactional sessions created (the first, and one per recovery from fencing or an unknown outcome)."),
 		tasks:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "sluice", Name: "tasks", Help: "Tasks currently open.", ConstLabels: labels}),

@@ -1,6 +1,9 @@
 package txn
 
-import "github.com/twmb/franz-go/pkg/kgo"
+import (
+	"github.com/sluicehq/sluice/txn/topology"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
 
 // partitioner sends records of internal per-task topics (changelogs) to the
 // partition the task set on the record, and everything else by key like
@@ -10,7 +13,7 @@ type partitioner struct {
 	byKey  kgo.Partitioner
 }
 
-func newPartitioner(topo Topology) kgo.Partitioner {
+func newPartitioner(topo topology.Topology) kgo.Partitioner {
 	p := &partitioner{manual: map[string]bool{}, byKey: kgo.StickyKeyPartitioner(nil)}
 	for _, it := range topo.InternalTopics() {
 		if it.Purpose == "changelog" {

@@ -85,7 +85,11 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			} else {
 				polled = append(polled, f.Records()...)
 			}
-			return ls.process(ctx, f)
+			// Without a transaction, a task may be restored mid-batch.
+			if err := ts.prepare(ctx, f); err != nil {
+				return err
+			}
+			return ls.process(f)
 		})
 		b.produced = ls.close() // every output is handed to franz-go before the flush
 		fctx, cancel := context.WithTimeout(pctx, w.cfg.SessionTimeout)
@@ -95,9 +99,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			return progressed, err
 		}
 		progressed = true
-		if err := ts.close(w.takeRevoked()); err != nil {
-			w.log.Warn("closing revoked tasks", "err", err)
-		}
+		w.closeRevoked(ts)
 		cl.AllowRebalance()
 	}
 }

@@ -112,7 +112,7 @@ func workerMain() int {
 	}
 	build := passthrough.Build
 	if os.Getenv(envTopology) == "sum" {
-		build = txntest.SumTopology
+		build = sumTopology
 	}
 	topo, err := build(os.Getenv(envApp), os.Getenv(envInput), os.Getenv(envOutput))
 	if err != nil {

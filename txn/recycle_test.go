@@ -7,22 +7,23 @@ import (
 
 	"github.com/sluicehq/sluice/examples/passthrough"
 	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // recycleCheck wraps a topology whose tasks reuse their output records
-// (txn.Recycler), and checks that the runtime lets them only once every
+// (topology.Recycler), and checks that the runtime lets them only once every
 // record is acknowledged: Process marks each output with offset -1, which
 // franz-go overwrites with the record's offset when the broker
 // acknowledges it.
 type recycleCheck struct {
-	txn.Topology
+	topology.Topology
 	recycles, early atomic.Int64
 }
 
-func (c *recycleCheck) NewTask(id txn.TaskID, cfg txn.TaskConfig) (txn.Task, error) {
+func (c *recycleCheck) NewTask(id topology.TaskID, cfg topology.TaskConfig) (topology.Task, error) {
 	t, err := c.Topology.NewTask(id, cfg)
 	if err != nil {
 		return nil, err
@@ -31,7 +32,7 @@ func (c *recycleCheck) NewTask(id txn.TaskID, cfg txn.TaskConfig) (txn.Task, err
 }
 
 type recycleTask struct {
-	txn.Task
+	topology.Task
 	check *recycleCheck
 	outs  []*kgo.Record
 }
@@ -54,7 +55,7 @@ func (t *recycleTask) Recycle() {
 	}
 	t.outs = t.outs[:0]
 	t.check.recycles.Add(1)
-	t.Task.(txn.Recycler).Recycle()
+	t.Task.(topology.Recycler).Recycle()
 }
 
 // Tasks reuse their output records only after the transaction that

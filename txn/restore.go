@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -19,10 +20,15 @@ import (
 // partition of the task, where processing resumes. The input between the
 // checkpoint's and there is read too (StatefulTask.SeeInput), for the
 // stream time that input set.
-func (w *Worker) restore(ctx context.Context, id TaskID, st StatefulTask, committed map[string]int64) error {
+func (w *Worker) restore(ctx context.Context, id topology.TaskID, st topology.StatefulTask, committed map[string]int64) error {
 	from := st.RestoreFrom()
 	if len(from) == 0 {
 		return nil
+	}
+	if w.txnOpen.Load() {
+		// A restore can outlast the transaction timeout (DESIGN.md
+		// invariant 5): tasks are prepared before Begin.
+		return &FatalError{Cause: "internal error", Err: fmt.Errorf("task %d_%d restored while a transaction is open", id.Subtopology, id.Partition)}
 	}
 	start := time.Now()
 	cl, err := kgo.NewClient(append(w.baseOpts(),

@@ -118,7 +118,7 @@ func TestTailRestoreAfterCrashBetweenCommitAndApply(t *testing.T) {
 	rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)
 	f.stopAll(w1)
-	require.Equal(t, txntest.ExpectedSums(n, 0), localSums(t, filepath.Join(f.root, "w1")))
+	require.Equal(t, expectedSums(n, 0), localSums(t, filepath.Join(f.root, "w1")))
 }
 
 // A wiped state directory restores fully from the changelog and equals the
@@ -146,9 +146,9 @@ func TestFullRestoreAfterWipe(t *testing.T) {
 // expectedWithWarmUp recomputes the sums for warmUp's records [0, from)
 // (keys mod 1000) and the feeders' [from, n) (keys mod keys).
 func expectedWithWarmUp(from, n, keys int64) map[string]int64 {
-	want := txntest.ExpectedSums(from, 1000)
+	want := expectedSums(from, 1000)
 	for seq := from; seq < n; seq++ {
-		want["k"+strconv.FormatInt(seq%keys, 10)] += txntest.Amount(seq)
+		want["k"+strconv.FormatInt(seq%keys, 10)] += amount(seq)
 	}
 	return want
 }

@@ -10,13 +10,14 @@ import (
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // stampTopology writes its store only for records keyed "write" and
 // emits, for every record, the task's stream time when it processed it.
-func stampTopology(t *testing.T) txn.Topology {
+func stampTopology(t *testing.T) topology.Topology {
 	b := stream.NewBuilder("stamp")
 	seen := stream.NewKeyValueStore(b, "seen", serde.String, serde.Int64)
 	stream.From(b, "in", serde.String, serde.String).

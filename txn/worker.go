@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -25,20 +27,23 @@ import (
 // (and so tasks) move between them on rebalance. Kafka is the coordinator:
 // sluice adds none of its own.
 type Worker struct {
-	topo Topology
+	topo topology.Topology
 	cfg  Config
 	log  *slog.Logger
 	m    *metrics
 
 	layout *layout
 
-	global Global // the worker's global tables, or nil
+	global topology.Global // the worker's global tables, or nil
 	// replaying bounds the tasks replaying changelog records at once to
 	// the CPUs: tasks are created in parallel, which saves round trips,
 	// but replays are CPU-bound and slow each other down past that.
 	replaying chan struct{}
 	// pace sizes a transaction's polls; the loop goroutine's.
 	pace pace
+	// txnOpen is set while a transaction is open: a restore then is a
+	// bug (restore refuses it).
+	txnOpen atomic.Bool
 	// now is the clock a batch's commit interval and pace are measured
 	// by: time.Now, a fake one in tests that must not depend on how fast
 	// the machine is.
@@ -50,7 +55,7 @@ type Worker struct {
 
 // NewWorker validates cfg and returns a worker for topo. It does not
 // connect; Run does.
-func NewWorker(topo Topology, cfg Config) (*Worker, error) {
+func NewWorker(topo topology.Topology, cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -208,8 +213,8 @@ func (w *Worker) newTasks(cl *kgo.Client) *tasks {
 	return ts
 }
 
-func (w *Worker) taskConfig() TaskConfig {
-	return TaskConfig{
+func (w *Worker) taskConfig() topology.TaskConfig {
+	return topology.TaskConfig{
 		StateDir:         w.cfg.StateDir,
 		StateFlushWrites: w.cfg.StateFlushWrites,
 		Global:           w.global,
@@ -263,8 +268,6 @@ func backoff(ctx context.Context, attempt int) bool {
 		return true
 	}
 }
-
-var errShutdown = errors.New("txn: shutting down")
 
 // kgoLogger forwards franz-go's log messages to slog: warnings and errors
 // as such, informational ones as debug messages.

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/examples/passthrough"
 	"github.com/sluicehq/sluice/txn"
 	"github.com/sluicehq/sluice/txn/broker"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 )
@@ -60,7 +61,7 @@ func (c *cluster) ctx(d time.Duration) context.Context {
 // workers runs in-process workers of one app; each can be stopped.
 type workers struct {
 	c    *cluster
-	topo txn.Topology
+	topo topology.Topology
 	cfg  txn.Config
 	wg   sync.WaitGroup
 	mu   sync.Mutex
@@ -69,7 +70,7 @@ type workers struct {
 	errs []error
 }
 
-func (c *cluster) workers(topo txn.Topology, cfg txn.Config) *workers {
+func (c *cluster) workers(topo topology.Topology, cfg txn.Config) *workers {
 	cfg.Brokers = c.brokers
 	if cfg.Logger == nil {
 		var out io.Writer = io.Discard

@@ -309,6 +309,12 @@ type childState struct {
 	early       []string // log messages and responses before the first commit
 	mem         memSample
 	memPeak     memSample // the report with the largest RSS
+	// commitsAt, revokes and rebalanceAborts are when the process
+	// committed, had partitions revoked, and had a transaction aborted
+	// by a rebalance (the rebalance benchmark).
+	commitsAt       []time.Time
+	revokes         []time.Time
+	rebalanceAborts []time.Time
 }
 
 // startChild starts a worker process; its stderr goes to stderr, each
@@ -407,6 +413,7 @@ func (c *childProc) event(line string) {
 		}
 		st.commits++
 		st.committed += num("records")
+		st.commitsAt = append(st.commitsAt, at)
 	case "restored":
 		st.restored = append(st.restored, restoredTask{at: at, task: kv["task"], records: num("records"), took: time.Duration(num("took_ns"))})
 		if st.firstCommit.IsZero() {
@@ -414,6 +421,12 @@ func (c *childProc) event(line string) {
 		}
 	case "log":
 		msg, _ := strconv.Unquote(strings.SplitN(line, "msg=", 2)[1])
+		switch {
+		case strings.Contains(msg, revokeLog):
+			st.revokes = append(st.revokes, at)
+		case strings.HasPrefix(msg, "transaction aborted by a rebalance"):
+			st.rebalanceAborts = append(st.rebalanceAborts, at)
+		}
 		if st.firstCommit.IsZero() {
 			st.early = append(st.early, since()+" log: "+msg)
 		}
@@ -444,6 +457,9 @@ func (c *childProc) state() childState {
 	st := c.st
 	st.restored = append([]restoredTask(nil), st.restored...)
 	st.early = append([]string(nil), st.early...)
+	st.commitsAt = append([]time.Time(nil), st.commitsAt...)
+	st.revokes = append([]time.Time(nil), st.revokes...)
+	st.rebalanceAborts = append([]time.Time(nil), st.rebalanceAborts...)
 	return st
 }
 

@@ -40,6 +40,11 @@
 //	         committed transaction (medians reported), and to all its
 //	         tasks restored, with what it spent on the way; then every
 //	         count is checked.
+//	rebalance  a worker process with -rebalance-keys keys (default
+//	         1,000,000) in its 8 tasks, fed 20,000 records/s, sees a
+//	         second worker join, -runs times: the staying worker's revoke
+//	         to its next commit (medians reported), and the joining
+//	         worker's exec to its first commit (see rebalance.go).
 //
 // and, only with -rss (minutes),
 //
@@ -49,7 +54,7 @@
 //	         Go runtime's share; then every count is checked. Once per
 //	         invocation.
 //
-// -only picks among the variants and restore, restart, rss. The worker
+// -only picks among the variants and restore, restart, rebalance, rss. The worker
 // processes run without the bench's GODEBUG=madvdontneed=0, as a worker
 // runs; -worker-fetch-max-bytes and -worker-env change their settings to
 // try a remedy. With -cpuprofile, the restore and raw consume get a CPU
@@ -84,7 +89,8 @@
 //	    [-runs 1] [-txn-records 1000] [-raw-records 20000]
 //	    [-only raw_eos,sluice_eos]
 //	    [-state=true] [-count-keys 100000] [-restore-records 1000000]
-//	    [-restart-keys 100000,1000000] [-rss] [-rss-keys 5000000]
+//	    [-restart-keys 100000,1000000] [-rebalance-keys 1000000]
+//	    [-rss] [-rss-keys 5000000]
 //	    [-worker-fetch-max-bytes 0] [-worker-env KEY=VALUE,...]
 //	    [-brokers host:port] [-cpuprofile DIR] [-verify=true]
 //	    [-warmup=true] [-quiet-wait 10s] [-max-others 0.25] [-retries 3]
@@ -113,6 +119,7 @@ import (
 	"github.com/sluicehq/sluice/examples/passthrough"
 	"github.com/sluicehq/sluice/txn"
 	"github.com/sluicehq/sluice/txn/broker"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -150,6 +157,7 @@ type options struct {
 	restartKeys    string
 	rss            bool
 	rssKeys        int64
+	rebalanceKeys  int64
 
 	workerFetchMaxBytes int32
 	workerEnvList       string
@@ -182,6 +190,7 @@ func main() {
 	fs.StringVar(&o.restartKeys, "restart-keys", "100000,1000000", "comma-separated store sizes (keys) at which the restart benchmark SIGKILLs a worker")
 	fs.BoolVar(&o.rss, "rss", false, "also measure the peak RSS of a worker with -rss-keys keys in its store (minutes)")
 	fs.Int64Var(&o.rssKeys, "rss-keys", 5_000_000, "keys in the store of the rss benchmark")
+	fs.Int64Var(&o.rebalanceKeys, "rebalance-keys", 1_000_000, "keys in the store of the rebalance benchmark")
 	fetchMax := fs.Int("worker-fetch-max-bytes", 0, "restart and rss: franz-go FetchMaxBytes of the worker processes (0: the worker's own setting)")
 	fs.StringVar(&o.workerEnvList, "worker-env", "", "restart and rss: comma-separated KEY=VALUE added to the worker processes' environment (GOMEMLIMIT=..., GOGC=...)")
 	fs.Parse(os.Args[1:])
@@ -261,7 +270,7 @@ func variants(o options) []variant {
 // runWorker runs one sluice worker (instance "0") of topo under g, with
 // at most maxBatch records per transaction (0: the default), until ctx is
 // done.
-func runWorker(ctx context.Context, e env, p *probe, topo txn.Topology, g txn.Guarantee, maxBatch int) error {
+func runWorker(ctx context.Context, e env, p *probe, topo topology.Topology, g txn.Guarantee, maxBatch int) error {
 	w, err := txn.NewWorker(topo, txn.Config{
 		Brokers:         e.brokers,
 		Instance:        "0",
@@ -322,8 +331,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if o.n <= 0 || o.partitions <= 0 || o.runs <= 0 || o.txnRecords <= 0 || o.rawRecords < 0 {
 		return errors.New("-n, -partitions, -runs and -txn-records must be positive, -raw-records not negative")
 	}
-	if o.countKeys <= 0 || o.restoreRecords <= 0 || o.rssKeys <= 0 {
-		return errors.New("-count-keys, -restore-records and -rss-keys must be positive")
+	if o.countKeys <= 0 || o.restoreRecords <= 0 || o.rssKeys <= 0 || o.rebalanceKeys <= 0 {
+		return errors.New("-count-keys, -restore-records, -rss-keys and -rebalance-keys must be positive")
 	}
 	restartKeys, err := parseKeys(o.restartKeys)
 	if err != nil {
@@ -337,7 +346,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	all := variants(o)
 	var chosen []variant
-	benches := stateBenches{restore: o.state, restart: o.state, rss: o.rss}
+	benches := stateBenches{restore: o.state, restart: o.state, rebalance: o.state, rss: o.rss}
 	if o.only == "" {
 		for _, v := range all {
 			if !v.state || o.state {
@@ -419,7 +428,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				// Free the broker's memory (and an external broker's
 				// disk) before the next variant, whatever happened.
 				dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				del := []string{t.in, t.out, t.app + "-dlq"}
+				del := []string{t.in, t.out, topology.DLQTopic(t.app)}
 				if v.internal != nil {
 					del = append(del, v.internal(t)...)
 				}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/txn/broker"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -164,7 +165,7 @@ func (a *stateApp) config(o options, e env) childConfig {
 func (a *stateApp) cleanup(adm *kadm.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	adm.DeleteTopics(ctx, a.in, a.out, changelogOf(a.app), a.app+"-dlq")
+	adm.DeleteTopics(ctx, a.in, a.out, changelogOf(a.app), topology.DLQTopic(a.app))
 	os.RemoveAll(a.dir)
 }
 
@@ -281,22 +282,30 @@ func measureRestart(ctx context.Context, o options, e env, adm *kadm.Client, pre
 		rs = append(rs, res)
 	}
 	time.Sleep(time.Second)
+	return rs, a.finish(ctx, wctx, o, e, adm, w, feed, fmt.Sprintf("%d SIGKILLs and restarts", cycles))
+}
+
+// finish stops feeding, waits until worker w has committed the whole
+// input, stops it and checks the counts; after says what came before, for
+// the errors. wctx bounds the wait.
+func (a *stateApp) finish(ctx, wctx context.Context, o options, e env, adm *kadm.Client, w *childProc, feed *feeder, after string) error {
+	var err error
 	if a.n, err = feed.stop(); err != nil {
-		return rs, fmt.Errorf("feeding the input: %w", err)
+		return fmt.Errorf("feeding the input: %w", err)
 	}
 	if a.ends, _, err = inputEnds(ctx, adm, a.in); err != nil {
-		return rs, err
+		return err
 	}
 	if err := waitOffsets(wctx, adm, w, a.app, a.in, a.ends, nil); err != nil {
-		return rs, fmt.Errorf("after the restarts: %w", err)
+		return fmt.Errorf("after the %s: %w", after, err)
 	}
 	if err := w.stop(); err != nil {
-		return rs, err
+		return err
 	}
 	if err := a.check(ctx, o, e); err != nil {
-		return rs, &checkFailure{fmt.Errorf("after %d SIGKILLs and restarts: %w", cycles, err)}
+		return &checkFailure{fmt.Errorf("after %s: %w", after, err)}
 	}
-	return rs, nil
+	return nil
 }
 
 // feeder produces sequence-numbered records with keys "k<seq mod keys>"

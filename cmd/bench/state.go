@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn"
 	"github.com/sluicehq/sluice/txn/broker"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -42,7 +43,7 @@ import (
 // <app>-counts-changelog.
 const countStore = "counts"
 
-func changelogOf(app string) string { return app + "-" + countStore + "-changelog" }
+func changelogOf(app string) string { return topology.ChangelogTopic(app, countStore) }
 
 // countTopology counts the records of each key of in, and writes every new
 // count to out.
@@ -532,10 +533,10 @@ func perRun[T any](rs []T, f func(T) string) string {
 }
 
 // stateBenchNames are the benchmarks -only selects besides the variants.
-var stateBenchNames = []string{"restore", "restart", "rss"}
+var stateBenchNames = []string{"restore", "restart", "rebalance", "rss"}
 
 // stateBenches says which of them run.
-type stateBenches struct{ restore, restart, rss bool }
+type stateBenches struct{ restore, restart, rebalance, rss bool }
 
 func (b *stateBenches) choose(name string) bool {
 	switch name {
@@ -543,6 +544,8 @@ func (b *stateBenches) choose(name string) bool {
 		b.restore = true
 	case "restart":
 		b.restart = true
+	case "rebalance":
+		b.rebalance = true
 	case "rss":
 		b.rss = true
 	default:
@@ -573,6 +576,7 @@ type stateResults struct {
 	restore []restoreResult
 	restart []restartResult
 	rss     *rssResult
+	rebal   []rebalanceResult
 	// wrong are the outputs found wrong after a measurement.
 	wrong []string
 }
@@ -603,7 +607,8 @@ func (sr *stateResults) restoreRun(ctx context.Context, o options, e env, adm *k
 	}
 }
 
-// once runs the benchmarks that run once per invocation: restart, rss.
+// once runs the benchmarks that run once per invocation: restart,
+// rebalance, rss.
 func (sr *stateResults) once(ctx context.Context, o options, e env, adm *kadm.Client, prefix string, b stateBenches, restartKeys []int64, progress io.Writer) error {
 	if b.restart {
 		for _, k := range restartKeys {
@@ -616,6 +621,16 @@ func (sr *stateResults) once(ctx context.Context, o options, e env, adm *kadm.Cl
 			}
 			sr.restart = append(sr.restart, res...)
 		}
+	}
+	if b.rebalance {
+		res, err := measureRebalance(ctx, o, e, adm, prefix, o.rebalanceKeys, o.runs, progress)
+		if cf := (*checkFailure)(nil); errors.As(err, &cf) {
+			sr.wrong = append(sr.wrong, fmt.Sprintf("rebalance, %d keys: %v", o.rebalanceKeys, err))
+			fmt.Fprintf(progress, "rebalance %d keys: WRONG OUTPUT: %v\n", o.rebalanceKeys, err)
+		} else if err != nil {
+			return fmt.Errorf("rebalance, %d keys: %w", o.rebalanceKeys, err)
+		}
+		sr.rebal = res
 	}
 	if b.rss {
 		res, err := measureRSS(ctx, o, e, adm, prefix, o.rssKeys, progress)
@@ -633,6 +648,7 @@ func (sr *stateResults) once(ctx context.Context, o options, e env, adm *kadm.Cl
 func (sr *stateResults) report(w io.Writer, o options) {
 	reportRestore(w, o, sr.restore)
 	reportRestart(w, o, sr.restart)
+	reportRebalance(w, o, sr.rebal)
 	reportRSS(w, sr.rss)
 }
 
@@ -651,7 +667,7 @@ func (sr *stateResults) cleanup(adm *kadm.Client) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	adm.DeleteTopics(ctx, sr.rb.in, sr.rb.out, sr.rb.changelog, sr.rb.app+"-dlq")
+	adm.DeleteTopics(ctx, sr.rb.in, sr.rb.out, sr.rb.changelog, topology.DLQTopic(sr.rb.app))
 }
 
 // workerEnv is what -worker-env adds to the worker processes' environment.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/txn/broker"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -91,7 +92,7 @@ func demoEnrich(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers
 	if err != nil {
 		return err
 	}
-	dlq, _, err := readSeqs(vctx, brokers, "enrich-dlq", malformed, func(r *kgo.Record) (int64, bool) {
+	dlq, _, err := readSeqs(vctx, brokers, topology.DLQTopic("enrich"), malformed, func(r *kgo.Record) (int64, bool) {
 		_, after, _ := strings.Cut(string(r.Value), "seq=")
 		seq, err := strconv.ParseInt(after, 10, 64)
 		return seq, err == nil && r.Headers != nil

@@ -4,7 +4,7 @@ import "github.com/twmb/franz-go/pkg/kgo"
 
 // copies holds a topic's copies of the records tasks produced, as a
 // broker's log does: a task reuses the memory of its output records once
-// they are recycled (txn.Recycler), which the driver does after every
+// they are recycled (topology.Recycler), which the driver does after every
 // input record. Copies are carved from blocks, so that copying costs no
 // allocation per record; a block is freed when every copy in it has been
 // read and dropped. Each topic has its own, so that the copies of a topic

@@ -1,5 +1,5 @@
 // Package streamtest runs a topology synchronously, with no broker, for
-// tests. It drives the same per-record step as the runtime (txn.Task from
+// tests. It drives the same per-record step as the runtime (topology.Task from
 // Topology.NewTask), so what passes here behaves the same in production,
 // minus Kafka itself.
 //
@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/stream"
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -35,12 +35,12 @@ type Driver struct {
 	partitions map[string]int32 // configured counts
 	topics     map[string]*topic
 	last, prev *topic // the topics of the two previous lookups
-	tasks      map[txn.TaskID]txn.Task
+	tasks      map[topology.TaskID]topology.Task
 	part       kgo.Partitioner
 
-	global      txn.Global // the global tables, if any
-	stateDir    string     // tasks' state, when the topology has stores
-	ownStateDir bool       // created by New, removed by Close
+	global      topology.Global // the global tables, if any
+	stateDir    string          // tasks' state, when the topology has stores
+	ownStateDir bool            // created by New, removed by Close
 	stateDirErr error
 
 	in      kgo.Record // reused input record; tasks never retain it
@@ -57,9 +57,9 @@ type topic struct {
 	tp      kgo.TopicPartitioner
 	sub     int
 	source  bool
-	global  bool       // a global table's topic
-	manual  bool       // records carry their partition (changelogs)
-	tasks   []txn.Task // by partition, when source
+	global  bool            // a global table's topic
+	manual  bool            // records carry their partition (changelogs)
+	tasks   []topology.Task // by partition, when source
 	unread  []*kgo.Record
 	copies  copies // of the records tasks produced to it
 }
@@ -100,7 +100,7 @@ func New(topo *stream.Topology, opts ...Option) *Driver {
 		now:        time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		partitions: map[string]int32{},
 		topics:     map[string]*topic{},
-		tasks:      map[txn.TaskID]txn.Task{},
+		tasks:      map[topology.TaskID]topology.Task{},
 		part:       kgo.StickyKeyPartitioner(nil),
 	}
 	for _, o := range opts {
@@ -133,8 +133,8 @@ func (d *Driver) AdvanceWallClock(by time.Duration) { d.now = d.now.Add(by) }
 func (d *Driver) Now() time.Time { return d.now }
 
 // Stats returns the counters of all tasks added up.
-func (d *Driver) Stats() txn.TaskStats {
-	var s txn.TaskStats
+func (d *Driver) Stats() topology.TaskStats {
+	var s topology.TaskStats
 	for _, t := range d.tasks {
 		ts := t.Stats()
 		s.Processed += ts.Processed
@@ -179,25 +179,17 @@ func (d *Driver) pipe(topic string, key, value []byte, ts time.Time, headers []k
 }
 
 // commit does what the runtime does after a transaction commits: every
-// stateful task applies its pending writes with a checkpoint of its
-// changelogs' next offsets.
+// stateful task applies its pending writes with a checkpoint at its
+// changelog records' offsets (which place gave them).
 func (d *Driver) commit() error {
 	if d.stateDir == "" {
 		return nil // no stores
 	}
-	for id, t := range d.tasks {
-		st, ok := t.(txn.StatefulTask)
-		if !ok {
-			continue
-		}
-		next := map[string]int64{}
-		for topic := range st.RestoreFrom() {
-			if tp := d.topics[topic]; tp != nil && int(id.Partition) < len(tp.offsets) {
-				next[topic] = tp.offsets[id.Partition]
+	for _, t := range d.tasks {
+		if st, ok := t.(topology.StatefulTask); ok {
+			if err := st.Commit(); err != nil {
+				return err
 			}
-		}
-		if err := st.Commit(next); err != nil {
-			return err
 		}
 	}
 	return nil
@@ -237,7 +229,7 @@ func (d *Driver) topic(name string) *topic {
 			}
 		}
 		if t.source {
-			t.tasks = make([]txn.Task, n)
+			t.tasks = make([]topology.Task, n)
 		}
 		d.topics[name] = t
 	}
@@ -317,13 +309,13 @@ func (d *Driver) process(tp *topic, r *kgo.Record) error {
 	}
 	t := tp.tasks[r.Partition]
 	if t == nil {
-		id := txn.TaskID{Subtopology: tp.sub, Partition: r.Partition}
+		id := topology.TaskID{Subtopology: tp.sub, Partition: r.Partition}
 		if t = d.tasks[id]; t == nil {
 			var err error
 			if d.stateDirErr != nil {
 				return fmt.Errorf("streamtest: state directory: %w", d.stateDirErr)
 			}
-			if t, err = d.topo.NewTask(id, txn.TaskConfig{Clock: d.Now, StateDir: d.stateDir, Global: d.global}); err != nil {
+			if t, err = d.topo.NewTask(id, topology.TaskConfig{Clock: d.Now, StateDir: d.stateDir, Global: d.global}); err != nil {
 				return err
 			}
 			d.tasks[id] = t
@@ -332,16 +324,17 @@ func (d *Driver) process(tp *topic, r *kgo.Record) error {
 	}
 	out, err := t.Process(r, d.out[:0])
 	for i, o := range out {
-		o = d.topic(o.Topic).copies.of(o)
-		ot := d.place(o)
-		ot.unread = append(ot.unread, o)
+		c := d.topic(o.Topic).copies.of(o)
+		ot := d.place(c)
+		o.Offset = c.Offset // as the producer sets it: a changelog record's moves the checkpoint
+		ot.unread = append(ot.unread, c)
 		if ot.source {
-			d.pending = append(d.pending, o)
+			d.pending = append(d.pending, c)
 		}
 		out[i] = nil
 	}
 	d.out = out[:0]
-	if rc, ok := t.(txn.Recycler); ok {
+	if rc, ok := t.(topology.Recycler); ok {
 		// The outputs are copies: the task may reuse its records' memory,
 		// as the runtime lets it once the broker has them.
 		rc.Recycle()

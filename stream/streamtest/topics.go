@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -87,7 +88,7 @@ func Output[K, V any](d *Driver, topic string, keySerde serde.Serde[K], valueSer
 
 // DLQ returns the application's dead-letter topic, `<app-id>-dlq`.
 func (d *Driver) DLQ() *OutputTopic[[]byte, []byte] {
-	return Output(d, d.topo.AppID()+"-dlq", serde.Bytes, serde.Bytes)
+	return Output(d, topology.DLQTopic(d.topo.AppID()), serde.Bytes, serde.Bytes)
 }
 
 // ReadAll returns, in the order they were written, the records written to

@@ -1,4 +1,9 @@
-package txn
+// Package topology is the contract between a topology and the runtime that
+// drives it: what package stream builds (Topology, its tasks, the global
+// tables' state) and what package txn runs, each task in turn, inside its
+// transactions. It imports no runtime, so that a topology and its unit
+// tests compile without one.
+package topology
 
 import (
 	"time"
@@ -121,15 +126,17 @@ type Task interface {
 type Recycler interface {
 	// Recycle tells the task that the runtime holds none of the records
 	// Process returned before the call: each was produced and
-	// acknowledged, so their memory can be used for new outputs. The
-	// runtime calls it after every batch that committed; after any other
+	// acknowledged or failed, so their memory can be used for new
+	// outputs. The runtime calls it after every transaction that
+	// committed or was aborted with every output flushed; after any other
 	// outcome it closes the task instead.
 	Recycle()
 }
 
 // StatefulTask is a Task with local state changelogged to Kafka. The
-// runtime restores it before its first record, and after every transaction
-// commits or discards its pending writes (DESIGN.md invariants 4 to 6).
+// runtime restores it before its first record, never while a transaction
+// is open, and after every transaction commits or discards its pending
+// writes (DESIGN.md invariants 4 to 6).
 type StatefulTask interface {
 	Task
 	// RestoreFrom returns, for each changelog topic of the task, the offset
@@ -151,9 +158,20 @@ type StatefulTask interface {
 	// RestoreDone makes the restored records durable; next holds the
 	// offset each changelog was read up to.
 	RestoreDone(next map[string]int64) error
+	// Discard forgets what the task did since its last Commit (or since
+	// its restore): its pending writes, and what it derived from its
+	// input besides its stores (the stream time, the input positions).
+	// The transaction that carried them did not commit, and the task goes
+	// on from its committed state, as its partition does from its
+	// committed offset. The task stays open, unless Discard returns an
+	// error: its database then misses committed writes (an earlier apply
+	// failed), and the task must be closed and restored.
+	Discard() error
 	// Commit applies the pending writes, after the transaction that carried
-	// their changelog records committed. next holds, for each changelog
-	// topic written in that transaction, the offset after its last record.
+	// their changelog records committed, every record acknowledged. The
+	// task knows its changelog records among its outputs: the offset the
+	// producer set on the last one of each changelog (kgo.Record.Offset)
+	// moves that changelog's checkpoint.
 	//
 	// Commit may return before the writes are durable: the task then
 	// applies them in the background while it processes the next
@@ -161,7 +179,7 @@ type StatefulTask interface {
 	// Close waits for the last one. An error (also that of an earlier
 	// apply) means the task's database misses committed writes: the task
 	// must be closed, and is restored from its last applied checkpoint.
-	Commit(next map[string]int64) error
+	Commit() error
 }
 
 // TaskStats counts what a task did with its input.
