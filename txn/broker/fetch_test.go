@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // A read_committed reader whose fetches are cut partway through a
@@ -96,4 +99,61 @@ func readCommitted(ctx context.Context, t *testing.T, addr, topic string, maxByt
 		f.EachRecord(func(r *kgo.Record) { got = append(got, r) })
 	}
 	return got
+}
+
+// An uncut read_committed response still holds about what the client asked
+// for: 8 partitions of 1 MiB each, read with a 1 MiB response limit and a
+// 1 MiB partition limit, come back as about 1 MiB (each partition's share,
+// 128 KiB, plus at most one batch), from every partition, not as 8 MiB. A
+// worker holds what it fetched, decoded: 8 MiB responses doubled its peak
+// memory. Every partition's aborted transactions come with it (the other
+// tests), so the share is kept, not cut.
+func TestUncutFetchKeepsToTheRequestedSize(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, addr, err := Start(Config{})
+	require.NoError(t, err)
+	defer c.Close()
+	const partitions, batch = 8, 16 << 10
+	require.NoError(t, CreateTopics(ctx, []string{addr}, partitions, "big"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.TransactionalID("big"), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerBatchMaxBytes(batch))
+	require.NoError(t, err)
+	defer cl.Close()
+	require.NoError(t, cl.BeginTransaction())
+	value := bytes.Repeat([]byte{'v'}, 1000)
+	for p := range int32(partitions) {
+		for range 1 << 10 { // 1 MiB a partition
+			cl.Produce(ctx, &kgo.Record{Topic: "big", Partition: p, Value: value}, nil)
+		}
+	}
+	require.NoError(t, cl.Flush(ctx))
+	require.NoError(t, cl.EndTransaction(ctx, kgo.TryCommit))
+
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxWaitMillis, req.MaxBytes, req.IsolationLevel = -1, 100, 1<<20, isolationReadCommitted
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, "big")
+	require.NoError(t, err)
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = "big", topics["big"].ID // by name before v13, by id since
+	for p := range int32(partitions) {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset, rp.CurrentLeaderEpoch = p, 0, 1<<20, -1, -1
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	total, with := 0, 0
+	for _, rt := range resp.Topics {
+		for _, p := range rt.Partitions {
+			require.NoError(t, kerr.ErrorForCode(p.ErrorCode), "partition %d", p.Partition)
+			total += len(p.RecordBatches)
+			if len(p.RecordBatches) > 0 {
+				with++
+			}
+		}
+	}
+	require.Equal(t, partitions, with, "every partition returns records")
+	require.LessOrEqual(t, total, 1<<20+batch+1024, "the response's bytes")
 }
