@@ -89,9 +89,8 @@ func (o Options) pebbleOptions() *pebble.Options {
 	// with keys spread over the key space, all of it. Letting 8 flushed
 	// files gather in L0 (Pebble's default: 4) makes those rewrites rarer.
 	// It matters most at a restart: Pebble's Open waits for any compaction
-	// that flushing the recovered memtable starts. A crashed 625k-key task
-	// database took 180-530 ms to open at 4, where that flush started a
-	// compaction, and 14 ms at 8, where it did not.
+	// that flushing the recovered memtable starts (docs/state.md, "Pebble
+	// tuning").
 	popts.L0CompactionThreshold = 8
 	popts.L0StopWritesThreshold = 24
 	// No write-ahead log (see Durability in the package doc): an apply is

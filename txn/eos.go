@@ -14,26 +14,33 @@ import (
 )
 
 // runExactlyOnce runs transactional sessions until ctx is done or a fatal
-// error. Whatever ends a session short of a fatal error (fencing, an
-// unknown transaction outcome, a broker outage or restart) is answered the
-// same way: drop all pending work, create a new session (a new producer
-// epoch, offsets fetched again from the broker) and go on.
+// error (see runSessions).
 func (w *Worker) runExactlyOnce(ctx context.Context) error {
+	return w.runSessions(ctx, "re-creating the transactional session", w.eosSession)
+}
+
+// runSessions runs sessions one after the other until ctx is done or a
+// fatal error. Whatever ends a session short of a fatal error (fencing, an
+// unknown transaction outcome, a failed produce, a broker outage or
+// restart) is answered the same way: drop all pending work, create a new
+// session (under exactly_once a new producer epoch; offsets fetched again
+// from the group) and go on, backing off while sessions make no progress.
+func (w *Worker) runSessions(ctx context.Context, retrying string, session func(context.Context) (progressed bool, err error)) error {
 	for attempt := 0; ; attempt++ {
-		progressed, err := w.eosSession(ctx)
-		if ctx.Err() != nil && !isFatal(err) {
+		progressed, err := session(ctx)
+		if isFatal(err) {
+			return err
+		}
+		if ctx.Err() != nil {
 			return nil
 		}
 		if fe := classify(err); fe != nil {
 			return fe
 		}
-		if isFatal(err) {
-			return err
-		}
 		if progressed {
 			attempt = 0
 		}
-		w.log.Warn("re-creating the transactional session", "err", err, "attempt", attempt+1)
+		w.log.Warn(retrying, "err", err, "attempt", attempt+1)
 		if !backoff(ctx, attempt) {
 			return nil
 		}
@@ -249,11 +256,9 @@ func (w *Worker) pollRecords(records int, budget time.Duration) int {
 
 // end ends the open transaction: flush, then commit unless a produce
 // failed or abort names why the caller wants an abort ("" to commit).
-// Every outcome other than a commit discards the pending state of all
-// tasks, because franz-go rewinds every partition to its committed offset;
-// the tasks stay open. An error means the outcome is unknown (the
-// transaction may have committed): the session must be re-created, and
-// the tasks are dropped, to be restored from committed state.
+// What becomes of the tasks follows from the outcome (stepAfter). An
+// error means the session must be re-created: the outcome is unknown (the
+// transaction may have committed), or a produce failed.
 func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, abort string) (bool, error) {
 	wantCommit := abort == ""
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.TransactionTimeout)
@@ -278,13 +283,11 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, abort 
 	case err != nil:
 		w.m.txnAborted.WithLabelValues("unknown_outcome").Inc()
 		w.log.Warn("transaction outcome unknown; dropping pending work", "err", err, "records", b.records)
-		ts.drop()
-		w.takeRevoked()
+		w.after(ts, batchUnknown)
 		return false, fmt.Errorf("txn: end transaction: %w", err)
 	case produceErr != nil || flushErr != nil:
 		w.m.txnAborted.WithLabelValues("produce_error").Inc()
-		ts.drop()
-		w.takeRevoked()
+		w.after(ts, batchProduceFailed)
 		if fe := classify(produceErr); fe != nil {
 			return false, fe
 		}
@@ -292,22 +295,19 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, abort 
 	case !committed && !wantCommit:
 		w.m.txnAborted.WithLabelValues(abort).Inc()
 		w.log.Debug("transaction aborted", "reason", abort, "records", b.records)
-		ts.discard()
-		w.closeRevoked(ts)
+		w.after(ts, batchAborted)
 		return false, nil
 	case !committed:
 		// A rebalance (or a group-level commit error the session treats
 		// as abortable): franz-go rewound every partition, reprocess.
 		w.m.txnAborted.WithLabelValues("rebalance").Inc()
 		w.log.Info("transaction aborted by a rebalance; reprocessing", "records", b.records)
-		ts.discard()
-		w.closeRevoked(ts)
+		w.after(ts, batchAborted)
 		return false, nil
 	}
 	w.m.txnCommitted.Inc()
-	ts.commit() // after the Kafka commit: apply state (invariant 4)
 	w.log.Debug("transaction committed", "records", b.records, "produced", b.produced)
-	w.closeRevoked(ts)
+	w.after(ts, batchCommitted)
 	return true, nil
 }
 

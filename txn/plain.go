@@ -10,25 +10,7 @@ import (
 // runPlain runs the at_least_once and at_most_once guarantees: the same
 // operators without transactions, recovering like runExactlyOnce.
 func (w *Worker) runPlain(ctx context.Context) error {
-	for attempt := 0; ; attempt++ {
-		progressed, err := w.plainSession(ctx)
-		if ctx.Err() != nil && !isFatal(err) {
-			return nil
-		}
-		if isFatal(err) {
-			return err
-		}
-		if fe := classify(err); fe != nil {
-			return fe
-		}
-		if progressed {
-			attempt = 0
-		}
-		w.log.Warn("re-creating the consumer", "err", err, "attempt", attempt+1)
-		if !backoff(ctx, attempt) {
-			return nil
-		}
-	}
+	return w.runSessions(ctx, "re-creating the consumer", w.plainSession)
 }
 
 // plainSession runs one group consumer. Rebalances are blocked from a poll
@@ -99,7 +81,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			return progressed, err
 		}
 		progressed = true
-		w.closeRevoked(ts)
+		w.after(ts, batchCommitted)
 		cl.AllowRebalance()
 	}
 }
@@ -130,6 +112,5 @@ func (w *Worker) finishPlain(ctx context.Context, cl *kgo.Client, ts *tasks, b *
 		}
 	}
 	w.m.txnCommitted.Inc()
-	ts.commit()
 	return nil
 }

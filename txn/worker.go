@@ -172,11 +172,8 @@ func (w *Worker) groupOpts() []kgo.Opt {
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onRevoked),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Buffered fetch responses, decompressed, are the bulk of a worker's
-		// memory. Peak RSS with 5M keys (docs/benchmarks.md): 378 MB at
-		// franz-go's default (50 MB), 272 MB at 4 MB, 210 MB at 1 MB. The
-		// throughput is the same at 4 MB and 1 MB (a response still holds
-		// thousands of records).
+		// Buffered fetch responses, decompressed, are the bulk of a
+		// worker's memory (docs/architecture.md, "Fetch size").
 		kgo.FetchMaxBytes(1 << 20),
 		kgo.RecordPartitioner(newPartitioner(w.topo)),
 	}
