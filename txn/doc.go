@@ -7,7 +7,7 @@
 //  1. The worker's session (franz-go's GroupTransactSession, eos.go) polls
 //     a batch of records read with read_committed.
 //  2. Before the transaction begins, the tasks of the polled partitions are
-//     created and restored (tasks.prepare, restore.go): a task is one
+//     created and restored (prepare.go, restore.go): a task is one
 //     partition of a sub-topology, and the package topology declares what
 //     it is; package stream implements it. A restore never runs while a
 //     transaction is open.

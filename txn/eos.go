@@ -99,7 +99,7 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 	}
 	w.m.sessions.Inc()
 	defer sess.Close()
-	ts := w.newTasks(sess.Client())
+	ts := w.newTasks()
 	defer ts.drop()
 
 	for {
@@ -113,7 +113,7 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		if err := ts.prepare(ctx, fetches); err != nil {
+		if err := w.prepareTasks(ctx, ts, sess.Client().CommittedOffsets, fetches); err != nil {
 			return progressed, err
 		}
 		if err := sess.Begin(); err != nil {
@@ -147,7 +147,7 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		w.txnOpen.Store(false)
 		if unprepared != nil {
 			if err == nil {
-				err = ts.prepare(ctx, unprepared)
+				err = w.prepareTasks(ctx, ts, sess.Client().CommittedOffsets, unprepared)
 			}
 			if err != nil {
 				return progressed, err

@@ -48,9 +48,9 @@ func newLanes(ts *tasks, n int, produce func(*kgo.Record)) *lanes {
 }
 
 // process runs the records of one poll, whose tasks are open (see
-// tasks.prepare). The tasks are looked up first, on the calling goroutine;
-// then every lane processes its partitions. It returns the first lane's
-// error in lane order.
+// Worker.prepareTasks). The tasks are looked up first, on the calling
+// goroutine; then every lane processes its partitions. It returns the
+// first lane's error in lane order.
 func (ls *lanes) process(f kgo.Fetches) error {
 	var err error
 	busy := 0

@@ -64,8 +64,15 @@ func poll(partitions int32, from, n int64) kgo.Fetches {
 	return kgo.Fetches{{Topics: []kgo.FetchTopic{ft}}}
 }
 
+// prepareEcho opens the tasks of f's partitions as the loop does before a
+// transaction (Worker.prepareTasks; echo tasks restore nothing).
+func prepareEcho(ts *tasks, topo *echoTopology, f kgo.Fetches) error {
+	w := &Worker{topo: topo}
+	return w.prepareTasks(context.Background(), ts, func() map[string]map[int32]kgo.EpochOffset { return nil }, f)
+}
+
 func newEchoTasks(topo *echoTopology) *tasks {
-	ts := newTasks(topo, topology.TaskConfig{}, newMetrics(prometheus.NewRegistry(), "app", "0"))
+	ts := newTasks(topo, newMetrics(prometheus.NewRegistry(), "app", "0"))
 	ts.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return ts
 }
@@ -85,7 +92,7 @@ func TestLanesKeepEachTaskInOrder(t *testing.T) {
 	})
 	for i := range int64(polls) {
 		f := poll(partitions, i*perPoll, perPoll)
-		require.NoError(t, ts.prepare(context.Background(), f))
+		require.NoError(t, prepareEcho(ts, topo, f))
 		require.NoError(t, ls.process(f))
 	}
 	require.Equal(t, partitions*polls*perPoll, ls.close())
@@ -105,7 +112,7 @@ func TestLanesReturnAFailure(t *testing.T) {
 	ts := newEchoTasks(topo)
 	ls := newLanes(ts, 2, func(*kgo.Record) {})
 	f := poll(4, 0, 30)
-	require.NoError(t, ts.prepare(context.Background(), f))
+	require.NoError(t, prepareEcho(ts, topo, f))
 	err := ls.process(f)
 	var fe *FatalError
 	require.ErrorAs(t, err, &fe)
@@ -122,7 +129,7 @@ func TestLanesRefuseAPartitionNotPrepared(t *testing.T) {
 	ts := newEchoTasks(topo)
 	var produced int
 	ls := newLanes(ts, 2, func(*kgo.Record) { produced++ })
-	require.NoError(t, ts.prepare(context.Background(), poll(2, 0, 1)))
+	require.NoError(t, prepareEcho(ts, topo, poll(2, 0, 1)))
 	require.True(t, ts.prepared(poll(2, 1, 5)))
 
 	later := poll(3, 1, 5) // partition 2 is new

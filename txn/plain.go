@@ -32,7 +32,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 	// Close would wait forever for a rebalance this loop still blocks on
 	// some return paths; allow it first.
 	defer cl.CloseAllowingRebalance()
-	ts := w.newTasks(cl)
+	ts := w.newTasks()
 	defer ts.drop()
 
 	for {
@@ -48,7 +48,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			cl.AllowRebalance()
 			continue
 		}
-		if err := ts.prepare(ctx, fetches); err != nil {
+		if err := w.prepareTasks(ctx, ts, cl.CommittedOffsets, fetches); err != nil {
 			return progressed, err
 		}
 		b := w.newBatch()
@@ -68,7 +68,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 				polled = append(polled, f.Records()...)
 			}
 			// Without a transaction, a task may be restored mid-batch.
-			if err := ts.prepare(ctx, f); err != nil {
+			if err := w.prepareTasks(ctx, ts, cl.CommittedOffsets, f); err != nil {
 				return err
 			}
 			return ls.process(f)

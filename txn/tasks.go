@@ -1,12 +1,10 @@
 package txn
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 
 	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -16,29 +14,21 @@ import (
 // record of their partition and dropped whenever their uncommitted effects
 // must be forgotten. It is used by the worker's loop goroutine only.
 type tasks struct {
-	topo     topology.Topology
-	cfg      topology.TaskConfig
 	subOf    map[string]int
 	open     map[topology.TaskID]topology.Task
 	stateful map[topology.TaskID]topology.StatefulTask // the open stateful tasks
 	metrics  *metrics
-	// restore brings a new stateful task up to date with its changelogs,
-	// and with its input up to the committed offsets (Worker.restore).
-	restore func(ctx context.Context, id topology.TaskID, st topology.StatefulTask, committed map[string]int64) error
-	// committed returns the group's committed offsets as the session's
-	// client knows them: where processing resumes. Nil: none known.
-	committed func() map[string]map[int32]kgo.EpochOffset
-	log       *slog.Logger
+	log      *slog.Logger
 }
 
-func newTasks(topo topology.Topology, cfg topology.TaskConfig, m *metrics) *tasks {
+func newTasks(topo topology.Topology, m *metrics) *tasks {
 	subOf := map[string]int{}
 	for _, s := range topo.Subtopologies() {
 		for _, t := range s.SourceTopics {
 			subOf[t] = s.ID
 		}
 	}
-	return &tasks{topo: topo, cfg: cfg, subOf: subOf, open: map[topology.TaskID]topology.Task{}, stateful: map[topology.TaskID]topology.StatefulTask{}, metrics: m}
+	return &tasks{subOf: subOf, open: map[topology.TaskID]topology.Task{}, stateful: map[topology.TaskID]topology.StatefulTask{}, metrics: m}
 }
 
 // add makes t the open task id.
@@ -62,12 +52,10 @@ func (ts *tasks) remove(id topology.TaskID) error {
 	return t.Close()
 }
 
-// prepare creates (and restores) the tasks of every partition in f, so that
-// restores happen before a transaction begins. New tasks are created in
-// parallel: each opens its database and reads its changelogs' ends (and
-// tails) over its own connection, and a worker taking over or restarting
-// with many tasks would otherwise wait for them one after another.
-func (ts *tasks) prepare(ctx context.Context, f kgo.Fetches) error {
+// missing returns the tasks that the partitions with records in f need and
+// that are not open: the loop creates and restores them (Worker.openTasks)
+// before a transaction begins.
+func (ts *tasks) missing(f kgo.Fetches) ([]topology.TaskID, error) {
 	var ids []topology.TaskID
 	var err error
 	f.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -79,31 +67,8 @@ func (ts *tasks) prepare(ctx context.Context, f kgo.Fetches) error {
 			ids = append(ids, id)
 		}
 	})
-	if err != nil {
-		return err
-	}
-	made := make([]topology.Task, len(ids))
-	errs := make([]error, len(ids))
-	sem := make(chan struct{}, maxParallelTaskCreations)
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			made[i], errs[i] = ts.create(ctx, id)
-		})
-	}
-	wg.Wait()
-	for i, t := range made {
-		if t != nil {
-			ts.add(ids[i], t)
-		}
-	}
-	return errors.Join(errs...)
+	return ids, err
 }
-
-// maxParallelTaskCreations bounds the tasks prepare creates at once.
-const maxParallelTaskCreations = 8
 
 // idOf returns the task of a source topic's partition.
 func (ts *tasks) idOf(topic string, partition int32) (topology.TaskID, error) {
@@ -114,40 +79,15 @@ func (ts *tasks) idOf(topic string, partition int32) (topology.TaskID, error) {
 	return topology.TaskID{Subtopology: sub, Partition: partition}, nil
 }
 
-// create instantiates a task and restores its state. It may run for
-// several tasks at once (Topology.NewTask and restore are safe for that);
-// it does not touch ts.open.
-func (ts *tasks) create(ctx context.Context, id topology.TaskID) (topology.Task, error) {
-	t, err := ts.topo.NewTask(id, ts.cfg)
-	if err != nil {
-		return nil, &FatalError{Cause: fmt.Sprintf("creating task %d_%d failed", id.Subtopology, id.Partition), Err: err}
-	}
-	if st, ok := t.(topology.StatefulTask); ok && ts.restore != nil {
-		if err := ts.restore(ctx, id, st, ts.committedOf(id)); err != nil {
-			t.Close()
-			return nil, err
-		}
-	}
-	return t, nil
-}
-
-// committedOf returns the committed offset of each of task id's source
-// partitions that has one.
-func (ts *tasks) committedOf(id topology.TaskID) map[string]int64 {
-	if ts.committed == nil {
-		return nil
-	}
-	all := ts.committed()
-	offs := map[string]int64{}
+// sourcesOf returns the source topics of task id's sub-topology.
+func (ts *tasks) sourcesOf(id topology.TaskID) []string {
+	var topics []string
 	for topic, sub := range ts.subOf {
-		if sub != id.Subtopology {
-			continue
-		}
-		if eo, ok := all[topic][id.Partition]; ok && eo.Offset >= 0 {
-			offs[topic] = eo.Offset
+		if sub == id.Subtopology {
+			topics = append(topics, topic)
 		}
 	}
-	return offs
+	return topics
 }
 
 // commit applies the pending state of every stateful task after its

@@ -83,7 +83,7 @@ func TestDiscardKeepsTasksOpen(t *testing.T) {
 }
 
 func newTestTasks() *tasks {
-	ts := newTasks(fakeTopology{}, topology.TaskConfig{}, newMetrics(prometheus.NewRegistry(), "app", "0"))
+	ts := newTasks(fakeTopology{}, newMetrics(prometheus.NewRegistry(), "app", "0"))
 	ts.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return ts
 }

@@ -202,11 +202,10 @@ func (w *Worker) takeRevoked() map[string][]int32 {
 	return r
 }
 
-// newTasks returns an empty task set for one session, whose client cl
-// knows the group's committed offsets.
-func (w *Worker) newTasks(cl *kgo.Client) *tasks {
-	ts := newTasks(w.topo, w.taskConfig(), w.m)
-	ts.restore, ts.committed, ts.log = w.restore, cl.CommittedOffsets, w.log
+// newTasks returns an empty task set for one session.
+func (w *Worker) newTasks() *tasks {
+	ts := newTasks(w.topo, w.m)
+	ts.log = w.log
 	return ts
 }
 
