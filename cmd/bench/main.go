@@ -22,7 +22,8 @@
 //
 // With -state (the default; -state=false runs the variants above without
 // sluice_eos_count, sluice_eos_fanout and nothing else) it also measures, in the same run
-// (state.go, restart.go):
+// (state.go, count.go, restore.go, restart.go, rebalance.go; the worker
+// processes they start: child.go):
 //
 //	restore  a worker on an empty state directory restores its 8 tasks
 //	         from a changelog of -restore-records records (default
@@ -98,7 +99,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -107,20 +107,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/sluicehq/sluice/examples/passthrough"
-	"github.com/sluicehq/sluice/txn"
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/topology"
-	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -203,129 +198,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-// variant is one measured loop.
-type variant struct {
-	name string
-	eos  bool // duplicates are a failure
-	run  func(ctx context.Context, e env, t topics, p *probe) error
-
-	state bool  // a state variant: run by default only with -state
-	keys  int64 // distinct input keys; 0: one per record
-	// check, when set, verifies the output instead of txntest.Verify.
-	check func(ctx context.Context, e env, t topics, n int64) error
-	// internal are the topics the loop creates, besides in, out and dlq.
-	internal func(t topics) []string
-}
-
-// env is what every variant shares.
-type env struct {
-	brokers []string
-	log     *slog.Logger
-}
-
-// topics names one variant's topics and group.
-type topics struct {
-	app     string // group id (and sluice app id)
-	in, out string
-}
-
-func variants(o options) []variant {
-	sluice := func(g txn.Guarantee, maxBatch int) func(context.Context, env, topics, *probe) error {
-		return func(ctx context.Context, e env, t topics, p *probe) error {
-			topo, err := passthrough.Build(t.app, t.in, t.out)
-			if err != nil {
-				return err
-			}
-			return runWorker(ctx, e, p, topo, g, maxBatch)
-		}
-	}
-	raw := func(maxBatch int) func(context.Context, env, topics, *probe) error {
-		return func(ctx context.Context, e env, t topics, p *probe) error {
-			return rawLoop{
-				brokers: e.brokers, group: t.app, in: t.in, out: t.out,
-				maxBatch: maxBatch, batchMax: batchMaxBytes, log: e.log, hooks: p,
-			}.run(ctx)
-		}
-	}
-	small := strconv.Itoa(o.txnRecords)
-	// Interleaved, so that a slow phase of a noisy machine does not fall
-	// on one kind of loop only.
-	return []variant{
-		{name: "raw_eos", eos: true, run: raw(o.rawRecords)},
-		{name: "sluice_eos", eos: true, run: sluice(txn.ExactlyOnce, 0)},
-		{name: "sluice_alos", run: sluice(txn.AtLeastOnce, 0)},
-		{name: "raw_eos_" + small, eos: true, run: raw(o.txnRecords)},
-		{name: "sluice_eos_" + small, eos: true, run: sluice(txn.ExactlyOnce, o.txnRecords)},
-		{name: "sluice_eos_fanout", eos: true, run: fanoutLoop(o.partitions), state: true, keys: o.countKeys, check: checkFanout,
-			internal: func(t topics) []string { return []string{fanoutSecond(t)} }},
-		{name: "sluice_eos_count", eos: true, run: countLoop, state: true, keys: o.countKeys,
-			check: func(ctx context.Context, e env, t topics, n int64) error {
-				return checkCounts(ctx, e.brokers, t.out, n, o.countKeys)
-			},
-			internal: func(t topics) []string { return []string{changelogOf(t.app)} }},
-	}
-}
-
-// runWorker runs one sluice worker (instance "0") of topo under g, with
-// at most maxBatch records per transaction (0: the default), until ctx is
-// done.
-func runWorker(ctx context.Context, e env, p *probe, topo topology.Topology, g txn.Guarantee, maxBatch int) error {
-	w, err := txn.NewWorker(topo, txn.Config{
-		Brokers:         e.brokers,
-		Instance:        "0",
-		Guarantee:       g,
-		MaxBatchRecords: maxBatch,
-		SessionTimeout:  sessionTimeout,
-		Logger:          e.log,
-		ClientOpts:      []kgo.Opt{kgo.WithHooks(p)},
-	})
-	if err != nil {
-		return err
-	}
-	return w.Run(ctx)
-}
-
-// ratio is a figure the project targets, or (target 0) one that explains
-// another.
-type ratio struct {
-	num, den string
-	target   float64
-}
-
-func ratios(txnRecords int) []ratio {
-	small := strconv.Itoa(txnRecords)
-	return []ratio{
-		{"sluice_eos", "raw_eos", 0.90},
-		{"sluice_eos", "sluice_alos", 0.90},
-		{"sluice_eos_" + small, "raw_eos_" + small, 0.85},
-		{"sluice_eos_count", "raw_eos", 0.60},
-		// No targets: where the count's cost goes (fanout.go).
-		{"sluice_eos_fanout", "raw_eos", 0},
-		{"sluice_eos_count", "sluice_eos_fanout", 0},
-	}
-}
-
-// result is one measurement.
-type result struct {
-	rate    float64       // records per second, start to all committed
-	elapsed time.Duration // start to all committed
-	startup time.Duration // start to the first fetched batch
-	commits int64         // EndTxn or OffsetCommit responses
-	fetched int64         // input records fetched; more than n: refetches
-	faults  int64         // page faults of this process
-	sys     float64       // CPUs this process kept busy in the kernel
-	cpu     float64       // CPUs this process kept busy (loop, broker, bench)
-	others  float64       // CPUs other processes kept busy; -1: unknown
-	hung    bool          // the loop did not stop when cancelled
-}
-
-// stopTimeout is how long a loop may take to stop once cancelled.
-const stopTimeout = 30 * time.Second
-
-// quietCPUs is how many CPUs other processes may keep busy for the
-// machine to count as quiet enough to start a measurement.
-const quietCPUs = 0.2
 
 func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if o.n <= 0 || o.partitions <= 0 || o.runs <= 0 || o.txnRecords <= 0 || o.rawRecords < 0 {
@@ -480,204 +352,4 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "WARNING:", h)
 	}
 	return sr.failed()
-}
-
-// measure runs one variant once: set up its topics and input (not
-// timed), time the loop until every input record's offset is committed,
-// stop it, and check its output.
-func measure(ctx context.Context, o options, e env, adm *kadm.Client, v variant, t topics, runNo int, progress io.Writer) (result, error) {
-	fmt.Fprintf(progress, "run %d: %-18s producing %d input records...\n", runNo, v.name, o.n)
-	if err := broker.CreateTopics(ctx, e.brokers, int32(o.partitions), t.in, t.out); err != nil {
-		return result{}, err
-	}
-	if err := txntest.Produce(ctx, e.brokers, t.in, 0, o.n, v.keys, o.valueSize); err != nil {
-		return result{}, fmt.Errorf("producing the input: %w", err)
-	}
-	listed, err := adm.ListEndOffsets(ctx, t.in)
-	if err != nil {
-		return result{}, fmt.Errorf("listing the input's end offsets: %w", err)
-	}
-	ends := map[int32]int64{}
-	var total int64
-	listed.Each(func(l kadm.ListedOffset) {
-		ends[l.Partition] = l.Offset
-		total += l.Offset
-	})
-	if total != o.n {
-		return result{}, fmt.Errorf("the input holds %d records, want %d", total, o.n)
-	}
-
-	// Start every variant from a collected heap (with the embedded broker
-	// the previous variant's garbage is large) and, on a shared machine,
-	// when other work leaves the CPUs alone.
-	runtime.GC()
-	if o.quiet > 0 {
-		if load := waitQuiet(quietCPUs, o.quiet); load >= quietCPUs {
-			fmt.Fprintf(progress, "run %d: %s: other processes still keep %.1f CPUs busy after %v; measuring anyway\n", runNo, v.name, load, o.quiet)
-		}
-	}
-	if o.cpuprofile != "" {
-		f, err := os.Create(filepath.Join(o.cpuprofile, fmt.Sprintf("%s-r%d.pprof", v.name, runNo)))
-		if err != nil {
-			return result{}, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return result{}, err
-		}
-	}
-	p := newProbe(t.out, o.n)
-	loopCtx, stopLoop := context.WithCancel(ctx)
-	defer stopLoop()
-	waitCtx, stopWait := context.WithTimeout(ctx, o.timeout)
-	defer stopWait()
-	errc := make(chan error, 1)
-	before := sampleCPU()
-	start := time.Now()
-	go func() {
-		errc <- v.run(loopCtx, e, t, p)
-		stopWait() // a loop that returned early will not finish
-	}()
-	done, waitErr := p.waitCommitted(waitCtx, adm, t.app, t.in, ends)
-	after := sampleCPU()
-	if o.cpuprofile != "" {
-		pprof.StopCPUProfile()
-	}
-	stopLoop()
-	var loopErr error
-	hung := false
-	select {
-	case loopErr = <-errc:
-	case <-time.After(stopTimeout):
-		// A stop that hangs is a bug of the loop: show where it hangs.
-		// The figure stands (every record was committed before the
-		// stop); the hung loop's goroutines are left behind.
-		fmt.Fprintf(progress, "run %d: %s did not stop within %v of cancellation; goroutines:\n", runNo, v.name, stopTimeout)
-		pprof.Lookup("goroutine").WriteTo(progress, 1)
-		hung = true
-	}
-	if waitErr != nil {
-		return result{}, errors.Join(waitErr, loopErr)
-	}
-	if loopErr != nil {
-		return result{}, fmt.Errorf("loop failed after it finished: %w", loopErr)
-	}
-	res := result{
-		elapsed: done.Sub(start),
-		commits: p.commits.Load(),
-		fetched: p.fetched.Load(),
-		hung:    hung,
-	}
-	res.rate = float64(o.n) / res.elapsed.Seconds()
-	res.cpu = (after.self - before.self).Seconds() / res.elapsed.Seconds()
-	res.others = othersCPU(before, after, res.elapsed)
-	res.faults = after.faults - before.faults
-	res.sys = (after.sys - before.sys).Seconds() / res.elapsed.Seconds()
-	if ff := p.firstFetch.Load(); ff != 0 {
-		res.startup = time.Unix(0, ff).Sub(start)
-	}
-
-	if o.verify {
-		vctx, cancel := context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-		if v.check != nil {
-			if err := v.check(vctx, e, t, o.n); err != nil {
-				return result{}, fmt.Errorf("verifying the output: %w", err)
-			}
-			return res, nil
-		}
-		rep, err := txntest.Verify(vctx, e.brokers, t.out, o.n)
-		if err != nil {
-			return result{}, fmt.Errorf("verifying the output: %w", err)
-		}
-		if rep.NumMissing > 0 || rep.Foreign > 0 || (v.eos && rep.Duplicates > 0) {
-			return result{}, fmt.Errorf("wrong output: %v", rep)
-		}
-		if rep.Duplicates > 0 {
-			fmt.Fprintf(progress, "run %d: %s output has %d duplicates (allowed at_least_once)\n", runNo, v.name, rep.Duplicates)
-		}
-	}
-	return res, nil
-}
-
-// report prints the median figure of each variant, then the ratios.
-func report(w io.Writer, o options, chosen []variant, results map[string][]result) {
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-18s %10s %9s %8s %8s %10s %5s %6s\n", "variant", "rec/s", "elapsed", "startup", "commits", "rec/commit", "cpu", "others")
-	medians := map[string]float64{}
-	for _, v := range chosen {
-		rs := results[v.name]
-		if len(rs) == 0 {
-			continue
-		}
-		m := median(rs, func(r result) float64 { return r.rate })
-		medians[v.name] = m
-		el := time.Duration(median(rs, func(r result) float64 { return float64(r.elapsed) }))
-		su := time.Duration(median(rs, func(r result) float64 { return float64(r.startup) }))
-		cm := median(rs, func(r result) float64 { return float64(r.commits) })
-		cpu := median(rs, func(r result) float64 { return r.cpu })
-		others := median(rs, func(r result) float64 { return r.others })
-		fmt.Fprintf(w, "%-18s %10.0f %9v %8v %8.0f %10.0f %5.2f %6.2f", v.name, m, el.Round(time.Millisecond), su.Round(time.Millisecond), cm, float64(o.n)/max(cm, 1), cpu, others)
-		if len(rs) > 1 {
-			lo := slices.MinFunc(rs, func(a, b result) int { return cmp.Compare(a.rate, b.rate) }).rate
-			hi := slices.MaxFunc(rs, func(a, b result) int { return cmp.Compare(a.rate, b.rate) }).rate
-			fmt.Fprintf(w, "   (min %.0f, max %.0f over %d runs)", lo, hi, len(rs))
-		}
-		fmt.Fprintln(w)
-	}
-	fmt.Fprintln(w, "(rec/s: n / elapsed, from the loop's start to every input offset committed; startup: to the")
-	fmt.Fprintln(w, " first fetched batch; commits: EndTxn or OffsetCommit responses; cpu: CPUs this process kept")
-	fmt.Fprintln(w, " busy, embedded broker included; others: CPUs other processes kept busy meanwhile)")
-	fmt.Fprintln(w)
-	for _, r := range ratios(o.txnRecords) {
-		num, ok1 := medians[r.num]
-		den, ok2 := medians[r.den]
-		if !ok1 || !ok2 {
-			continue
-		}
-		q := num / den
-		switch {
-		case r.target == 0:
-			fmt.Fprintf(w, "%-36s = %.2f (no target)", r.num+"/"+r.den, q)
-		case q < r.target:
-			fmt.Fprintf(w, "%-36s = %.2f (target >= %.2f) BELOW TARGET", r.num+"/"+r.den, q, r.target)
-		default:
-			fmt.Fprintf(w, "%-36s = %.2f (target >= %.2f) ok", r.num+"/"+r.den, q, r.target)
-		}
-		// The two loops of one run ran a few seconds apart, under about
-		// the same conditions: their ratios show how steady the verdict is.
-		if nr, dr := results[r.num], results[r.den]; len(nr) > 1 && len(nr) == len(dr) {
-			per := make([]string, len(nr))
-			for i := range nr {
-				per[i] = fmt.Sprintf("%.2f", nr[i].rate/dr[i].rate)
-			}
-			fmt.Fprintf(w, "   per run: %s", strings.Join(per, " "))
-		}
-		fmt.Fprintln(w)
-	}
-}
-
-// noisy reports whether other processes disturbed a measurement.
-func noisy(o options, r result) bool {
-	return o.maxOthers > 0 && r.others > o.maxOthers
-}
-
-func median(rs []result, f func(result) float64) float64 {
-	xs := make([]float64, len(rs))
-	for i, r := range rs {
-		xs[i] = f(r)
-	}
-	slices.Sort(xs)
-	if len(xs)%2 == 1 {
-		return xs[len(xs)/2]
-	}
-	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
-}
-
-func names(vs []variant) string {
-	var ns []string
-	for _, v := range vs {
-		ns = append(ns, v.name)
-	}
-	return strings.Join(ns, ", ")
 }
