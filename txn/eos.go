@@ -116,52 +116,64 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		if err := w.prepareTasks(ctx, ts, sess.Client().CommittedOffsets, fetches); err != nil {
 			return progressed, err
 		}
-		if err := sess.Begin(); err != nil {
-			return progressed, fmt.Errorf("txn: begin: %w", err)
-		}
-		w.txnOpen.Store(true)
-		b := w.newBatch()
-		// A stop request lets the open transaction finish: producing is
-		// not cancelled with ctx (collect stops polling, end commits).
-		pctx := context.WithoutCancel(ctx)
-		ls := newLanes(ts, w.cfg.Lanes, func(r *kgo.Record) { sess.Produce(pctx, r, b.promise) })
-		var unprepared kgo.Fetches
-		procErr := w.collect(ctx, fetches, b, sess.PollRecords, func(f kgo.Fetches) error {
-			if !ts.prepared(f) {
-				// A partition assigned while the transaction is open:
-				// its task is restored after an abort, not inside it.
-				unprepared = f
-				return errUnprepared
-			}
-			return ls.process(f)
-		})
-		b.produced = ls.close() // every output is handed to franz-go before the flush
-		reason := ""            // commit
-		switch {
-		case unprepared != nil:
-			reason = "new_task"
-		case procErr != nil:
-			reason = "processing_error"
-		}
-		committed, err := w.end(sess, ts, b, reason)
-		w.txnOpen.Store(false)
-		if unprepared != nil {
-			if err == nil {
-				err = w.prepareTasks(ctx, ts, sess.Client().CommittedOffsets, unprepared)
-			}
-			if err != nil {
-				return progressed, err
-			}
-			continue
-		}
-		if procErr != nil {
-			return progressed, procErr
-		}
+		committed, unprepared, err := w.transact(ctx, sess, ts, fetches)
 		if err != nil {
 			return progressed, err
 		}
+		if unprepared != nil {
+			// Aborted for a partition assigned meanwhile: its task is
+			// restored now, and the next transaction polls it again.
+			if err := w.prepareTasks(ctx, ts, sess.Client().CommittedOffsets, unprepared); err != nil {
+				return progressed, err
+			}
+		}
 		progressed = progressed || committed
 	}
+}
+
+// transact runs one transaction over the batch that begins with fetches,
+// whose tasks are open: it processes the batch's polls, then ends the
+// transaction, committing unless something fails. It returns whether the
+// transaction committed; the poll that brought a partition whose task is
+// not open, for which the transaction was aborted (the loop prepares the
+// task and goes on); and the error that ends the session (a record that
+// failed under the fail policy, a failed produce, an unknown outcome).
+func (w *Worker) transact(ctx context.Context, sess *kgo.GroupTransactSession, ts *tasks, fetches kgo.Fetches) (committed bool, unprepared kgo.Fetches, err error) {
+	if err := sess.Begin(); err != nil {
+		return false, nil, fmt.Errorf("txn: begin: %w", err)
+	}
+	w.txnOpen.Store(true)
+	defer w.txnOpen.Store(false)
+	b := w.newBatch()
+	// A stop request lets the open transaction finish: producing is not
+	// cancelled with ctx (collect stops polling, end commits).
+	pctx := context.WithoutCancel(ctx)
+	ls := newLanes(ts, w.cfg.Lanes, func(r *kgo.Record) { sess.Produce(pctx, r, b.promise) })
+	procErr := w.collect(ctx, fetches, b, sess.PollRecords, func(f kgo.Fetches) error {
+		if !ts.prepared(f) {
+			// A partition assigned while the transaction is open: its
+			// task is restored after an abort, not inside it.
+			unprepared = f
+			return errUnprepared
+		}
+		return ls.process(f)
+	})
+	b.produced = ls.close() // every output is handed to franz-go before the flush
+	abort := ""             // commit
+	switch {
+	case unprepared != nil:
+		abort = "new_task"
+	case procErr != nil:
+		abort = "processing_error"
+	}
+	committed, err = w.end(sess, ts, b, abort)
+	switch {
+	case unprepared != nil:
+		return false, unprepared, err
+	case procErr != nil:
+		return false, nil, procErr
+	}
+	return committed, nil, err
 }
 
 // fenceZombie initializes the transactional id before the session joins the
