@@ -120,9 +120,9 @@ func txnOffsetCommit(ctx context.Context, t *testing.T, cl *kgo.Client, txnID st
 	}
 }
 
-// fetchStable fetches group g's offset for partition p of topic t,
-// requiring stable offsets, the way a joining consumer does.
-func fetchStable(ctx context.Context, cl *kgo.Client, p int32) (int64, error) {
+// stableFetch is the request for group g's offset for partition p of
+// topic t, requiring stable offsets, the way a joining consumer asks.
+func stableFetch(p int32) *kmsg.OffsetFetchRequest {
 	req := kmsg.NewPtrOffsetFetchRequest()
 	req.RequireStable = true
 	rg := kmsg.NewOffsetFetchRequestGroup()
@@ -131,7 +131,13 @@ func fetchStable(ctx context.Context, cl *kgo.Client, p int32) (int64, error) {
 	rt.Topic, rt.Partitions = "t", []int32{p}
 	rg.Topics = append(rg.Topics, rt)
 	req.Groups = append(req.Groups, rg)
-	resp, err := req.RequestWith(ctx, cl)
+	return req
+}
+
+// fetchStable fetches group g's offset for partition p of topic t,
+// requiring stable offsets (stableFetch).
+func fetchStable(ctx context.Context, cl *kgo.Client, p int32) (int64, error) {
+	resp, err := stableFetch(p).RequestWith(ctx, cl)
 	if err != nil {
 		return 0, err
 	}
@@ -176,14 +182,8 @@ func TestStableOffsetsCountCommitsDuringTheQuestion(t *testing.T) {
 		return req
 	}
 	stable := func(p int32) bool {
-		req := kmsg.NewPtrOffsetFetchRequest()
-		req.Version, req.RequireStable = 8, true
-		rg := kmsg.NewOffsetFetchRequestGroup()
-		rg.Group = "g"
-		rt := kmsg.NewOffsetFetchRequestGroupTopic()
-		rt.Topic, rt.Partitions = "t", []int32{p}
-		rg.Topics = append(rg.Topics, rt)
-		req.Groups = append(req.Groups, rg)
+		req := stableFetch(p)
+		req.Version = 8
 		s.fetch(req)
 		return !req.RequireStable
 	}
