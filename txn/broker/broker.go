@@ -195,3 +195,19 @@ func CreateTopics(ctx context.Context, brokers []string, partitions int32, topic
 	}
 	return nil
 }
+
+// ask runs fn with a client of the broker at addr and a 5 s deadline: how
+// a correction puts a question to the broker it corrects, while the
+// request it decides on sleeps (Cluster.SleepControl). It returns false,
+// without running fn, when no client can be made.
+func ask(addr string, fn func(ctx context.Context, cl *kgo.Client)) bool {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return false
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fn(ctx, cl)
+	return true
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -225,22 +224,20 @@ func (s *stableOffsets) describe(senders map[groupPartition][]sender) (map[[16]b
 			open[r.txnRef] = true
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.addr))
-	if err != nil {
-		return names, open
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl); err == nil {
-		for _, t := range meta.Topics {
-			if t.Topic != nil {
-				names[t.TopicID] = *t.Topic
+	var resp *kmsg.DescribeTransactionsResponse
+	ask(s.addr, func(ctx context.Context, cl *kgo.Client) {
+		if meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl); err == nil {
+			for _, t := range meta.Topics {
+				if t.Topic != nil {
+					names[t.TopicID] = *t.Topic
+				}
 			}
 		}
-	}
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
+		if r, err := req.RequestWith(ctx, cl); err == nil {
+			resp = r
+		}
+	})
+	if resp == nil {
 		return names, open
 	}
 	for _, st := range resp.TransactionStates {

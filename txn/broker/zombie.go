@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -120,20 +119,14 @@ func (f *fencedEnds) fenced(req *kmsg.EndTxnRequest) bool {
 
 // current asks the broker for the state of transactional id txnID; ok is
 // false when it cannot tell.
-func (f *fencedEnds) current(txnID string) (kmsg.DescribeTransactionsResponseTransactionState, bool) {
-	var none kmsg.DescribeTransactionsResponseTransactionState
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.addr))
-	if err != nil {
-		return none, false
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req := kmsg.NewPtrDescribeTransactionsRequest()
-	req.TransactionalIDs = []string{txnID}
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil || len(resp.TransactionStates) != 1 || resp.TransactionStates[0].ErrorCode != 0 {
-		return none, false
-	}
-	return resp.TransactionStates[0], true
+func (f *fencedEnds) current(txnID string) (st kmsg.DescribeTransactionsResponseTransactionState, ok bool) {
+	ask(f.addr, func(ctx context.Context, cl *kgo.Client) {
+		req := kmsg.NewPtrDescribeTransactionsRequest()
+		req.TransactionalIDs = []string{txnID}
+		resp, err := req.RequestWith(ctx, cl)
+		if ok = err == nil && len(resp.TransactionStates) == 1 && resp.TransactionStates[0].ErrorCode == 0; ok {
+			st = resp.TransactionStates[0]
+		}
+	})
+	return st, ok
 }
