@@ -60,15 +60,11 @@ func measureRebalance(ctx context.Context, o options, e env, adm *kadm.Client, p
 		cfg.Instance, cfg.StateDir = instance, filepath.Join(a.dir, instance)
 		return cfg
 	}
-	w1, err := startChild(config("w1"), o.workerEnv(), "w1", progress)
+	w1, err := a.startFilled(wctx, o, adm, config("w1"), "w1", fmt.Sprintf("rebalance %d keys", keys), progress)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { w1.kill() }()
-	fmt.Fprintf(progress, "rebalance %d keys: filling the store...\n", keys)
-	if err := waitOffsets(wctx, adm, w1, a.app, a.in, a.fillEnds, nil); err != nil {
-		return nil, fmt.Errorf("filling the store: %w", err)
-	}
 	feed, err := startFeeder(wctx, e.brokers, a.in, keys, keys, o.valueSize, feedRate)
 	if err != nil {
 		return nil, err

@@ -199,15 +199,11 @@ func measureRestart(ctx context.Context, o options, e env, adm *kadm.Client, pre
 	}
 	wctx, cancel := context.WithTimeout(ctx, o.timeout+time.Duration(cycles)*time.Minute)
 	defer cancel()
-	w, err := startChild(a.config(o, e), o.workerEnv(), "first", progress)
+	w, err := a.startFilled(wctx, o, adm, a.config(o, e), "first", fmt.Sprintf("restart %d keys", keys), progress)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { w.kill() }()
-	fmt.Fprintf(progress, "restart %d keys: filling the store...\n", keys)
-	if err := waitOffsets(wctx, adm, w, a.app, a.in, a.fillEnds, nil); err != nil {
-		return nil, fmt.Errorf("filling the store: %w", err)
-	}
 	filled := time.Since(w.start)
 	fmt.Fprintf(progress, "restart %d keys: store filled after %v\n", keys, filled.Round(time.Millisecond))
 	// Every key is in the store; the worker goes on with a live stream.
@@ -283,6 +279,23 @@ func measureRestart(ctx context.Context, o options, e env, adm *kadm.Client, pre
 	}
 	time.Sleep(time.Second)
 	return rs, a.finish(ctx, wctx, o, e, adm, w, feed, fmt.Sprintf("%d SIGKILLs and restarts", cycles))
+}
+
+// startFilled starts a worker process with cfg, labelled label, and waits
+// until it has committed the app's fill (every key in its store); what
+// names the benchmark in the progress lines. A worker that does not get
+// there is killed.
+func (a *stateApp) startFilled(wctx context.Context, o options, adm *kadm.Client, cfg childConfig, label, what string, progress io.Writer) (*childProc, error) {
+	w, err := startChild(cfg, o.workerEnv(), label, progress)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "%s: filling the store...\n", what)
+	if err := waitOffsets(wctx, adm, w, a.app, a.in, a.fillEnds, nil); err != nil {
+		w.kill()
+		return nil, fmt.Errorf("filling the store: %w", err)
+	}
+	return w, nil
 }
 
 // finish stops feeding, waits until worker w has committed the whole
