@@ -89,8 +89,9 @@ func TestKeyValueStoreInProcessor(t *testing.T) {
 	}
 }
 
-// Under the fail policy a failed Pipe drops the tasks, as the runtime
-// aborts; the state they come back with is the last committed one.
+// Under the fail policy a failed Pipe aborts its batch, as the runtime
+// aborts its transaction: the tasks discard their pending state and go on
+// from the last committed one.
 func TestStoreStateSurvivesTaskRecreation(t *testing.T) {
 	topo, sums := sumTopology(t, stream.WithErrorPolicy(stream.OnErrorFail))
 	d := streamtest.New(topo)

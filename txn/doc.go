@@ -11,19 +11,22 @@
 //     partition of a sub-topology, and the package topology declares what
 //     it is; package stream implements it. A restore never runs while a
 //     transaction is open.
-//  3. The record runs through its task (Task.Process, on the lane its
-//     partition picks, lanes.go): the operators emit outputs, and each
-//     store write becomes a pending write in the task's database (package
-//     state) and a changelog record among the outputs.
+//  3. The batch core (package txn/batch, no network I/O and no clock)
+//     runs the record through its task (Task.Process, on the lane its
+//     partition picks): the operators emit outputs, and each store write
+//     becomes a pending write in the task's database (package state) and
+//     a changelog record among the outputs.
 //  4. Each lane hands its outputs, in order, to a goroutine that produces
-//     them into the open transaction (pipe.go). More polls follow until the
-//     commit interval or the batch size is reached (collect, pace.go).
+//     them into the open transaction (batch.Core.Begin's produce). More
+//     polls follow until the commit interval or the batch size is reached
+//     (collect, pace.go).
 //  5. The loop flushes and ends the transaction: the outputs, the changelog
 //     records and the consumed offsets (with the group's generation)
 //     commit together, or not at all.
-//  6. What follows depends on the outcome alone (stepAfter, outcome.go):
-//     after a commit each stateful task applies its pending writes with a
-//     checkpoint at the offsets the producer set on its changelog records
+//  6. The loop tells the core the outcome (batch.Core.Advance), and what
+//     follows depends on it alone (batch.StepAfter): after a commit each
+//     stateful task applies its pending writes with a checkpoint at the
+//     offsets the producer set on its changelog records
 //     (StatefulTask.Commit, then state's apply); after an abort they are
 //     discarded and the tasks stay open; after an unknown outcome every
 //     task is dropped and restored from its changelog, and the session is

@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/txn/batch"
 )
 
 // runExactlyOnce runs transactional sessions until ctx is done or a fatal
@@ -27,6 +29,9 @@ func (w *Worker) runExactlyOnce(ctx context.Context) error {
 // from the group) and go on, backing off while sessions make no progress.
 func (w *Worker) runSessions(ctx context.Context, retrying string, session func(context.Context) (progressed bool, err error)) error {
 	for attempt := 0; ; attempt++ {
+		// Partitions revoked from an earlier session's client concern
+		// tasks that session closed.
+		w.takeRevoked()
 		progressed, err := session(ctx)
 		if isFatal(err) {
 			return err
@@ -52,35 +57,30 @@ func isFatal(err error) bool {
 	return errors.As(err, &fe)
 }
 
-// batch is the state of the one open transaction (or offset commit).
-type batch struct {
-	records  int
-	produced int
-
-	mu         sync.Mutex // promises run on franz-go's goroutines
-	produceErr error      // first failed produce of the transaction
+// promises keeps the first failure among a batch's produced records.
+// The changelog offsets that checkpoints need are read from the records
+// themselves, by their tasks, after the flush (StatefulTask.Commit).
+type promises struct {
+	mu  sync.Mutex // promises run on franz-go's goroutines
+	err error      // first failed produce of the batch
 }
 
-func (w *Worker) newBatch() *batch { return &batch{} }
-
-// promise is every produced record's: it keeps the first failure. The
-// changelog offsets that checkpoints need are read from the records
-// themselves, by their tasks, after the flush (StatefulTask.Commit).
-func (b *batch) promise(_ *kgo.Record, err error) {
+// promise is every produced record's: it keeps the first failure.
+func (p *promises) promise(_ *kgo.Record, err error) {
 	if err == nil {
 		return
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.produceErr == nil {
-		b.produceErr = err
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err == nil {
+		p.err = err
 	}
 }
 
-func (b *batch) err() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.produceErr
+func (p *promises) first() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
 }
 
 // eosSession runs one GroupTransactSession. It returns whether any
@@ -99,8 +99,8 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 	}
 	w.m.sessions.Inc()
 	defer sess.Close()
-	ts := w.newTasks()
-	defer ts.drop()
+	c := w.newCore()
+	defer w.closeCore(c)
 
 	for {
 		fetches := sess.PollRecords(ctx, w.pollRecords(0, w.cfg.CommitInterval))
@@ -113,17 +113,17 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		if err := w.prepareTasks(ctx, ts, sess.Client().CommittedOffsets, fetches); err != nil {
+		if err := w.prepareTasks(ctx, c, sess.Client().CommittedOffsets, fetches); err != nil {
 			return progressed, err
 		}
-		committed, unprepared, err := w.transact(ctx, sess, ts, fetches)
+		committed, unprepared, err := w.transact(ctx, sess, c, fetches)
 		if err != nil {
 			return progressed, err
 		}
 		if unprepared != nil {
 			// Aborted for a partition assigned meanwhile: its task is
 			// restored now, and the next transaction polls it again.
-			if err := w.prepareTasks(ctx, ts, sess.Client().CommittedOffsets, unprepared); err != nil {
+			if err := w.prepareTasks(ctx, c, sess.Client().CommittedOffsets, unprepared); err != nil {
 				return progressed, err
 			}
 		}
@@ -132,48 +132,76 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 }
 
 // transact runs one transaction over the batch that begins with fetches,
-// whose tasks are open: it processes the batch's polls, then ends the
-// transaction, committing unless something fails. It returns whether the
+// whose tasks are open: the core processes the batch's polls, the
+// transaction ends, committing unless something failed, and the core
+// takes the step that follows the outcome. It returns whether the
 // transaction committed; the poll that brought a partition whose task is
 // not open, for which the transaction was aborted (the loop prepares the
 // task and goes on); and the error that ends the session (a record that
 // failed under the fail policy, a failed produce, an unknown outcome).
-func (w *Worker) transact(ctx context.Context, sess *kgo.GroupTransactSession, ts *tasks, fetches kgo.Fetches) (committed bool, unprepared kgo.Fetches, err error) {
+func (w *Worker) transact(ctx context.Context, sess *kgo.GroupTransactSession, c *batch.Core, fetches kgo.Fetches) (committed bool, unprepared kgo.Fetches, err error) {
 	if err := sess.Begin(); err != nil {
 		return false, nil, fmt.Errorf("txn: begin: %w", err)
 	}
 	w.txnOpen.Store(true)
 	defer w.txnOpen.Store(false)
-	b := w.newBatch()
+	var p promises
 	// A stop request lets the open transaction finish: producing is not
 	// cancelled with ctx (collect stops polling, end commits).
 	pctx := context.WithoutCancel(ctx)
-	ls := newLanes(ts, w.cfg.Lanes, func(r *kgo.Record) { sess.Produce(pctx, r, b.promise) })
-	procErr := w.collect(ctx, fetches, b, sess.PollRecords, func(f kgo.Fetches) error {
-		if !ts.prepared(f) {
+	c.Begin(func(r *kgo.Record) { sess.Produce(pctx, r, p.promise) })
+	records, procErr := w.collect(ctx, fetches, sess.PollRecords, func(f kgo.Fetches) error {
+		err := c.Process(f)
+		if errors.Is(err, batch.ErrUnprepared) {
 			// A partition assigned while the transaction is open: its
 			// task is restored after an abort, not inside it.
 			unprepared = f
-			return errUnprepared
 		}
-		return ls.process(f)
+		return processErr(err)
 	})
-	b.produced = ls.close() // every output is handed to franz-go before the flush
-	abort := ""             // commit
+	counts := c.Finish() // every output is handed to franz-go before the flush
+	w.count(counts)
+	abort := "" // commit
 	switch {
 	case unprepared != nil:
 		abort = "new_task"
 	case procErr != nil:
 		abort = "processing_error"
 	}
-	committed, err = w.end(sess, ts, b, abort)
+	o, why := w.end(sess, &p, abort, records, counts.Produced)
+	if w.advance(c, o).Recreate {
+		err = why
+	}
 	switch {
 	case unprepared != nil:
 		return false, unprepared, err
 	case procErr != nil:
 		return false, nil, procErr
 	}
-	return committed, nil, err
+	return o == batch.Committed, nil, err
+}
+
+// advance tells the core how the batch ended, with the partitions revoked
+// meanwhile, and returns the step the core took. A task closed because
+// it failed to apply, discard or close is logged: it restores from its
+// changelog before its partition's next batch.
+func (w *Worker) advance(c *batch.Core, o batch.Outcome) batch.Step {
+	s, err := c.Advance(o, w.takeRevoked())
+	if err != nil {
+		w.log.Warn("tasks closed after the batch", "outcome", o.String(), "err", err)
+	}
+	w.m.tasks.Set(float64(c.Open()))
+	return s
+}
+
+// processErr is the error of processing one poll for the loop: a task's
+// failure under the fail policy stops the worker.
+func processErr(err error) error {
+	var te *batch.TaskError
+	if errors.As(err, &te) {
+		return &FatalError{Cause: "a record failed and the topology's error policy is to fail", Err: err}
+	}
+	return err
 }
 
 // fenceZombie initializes the transactional id before the session joins the
@@ -222,26 +250,26 @@ func (w *Worker) fenceZombie(ctx context.Context) error {
 // records the worker's pace says it can process in what is left of the
 // commit interval, so that the interval bounds a transaction however
 // slowly records are processed or acknowledged (see pollRecords).
-func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches, b *batch,
+func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches,
 	poll func(context.Context, int) kgo.Fetches, process func(kgo.Fetches) error,
-) (err error) {
+) (records int, err error) {
 	deadline := w.now().Add(w.cfg.CommitInterval)
 	for {
 		n := fetches.NumRecords()
-		b.records += n
+		records += n
 		start := w.now()
 		err = process(fetches)
 		w.pace.observe(n, w.now().Sub(start))
-		if err != nil || b.records >= w.cfg.MaxBatchRecords || ctx.Err() != nil || !w.now().Before(deadline) {
-			return err
+		if err != nil || records >= w.cfg.MaxBatchRecords || ctx.Err() != nil || !w.now().Before(deadline) {
+			return records, err
 		}
 		// A nil context is franz-go's "only what is already buffered".
-		fetches = poll(nil, w.pollRecords(b.records, deadline.Sub(w.now())))
+		fetches = poll(nil, w.pollRecords(records, deadline.Sub(w.now())))
 		if err := w.fetchErr(fetches); err != nil {
-			return err
+			return records, err
 		}
 		if fetches.NumRecords() == 0 {
-			return nil
+			return records, nil
 		}
 	}
 }
@@ -267,18 +295,19 @@ func (w *Worker) pollRecords(records int, budget time.Duration) int {
 }
 
 // end ends the open transaction: flush, then commit unless a produce
-// failed or abort names why the caller wants an abort ("" to commit).
-// What becomes of the tasks follows from the outcome (stepAfter). An
-// error means the session must be re-created: the outcome is unknown (the
-// transaction may have committed), or a produce failed.
-func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, abort string) (bool, error) {
+// failed or abort names why the caller wants an abort ("" to commit). It
+// returns the outcome, which decides what follows (batch.StepAfter), and
+// for every outcome after which the session goes, why (never nil then).
+// records and
+// produced are the batch's, for the logs and metrics.
+func (w *Worker) end(sess *kgo.GroupTransactSession, p *promises, abort string, records, produced int) (batch.Outcome, error) {
 	wantCommit := abort == ""
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.TransactionTimeout)
 	defer cancel()
 	// Flush before End: waiting on produce results instead would sit out
 	// the producer linger on every transaction.
 	flushErr := sess.Client().Flush(ctx)
-	produceErr := b.err()
+	produceErr := p.first()
 	try := kgo.TransactionEndTry(wantCommit && flushErr == nil && produceErr == nil)
 	want := sess.Client().UncommittedOffsets()
 	committed, err := sess.End(ctx, try)
@@ -290,45 +319,31 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, ts *tasks, b *batch, abort 
 		// session's positions and the tasks are wrong. Re-create both.
 		err = errCommittedAnyway
 	}
-	w.m.produced.Add(float64(b.produced))
 	switch {
 	case err != nil:
 		w.m.txnAborted.WithLabelValues("unknown_outcome").Inc()
-		w.log.Warn("transaction outcome unknown; dropping pending work", "err", err, "records", b.records)
-		w.after(ts, batchUnknown)
-		return false, fmt.Errorf("txn: end transaction: %w", err)
+		w.log.Warn("transaction outcome unknown; dropping pending work", "err", err, "records", records)
+		return batch.Unknown, fmt.Errorf("txn: end transaction: %w", err)
 	case produceErr != nil || flushErr != nil:
 		w.m.txnAborted.WithLabelValues("produce_error").Inc()
-		w.after(ts, batchProduceFailed)
 		if fe := classify(produceErr); fe != nil {
-			return false, fe
+			return batch.ProduceFailed, fe
 		}
-		return false, fmt.Errorf("txn: produce failed, transaction aborted: %w", errors.Join(produceErr, flushErr))
+		return batch.ProduceFailed, fmt.Errorf("txn: produce failed, transaction aborted: %w", errors.Join(produceErr, flushErr))
 	case !committed && !wantCommit:
 		w.m.txnAborted.WithLabelValues(abort).Inc()
-		w.log.Debug("transaction aborted", "reason", abort, "records", b.records)
-		w.after(ts, batchAborted)
-		return false, nil
+		w.log.Debug("transaction aborted", "reason", abort, "records", records)
+		return batch.Aborted, nil
 	case !committed:
 		// A rebalance (or a group-level commit error the session treats
 		// as abortable): franz-go rewound every partition, reprocess.
 		w.m.txnAborted.WithLabelValues("rebalance").Inc()
-		w.log.Info("transaction aborted by a rebalance; reprocessing", "records", b.records)
-		w.after(ts, batchAborted)
-		return false, nil
+		w.log.Info("transaction aborted by a rebalance; reprocessing", "records", records)
+		return batch.Aborted, nil
 	}
 	w.m.txnCommitted.Inc()
-	w.log.Debug("transaction committed", "records", b.records, "produced", b.produced)
-	w.after(ts, batchCommitted)
-	return true, nil
-}
-
-// closeRevoked closes the tasks of the partitions revoked or lost since
-// the last call.
-func (w *Worker) closeRevoked(ts *tasks) {
-	if err := ts.close(w.takeRevoked()); err != nil {
-		w.log.Warn("closing revoked tasks", "err", err)
-	}
+	w.log.Debug("transaction committed", "records", records, "produced", produced)
+	return batch.Committed, nil
 }
 
 var errCommittedAnyway = errors.New("txn: after a commit reported as aborted, the group's offsets are at or past the batch's: it may have committed (or another worker moved on); re-creating the session")

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/txn/batch"
 )
 
 // metrics are the worker's Prometheus metrics, all prefixed sluice_.
@@ -17,6 +19,14 @@ type metrics struct {
 	sessions     prometheus.Counter
 	tasks        prometheus.Gauge
 	restored     prometheus.Counter
+}
+
+// count adds a batch's counts.
+func (w *Worker) count(c batch.Counts) {
+	w.m.records.Add(float64(c.Tasks.Processed))
+	w.m.deadLetters.Add(float64(c.Tasks.DeadLetter))
+	w.m.skipped.Add(float64(c.Tasks.Skipped))
+	w.m.produced.Add(float64(c.Produced))
 }
 
 func newMetrics(reg prometheus.Registerer, appID, instance string) *metrics {

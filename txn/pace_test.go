@@ -75,16 +75,16 @@ func TestCollectPollsWhatFitsInTheCommitInterval(t *testing.T) {
 				clock = clock.Add(time.Duration(f.NumRecords()) * tc.perRecord)
 				return nil
 			}
-			b := w.newBatch()
-			require.NoError(t, w.collect(context.Background(), fetchesOf(5), b, poll, process))
-			require.Equal(t, b.records, processed, "every polled record is processed")
+			records, err := w.collect(context.Background(), fetchesOf(5), poll, process)
+			require.NoError(t, err)
+			require.Equal(t, records, processed, "every polled record is processed")
 			require.Equal(t, tc.wantAsked, asked)
 			switch tc.name {
 			case "fast":
-				require.Equal(t, w.cfg.MaxBatchRecords, b.records, "the batch is full")
+				require.Equal(t, w.cfg.MaxBatchRecords, records, "the batch is full")
 				require.Less(t, clock.Sub(began), w.cfg.CommitInterval, "well within the interval")
 			case "slow":
-				require.Equal(t, 10, b.records, "what fits in the interval")
+				require.Equal(t, 10, records, "what fits in the interval")
 				require.Equal(t, w.cfg.CommitInterval, clock.Sub(began), "the batch ends at the interval")
 			}
 		})

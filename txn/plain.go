@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/txn/batch"
 )
 
 // runPlain runs the at_least_once and at_most_once guarantees: the same
@@ -32,8 +34,8 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 	// Close would wait forever for a rebalance this loop still blocks on
 	// some return paths; allow it first.
 	defer cl.CloseAllowingRebalance()
-	ts := w.newTasks()
-	defer ts.drop()
+	c := w.newCore()
+	defer w.closeCore(c)
 
 	for {
 		fetches := cl.PollRecords(ctx, w.pollRecords(0, w.cfg.CommitInterval))
@@ -48,18 +50,18 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			cl.AllowRebalance()
 			continue
 		}
-		if err := w.prepareTasks(ctx, ts, cl.CommittedOffsets, fetches); err != nil {
+		if err := w.prepareTasks(ctx, c, cl.CommittedOffsets, fetches); err != nil {
 			return progressed, err
 		}
-		b := w.newBatch()
+		var p promises
 		// A stop request lets the batch finish, as under exactly_once:
 		// offsets committed before processing (at_most_once) get their
 		// outputs, and at_least_once commits what it produced, so a
 		// graceful stop loses nothing and repeats nothing.
 		pctx := context.WithoutCancel(ctx)
-		ls := newLanes(ts, w.cfg.Lanes, func(r *kgo.Record) { cl.Produce(pctx, r, b.promise) })
+		c.Begin(func(r *kgo.Record) { cl.Produce(pctx, r, p.promise) })
 		var polled []*kgo.Record
-		procErr := w.collect(ctx, fetches, b, cl.PollRecords, func(f kgo.Fetches) error {
+		_, procErr := w.collect(ctx, fetches, cl.PollRecords, func(f kgo.Fetches) error {
 			if w.cfg.Guarantee == AtMostOnce {
 				if err := cl.CommitRecords(pctx, f.Records()...); err != nil {
 					return fmt.Errorf("txn: commit offsets before processing: %w", err)
@@ -68,49 +70,50 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 				polled = append(polled, f.Records()...)
 			}
 			// Without a transaction, a task may be restored mid-batch.
-			if err := w.prepareTasks(ctx, ts, cl.CommittedOffsets, f); err != nil {
+			if err := w.prepareTasks(ctx, c, cl.CommittedOffsets, f); err != nil {
 				return err
 			}
-			return ls.process(f)
+			return processErr(c.Process(f))
 		})
-		b.produced = ls.close() // every output is handed to franz-go before the flush
+		w.count(c.Finish()) // every output is handed to franz-go before the flush
 		fctx, cancel := context.WithTimeout(pctx, w.cfg.SessionTimeout)
-		err := w.finishPlain(fctx, cl, ts, b, polled, procErr)
+		o, err := w.finishPlain(fctx, cl, &p, polled, procErr)
 		cancel()
-		if err != nil {
+		if w.advance(c, o).Recreate {
 			return progressed, err
 		}
 		progressed = true
-		w.after(ts, batchCommitted)
 		cl.AllowRebalance()
 	}
 }
 
 // finishPlain ends a plain batch within ctx: it waits for the batch's
 // outputs, then, under at_least_once and when all were acknowledged,
-// commits the polled offsets, and applies the tasks' state. procErr, a
-// failure while processing, is returned after the outputs produced so far
-// are flushed: under at_most_once their offsets are already committed.
-func (w *Worker) finishPlain(ctx context.Context, cl *kgo.Client, ts *tasks, b *batch, polled []*kgo.Record, procErr error) error {
+// commits the polled offsets. It returns the outcome, and why for every
+// outcome after which the consumer goes: the core drops the tasks then,
+// and the next consumer resumes from the group's offsets. procErr, a
+// failure while processing, is returned after the outputs produced so
+// far are flushed: under at_most_once their offsets are already
+// committed.
+func (w *Worker) finishPlain(ctx context.Context, cl *kgo.Client, p *promises, polled []*kgo.Record, procErr error) (batch.Outcome, error) {
 	flushErr := cl.Flush(ctx)
-	w.m.produced.Add(float64(b.produced))
-	if procErr != nil {
-		return procErr
+	switch {
+	case procErr != nil:
+		return batch.Unknown, procErr
+	case flushErr != nil:
+		return batch.Unknown, fmt.Errorf("txn: waiting for the batch's outputs: %w", flushErr)
 	}
-	if flushErr != nil {
-		return fmt.Errorf("txn: waiting for the batch's outputs: %w", flushErr)
-	}
-	if err := b.err(); err != nil {
+	if err := p.first(); err != nil {
 		if w.cfg.Guarantee == AtLeastOnce {
-			return fmt.Errorf("txn: produce failed; resuming from the last committed offsets: %w", err)
+			return batch.ProduceFailed, fmt.Errorf("txn: produce failed; resuming from the last committed offsets: %w", err)
 		}
 		w.log.Error("produce failed; at_most_once drops the batch's failed outputs", "err", err)
 	}
 	if w.cfg.Guarantee == AtLeastOnce {
 		if err := cl.CommitRecords(ctx, polled...); err != nil {
-			return fmt.Errorf("txn: commit offsets: %w", err)
+			return batch.Unknown, fmt.Errorf("txn: commit offsets: %w", err)
 		}
 	}
 	w.m.txnCommitted.Inc()
-	return nil
+	return batch.Committed, nil
 }

@@ -8,20 +8,21 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/txn/batch"
 	"github.com/sluicehq/sluice/txn/topology"
 )
 
 // prepareTasks creates and restores the tasks that the partitions with
-// records in f need and that ts does not hold open, and adds them to ts.
-// The loop calls it only while no transaction is open: it is I/O (each
+// records in f need and that the core does not hold open, and adds them
+// to it. The loop calls it only while no transaction is open: it is I/O (each
 // task opens its database and reads its changelogs' ends and tails over
 // its own connection). New tasks are created in parallel: a worker taking
 // over or restarting with many tasks would otherwise wait for them one
 // after another. committed returns the group's committed offsets as the
 // session's client knows them (Client.CommittedOffsets): where processing
 // resumes.
-func (w *Worker) prepareTasks(ctx context.Context, ts *tasks, committed func() map[string]map[int32]kgo.EpochOffset, f kgo.Fetches) error {
-	ids, err := ts.missing(f)
+func (w *Worker) prepareTasks(ctx context.Context, c *batch.Core, committed func() map[string]map[int32]kgo.EpochOffset, f kgo.Fetches) error {
+	ids, err := c.Missing(f)
 	if err != nil || len(ids) == 0 {
 		return err
 	}
@@ -34,15 +35,16 @@ func (w *Worker) prepareTasks(ctx context.Context, ts *tasks, committed func() m
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			made[i], errs[i] = w.createTask(ctx, id, committedOf(all, ts.sourcesOf(id), id.Partition))
+			made[i], errs[i] = w.createTask(ctx, id, committedOf(all, c.SourcesOf(id), id.Partition))
 		})
 	}
 	wg.Wait()
 	for i, t := range made {
 		if t != nil {
-			ts.add(ids[i], t)
+			c.Add(ids[i], t)
 		}
 	}
+	w.m.tasks.Set(float64(c.Open()))
 	return errors.Join(errs...)
 }
 

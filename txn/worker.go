@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicehq/sluice/txn/batch"
 	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -202,11 +203,19 @@ func (w *Worker) takeRevoked() map[string][]int32 {
 	return r
 }
 
-// newTasks returns an empty task set for one session.
-func (w *Worker) newTasks() *tasks {
-	ts := newTasks(w.topo, w.m)
-	ts.log = w.log
-	return ts
+// newCore returns a batch core with no open task, for one session.
+func (w *Worker) newCore() *batch.Core {
+	return batch.New(w.topo, batch.Config{Lanes: w.cfg.Lanes})
+}
+
+// closeCore closes every task of a session that ends. A task that fails
+// to close is gone either way; its next incarnation restores what its
+// database misses.
+func (w *Worker) closeCore(c *batch.Core) {
+	if err := c.Close(); err != nil {
+		w.log.Warn("closing the session's tasks", "err", err)
+	}
+	w.m.tasks.Set(0)
 }
 
 func (w *Worker) taskConfig() topology.TaskConfig {

@@ -1,7 +1,8 @@
 // Package streamtest runs a topology synchronously, with no broker, for
-// tests. It drives the same per-record step as the runtime (topology.Task from
-// Topology.NewTask), so what passes here behaves the same in production,
-// minus Kafka itself.
+// tests. It runs the runtime's own batch core (package txn/batch) over the
+// same per-record step (topology.Task from Topology.NewTask), one batch per
+// piped record, so what passes here behaves the same in production, minus
+// Kafka itself.
 //
 //	d := streamtest.New(topo)
 //	in := streamtest.Input(d, "orders", serde.String, serde.JSON[Order]())
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/stream"
+	"github.com/sluicehq/sluice/txn/batch"
 	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -35,7 +37,7 @@ type Driver struct {
 	partitions map[string]int32 // configured counts
 	topics     map[string]*topic
 	last, prev *topic // the topics of the two previous lookups
-	tasks      map[topology.TaskID]topology.Task
+	core       *batch.Core
 	part       kgo.Partitioner
 
 	global      topology.Global // the global tables, if any
@@ -43,9 +45,10 @@ type Driver struct {
 	ownStateDir bool            // created by New, removed by Close
 	stateDirErr error
 
-	in      kgo.Record // reused input record; tasks never retain it
-	out     []*kgo.Record
-	pending []*kgo.Record // produced records to feed back, FIFO
+	in      kgo.Record        // reused input record; tasks never retain it
+	poll    kgo.Fetches       // reused one-record poll for the core
+	produce func(*kgo.Record) // d.produced, made once
+	pending []*kgo.Record     // produced records to feed back, FIFO
 }
 
 // topic is one in-memory topic: its partitions' next offsets, the records
@@ -57,9 +60,8 @@ type topic struct {
 	tp      kgo.TopicPartitioner
 	sub     int
 	source  bool
-	global  bool            // a global table's topic
-	manual  bool            // records carry their partition (changelogs)
-	tasks   []topology.Task // by partition, when source
+	global  bool // a global table's topic
+	manual  bool // records carry their partition (changelogs)
 	unread  []*kgo.Record
 	copies  copies // of the records tasks produced to it
 }
@@ -90,19 +92,23 @@ func WithStateDir(dir string) Option {
 // New returns a driver for topo. Close it to close the tasks' processors
 // and remove their state.
 //
-// Stores behave as in the runtime: each task has its own Pebble database;
-// after every Pipe the driver commits, as the runtime does after a
-// transaction; a Pipe that fails (under stream.OnErrorFail) drops the
-// tasks, whose state goes back to the last commit.
+// The driver runs the runtime's batch core (package txn/batch): every Pipe
+// is one batch. Stores behave as in the runtime: each task has its own
+// Pebble database; after a Pipe the batch commits, as the runtime's does
+// after its transaction commits; a Pipe that fails (under
+// stream.OnErrorFail) aborts its batch, and the tasks' state goes back to
+// the last commit.
 func New(topo *stream.Topology, opts ...Option) *Driver {
 	d := &Driver{
 		topo:       topo,
 		now:        time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		partitions: map[string]int32{},
 		topics:     map[string]*topic{},
-		tasks:      map[topology.TaskID]topology.Task{},
+		core:       batch.New(topo, batch.Config{Inline: true}),
 		part:       kgo.StickyKeyPartitioner(nil),
+		poll:       kgo.Fetches{{Topics: []kgo.FetchTopic{{Partitions: []kgo.FetchPartition{{Records: make([]*kgo.Record, 1)}}}}}},
 	}
+	d.produce = d.produced
 	for _, o := range opts {
 		o(d)
 	}
@@ -133,24 +139,11 @@ func (d *Driver) AdvanceWallClock(by time.Duration) { d.now = d.now.Add(by) }
 func (d *Driver) Now() time.Time { return d.now }
 
 // Stats returns the counters of all tasks added up.
-func (d *Driver) Stats() topology.TaskStats {
-	var s topology.TaskStats
-	for _, t := range d.tasks {
-		ts := t.Stats()
-		s.Processed += ts.Processed
-		s.DeadLetter += ts.DeadLetter
-		s.Skipped += ts.Skipped
-	}
-	return s
-}
+func (d *Driver) Stats() topology.TaskStats { return d.core.Stats() }
 
 // Close closes every task.
 func (d *Driver) Close() error {
-	var errs []error
-	for _, t := range d.tasks {
-		errs = append(errs, t.Close())
-	}
-	clear(d.tasks)
+	errs := []error{d.core.Close()}
 	if d.global != nil {
 		errs = append(errs, d.global.Close())
 		d.global = nil
@@ -171,39 +164,17 @@ func (d *Driver) PipeBytes(topic string, key, value []byte, ts time.Time) error 
 
 func (d *Driver) pipe(topic string, key, value []byte, ts time.Time, headers []kgo.RecordHeader) error {
 	d.in = kgo.Record{Topic: topic, Key: key, Value: value, Timestamp: ts, Headers: headers}
-	if err := d.run(d.place(&d.in), &d.in); err != nil {
-		d.dropTasks() // as the runtime aborts: state goes back to the last commit
-		return err
+	d.core.Begin(d.produce)
+	err := d.run(d.place(&d.in), &d.in)
+	d.core.Finish()
+	clear(d.pending)
+	d.pending = d.pending[:0]
+	o := batch.Committed
+	if err != nil {
+		o = batch.Aborted // as the runtime aborts: state goes back to the last commit
 	}
-	return d.commit()
-}
-
-// commit does what the runtime does after a transaction commits: every
-// stateful task applies its pending writes with a checkpoint at its
-// changelog records' offsets (which place gave them).
-func (d *Driver) commit() error {
-	if d.stateDir == "" {
-		return nil // no stores
-	}
-	for _, t := range d.tasks {
-		if st, ok := t.(topology.StatefulTask); ok {
-			if err := st.Commit(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// dropTasks closes every task; the next record re-creates them.
-func (d *Driver) dropTasks() {
-	for id, t := range d.tasks {
-		t.Close()
-		delete(d.tasks, id)
-	}
-	for _, tp := range d.topics {
-		clear(tp.tasks)
-	}
+	_, aerr := d.core.Advance(o, nil)
+	return errors.Join(err, aerr)
 }
 
 // topic returns the state of the named topic, creating it on first use.
@@ -227,9 +198,6 @@ func (d *Driver) topic(name string) *topic {
 			if it.Name == name && it.Purpose == "changelog" {
 				t.manual = true
 			}
-		}
-		if t.source {
-			t.tasks = make([]topology.Task, n)
 		}
 		d.topics[name] = t
 	}
@@ -307,37 +275,38 @@ func (d *Driver) process(tp *topic, r *kgo.Record) error {
 	if !tp.source {
 		return fmt.Errorf("streamtest: topic %q is not read by the topology", r.Topic)
 	}
-	t := tp.tasks[r.Partition]
-	if t == nil {
-		id := topology.TaskID{Subtopology: tp.sub, Partition: r.Partition}
-		if t = d.tasks[id]; t == nil {
-			var err error
-			if d.stateDirErr != nil {
-				return fmt.Errorf("streamtest: state directory: %w", d.stateDirErr)
-			}
-			if t, err = d.topo.NewTask(id, topology.TaskConfig{Clock: d.Now, StateDir: d.stateDir, Global: d.global}); err != nil {
-				return err
-			}
-			d.tasks[id] = t
+	if id := (topology.TaskID{Subtopology: tp.sub, Partition: r.Partition}); !d.core.Has(id) {
+		if d.stateDirErr != nil {
+			return fmt.Errorf("streamtest: state directory: %w", d.stateDirErr)
 		}
-		tp.tasks[r.Partition] = t
-	}
-	out, err := t.Process(r, d.out[:0])
-	for i, o := range out {
-		c := d.topic(o.Topic).copies.of(o)
-		ot := d.place(c)
-		o.Offset = c.Offset // as the producer sets it: a changelog record's moves the checkpoint
-		ot.unread = append(ot.unread, c)
-		if ot.source {
-			d.pending = append(d.pending, c)
+		t, err := d.topo.NewTask(id, topology.TaskConfig{Clock: d.Now, StateDir: d.stateDir, Global: d.global})
+		if err != nil {
+			return err
 		}
-		out[i] = nil
+		d.core.Add(id, t)
 	}
-	d.out = out[:0]
-	if rc, ok := t.(topology.Recycler); ok {
-		// The outputs are copies: the task may reuse its records' memory,
-		// as the runtime lets it once the broker has them.
-		rc.Recycle()
+	ft := &d.poll[0].Topics[0]
+	ft.Topic = r.Topic
+	ft.Partitions[0].Partition = r.Partition
+	ft.Partitions[0].Records[0] = r
+	err := d.core.Process(d.poll)
+	ft.Partitions[0].Records[0] = nil
+	if te, ok := errors.AsType[*batch.TaskError](err); ok {
+		return te.Err // the processor's own error, as the topology returned it
 	}
 	return err
+}
+
+// produced takes a task's output as a broker would: it keeps a copy in
+// its topic, feeds it back when the topology reads that topic, and sets
+// its offset on the task's record, as the producer does (a changelog
+// record's offset is where its task's checkpoint moves).
+func (d *Driver) produced(o *kgo.Record) {
+	c := d.topic(o.Topic).copies.of(o)
+	ot := d.place(c)
+	o.Offset = c.Offset
+	ot.unread = append(ot.unread, c)
+	if ot.source {
+		d.pending = append(d.pending, c)
+	}
 }

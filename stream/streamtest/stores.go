@@ -8,7 +8,7 @@ import (
 // tasks: what the topology has committed so far.
 func KeyValues[K comparable, V any](d *Driver, store *stream.KeyValueStore[K, V]) (map[K]V, error) {
 	out := map[K]V{}
-	for _, t := range d.tasks {
+	for _, t := range d.core.Tasks() {
 		kv, ok := store.Of(t)
 		if !ok {
 			continue

@@ -1,13 +1,9 @@
-package txn
+package batch
 
 import (
-	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -45,20 +41,23 @@ func (f *fakeStateful) SeeInput(*kgo.Record)               {}
 // last applied; the other tasks commit, and every task left may reuse its
 // outputs.
 func TestCommitDropsTaskWhoseApplyFailed(t *testing.T) {
-	ts := newTestTasks()
+	c := New(fakeTopology{}, Config{})
 	ok, broken := &fakeStateful{}, &fakeStateful{}
-	ts.add(topology.TaskID{Partition: 0}, ok)
-	ts.add(topology.TaskID{Partition: 1}, broken)
-	ts.commit()
-	require.Len(t, ts.open, 2)
+	c.Add(topology.TaskID{Partition: 0}, ok)
+	c.Add(topology.TaskID{Partition: 1}, broken)
+	_, err := c.Advance(Committed, nil)
+	require.NoError(t, err)
+	require.Equal(t, 2, c.Open())
 
 	broken.applyErr = errors.New("the previous apply failed")
-	ts.commit()
+	_, err = c.Advance(Committed, nil)
+	require.ErrorIs(t, err, broken.applyErr)
+	require.ErrorContains(t, err, "task 0_1 closed")
 	require.True(t, broken.closed, "closed: its database misses committed writes")
-	require.NotContains(t, ts.open, topology.TaskID{Partition: 1})
-	require.NotContains(t, ts.stateful, topology.TaskID{Partition: 1})
+	require.NotContains(t, c.tasks.open, topology.TaskID{Partition: 1})
+	require.Len(t, c.tasks.list, 1)
 	require.False(t, ok.closed)
-	require.Contains(t, ts.open, topology.TaskID{Partition: 0})
+	require.Contains(t, c.tasks.open, topology.TaskID{Partition: 0})
 	require.Equal(t, 2, ok.commits)
 	require.Equal(t, 2, ok.recycled)
 }
@@ -67,39 +66,29 @@ func TestCommitDropsTaskWhoseApplyFailed(t *testing.T) {
 // its pending state and may reuse its outputs. A task that cannot discard
 // (an earlier apply failed) is closed and dropped, to be restored.
 func TestDiscardKeepsTasksOpen(t *testing.T) {
-	ts := newTestTasks()
+	c := New(fakeTopology{}, Config{})
 	ok, broken := &fakeStateful{}, &fakeStateful{}
-	ts.add(topology.TaskID{Partition: 0}, ok)
-	ts.add(topology.TaskID{Partition: 1}, broken)
+	c.Add(topology.TaskID{Partition: 0}, ok)
+	c.Add(topology.TaskID{Partition: 1}, broken)
 
 	broken.applyErr = errors.New("the previous apply failed")
-	ts.discard()
+	_, err := c.Advance(Aborted, nil)
+	require.ErrorIs(t, err, broken.applyErr)
 	require.Equal(t, 1, ok.discards)
 	require.False(t, ok.closed)
 	require.Equal(t, 1, ok.recycled)
 	require.Zero(t, ok.commits)
 	require.True(t, broken.closed)
-	require.NotContains(t, ts.open, topology.TaskID{Partition: 1})
+	require.NotContains(t, c.tasks.open, topology.TaskID{Partition: 1})
 }
 
-func newTestTasks() *tasks {
-	ts := newTasks(fakeTopology{}, newMetrics(prometheus.NewRegistry(), "app", "0"))
-	ts.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	return ts
+// fakeTopology has one sub-topology reading sources; the tests add its
+// tasks themselves.
+type fakeTopology struct {
+	topology.Topology
+	sources []string
 }
 
-// fakeTopology has no sub-topologies: the tests add tasks themselves.
-type fakeTopology struct{ topology.Topology }
-
-func (fakeTopology) Subtopologies() []topology.Subtopology { return nil }
-
-// A restore while a transaction is open is refused: it could outlast the
-// transaction timeout (tasks are prepared before Begin).
-func TestRestoreRefusedWhileATransactionIsOpen(t *testing.T) {
-	w := &Worker{}
-	w.txnOpen.Store(true)
-	err := w.restore(context.Background(), topology.TaskID{Partition: 3}, &fakeStateful{}, nil)
-	var fe *FatalError
-	require.ErrorAs(t, err, &fe)
-	require.ErrorContains(t, err, "task 0_3 restored while a transaction is open")
+func (f fakeTopology) Subtopologies() []topology.Subtopology {
+	return []topology.Subtopology{{ID: 0, SourceTopics: f.sources}}
 }

@@ -1,4 +1,4 @@
-package txn
+package batch
 
 import "github.com/twmb/franz-go/pkg/kgo"
 

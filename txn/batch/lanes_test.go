@@ -1,0 +1,164 @@
+package batch
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sluicehq/sluice/txn/topology"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// echoTopology has one sub-topology reading "in"; its tasks echo every
+// record, and check that no two goroutines use one task at once.
+type echoTopology struct {
+	topology.Topology
+	overlaps atomic.Int64
+	failAt   int64 // a task fails the record with this offset; 0: none
+}
+
+func (e *echoTopology) Subtopologies() []topology.Subtopology {
+	return []topology.Subtopology{{ID: 0, SourceTopics: []string{"in"}}}
+}
+
+func (e *echoTopology) NewTask(id topology.TaskID, _ topology.TaskConfig) (topology.Task, error) {
+	return &echoTask{topo: e}, nil
+}
+
+type echoTask struct {
+	topo      *echoTopology
+	busy      atomic.Bool
+	processed int64
+}
+
+func (t *echoTask) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	if !t.busy.CompareAndSwap(false, true) {
+		t.topo.overlaps.Add(1)
+	}
+	defer t.busy.Store(false)
+	t.processed++
+	if rec.Offset == t.topo.failAt && t.topo.failAt != 0 {
+		return out, errors.New("boom")
+	}
+	return append(out, &kgo.Record{Topic: "out", Partition: rec.Partition, Offset: rec.Offset}), nil
+}
+func (t *echoTask) Stats() topology.TaskStats { return topology.TaskStats{Processed: t.processed} }
+func (t *echoTask) Close() error              { return nil }
+
+// poll returns one poll's fetches: per partition of "in", n records from
+// offset from on.
+func poll(partitions int32, from, n int64) kgo.Fetches {
+	ft := kgo.FetchTopic{Topic: "in"}
+	for p := range partitions {
+		fp := kgo.FetchPartition{Partition: p}
+		for o := from; o < from+n; o++ {
+			fp.Records = append(fp.Records, &kgo.Record{Topic: "in", Partition: p, Offset: o})
+		}
+		ft.Partitions = append(ft.Partitions, fp)
+	}
+	return kgo.Fetches{{Topics: []kgo.FetchTopic{ft}}}
+}
+
+// prepare adds the tasks f needs, as the loop does before a batch (echo
+// tasks restore nothing).
+func prepare(t *testing.T, c *Core, topo *echoTopology, f kgo.Fetches) {
+	t.Helper()
+	ids, err := c.Missing(f)
+	require.NoError(t, err)
+	for _, id := range ids {
+		task, err := topo.NewTask(id, topology.TaskConfig{})
+		require.NoError(t, err)
+		c.Add(id, task)
+	}
+}
+
+// Lanes hand every output to the producer, each task's in the order it
+// emitted them, and never run one task on two goroutines at once; the
+// tasks' counters add up over the lanes.
+func TestLanesKeepEachTaskInOrder(t *testing.T) {
+	const partitions, polls, perPoll = 7, 20, 50
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
+			topo := &echoTopology{}
+			c := New(topo, Config{Lanes: 3, Inline: inline})
+			var mu sync.Mutex
+			got := map[int32][]int64{}
+			for i := range int64(polls) {
+				f := poll(partitions, i*perPoll, perPoll)
+				prepare(t, c, topo, f)
+				c.Begin(func(r *kgo.Record) {
+					mu.Lock()
+					got[r.Partition] = append(got[r.Partition], r.Offset)
+					mu.Unlock()
+				})
+				require.NoError(t, c.Process(f))
+				counts := c.Finish()
+				require.Equal(t, partitions*perPoll, counts.Produced)
+				require.Equal(t, int64(partitions*perPoll), counts.Tasks.Processed)
+				_, err := c.Advance(Committed, nil)
+				require.NoError(t, err)
+			}
+			require.Zero(t, topo.overlaps.Load(), "a task ran on two goroutines at once")
+			require.Len(t, got, partitions)
+			for p, offs := range got {
+				require.Len(t, offs, polls*perPoll, "partition %d", p)
+				for i, o := range offs {
+					require.Equal(t, int64(i), o, fmt.Sprintf("partition %d's outputs out of order", p))
+				}
+			}
+		})
+	}
+}
+
+// A record that fails on one lane fails the poll, whichever lane it is
+// on, with the task and the record named.
+func TestLanesReturnAFailure(t *testing.T) {
+	topo := &echoTopology{failAt: 17}
+	c := New(topo, Config{Lanes: 2})
+	f := poll(4, 0, 30)
+	prepare(t, c, topo, f)
+	c.Begin(func(*kgo.Record) {})
+	err := c.Process(f)
+	var te *TaskError
+	require.ErrorAs(t, err, &te)
+	require.ErrorContains(t, err, "boom")
+	require.ErrorContains(t, err, "in[0]@17")
+	require.Equal(t, int64(17), te.Offset)
+	c.Finish()
+}
+
+// The core never creates a task: a poll with a partition whose task was
+// not added is refused before any of its records is processed, so the
+// exactly-once loop aborts the transaction and prepares the task outside
+// it.
+func TestProcessRefusesAPartitionNotPrepared(t *testing.T) {
+	topo := &echoTopology{}
+	c := New(topo, Config{Lanes: 2})
+	prepare(t, c, topo, poll(2, 0, 1))
+	ids, err := c.Missing(poll(2, 1, 5))
+	require.NoError(t, err)
+	require.Empty(t, ids)
+
+	later := poll(3, 1, 5) // partition 2 is new
+	ids, err = c.Missing(later)
+	require.NoError(t, err)
+	require.Equal(t, []topology.TaskID{{Partition: 2}}, ids)
+	c.Begin(func(*kgo.Record) {})
+	require.ErrorIs(t, c.Process(later), ErrUnprepared)
+	require.Zero(t, c.Finish().Produced, "nothing of the poll was processed")
+	require.Equal(t, 2, c.Open(), "no task was created")
+}
+
+// A topic no sub-topology reads is an error, not a silent skip.
+func TestProcessRefusesATopicNotRead(t *testing.T) {
+	c := New(&echoTopology{}, Config{})
+	f := kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "elsewhere", Partitions: []kgo.FetchPartition{{Records: []*kgo.Record{{Topic: "elsewhere"}}}}}}}}
+	_, err := c.Missing(f)
+	require.ErrorIs(t, err, ErrNotSource)
+	c.Begin(func(*kgo.Record) {})
+	require.ErrorIs(t, c.Process(f), ErrNotSource)
+	c.Finish()
+}
