@@ -1,15 +1,10 @@
 package txn_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -41,8 +36,8 @@ func TestCrashPoints(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f, ws, n := crashScenario(t, txn.ExactlyOnce, crashPoint{key: tc.key, commits: 2})
 			restarted := ws[1]
-			at := restarted.waitLine(restarted.started, 60*time.Second, msgCommitted)
-			t.Logf("the restarted w2 committed %.2fs after it started", at.Sub(restarted.started).Seconds())
+			at := restarted.waitLine(restarted.Started, 60*time.Second, msgCommitted)
+			t.Logf("the restarted w2 committed %.2fs after it started", at.Sub(restarted.Started).Seconds())
 			rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 			require.True(t, rep.Clean(), "%s", rep)
 			f.stopAll(ws...)
@@ -64,9 +59,9 @@ func crashScenario(t *testing.T, g txn.Guarantee, cp crashPoint) (*fleet, []*pro
 	feed := startFeeder(t, f.brokers, "in", from, from+20_000, 500, 20*time.Millisecond)
 	w2.waitExit(90 * time.Second)
 	w2.requireKilled()
-	line, ok := w2.out.find(w2.started, msgCrashPoint)
+	line, ok := w2.Lines.Find(w2.Started, msgCrashPoint)
 	require.True(t, ok, "w2 died without reaching its crash point")
-	t.Logf("w2: %s", line.text)
+	t.Logf("w2: %s", line.Text)
 	w2 = f.start("w2", nil)
 	n := feed.wait()
 	return f, []*proc{w1, w2, w3}, n
@@ -163,8 +158,8 @@ func TestZombieIsFenced(t *testing.T) {
 	w3.signal(syscall.SIGCONT)
 	fenced := []string{msgRecreated, msgUnknown, "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH"}
 	fencedAt := w3.waitLine(resumedAt, 60*time.Second, fenced...)
-	ln, _ := w3.out.find(fencedAt, fenced...)
-	t.Logf("w3 after SIGCONT: %s", ln.text)
+	ln, _ := w3.Lines.Find(fencedAt, fenced...)
+	t.Logf("w3 after SIGCONT: %s", ln.Text)
 	// It recovers by itself and takes part again.
 	w3.waitLine(fencedAt, 60*time.Second, msgCommitted)
 
@@ -175,50 +170,12 @@ func TestZombieIsFenced(t *testing.T) {
 }
 
 // waitStopped waits up to d until every thread of the process is
-// stopped. kill(2) returns before a SIGSTOP has stopped them all; a
-// thread still running for a few milliseconds can end a transaction.
+// stopped (child.Process.WaitStopped).
 func (p *proc) waitStopped(d time.Duration) {
 	p.t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		running := p.runningThread()
-		if running == "" {
-			return
-		}
-		require.True(p.t, time.Now().Before(deadline), "%s: not stopped %v after SIGSTOP: %s", p.name, d, running)
-		<-tick.C
-	}
-}
-
-// runningThread describes a thread of the process that is not stopped,
-// or returns "" when all are: /proc/PID/task/TID/stat shows state T (t
-// when traced).
-func (p *proc) runningThread() string {
-	dir := fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid)
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return err.Error()
-	}
-	for _, task := range tasks {
-		stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			continue // the thread exited
-		case err != nil:
-			return err.Error()
-		}
-		// "TID (COMM) STATE ...", where COMM may hold spaces and ")".
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 || i+2 >= len(stat) {
-			return fmt.Sprintf("thread %s: unreadable stat %q", task.Name(), stat)
-		}
-		if state := stat[i+2]; state != 'T' && state != 't' {
-			return fmt.Sprintf("thread %s in state %c", task.Name(), state)
-		}
-	}
-	return ""
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	require.NoError(p.t, p.WaitStopped(ctx))
 }
 
 type topicPartition struct {
@@ -357,14 +314,14 @@ func TestLiveness(t *testing.T) {
 		dead.waitExit(60 * time.Second)
 		dead.requireKilled()
 		p := f.start("w3", crash)
-		startedAt := p.waitLine(p.started, 30*time.Second, msgStarting)
+		startedAt := p.waitLine(p.Started, 30*time.Second, msgStarting)
 		committedAt := p.waitLine(startedAt, 30*time.Second, msgCommitted)
 		var gap time.Duration
 		for _, o := range []*proc{w1, w2} {
-			gap = max(gap, longestGap(o.out.times(msgCommitted), killedAt, committedAt))
+			gap = max(gap, longestGap(o.Lines.Times(msgCommitted), killedAt, committedAt))
 		}
 		t.Logf("w3 restarted: process start to worker start %v, worker start to first commit %v",
-			startedAt.Sub(p.started).Round(time.Millisecond), committedAt.Sub(startedAt).Round(time.Millisecond))
+			startedAt.Sub(p.Started).Round(time.Millisecond), committedAt.Sub(startedAt).Round(time.Millisecond))
 		return p, committedAt.Sub(startedAt), gap
 	}
 	w3.waitLine(time.Now(), 30*time.Second, msgCommitted)
@@ -377,7 +334,7 @@ func TestLiveness(t *testing.T) {
 	w3.armCrash()
 	dead := w3
 	w3, pendingRestartToCommit, pendingOthersGap := restart(dead, killedAt, nil)
-	_, ok := dead.out.find(dead.started, msgCrashPoint)
+	_, ok := dead.Lines.Find(dead.Started, msgCrashPoint)
 	require.True(t, ok, "w3 died without reaching its crash point")
 
 	// Not restarted: watch the output partitions of w3's input partitions

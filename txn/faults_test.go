@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/txn"
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/sluicehq/sluice/txn/txntest/child"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -33,7 +34,7 @@ const (
 // their work. Then it requires exactly-once output, a changelog equal to
 // the sums recomputed from the input, and no worker error. It returns the
 // worker's logs (Debug level).
-func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) *logLines {
+func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) *child.Lines {
 	t.Helper()
 	busyCPU(t)
 	b, addr, err := broker.Start(broker.Config{})
@@ -44,7 +45,7 @@ func runFaulted(t *testing.T, inject func(b *kfake.Cluster), fired func() bool) 
 	inject(b)
 	topo, err := sumTopology(faultApp, "in", "out")
 	require.NoError(t, err)
-	logs := newLogLines()
+	logs := child.NewLines()
 	ws := c.workers(topo, txn.Config{
 		SessionTimeout: 3 * time.Second, CommitInterval: 50 * time.Millisecond, StateDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -122,9 +123,9 @@ func TestFaultEndTxnCommittedThenUnknownServerError(t *testing.T) {
 			return resp, nil, true
 		})
 	}, fired.Load)
-	ln, ok := logs.find(time.Time{}, "it may have committed")
+	ln, ok := logs.Find(time.Time{}, "it may have committed")
 	require.True(t, ok, "the worker did not find out that its transaction committed")
-	t.Logf("w1: %s", ln.text)
+	t.Logf("w1: %s", ln.Text)
 }
 
 // EndTxn answered NOT_COORDINATOR: no false commit, exactly-once holds.

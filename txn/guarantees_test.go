@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/txn"
 	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/sluicehq/sluice/txn/txntest/child"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -203,8 +204,8 @@ func seqTopology(t *testing.T, app string) topology.Topology {
 }
 
 // runSeqWorker runs one worker of seqTopology on c and returns its logs.
-func runSeqWorker(c *cluster, app string) (*workers, *logLines) {
-	logs := newLogLines()
+func runSeqWorker(c *cluster, app string) (*workers, *child.Lines) {
+	logs := child.NewLines()
 	ws := c.workers(seqTopology(c.t, app), txn.Config{
 		SessionTimeout: 3 * time.Second, CommitInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -293,9 +294,9 @@ func TestOversizedOutputGoesToDLQ(t *testing.T) {
 
 	// Without an abort loop the output is complete in seconds.
 	rep := verifyOutput(t, c.brokers, n, 20*time.Second)
-	require.True(t, rep.Clean(), "%s\nworker warnings:\n%s", rep, logs.tail(5, func(l string) bool { return strings.Contains(l, "level=WARN") }))
+	require.True(t, rep.Clean(), "%s\nworker warnings:\n%s", rep, logs.Tail(5, func(l string) bool { return strings.Contains(l, "level=WARN") }))
 	requireDeadLetter(t, c.brokers, "oversized", big, "too large")
-	_, aborted := logs.find(time.Time{}, "produce failed", msgUnknown)
+	_, aborted := logs.Find(time.Time{}, "produce failed", msgUnknown)
 	require.False(t, aborted, "a transaction was aborted")
 	ws.stopAll()
 	ws.requireNoErrors()

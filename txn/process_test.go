@@ -1,12 +1,10 @@
 package txn_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -22,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/txn"
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/sluicehq/sluice/txn/txntest/child"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -253,79 +252,49 @@ func (c procConfig) env() []string {
 // test's cleanup SIGKILLs it if it still runs, and on failure logs the end
 // of its output.
 type proc struct {
-	t       *testing.T
-	name    string
-	started time.Time
-	cmd     *exec.Cmd
-	out     *logLines
-	exited  chan struct{} // closed once the process was reaped
-	state   *os.ProcessState
+	*child.Process
+	t *testing.T
 }
 
 func startProc(t *testing.T, cfg procConfig) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), cfg.env()...)
-	p := &proc{t: t, name: cfg.instance, cmd: cmd, out: newLogLines(), exited: make(chan struct{})}
-	// One writer for both streams: exec then calls Write from one
-	// goroutine at a time, and a race report on stderr shows up in order.
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	p.started = time.Now()
-	require.NoError(t, cmd.Start())
-	go func() {
-		_ = cmd.Wait()
-		p.state = cmd.ProcessState
-		close(p.exited)
-	}()
+	c, err := child.Start(child.Self(cfg.env()...), child.Options{Name: cfg.instance})
+	require.NoError(t, err)
+	p := &proc{Process: c, t: t}
 	t.Cleanup(func() {
-		if !p.hasExited() {
-			_ = cmd.Process.Kill()
-			<-p.exited
+		if !p.HasExited() {
+			p.Kill()
 		}
 		if dir := os.Getenv("SLUICE_TEST_LOG_DIR"); dir != "" {
-			p.out.save(t, filepath.Join(dir, fmt.Sprintf("%s-%s-%d.log", t.Name(), p.name, cmd.Process.Pid)))
+			if err := p.Lines.Save(filepath.Join(dir, fmt.Sprintf("%s-%s-%d.log", t.Name(), p.Name, p.Pid()))); err != nil {
+				t.Logf("keeping the log of a worker: %v", err)
+			}
 		}
 		if t.Failed() {
 			t.Logf("--- %s (pid %d, %v): last lines other than per-commit debug lines:\n%s",
-				p.name, cmd.Process.Pid, p.state, p.out.tail(60, func(l string) bool { return !strings.Contains(l, msgCommitted) }))
+				p.Name, p.Pid(), p.State(), p.Lines.Tail(60, func(l string) bool { return !strings.Contains(l, msgCommitted) }))
 		}
 	})
 	return p
 }
 
-func (p *proc) hasExited() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
-}
-
 // signal sends sig to the process.
 func (p *proc) signal(sig syscall.Signal) {
 	p.t.Helper()
-	require.NoError(p.t, p.cmd.Process.Signal(sig), "%s: signal %v", p.name, sig)
+	require.NoError(p.t, p.Signal(sig))
 }
 
 // waitExit waits up to d for the process to exit and returns how it did.
 // A process that hangs is sent SIGQUIT, and its goroutine dump logged.
 func (p *proc) waitExit(d time.Duration) *os.ProcessState {
 	p.t.Helper()
-	select {
-	case <-p.exited:
-		return p.state
-	case <-time.After(d):
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if p.WaitExit(ctx) == nil {
+		return p.State()
 	}
-	quitAt := time.Now()
-	if p.cmd.Process.Signal(syscall.SIGQUIT) == nil {
-		select {
-		case <-p.exited:
-			p.t.Logf("%s: goroutines of the hung process:\n%s", p.name, p.out.since(quitAt))
-		case <-time.After(10 * time.Second):
-		}
-	}
-	require.FailNow(p.t, "process did not exit", "%s: still running after %v", p.name, d)
+	p.t.Logf("%s: goroutines of the hung process:\n%s", p.Name, p.Quit(10*time.Second))
+	require.FailNow(p.t, "process did not exit", "%s: still running after %v", p.Name, d)
 	return nil
 }
 
@@ -336,9 +305,8 @@ func (p *proc) armCrash() { p.signal(syscall.SIGUSR1) }
 // requireKilled requires that the process exited through SIGKILL.
 func (p *proc) requireKilled() {
 	p.t.Helper()
-	<-p.exited
-	ws, ok := p.state.Sys().(syscall.WaitStatus)
-	require.True(p.t, ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL, "%s: want death by SIGKILL, got %v", p.name, p.state)
+	<-p.Exited()
+	require.True(p.t, p.Killed(), "%s: want death by SIGKILL, got %v", p.Name, p.State())
 }
 
 // waitLine waits up to d for an output line that arrived at or after since
@@ -346,136 +314,11 @@ func (p *proc) requireKilled() {
 // if the process exits or d passes first.
 func (p *proc) waitLine(since time.Time, d time.Duration, subs ...string) time.Time {
 	p.t.Helper()
-	at, ok := p.out.wait(since, d, p.exited, subs...)
-	require.True(p.t, ok, "%s: no line with any of %q since %v within %v (exited: %v)", p.name, subs, since.Format(time.TimeOnly), d, p.hasExited())
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	at, err := p.Lines.Wait(ctx, since, p.Exited(), subs...)
+	require.NoError(p.t, err, "%s (exited: %v)", p.Name, p.HasExited())
 	return at
-}
-
-// logLines collects the lines written to it, each with its arrival time.
-// It is safe for concurrent use.
-type logLines struct {
-	mu      sync.Mutex
-	lines   []logLine
-	partial []byte
-	changed chan struct{} // closed and replaced on every new line
-}
-
-type logLine struct {
-	at   time.Time
-	text string
-}
-
-func newLogLines() *logLines { return &logLines{changed: make(chan struct{})} }
-
-func (l *logLines) Write(b []byte) (int, error) {
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.partial = append(l.partial, b...)
-	added := false
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		l.lines = append(l.lines, logLine{at: now, text: string(l.partial[:i])})
-		l.partial = l.partial[i+1:]
-		added = true
-	}
-	if added {
-		close(l.changed)
-		l.changed = make(chan struct{})
-	}
-	return len(b), nil
-}
-
-// save writes every line to path (SLUICE_TEST_LOG_DIR keeps the workers'
-// whole logs for a look at a slow or failed run).
-func (l *logLines) save(t *testing.T, path string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var b strings.Builder
-	for _, ln := range l.lines {
-		b.WriteString(ln.text)
-		b.WriteByte('\n')
-	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Logf("keeping the log of a worker: %v", err)
-	}
-}
-
-// find returns the first line at or after since that contains one of subs.
-func (l *logLines) find(since time.Time, subs ...string) (logLine, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, ln := range l.lines {
-		if !ln.at.Before(since) && slices.ContainsFunc(subs, func(s string) bool { return strings.Contains(ln.text, s) }) {
-			return ln, true
-		}
-	}
-	return logLine{}, false
-}
-
-// wait is find, waiting up to d for the line, or until stop is closed.
-func (l *logLines) wait(since time.Time, d time.Duration, stop <-chan struct{}, subs ...string) (time.Time, bool) {
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		changed := l.changed
-		l.mu.Unlock()
-		if ln, ok := l.find(since, subs...); ok {
-			return ln.at, true
-		}
-		select {
-		case <-changed:
-		case <-stop:
-			ln, ok := l.find(since, subs...)
-			return ln.at, ok
-		case <-deadline.C:
-			return time.Time{}, false
-		}
-	}
-}
-
-// since returns the lines that arrived at or after t.
-func (l *logLines) since(t time.Time) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, ln := range l.lines {
-		if !ln.at.Before(t) {
-			out = append(out, ln.text)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-// times returns the arrival times of the lines that contain sub.
-func (l *logLines) times(sub string) []time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var ts []time.Time
-	for _, ln := range l.lines {
-		if strings.Contains(ln.text, sub) {
-			ts = append(ts, ln.at)
-		}
-	}
-	return ts
-}
-
-// tail returns the last n lines that keep accepts.
-func (l *logLines) tail(n int, keep func(string) bool) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for i := len(l.lines) - 1; i >= 0 && len(out) < n; i-- {
-		if keep(l.lines[i].text) {
-			out = append(out, l.lines[i].text)
-		}
-	}
-	slices.Reverse(out)
-	return strings.Join(out, "\n")
 }
 
 // fleet is a fresh embedded broker with topics "in" and "out" (8
@@ -523,7 +366,7 @@ func (f *fleet) stopAll(ps ...*proc) {
 	}
 	for _, p := range ps {
 		st := p.waitExit(30 * time.Second)
-		require.True(f.t, st.Success(), "%s: exit after SIGTERM: %v", p.name, st)
+		require.True(f.t, st.Success(), "%s: exit after SIGTERM: %v", p.Name, st)
 	}
 }
 

@@ -42,11 +42,9 @@ var restoredLine = regexp.MustCompile(`msg="task restored".* records=(\d+)`)
 
 // restored returns how many changelog records p restored, over all tasks.
 func restored(p *proc) int64 {
-	p.out.mu.Lock()
-	defer p.out.mu.Unlock()
 	var n int64
-	for _, l := range p.out.lines {
-		if m := restoredLine.FindStringSubmatch(l.text); m != nil {
+	for _, l := range p.Lines.All() {
+		if m := restoredLine.FindStringSubmatch(l.Text); m != nil {
 			k, _ := strconv.ParseInt(m[1], 10, 64)
 			n += k
 		}
@@ -104,11 +102,11 @@ func TestTailRestoreAfterCrashBetweenCommitAndApply(t *testing.T) {
 	feed := startKeyedFeeder(t, f.brokers, "in", storeSize, storeSize+3000, 20, 20*time.Millisecond, 0)
 	w1.waitExit(90 * time.Second)
 	w1.requireKilled()
-	_, ok := w1.out.find(w1.started, msgCrashPoint)
+	_, ok := w1.Lines.Find(w1.Started, msgCrashPoint)
 	require.True(t, ok, "w1 died without reaching its crash point")
 
 	w1 = f.start("w1", nil)
-	w1.waitLine(w1.started, time.Minute, msgCommitted)
+	w1.waitLine(w1.Started, time.Minute, msgCommitted)
 	n := feed.wait()
 	tail := restored(w1)
 	t.Logf("RESTORE store=%d keys, restored after the crash=%d records", storeSize, tail)
@@ -165,7 +163,7 @@ func TestSumExactUnderRepeatedKills(t *testing.T) {
 	for i := range 6 {
 		name := []string{"w1", "w2"}[i%2]
 		p := w[name]
-		p.waitLine(p.started, time.Minute, msgCommitted)
+		p.waitLine(p.Started, time.Minute, msgCommitted)
 		p.signal(syscall.SIGKILL)
 		p.waitExit(30 * time.Second)
 		w[name] = f.start(name, nil)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/txn/txntest/child"
 )
 
 // childEnv, when set in the environment, makes the bench binary a worker
@@ -284,13 +285,10 @@ func procStatus(pid int) map[string]int64 {
 	return out
 }
 
-// childProc is a worker process seen from the bench.
+// childProc is a worker process seen from the bench: what it reported on
+// standard output, parsed into its state.
 type childProc struct {
-	label  string
-	cmd    *exec.Cmd
-	start  time.Time // just before the exec
-	exited chan struct{}
-	err    error // the process's exit, once exited is closed
+	*child.Process
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every event
@@ -330,25 +328,15 @@ func startChild(cfg childConfig, extraEnv []string, label string, stderr io.Writ
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(append(childEnviron(), extraEnv...), childEnv+"="+string(raw))
-	cmd.Stderr = &prefixWriter{w: stderr, prefix: "worker " + label + ": "}
-	out, err := cmd.StdoutPipe()
+	c := &childProc{changed: make(chan struct{})}
+	c.Process, err = child.Start(cmd, child.Options{
+		Name:   "worker " + label,
+		Stderr: &prefixWriter{w: stderr, prefix: "worker " + label + ": "},
+		OnLine: func(l child.Line) { c.event(l.Text) },
+	})
 	if err != nil {
 		return nil, err
 	}
-	c := &childProc{label: label, cmd: cmd, exited: make(chan struct{}), changed: make(chan struct{})}
-	c.start = time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting worker %s: %w", label, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			c.event(sc.Text())
-		}
-		io.Copy(io.Discard, out)
-		c.err = cmd.Wait()
-		close(c.exited)
-	}()
 	return c, nil
 }
 
@@ -397,7 +385,7 @@ func (c *childProc) event(line string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := &c.st
-	since := func() string { return at.Sub(c.start).Round(time.Millisecond).String() }
+	since := func() string { return at.Sub(c.Started).Round(time.Millisecond).String() }
 	switch f[0] {
 	case "start":
 		st.started = at
@@ -475,47 +463,17 @@ func (c *childProc) wait(ctx context.Context, cond func(*childState) bool) error
 		}
 		select {
 		case <-ch:
-		case <-c.exited:
+		case <-c.Exited():
 			c.mu.Lock()
 			ok := cond(&c.st)
 			c.mu.Unlock()
 			if ok {
 				return nil
 			}
-			return fmt.Errorf("worker %s exited: %v", c.label, c.err)
+			return c.Alive()
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}
-}
-
-// alive returns nil while the process runs.
-func (c *childProc) alive() error {
-	select {
-	case <-c.exited:
-		return fmt.Errorf("worker %s exited: %v", c.label, c.err)
-	default:
-		return nil
-	}
-}
-
-// kill SIGKILLs the process and waits for it to be gone.
-func (c *childProc) kill() {
-	c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.exited
-}
-
-// stop asks the process to stop (SIGTERM: it commits its open
-// transaction and leaves the group), and kills it when it has not within
-// stopTimeout.
-func (c *childProc) stop() error {
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.exited:
-		return c.err
-	case <-time.After(stopTimeout):
-		c.kill()
-		return fmt.Errorf("worker %s did not stop within %v of SIGTERM; killed", c.label, stopTimeout)
 	}
 }
 

@@ -64,7 +64,7 @@ func measureRebalance(ctx context.Context, o options, e env, adm *kadm.Client, p
 	if err != nil {
 		return nil, err
 	}
-	defer func() { w1.kill() }()
+	defer func() { w1.Kill() }()
 	feed, err := startFeeder(wctx, e.brokers, a.in, keys, keys, o.valueSize, feedRate)
 	if err != nil {
 		return nil, err
@@ -85,13 +85,13 @@ func measureRebalance(ctx context.Context, o options, e env, adm *kadm.Client, p
 			err = w1.wait(wctx, func(st *childState) bool { return !firstAfter(st.revokes, joinAt).IsZero() })
 		}
 		if err != nil {
-			w2.kill()
+			w2.Kill()
 			return rs, fmt.Errorf("cycle %d: %w", c, err)
 		}
-		res := rebalanceResult{keys: keys, cycle: c, joined: w2.state().firstCommit.Sub(w2.start)}
+		res := rebalanceResult{keys: keys, cycle: c, joined: w2.state().firstCommit.Sub(w2.Started)}
 		var revoked time.Time
 		if revoked, res.kept, res.aborted, err = keptAfterRevoke(wctx, w1, joinAt); err != nil {
-			w2.kill()
+			w2.Kill()
 			return rs, fmt.Errorf("cycle %d: %w", c, err)
 		}
 		for _, r := range w1.state().restored {
@@ -103,7 +103,7 @@ func measureRebalance(ctx context.Context, o options, e env, adm *kadm.Client, p
 		fmt.Fprintf(progress, "rebalance %d keys, cycle %d: the staying worker committed %v after its revoke (transaction aborted: %v; %d tasks restored, %d records replayed meanwhile); the joining one %v after its exec\n",
 			keys, c, res.kept.Round(time.Millisecond), res.aborted, res.restores, res.replayed, res.joined.Round(time.Millisecond))
 		rs = append(rs, res)
-		if err := w2.stop(); err != nil {
+		if err := w2.Stop(stopTimeout); err != nil {
 			return rs, err
 		}
 		ends, _, err := inputEnds(ctx, adm, a.in)

@@ -104,7 +104,7 @@ func waitOffsets(ctx context.Context, adm *kadm.Client, c *childProc, group, top
 				return nil
 			}
 		}
-		if err := c.alive(); err != nil {
+		if err := c.Alive(); err != nil {
 			return err
 		}
 		select {
@@ -203,8 +203,8 @@ func measureRestart(ctx context.Context, o options, e env, adm *kadm.Client, pre
 	if err != nil {
 		return nil, err
 	}
-	defer func() { w.kill() }()
-	filled := time.Since(w.start)
+	defer func() { w.Kill() }()
+	filled := time.Since(w.Started)
 	fmt.Fprintf(progress, "restart %d keys: store filled after %v\n", keys, filled.Round(time.Millisecond))
 	// Every key is in the store; the worker goes on with a live stream.
 	feed, err := startFeeder(wctx, e.brokers, a.in, keys, keys, o.valueSize, feedRate)
@@ -220,11 +220,11 @@ func measureRestart(ctx context.Context, o options, e env, adm *kadm.Client, pre
 			waitQuiet(quietCPUs, o.quiet)
 		}
 		time.Sleep(feedBeforeKill)
-		if err := w.alive(); err != nil {
+		if err := w.Alive(); err != nil {
 			return rs, err
 		}
-		w.kill()
-		res.fill = time.Since(w.start)
+		w.Kill()
+		res.fill = time.Since(w.Started)
 		if got, err := adm.FetchOffsets(ctx, a.app); err == nil {
 			res.committedAtKill = committedTotal(got, a.in)
 		}
@@ -250,12 +250,12 @@ func measureRestart(ctx context.Context, o options, e env, adm *kadm.Client, pre
 			return rs, fmt.Errorf("waiting for the restarted worker's first commit: %w", err)
 		}
 		st := w.state()
-		res.restart = st.firstCommit.Sub(w.start)
+		res.restart = st.firstCommit.Sub(w.Started)
 		// The worker is another process: its CPU is not the others'.
-		res.others = max(0, othersCPU(before, sampleCPU(), time.Since(w.start))-procCPU(w.cmd.Process.Pid).Seconds()/time.Since(w.start).Seconds())
-		res.toMain = st.started.Sub(w.start)
+		res.others = max(0, othersCPU(before, sampleCPU(), time.Since(w.Started))-procCPU(w.Pid()).Seconds()/time.Since(w.Started).Seconds())
+		res.toMain = st.started.Sub(w.Started)
 		if !st.firstFetch.IsZero() {
-			res.toFetch = st.firstFetch.Sub(w.start)
+			res.toFetch = st.firstFetch.Sub(w.Started)
 		}
 		res.firstTxn = st.firstTxn
 		res.early = st.early
@@ -270,9 +270,9 @@ func measureRestart(ctx context.Context, o options, e env, adm *kadm.Client, pre
 			return rs, fmt.Errorf("waiting for the restarted worker's tasks: %w", err)
 		}
 		restored := w.state().restored
-		res.allTasks = restored[len(restored)-1].at.Sub(w.start)
+		res.allTasks = restored[len(restored)-1].at.Sub(w.Started)
 		for _, r := range restored {
-			res.restores = append(res.restores, fmt.Sprintf("%v task %s restored %d records in %v", r.at.Sub(w.start).Round(time.Millisecond), r.task, r.records, r.took.Round(time.Millisecond)))
+			res.restores = append(res.restores, fmt.Sprintf("%v task %s restored %d records in %v", r.at.Sub(w.Started).Round(time.Millisecond), r.task, r.records, r.took.Round(time.Millisecond)))
 		}
 		fmt.Fprintf(progress, "restart %d keys, cycle %d: first commit %v after the restart, every task back after %v\n", keys, c, res.restart.Round(time.Millisecond), res.allTasks.Round(time.Millisecond))
 		rs = append(rs, res)
@@ -292,7 +292,7 @@ func (a *stateApp) startFilled(wctx context.Context, o options, adm *kadm.Client
 	}
 	fmt.Fprintf(progress, "%s: filling the store...\n", what)
 	if err := waitOffsets(wctx, adm, w, a.app, a.in, a.fillEnds, nil); err != nil {
-		w.kill()
+		w.Kill()
 		return nil, fmt.Errorf("filling the store: %w", err)
 	}
 	return w, nil
@@ -312,7 +312,7 @@ func (a *stateApp) finish(ctx, wctx context.Context, o options, e env, adm *kadm
 	if err := waitOffsets(wctx, adm, w, a.app, a.in, a.ends, nil); err != nil {
 		return fmt.Errorf("after the %s: %w", after, err)
 	}
-	if err := w.stop(); err != nil {
+	if err := w.Stop(stopTimeout); err != nil {
 		return err
 	}
 	if err := a.check(ctx, o, e); err != nil {
@@ -555,18 +555,18 @@ func measureRSS(ctx context.Context, o options, e env, adm *kadm.Client, prefix 
 	if err != nil {
 		return res, err
 	}
-	defer c.kill()
+	defer c.Kill()
 	fmt.Fprintf(progress, "rss %d keys: processing %d records...\n", keys, a.n)
 	wctx, cancel := context.WithTimeout(ctx, 4*o.timeout)
 	defer cancel()
-	pid := c.cmd.Process.Pid
+	pid := c.Pid()
 	next := int64(0)
 	var lastLog time.Time
 	err = waitOffsets(wctx, adm, c, a.app, a.in, a.ends, func(got kadm.OffsetResponses) {
 		committed := committedTotal(got, a.in)
 		rss := procStatus(pid)["VmRSS"]
 		if rss > 0 && committed >= next {
-			res.timeline = append(res.timeline, rssPoint{committed: committed, rss: rss, at: time.Since(c.start)})
+			res.timeline = append(res.timeline, rssPoint{committed: committed, rss: rss, at: time.Since(c.Started)})
 			next = committed + a.n/10
 		}
 		if time.Since(lastLog) > 10*time.Second {
@@ -580,12 +580,12 @@ func measureRSS(ctx context.Context, o options, e env, adm *kadm.Client, prefix 
 	if err != nil {
 		return res, err
 	}
-	res.elapsed = time.Since(c.start)
+	res.elapsed = time.Since(c.Started)
 	st := procStatus(pid)
 	res.hwm, res.final = st["VmHWM"], st["VmRSS"]
 	res.timeline = append(res.timeline, rssPoint{committed: a.n, rss: res.final, at: res.elapsed})
 	res.peak = c.state().memPeak
-	if err := c.stop(); err != nil {
+	if err := c.Stop(stopTimeout); err != nil {
 		return res, err
 	}
 	if err := a.check(ctx, o, e); err != nil {
