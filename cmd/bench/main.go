@@ -23,7 +23,7 @@
 // With -state (the default; -state=false runs the variants above without
 // sluice_eos_count, sluice_eos_fanout and nothing else) it also measures, in the same run
 // (state.go, count.go, restore.go, restart.go, rebalance.go; the worker
-// processes they start: child.go):
+// processes they start: worker.go, seen from the bench through childproc.go):
 //
 //	restore  a worker on an empty state directory restores its 8 tasks
 //	         from a changelog of -restore-records records (default
@@ -32,7 +32,7 @@
 //	         against a raw read_committed consume of the same partitions
 //	         with one plain client, each run; medians reported
 //	restart  a worker process (this binary re-executed as a worker, see
-//	         child.go) fills its store to K keys, for each K of
+//	         worker.go) fills its store to K keys, for each K of
 //	         -restart-keys (default 100,000 and 1,000,000); once every
 //	         key is committed, 20,000 records/s more are fed to it, and
 //	         -runs times it runs 2s on that stream, is SIGKILLed and is
