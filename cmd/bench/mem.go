@@ -19,12 +19,11 @@ import (
 //
 // Between variants the bench deletes topics and collects the heap, and
 // the runtime's scavenger then hands the freed pages back to the kernel
-// with MADV_DONTNEED. The next variant touches them again, and on this
-// project's VMs each of those page faults is dear: a variant that met
-// 50,000-80,000 of them ran 2-2.5x slower than one that met none, at the
-// same CPU use, with a third of it in the kernel. With MADV_FREE the
-// kernel takes the pages back only under memory pressure, so every
-// variant runs on a warm heap, as a long-running worker does.
+// with MADV_DONTNEED. The next variant touches them again, and on small
+// VMs those page faults are dear (docs/benchmarks.md, "Design choices,
+// measured"). With MADV_FREE the kernel takes the pages back only under
+// memory pressure, so every variant runs on a warm heap, as a
+// long-running worker does.
 func keepMemoryMapped() {
 	if runtime.GOOS != "linux" || strings.Contains(os.Getenv("GODEBUG"), "madvdontneed=") {
 		return
