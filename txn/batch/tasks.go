@@ -263,6 +263,9 @@ func (ts *tasks) drop() error {
 
 // close closes the tasks of partitions this worker no longer owns.
 func (ts *tasks) close(revoked map[string][]int32) error {
+	if len(revoked) == 0 {
+		return nil
+	}
 	var errs []error
 	for topic, parts := range revoked {
 		sub, ok := ts.subOf[topic]
