@@ -92,7 +92,7 @@ func TestKeyValueStoreInProcessor(t *testing.T) {
 // Under the fail policy a failed Pipe aborts its batch, as the runtime
 // aborts its transaction: the tasks discard their pending state and go on
 // from the last committed one.
-func TestStoreStateSurvivesTaskRecreation(t *testing.T) {
+func TestFailedPipeLeavesTheLastCommittedState(t *testing.T) {
 	topo, sums := sumTopology(t, stream.WithErrorPolicy(stream.OnErrorFail))
 	d := streamtest.New(topo)
 	defer d.Close()

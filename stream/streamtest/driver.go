@@ -49,6 +49,7 @@ type Driver struct {
 	poll    kgo.Fetches       // reused one-record poll for the core
 	produce func(*kgo.Record) // d.produced, made once
 	pending []*kgo.Record     // produced records to feed back, FIFO
+	touched []*topic          // written by the batch of the current Pipe
 }
 
 // topic is one in-memory topic: its partitions' next offsets, the records
@@ -63,6 +64,7 @@ type topic struct {
 	global  bool // a global table's topic
 	manual  bool // records carry their partition (changelogs)
 	unread  []*kgo.Record
+	mark    int    // len(unread) when the current Pipe first wrote to it; -1: not yet
 	copies  copies // of the records tasks produced to it
 }
 
@@ -96,8 +98,9 @@ func WithStateDir(dir string) Option {
 // is one batch. Stores behave as in the runtime: each task has its own
 // Pebble database; after a Pipe the batch commits, as the runtime's does
 // after its transaction commits; a Pipe that fails (under
-// stream.OnErrorFail) aborts its batch, and the tasks' state goes back to
-// the last commit.
+// stream.OnErrorFail) aborts its batch: the tasks' state goes back to the
+// last commit, and what the batch wrote is never read, as a read_committed
+// reader never sees an aborted transaction.
 func New(topo *stream.Topology, opts ...Option) *Driver {
 	d := &Driver{
 		topo:       topo,
@@ -173,6 +176,17 @@ func (d *Driver) pipe(topic string, key, value []byte, ts time.Time, headers []k
 	if err != nil {
 		o = batch.Aborted // as the runtime aborts: state goes back to the last commit
 	}
+	for _, t := range d.touched {
+		if o == batch.Aborted {
+			// As read_committed readers never see an aborted
+			// transaction's records; their offsets stay taken.
+			clear(t.unread[t.mark:])
+			t.unread = t.unread[:t.mark]
+		}
+		t.mark = -1
+	}
+	clear(d.touched)
+	d.touched = d.touched[:0]
 	_, aerr := d.core.Advance(o, nil)
 	return errors.Join(err, aerr)
 }
@@ -189,7 +203,7 @@ func (d *Driver) topic(name string) *topic {
 	t := d.topics[name]
 	if t == nil {
 		n := d.partitionsOf(name)
-		t = &topic{name: name, offsets: make([]int64, n), tp: d.part.ForTopic(name)}
+		t = &topic{name: name, offsets: make([]int64, n), tp: d.part.ForTopic(name), mark: -1}
 		t.sub, t.source = d.topo.SubtopologyOf(name)
 		if d.global != nil {
 			t.global = slices.Contains(d.global.Topics(), name)
@@ -305,6 +319,10 @@ func (d *Driver) produced(o *kgo.Record) {
 	c := d.topic(o.Topic).copies.of(o)
 	ot := d.place(c)
 	o.Offset = c.Offset
+	if ot.mark < 0 {
+		ot.mark = len(ot.unread)
+		d.touched = append(d.touched, ot)
+	}
 	ot.unread = append(ot.unread, c)
 	if ot.source {
 		d.pending = append(d.pending, c)

@@ -116,3 +116,32 @@ func TestDriverRejectsUnknownTopic(t *testing.T) {
 	err := d.PipeBytes("nope", nil, nil, t0)
 	require.ErrorContains(t, err, `topic "nope" is not read by the topology`)
 }
+
+// A Pipe that fails aborts its batch: what it wrote before the failure,
+// here to the topic between two sub-topologies, is never read, as a
+// read_committed reader never sees an aborted transaction; the next Pipe
+// goes on from there.
+func TestFailedPipeWritesNothing(t *testing.T) {
+	b := stream.NewBuilder("abort", stream.WithErrorPolicy(stream.OnErrorFail))
+	stream.From(b, "a", serde.String, serde.String).To("b", serde.String, serde.String)
+	stream.From(b, "b", serde.String, serde.Int64).To("c", serde.String, serde.Int64)
+	d := streamtest.New(build(t, b))
+	defer d.Close()
+	in := streamtest.Input(d, "a", serde.String, serde.String)
+	mid := streamtest.Output(d, "b", serde.String, serde.String)
+	out := streamtest.Output(d, "c", serde.String, serde.Int64)
+
+	require.NoError(t, in.Pipe("k", "\x00\x00\x00\x00\x00\x00\x00\x07", t0), "eight bytes decode as an Int64")
+	require.Equal(t, 1, mid.Len())
+	require.Equal(t, 1, out.Len())
+
+	require.Error(t, in.Pipe("k", "not eight bytes", t0), "b's value does not decode")
+	require.Equal(t, 1, mid.Len(), "the aborted batch's write to b is not read")
+	require.Equal(t, 1, out.Len())
+
+	require.NoError(t, in.Pipe("k", "\x00\x00\x00\x00\x00\x00\x00\x08", t0))
+	recs, err := mid.ReadAll()
+	require.NoError(t, err)
+	require.Len(t, recs, 2)
+	require.Equal(t, int64(2), recs[1].Offset-recs[0].Offset, "the aborted record's offset stays taken")
+}
