@@ -83,6 +83,9 @@ func (d *DB) CommitAsync(cp Checkpoint) error {
 	d.inputSinceFlush += inputSince(d.cp, cp)
 	d.writes = 0
 	d.cp = cp
+	for _, l := range d.listeners {
+		l.committed()
+	}
 	switch {
 	case d.gen == math.MaxUint32:
 		// The numbering starts over before it wraps.

@@ -117,6 +117,8 @@ type DB struct {
 
 	applyHook func() error // tests: runs in apply's goroutine before the write
 
+	listeners []listener // stores told of commits, discards and rollbacks
+
 	flushWrites int // Options.FlushWrites
 }
 

@@ -9,3 +9,7 @@ func Wait(d *DB) error { return d.wait() }
 
 // SetGen numbers d's next commit g+1, as if g commits had been made.
 func SetGen(d *DB, g uint32) { d.gen, d.handed, d.applied = g, g, g }
+
+// PassPoints returns how many keys the last Expire pass of s stepped over,
+// deleted ones included.
+func PassPoints[K, V any](s *Expiring[K, V]) uint64 { return s.passPoints }

@@ -46,7 +46,12 @@ func (d *DB) set(e *entry, value []byte) {
 }
 
 // Mark starts a new input record: Rollback undoes the writes made since.
-func (d *DB) Mark() { d.undo = d.undo[:0] }
+func (d *DB) Mark() {
+	d.undo = d.undo[:0]
+	for _, l := range d.listeners {
+		l.marked()
+	}
+}
 
 // Rollback undoes the pending writes made since Mark: a failed record's
 // state changes are discarded with its outputs. It restores values held
@@ -62,6 +67,9 @@ func (d *DB) Rollback() {
 	d.writes -= len(d.undo)
 	clear(d.undo)
 	d.undo = d.undo[:0]
+	for _, l := range d.listeners {
+		l.rolledBack()
+	}
 }
 
 // Discard drops the pending writes: the transaction did not commit.
@@ -80,6 +88,9 @@ func (d *DB) Discard() error {
 	clear(d.undo)
 	d.undo = d.undo[:0]
 	d.writes = 0
+	for _, l := range d.listeners {
+		l.discarded()
+	}
 	d.dropView()
 	if d.restoring != nil {
 		d.restoring.Close()
@@ -92,4 +103,13 @@ func (d *DB) Discard() error {
 		return err
 	}
 	return nil
+}
+
+// listener is told what becomes of the pending writes, for a store that
+// keeps state of its own beside them (Expiring's walk position).
+type listener interface {
+	marked()     // Mark: a new input record
+	rolledBack() // Rollback: the record's writes are undone
+	committed()  // CommitAsync, or the commit of a restore
+	discarded()  // Discard: the open transaction's writes are gone
 }

@@ -61,5 +61,8 @@ func (d *DB) commitRestored(cp Checkpoint) error {
 		return d.failed
 	}
 	d.cp = cp
+	for _, l := range d.listeners {
+		l.committed()
+	}
 	return nil
 }

@@ -13,7 +13,12 @@ import (
 )
 
 // changelog collects appended changelog records.
-type changelog struct{ recs []string }
+type changelog struct {
+	recs []string
+	raw  []rawRecord // only when written through a recorder
+}
+
+type rawRecord struct{ key, value []byte }
 
 func (c *changelog) Append(topic string, key, value []byte) {
 	v := "<nil>"

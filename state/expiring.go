@@ -1,0 +1,338 @@
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Expiring is a typed store of one task whose every entry carries the
+// time it expires, in event time: Expire(now) removes, in expiry order,
+// every entry due by now. It is what bounded, time-based state is built
+// on: a dedup operator's ids (each expiring a span after it was seen), a
+// window aggregation's windows (each expiring when the window closes), a
+// join's buffered records.
+//
+// # Layout
+//
+// Under the store's prefix, two key spaces:
+//
+//	prefix 0x01 key                 -> expiry (8 bytes) value   the entries
+//	prefix 0x00 expiry (8 bytes) key -> (empty)                 an index by expiry
+//
+// Expire walks the index from where its last pass stopped, so it never
+// iterates over the keys earlier passes deleted: its cost is that of the
+// entries it removes, whatever has expired before (see ExpiredBefore
+// after a restart). Expiry times are milliseconds since the epoch,
+// encoded so that their byte order is their order.
+//
+// # Changelog
+//
+// Only the entries are changelogged: key -> expiry and value; Expire and
+// Delete write tombstones, so the compacted changelog holds the live
+// entries and what was removed recently. A restore (Restore) rebuilds the
+// index from the restored entries. An index entry left behind (a
+// tombstone restored for an entry whose index key the restore could not
+// know) is harmless: Expire finds the entry gone, or with a later expiry,
+// and only drops the index key.
+//
+// An Expiring is used by its task's goroutine only.
+type Expiring[K, V any] struct {
+	db        *DB
+	prefix    []byte // the store's
+	changelog string
+	log       Changelog
+	ks        Codec[K]
+	vs        Codec[V]
+	// low bounds the index from below: every index key before it is
+	// known deleted (math.MinInt64: nothing known). A pass moves it in
+	// the pending writes; lowCommitted and lowMarked are where it stood
+	// at the last commit and at the current record's start, for a
+	// discard or a rollback to go back to.
+	low, lowCommitted, lowMarked int64
+	// next is the earliest expiry in the index at or after low, when
+	// known: Expire before it has nothing to do.
+	next      int64
+	nextKnown bool
+	buf       []byte
+	// passPoints is how many keys the last pass's iterator stepped over,
+	// deleted ones included (tests).
+	passPoints uint64
+}
+
+const (
+	expIndex   = 0x00
+	expEntries = 0x01
+)
+
+// NewExpiring returns the expiring store called name inside db, whose
+// writes are also appended to log for the changelog topic. Store names
+// must be unique within a DB and stable.
+func NewExpiring[K, V any](db *DB, name, changelogTopic string, log Changelog, ks Codec[K], vs Codec[V]) (*Expiring[K, V], error) {
+	if name == "" || len(name) > 255 {
+		return nil, fmt.Errorf("state: store name %q must have 1 to 255 bytes", name)
+	}
+	s := &Expiring[K, V]{db: db, prefix: StorePrefix(name), changelog: changelogTopic, log: log, ks: ks, vs: vs,
+		low: math.MinInt64, lowCommitted: math.MinInt64, lowMarked: math.MinInt64}
+	db.listeners = append(db.listeners, s)
+	return s, nil
+}
+
+func (s *Expiring[K, V]) marked()    { s.lowMarked = s.low }
+func (s *Expiring[K, V]) committed() { s.lowCommitted = s.low }
+
+func (s *Expiring[K, V]) rolledBack() { s.low, s.nextKnown = s.lowMarked, false }
+func (s *Expiring[K, V]) discarded()  { s.low, s.nextKnown = s.lowCommitted, false }
+
+// entryKey returns the DB key of the entry of encoded key kb.
+func (s *Expiring[K, V]) entryKey(kb []byte) []byte {
+	s.buf = append(append(append(s.buf[:0], s.prefix...), expEntries), kb...)
+	return s.buf
+}
+
+// indexKey returns a new DB key of the index entry of encoded key kb
+// expiring at exp.
+func (s *Expiring[K, V]) indexKey(exp int64, kb []byte) []byte {
+	k := make([]byte, 0, len(s.prefix)+9+len(kb))
+	k = append(append(k, s.prefix...), expIndex)
+	k = binary.BigEndian.AppendUint64(k, orderedMillis(exp))
+	return append(k, kb...)
+}
+
+// orderedMillis maps milliseconds to a uint64 in the same order.
+func orderedMillis(ms int64) uint64 { return uint64(ms) ^ 1<<63 }
+
+func (s *Expiring[K, V]) name() string { return string(s.prefix[1:]) }
+
+func (s *Expiring[K, V]) encodeKey(k K) ([]byte, error) {
+	kb, err := s.ks.Encode(k)
+	if err != nil {
+		return nil, fmt.Errorf("state: %s: encode key: %w", s.name(), err)
+	}
+	return kb, nil
+}
+
+// Get returns k's value and expiry, and whether k exists, as of the open
+// transaction's writes. An entry past its expiry that Expire has not
+// removed yet is returned: callers that decide by time compare the expiry
+// with their stream time.
+func (s *Expiring[K, V]) Get(k K) (v V, expires time.Time, found bool, err error) {
+	kb, err := s.encodeKey(k)
+	if err != nil {
+		return v, expires, false, err
+	}
+	raw, ok, err := s.db.Get(s.entryKey(kb))
+	if err != nil || !ok {
+		return v, expires, false, err
+	}
+	exp, vb, err := s.split(raw)
+	if err != nil {
+		return v, expires, false, err
+	}
+	if v, err = s.vs.Decode(vb); err != nil {
+		return v, expires, false, fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+	}
+	return v, time.UnixMilli(exp), true, nil
+}
+
+// split returns the expiry and the encoded value of an entry's DB value.
+func (s *Expiring[K, V]) split(raw []byte) (int64, []byte, error) {
+	if len(raw) < 8 {
+		return 0, nil, fmt.Errorf("state: %s: entry of %d bytes has no expiry", s.name(), len(raw))
+	}
+	return int64(binary.BigEndian.Uint64(raw)), raw[8:], nil
+}
+
+// Put sets k to v, expiring at expires (millisecond precision), and
+// appends the change to the changelog. An earlier entry of k is replaced,
+// its index key deleted.
+func (s *Expiring[K, V]) Put(k K, v V, expires time.Time) error {
+	kb, err := s.encodeKey(k)
+	if err != nil {
+		return err
+	}
+	vb, err := s.vs.Encode(v)
+	if err != nil {
+		return fmt.Errorf("state: %s: encode value: %w", s.name(), err)
+	}
+	exp := expires.UnixMilli()
+	raw := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(vb)), uint64(exp))
+	raw = append(raw, vb...)
+	old, ok, err := s.db.Get(s.entryKey(kb))
+	if err != nil {
+		return err
+	}
+	if ok {
+		if oldExp, _, err := s.split(old); err == nil && oldExp != exp {
+			if err := s.db.Delete(s.indexKey(oldExp, kb)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.db.write(s.indexKey(exp, kb), []byte{}); err != nil {
+		return err
+	}
+	if err := s.db.write(s.entryKey(kb), raw); err != nil {
+		return err
+	}
+	if exp < s.low {
+		s.low = exp // a pass must find it
+	}
+	if s.nextKnown && exp < s.next {
+		s.next = exp
+	}
+	s.logWrite(kb, raw)
+	return nil
+}
+
+// Delete removes k (and its index key) and appends a tombstone to the
+// changelog.
+func (s *Expiring[K, V]) Delete(k K) error {
+	kb, err := s.encodeKey(k)
+	if err != nil {
+		return err
+	}
+	return s.delete(kb)
+}
+
+func (s *Expiring[K, V]) delete(kb []byte) error {
+	old, ok, err := s.db.Get(s.entryKey(kb))
+	if err != nil || !ok {
+		return err
+	}
+	if exp, _, err := s.split(old); err == nil {
+		if err := s.db.Delete(s.indexKey(exp, kb)); err != nil {
+			return err
+		}
+	}
+	if err := s.db.Delete(s.entryKey(kb)); err != nil {
+		return err
+	}
+	s.logWrite(kb, nil)
+	return nil
+}
+
+func (s *Expiring[K, V]) logWrite(kb, raw []byte) {
+	if s.log != nil {
+		s.log.Append(s.changelog, kb, raw)
+	}
+}
+
+// ExpiredBefore tells the store that every entry expiring before t is
+// gone: Expire then starts its walk of the index at t. Its caller derives
+// t from what it persisted (a task's checkpointed stream time), so that
+// the first pass after a restart does not walk the index keys that
+// earlier passes deleted and compaction has not dropped yet.
+func (s *Expiring[K, V]) ExpiredBefore(t time.Time) {
+	if ms := t.UnixMilli(); ms > s.low {
+		s.low, s.lowCommitted, s.lowMarked, s.nextKnown = ms, ms, ms, false
+	}
+}
+
+// Expire removes every entry expiring at or before now, in expiry order
+// (entries of the same expiry in the byte order of their keys), calling
+// each (if not nil) with the entry before it is removed; each must not
+// use the store. A tombstone of every removed entry goes to the
+// changelog. An error from each stops the pass and is returned; the
+// entries removed before it stay removed in the pending writes.
+func (s *Expiring[K, V]) Expire(now time.Time, each func(k K, v V) error) error {
+	ms := now.UnixMilli()
+	if s.nextKnown && s.next > ms {
+		return nil
+	}
+	lower := append(append(bytes.Clone(s.prefix), expIndex), make([]byte, 8)...)
+	binary.BigEndian.PutUint64(lower[len(s.prefix)+1:], orderedMillis(s.low))
+	upper := append(bytes.Clone(s.prefix), expIndex+1)
+	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	var (
+		due   [][]byte // index keys
+		found bool
+	)
+	for ok := it.First(); ok; ok = it.Next() {
+		key := it.Key()
+		exp := int64(binary.BigEndian.Uint64(key[len(s.prefix)+1:]) ^ 1<<63)
+		if exp > ms {
+			s.next, found = exp, true
+			break
+		}
+		due = append(due, bytes.Clone(key))
+	}
+	err = it.Error()
+	s.passPoints = it.Stats().InternalStats.PointCount
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("state: %s: expire: %w", s.name(), err)
+	}
+	for _, ik := range due {
+		if err := s.expire(ik, each); err != nil {
+			return err
+		}
+	}
+	s.low, s.nextKnown = ms+1, found
+	if !found {
+		s.next, s.nextKnown = math.MaxInt64, true
+	}
+	return nil
+}
+
+// expire removes the entry of index key ik, if it still expires then.
+func (s *Expiring[K, V]) expire(ik []byte, each func(k K, v V) error) error {
+	exp := int64(binary.BigEndian.Uint64(ik[len(s.prefix)+1:]) ^ 1<<63)
+	kb := ik[len(s.prefix)+9:]
+	raw, ok, err := s.db.Get(s.entryKey(kb))
+	if err != nil {
+		return err
+	}
+	if ok {
+		if entryExp, vb, err := s.split(raw); err == nil && entryExp == exp {
+			if each != nil {
+				k, err := s.ks.Decode(kb)
+				if err != nil {
+					return fmt.Errorf("state: %s: decode key: %w", s.name(), err)
+				}
+				v, err := s.vs.Decode(vb)
+				if err != nil {
+					return fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+				}
+				if err := each(k, v); err != nil {
+					return err
+				}
+			}
+			if err := s.db.Delete(s.entryKey(kb)); err != nil {
+				return err
+			}
+			s.logWrite(kb, nil)
+		}
+	}
+	return s.db.Delete(ik)
+}
+
+// Restore writes one restored changelog record of the store (see
+// DB.ApplyRestored): the entry, and its index key.
+func (s *Expiring[K, V]) Restore(key, value []byte) error {
+	entries := append(bytes.Clone(s.prefix), expEntries)
+	if value == nil {
+		return s.db.ApplyRestored(entries, key, nil)
+	}
+	exp, _, err := s.split(value)
+	if err != nil {
+		return err
+	}
+	if err := s.db.ApplyRestored(entries, key, value); err != nil {
+		return err
+	}
+	if exp < s.low {
+		s.low, s.lowCommitted, s.lowMarked = exp, exp, exp
+	}
+	s.nextKnown = false
+	return s.db.ApplyRestored(s.indexKey(exp, nil), key, []byte{})
+}
