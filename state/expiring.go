@@ -19,16 +19,19 @@ import (
 //
 // # Layout
 //
-// Under the store's prefix, two key spaces:
+// Under the store's prefix:
 //
 //	prefix 0x01 key                 -> expiry (8 bytes) value   the entries
 //	prefix 0x00 expiry (8 bytes) key -> (empty)                 an index by expiry
+//	prefix 0x02                     -> low mark (8 bytes)
 //
-// Expire walks the index from where its last pass stopped, so it never
-// iterates over the keys earlier passes deleted: its cost is that of the
-// entries it removes, whatever has expired before (see ExpiredBefore
-// after a restart). Expiry times are milliseconds since the epoch,
-// encoded so that their byte order is their order.
+// Expire walks the index from the low mark, where its last pass stopped,
+// so it never iterates over the keys earlier passes deleted: its cost is
+// that of the entries it removes, whatever has expired before. The low
+// mark is a pending write like the deletions it covers: it commits, rolls
+// back and is discarded with them, and survives a restart. Expiry times
+// are milliseconds since the epoch, encoded so that their byte order is
+// their order.
 //
 // # Changelog
 //
@@ -48,17 +51,16 @@ type Expiring[K, V any] struct {
 	log       Changelog
 	ks        Codec[K]
 	vs        Codec[V]
-	// low bounds the index from below: every index key before it is
-	// known deleted (math.MinInt64: nothing known). A pass moves it in
-	// the pending writes; lowCommitted and lowMarked are where it stood
-	// at the last commit and at the current record's start, for a
-	// discard or a rollback to go back to.
-	low, lowCommitted, lowMarked int64
-	// next is the earliest expiry in the index at or after low, when
-	// known: Expire before it has nothing to do.
+	// next is the earliest expiry in the index at or after the low
+	// mark, when known: Expire before it has nothing to do. A discard or
+	// a rollback makes it unknown (the entries a pass removed come back).
 	next      int64
 	nextKnown bool
-	buf       []byte
+	// restoreLow is the low mark as the restore in progress left it
+	// (restoreLowKnown false: not read yet).
+	restoreLow      int64
+	restoreLowKnown bool
+	buf             []byte
 	// passPoints is how many keys the last pass's iterator stepped over,
 	// deleted ones included (tests).
 	passPoints uint64
@@ -67,6 +69,7 @@ type Expiring[K, V any] struct {
 const (
 	expIndex   = 0x00
 	expEntries = 0x01
+	expLow     = 0x02
 )
 
 // NewExpiring returns the expiring store called name inside db, whose
@@ -76,17 +79,37 @@ func NewExpiring[K, V any](db *DB, name, changelogTopic string, log Changelog, k
 	if name == "" || len(name) > 255 {
 		return nil, fmt.Errorf("state: store name %q must have 1 to 255 bytes", name)
 	}
-	s := &Expiring[K, V]{db: db, prefix: StorePrefix(name), changelog: changelogTopic, log: log, ks: ks, vs: vs,
-		low: math.MinInt64, lowCommitted: math.MinInt64, lowMarked: math.MinInt64}
+	s := &Expiring[K, V]{db: db, prefix: StorePrefix(name), changelog: changelogTopic, log: log, ks: ks, vs: vs}
 	db.listeners = append(db.listeners, s)
 	return s, nil
 }
 
-func (s *Expiring[K, V]) marked()    { s.lowMarked = s.low }
-func (s *Expiring[K, V]) committed() { s.lowCommitted = s.low }
+func (s *Expiring[K, V]) marked()     {}
+func (s *Expiring[K, V]) committed()  { s.restoreLowKnown = false }
+func (s *Expiring[K, V]) rolledBack() { s.nextKnown = false }
+func (s *Expiring[K, V]) discarded()  { s.nextKnown = false }
 
-func (s *Expiring[K, V]) rolledBack() { s.low, s.nextKnown = s.lowMarked, false }
-func (s *Expiring[K, V]) discarded()  { s.low, s.nextKnown = s.lowCommitted, false }
+// lowKey returns the DB key of the low mark: every index key before it
+// is deleted. It is a pending write like the others, so it commits,
+// rolls back and is discarded with the deletions it covers; it is not
+// changelogged (a restore sets it from the entries it restores).
+func (s *Expiring[K, V]) lowKey() []byte {
+	return append(append(s.buf[:0], s.prefix...), expLow)
+}
+
+// low returns the low mark (math.MinInt64 when none is set).
+func (s *Expiring[K, V]) low() (int64, error) {
+	raw, ok, err := s.db.Get(s.lowKey())
+	if err != nil || !ok || len(raw) != 8 {
+		return math.MinInt64, err
+	}
+	return int64(binary.BigEndian.Uint64(raw)), nil
+}
+
+// setLow makes ms the low mark.
+func (s *Expiring[K, V]) setLow(ms int64) error {
+	return s.db.write(s.lowKey(), binary.BigEndian.AppendUint64(nil, uint64(ms)))
+}
 
 // entryKey returns the DB key of the entry of encoded key kb.
 func (s *Expiring[K, V]) entryKey(kb []byte) []byte {
@@ -179,8 +202,12 @@ func (s *Expiring[K, V]) Put(k K, v V, expires time.Time) error {
 	if err := s.db.write(s.entryKey(kb), raw); err != nil {
 		return err
 	}
-	if exp < s.low {
-		s.low = exp // a pass must find it
+	if low, err := s.low(); err != nil {
+		return err
+	} else if exp < low {
+		if err := s.setLow(exp); err != nil { // a pass must find it
+			return err
+		}
 	}
 	if s.nextKnown && exp < s.next {
 		s.next = exp
@@ -222,17 +249,6 @@ func (s *Expiring[K, V]) logWrite(kb, raw []byte) {
 	}
 }
 
-// ExpiredBefore tells the store that every entry expiring before t is
-// gone: Expire then starts its walk of the index at t. Its caller derives
-// t from what it persisted (a task's checkpointed stream time), so that
-// the first pass after a restart does not walk the index keys that
-// earlier passes deleted and compaction has not dropped yet.
-func (s *Expiring[K, V]) ExpiredBefore(t time.Time) {
-	if ms := t.UnixMilli(); ms > s.low {
-		s.low, s.lowCommitted, s.lowMarked, s.nextKnown = ms, ms, ms, false
-	}
-}
-
 // Expire removes every entry expiring at or before now, in expiry order
 // (entries of the same expiry in the byte order of their keys), calling
 // each (if not nil) with the entry before it is removed; each must not
@@ -244,8 +260,15 @@ func (s *Expiring[K, V]) Expire(now time.Time, each func(k K, v V) error) error 
 	if s.nextKnown && s.next > ms {
 		return nil
 	}
+	low, err := s.low()
+	if err != nil {
+		return err
+	}
+	if low > ms {
+		return nil
+	}
 	lower := append(append(bytes.Clone(s.prefix), expIndex), make([]byte, 8)...)
-	binary.BigEndian.PutUint64(lower[len(s.prefix)+1:], orderedMillis(s.low))
+	binary.BigEndian.PutUint64(lower[len(s.prefix)+1:], orderedMillis(low))
 	upper := append(bytes.Clone(s.prefix), expIndex+1)
 	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
@@ -277,9 +300,12 @@ func (s *Expiring[K, V]) Expire(now time.Time, each func(k K, v V) error) error 
 			return err
 		}
 	}
-	s.low, s.nextKnown = ms+1, found
+	if err := s.setLow(ms + 1); err != nil {
+		return err
+	}
+	s.nextKnown = true
 	if !found {
-		s.next, s.nextKnown = math.MaxInt64, true
+		s.next = math.MaxInt64
 	}
 	return nil
 }
@@ -330,9 +356,21 @@ func (s *Expiring[K, V]) Restore(key, value []byte) error {
 	if err := s.db.ApplyRestored(entries, key, value); err != nil {
 		return err
 	}
-	if exp < s.low {
-		s.low, s.lowCommitted, s.lowMarked = exp, exp, exp
-	}
 	s.nextKnown = false
+	if !s.restoreLowKnown {
+		s.restoreLow, s.restoreLowKnown = math.MinInt64, true
+		if raw, ok, err := s.db.GetApplied(s.lowKey()); err != nil {
+			return err
+		} else if ok && len(raw) == 8 {
+			s.restoreLow = int64(binary.BigEndian.Uint64(raw))
+		}
+	}
+	if exp < s.restoreLow {
+		// A pass must find the restored entry.
+		s.restoreLow = exp
+		if err := s.db.ApplyRestored(s.lowKey(), nil, binary.BigEndian.AppendUint64(nil, uint64(exp))); err != nil {
+			return err
+		}
+	}
 	return s.db.ApplyRestored(s.indexKey(exp, nil), key, []byte{})
 }

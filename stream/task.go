@@ -36,8 +36,9 @@ type task struct {
 	// State, for tasks of sub-topologies with stores.
 	db         *state.DB
 	stores     map[*storeSpec]any
-	changelogs map[string][]byte  // changelog topic -> store key prefix
-	writers    []*changelogWriter // of the stores with a changelog of their own
+	changelogs map[string][]byte                        // changelog topic -> store key prefix
+	restorers  map[string]func(key, value []byte) error // changelog topic -> its store's Restore, when it has one
+	writers    []*changelogWriter                       // of the stores with a changelog of their own
 	restored   int64
 	restoredTo map[string]int64
 	// sourceOffsets: for FromTable topics, the offset after the last

@@ -45,6 +45,7 @@ func (t *task) openState(stores []*storeSpec) error {
 	t.db = db
 	t.stores = map[*storeSpec]any{}
 	t.changelogs = map[string][]byte{}
+	t.restorers = map[string]func(key, value []byte) error{}
 	t.restoredTo = map[string]int64{}
 	t.sourceOffsets = map[string]int64{}
 	for _, s := range stores {
@@ -54,7 +55,11 @@ func (t *task) openState(stores []*storeSpec) error {
 			return err
 		}
 		t.stores[s] = h
-		t.changelogs[s.changelogTopic(t.topo.appID)] = state.StorePrefix(s.name)
+		topic := s.changelogTopic(t.topo.appID)
+		t.changelogs[topic] = state.StorePrefix(s.name)
+		if r, ok := h.(restorer); ok {
+			t.restorers[topic] = r.Restore
+		}
 	}
 	t.input = map[string]*int64{}
 	for _, src := range t.topo.subSrcs[t.id.Subtopology] {
@@ -147,6 +152,12 @@ func (t *task) written() map[string]int64 {
 	return next
 }
 
+// restorer is a store with a layout of its own (state.Expiring): it
+// writes its restored changelog records itself.
+type restorer interface {
+	Restore(key, value []byte) error
+}
+
 // statefulTask is a task with stores: it implements topology.StatefulTask.
 type statefulTask struct{ *task }
 
@@ -172,7 +183,13 @@ func (t statefulTask) Restore(rec *kgo.Record) error {
 	if !ok {
 		return fmt.Errorf("stream: task %d_%d: %q is not one of its changelogs", t.id.Subtopology, t.id.Partition, rec.Topic)
 	}
-	if err := t.db.ApplyRestored(prefix, rec.Key, rec.Value); err != nil {
+	var err error
+	if r := t.restorers[rec.Topic]; r != nil {
+		err = r(rec.Key, rec.Value)
+	} else {
+		err = t.db.ApplyRestored(prefix, rec.Key, rec.Value)
+	}
+	if err != nil {
 		return err
 	}
 	if _, table := t.input[rec.Topic]; !table {

@@ -14,6 +14,9 @@ type metrics struct {
 	produced     prometheus.Counter
 	deadLetters  prometheus.Counter
 	skipped      prometheus.Counter
+	duplicates   prometheus.Counter
+	unchecked    prometheus.Counter
+	late         prometheus.Counter
 	txnCommitted prometheus.Counter
 	txnAborted   *prometheus.CounterVec // by reason
 	sessions     prometheus.Counter
@@ -26,6 +29,9 @@ func (w *Worker) count(c batch.Counts) {
 	w.m.records.Add(float64(c.Tasks.Processed))
 	w.m.deadLetters.Add(float64(c.Tasks.DeadLetter))
 	w.m.skipped.Add(float64(c.Tasks.Skipped))
+	w.m.duplicates.Add(float64(c.Tasks.Duplicates))
+	w.m.unchecked.Add(float64(c.Tasks.Unchecked))
+	w.m.late.Add(float64(c.Tasks.Late))
 	w.m.produced.Add(float64(c.Produced))
 }
 
@@ -39,6 +45,9 @@ func newMetrics(reg prometheus.Registerer, appID, instance string) *metrics {
 		produced:     counter("records_produced_total", "Output, DLQ and internal records produced (including aborted ones)."),
 		deadLetters:  counter("dead_letters_total", "Input records routed to the DLQ."),
 		skipped:      counter("records_skipped_total", "Input records dropped by the skip error policy."),
+		duplicates:   counter("duplicates_dropped_total", "Records a dedup operator dropped as seen within its span (including records of aborted transactions)."),
+		unchecked:    counter("dedup_unchecked_total", "Records a dedup operator passed on unchecked: older than stream time minus its span."),
+		late:         counter("late_records_dropped_total", "Records dropped because every window they belong to had closed (window end plus grace before stream time)."),
 		txnCommitted: counter("transactions_committed_total", "Transactions (or offset commits) that committed."),
 		txnAborted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "sluice", Name: "transactions_aborted_total",
 			Help: "Transactions that did not commit, by reason: rebalance, produce_error, unknown_outcome, processing_error, new_task (a partition assigned while the transaction was open, whose task is restored after the abort).", ConstLabels: labels}, []string{"reason"}),
@@ -53,6 +62,9 @@ func newMetrics(reg prometheus.Registerer, appID, instance string) *metrics {
 		m.produced = register(reg, m.produced)
 		m.deadLetters = register(reg, m.deadLetters)
 		m.skipped = register(reg, m.skipped)
+		m.duplicates = register(reg, m.duplicates)
+		m.unchecked = register(reg, m.unchecked)
+		m.late = register(reg, m.late)
 		m.txnCommitted = register(reg, m.txnCommitted)
 		m.txnAborted = register(reg, m.txnAborted)
 		m.sessions = register(reg, m.sessions)

@@ -80,10 +80,7 @@ func (c *Core) Tasks() iter.Seq2[topology.TaskID, topology.Task] {
 func (c *Core) Stats() topology.TaskStats {
 	var s topology.TaskStats
 	for _, t := range c.tasks.open {
-		ts := t.Stats()
-		s.Processed += ts.Processed
-		s.DeadLetter += ts.DeadLetter
-		s.Skipped += ts.Skipped
+		s.Add(t.Stats())
 	}
 	return s
 }

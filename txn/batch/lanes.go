@@ -147,9 +147,7 @@ func (ls *lanes) finish() (produced int, stats topology.TaskStats) {
 		}
 		l.sink = nil
 		produced += l.produced
-		stats.Processed += l.stats.Processed
-		stats.DeadLetter += l.stats.DeadLetter
-		stats.Skipped += l.stats.Skipped
+		stats.Add(l.stats)
 	}
 	ls.open = false
 	return produced, stats

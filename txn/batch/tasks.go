@@ -242,9 +242,8 @@ func process(in input, out []*kgo.Record, produce func(*kgo.Record), stats *topo
 		}
 	}
 	after := t.Stats()
-	stats.Processed += after.Processed - before.Processed
-	stats.DeadLetter += after.DeadLetter - before.DeadLetter
-	stats.Skipped += after.Skipped - before.Skipped
+	after.Sub(before)
+	stats.Add(after)
 	return out, err
 }
 

@@ -187,4 +187,31 @@ type TaskStats struct {
 	Processed  int64 // records that went through the topology
 	DeadLetter int64 // records routed to the DLQ
 	Skipped    int64 // records dropped by the skip policy
+	// Duplicates counts the records a dedup operator dropped as seen
+	// before; Unchecked those it passed on unchecked, too old for its
+	// span to tell.
+	Duplicates, Unchecked int64
+	// Late counts records dropped because every window they belong to
+	// had closed.
+	Late int64
+}
+
+// Add adds o's counts to s.
+func (s *TaskStats) Add(o TaskStats) {
+	s.Processed += o.Processed
+	s.DeadLetter += o.DeadLetter
+	s.Skipped += o.Skipped
+	s.Duplicates += o.Duplicates
+	s.Unchecked += o.Unchecked
+	s.Late += o.Late
+}
+
+// Sub subtracts o's counts from s.
+func (s *TaskStats) Sub(o TaskStats) {
+	s.Processed -= o.Processed
+	s.DeadLetter -= o.DeadLetter
+	s.Skipped -= o.Skipped
+	s.Duplicates -= o.Duplicates
+	s.Unchecked -= o.Unchecked
+	s.Late -= o.Late
 }

@@ -1,0 +1,151 @@
+package stream
+
+import (
+	"time"
+
+	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/stream/serde"
+)
+
+// Dedup drops every record whose id, id(key, value), was already seen
+// within span of event time (the record's timestamp): the first record of
+// an id passes, its repeats within span of it are dropped and counted
+// (TaskStats.Duplicates, the runtime's sluice_duplicates_dropped_total).
+// It must be Named: the name is its store's, changelogged to
+// `<app-id>-<name>-changelog`.
+//
+// Records with the same id must reach the same task: the stream's key
+// must determine the id (DedupByKey), or the stream must be partitioned
+// by the id (Repartition after SelectKey). Dedup cannot check that.
+//
+// State is bounded by stream time, not by the wall clock (DESIGN.md
+// invariant 7): an id seen at t is forgotten once stream time passes
+// t+span, and a tombstone goes to the changelog. A record older than
+// stream time minus span can no longer be checked: it passes and is
+// counted (TaskStats.Unchecked, sluice_dedup_unchecked_total). Stream
+// time is the largest timestamp the task has seen, so the ids kept are
+// those of about one span of event time.
+func (s Stream[K, V]) Dedup[ID any](id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, opts ...Option) Stream[K, V] {
+	if id == nil {
+		s.b.errorf("Dedup: id is nil")
+	}
+	return dedup(s, id, idSerde, span, "dedup", opts)
+}
+
+// DedupByKey is Dedup with the record's key as its id.
+func (s Stream[K, V]) DedupByKey(keySerde serde.Serde[K], span time.Duration, opts ...Option) Stream[K, V] {
+	return dedup(s, func(k K, _ V) K { return k }, keySerde, span, "dedupbykey", opts)
+}
+
+// dedupSlices is how many expiry passes a span holds: ids live at most
+// span*(1+1/dedupSlices) past the record that stored them.
+const dedupSlices = 10
+
+func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, op string, opts []Option) Stream[K, V] {
+	var o nodeOpts
+	for _, opt := range opts {
+		opt.applyNode(&o)
+	}
+	b := s.b
+	if o.name == "" {
+		b.errorf("%s needs a name (stream.Named): it names its store and changelog", op)
+		o.name = op
+	}
+	if span <= 0 || span%time.Millisecond != 0 {
+		b.errorf("%s %s: span %v must be a positive whole number of milliseconds (Kafka timestamps are milliseconds)", op, o.name, span)
+	}
+	if idSerde == nil {
+		b.errorf("%s %s: the id serde is nil", op, o.name)
+	}
+	store := newExpiringStore(b, o.name, idSerde)
+	slice := max(span/dedupSlices, time.Millisecond)
+	return then(s, op, append(opts, WithStores(store)), func(t *task, next sink[K, V]) (sink[K, V], error) {
+		ids := t.stores[store.s].(*state.Expiring[ID, []byte])
+		d := &dedupNode[K, V, ID]{t: t, ids: ids, id: id, span: span, slice: slice, next: next}
+		return d, nil
+	})
+}
+
+type dedupNode[K, V, ID any] struct {
+	t           *task
+	ids         *state.Expiring[ID, []byte]
+	id          func(K, V) ID
+	span, slice time.Duration
+	next        sink[K, V]
+	// passed is the slice of stream time (its number since the epoch)
+	// whose ids the last expiry pass removed; a pass removes those of
+	// the slices before the one stream time is in. Only a hint: a pass
+	// that a discard undid runs again when the next slice begins, and
+	// what is a duplicate never depends on when passes run.
+	passed int64
+}
+
+func (d *dedupNode[K, V, ID]) push(r Record[K, V]) error {
+	t := d.t
+	horizon := t.streamTime.Add(-d.span) // ids seen before it are forgotten
+	if r.ts.Before(horizon) {
+		t.stats.Unchecked++
+		return d.next.push(r)
+	}
+	if err := d.expire(); err != nil {
+		return err
+	}
+	id := d.id(r.key, r.value)
+	_, expires, seen, err := d.ids.Get(id)
+	if err != nil {
+		return err
+	}
+	if seen {
+		first := expires.Add(-d.span)
+		// An id kept past its span (expiry runs by slices) is forgotten
+		// all the same: what is a duplicate depends on stream time only.
+		if !first.Before(horizon) && absDiff(r.ts, first) <= d.span {
+			t.stats.Duplicates++
+			return nil
+		}
+	}
+	if err := d.ids.Put(id, nil, r.ts.Add(d.span)); err != nil {
+		return err
+	}
+	return d.next.push(r)
+}
+
+// expire removes the ids forgotten by the start of the slice of the
+// span that stream time is in: they live at most a slice past their
+// span.
+func (d *dedupNode[K, V, ID]) expire() error {
+	slice := d.t.streamTime.UnixMilli() / d.slice.Milliseconds()
+	if slice == d.passed {
+		return nil
+	}
+	d.passed = slice
+	// An id seen at t expires at t+span: forgotten once stream time is
+	// past it.
+	return d.ids.Expire(time.UnixMilli(slice*d.slice.Milliseconds()-1), nil)
+}
+
+func absDiff(a, b time.Time) time.Duration {
+	if d := a.Sub(b); d >= 0 {
+		return d
+	}
+	return b.Sub(a)
+}
+
+// expiringStore is a declared state.Expiring store of ids with no value.
+type expiringStore[ID any] struct{ s *storeSpec }
+
+func (s expiringStore[ID]) spec() *storeSpec { return s.s }
+
+// newExpiringStore declares the expiring store of a dedup operator.
+func newExpiringStore[ID any](b *Builder, name string, idSerde serde.Serde[ID]) expiringStore[ID] {
+	s := &storeSpec{name: name}
+	s.open = func(t *task) (any, error) {
+		topic := s.changelogTopic(b.appID)
+		return state.NewExpiring(t.db, name, topic, t.newChangelogWriter(topic), state.Codec[ID](idSerde), state.Codec[[]byte](serde.Bytes))
+	}
+	if !validTopic.MatchString(name) || len(name) > 200 {
+		b.errorf("store name %q: use 1 to 200 of [a-zA-Z0-9._-] (it names the changelog topic)", name)
+	}
+	b.stores = append(b.stores, s)
+	return expiringStore[ID]{s: s}
+}
