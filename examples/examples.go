@@ -7,7 +7,9 @@ import (
 	"flag"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/sluicehq/sluice/examples/dedup"
 	"github.com/sluicehq/sluice/examples/enrich"
 	"github.com/sluicehq/sluice/examples/passthrough"
 	"github.com/sluicehq/sluice/stream"
@@ -30,6 +32,19 @@ type App struct {
 // All returns the example apps, sorted by name.
 func All() []App {
 	apps := []App{
+		{
+			Name:    "dedup",
+			Summary: "copy each event once per --window of event time, by its --id-field",
+			Flags: func(fs *flag.FlagSet) func(string) (*stream.Topology, error) {
+				in := fs.String("input", "events", "source topic (JSON objects with the id field)")
+				out := fs.String("output", "events-unique", "sink topic")
+				id := fs.String("id-field", "event_id", "the JSON field that identifies an event (a string or a number)")
+				window := fs.Duration("window", time.Hour, "span of event time within which an id is seen once")
+				return func(appID string) (*stream.Topology, error) { return dedup.Build(appID, *in, *out, *id, *window) }
+			},
+			Inputs:  []string{"input"},
+			Outputs: []string{"output"},
+		},
 		{
 			Name:    "enrich",
 			Summary: "join orders with the latest customer, re-keyed by customer_id",

@@ -53,11 +53,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if _, ok := examples.Lookup(name); !ok {
 		return usageErrorf("runner: demo: unknown app %q (one of: %s)", name, appNames())
 	}
-	if name == "enrich" {
+	switch name {
+	case "enrich":
 		return demoEnrich(ctx, stdout, stderr, *records, *nworkers)
-	}
-	if name != "passthrough" {
-		return fmt.Errorf("runner: demo %s: not available yet; try runner demo passthrough or enrich", name)
+	case "dedup":
+		return demoDedup(ctx, stdout, stderr, *records, *nworkers)
+	case "passthrough":
+	default:
+		return fmt.Errorf("runner: demo %s: not available yet; try runner demo passthrough, enrich or dedup", name)
 	}
 	return demoPassthrough(ctx, stdout, stderr, *records, *nworkers)
 }
