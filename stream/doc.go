@@ -25,6 +25,14 @@
 // Process adds a user Processor, the low-level API: it sees one Record at a
 // time and emits any number of records of any types.
 //
+// Stateful operators keep their state in the task's local store,
+// changelogged to Kafka in the same transaction: GroupBy / GroupByKey then
+// Count, Aggregate or Reduce (a Table), FromTable and the joins, and Dedup /
+// DedupByKey, which drop the repeats of an id within a span of event time.
+// Time-based state is driven by stream time, the largest record timestamp
+// a task has seen (Context.StreamTime), never by the wall clock: a replay
+// after a crash decides the same.
+//
 // Build validates the whole topology and reports every problem at once,
 // each with what to fix. Topology.Describe prints it.
 //
