@@ -162,3 +162,36 @@ func ExampleTopology_Describe() {
 	//   Internal topics:
 	//     describe-me-dlq (dlq)
 }
+
+// Dedup drops the repeats of an id within a span of event time. The
+// stream must be partitioned so that an id's repeats reach one task: here
+// the id is the key.
+func ExampleStream_Dedup() {
+	b := stream.NewBuilder("payments")
+	stream.From(b, "payments", serde.String, serde.String).
+		Dedup(func(paymentID, _ string) string { return paymentID }, serde.String, time.Hour, stream.Named("payment-ids")).
+		To("payments-once", serde.String, serde.String)
+	topo, err := b.Build()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	d := streamtest.New(topo)
+	defer d.Close()
+	in := streamtest.Input(d, "payments", serde.String, serde.String)
+	_ = in.Pipe("p-1", "10.00 EUR", t0)
+	_ = in.Pipe("p-1", "10.00 EUR", t0.Add(time.Minute)) // a retry: dropped
+	_ = in.Pipe("p-2", "7.50 EUR", t0.Add(2*time.Minute))
+	_ = in.Pipe("p-1", "10.00 EUR", t0.Add(90*time.Minute)) // an hour later: passes
+
+	recs, _ := streamtest.Output(d, "payments-once", serde.String, serde.String).ReadAll()
+	for _, r := range recs {
+		fmt.Printf("%s %s at %s\n", r.Key, r.Value, r.Timestamp.Format("15:04"))
+	}
+	fmt.Println("duplicates dropped:", d.Stats().Duplicates)
+	// Output:
+	// p-1 10.00 EUR at 12:00
+	// p-2 7.50 EUR at 12:02
+	// p-1 10.00 EUR at 13:30
+	// duplicates dropped: 1
+}
