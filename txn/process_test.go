@@ -40,7 +40,7 @@ const (
 	envSession   = "SLUICE_TEST_SESSION_TIMEOUT" // a time.Duration
 	envGuarantee = "SLUICE_TEST_GUARANTEE"       // txn.Guarantee.String()
 	envCrash     = "SLUICE_TEST_CRASH"           // crashPoint.String()
-	envTopology  = "SLUICE_TEST_TOPOLOGY"        // "passthrough" (default) or "sum"
+	envTopology  = "SLUICE_TEST_TOPOLOGY"        // "passthrough" (default), "sum" or "dedup"
 	envStateDir  = "SLUICE_TEST_STATE_DIR"
 	envFlush     = "SLUICE_TEST_STATE_FLUSH_WRITES" // txn.Config.StateFlushWrites
 )
@@ -110,8 +110,11 @@ func workerMain() int {
 		}()
 	}
 	build := passthrough.Build
-	if os.Getenv(envTopology) == "sum" {
+	switch os.Getenv(envTopology) {
+	case "sum":
 		build = sumTopology
+	case "dedup":
+		build = dedupTopology
 	}
 	topo, err := build(os.Getenv(envApp), os.Getenv(envInput), os.Getenv(envOutput))
 	if err != nil {
@@ -217,7 +220,7 @@ type procConfig struct {
 	sessionTimeout time.Duration
 	guarantee      txn.Guarantee
 	crash          *crashPoint // nil: no crash
-	topology       string      // "" (passthrough) or "sum"
+	topology       string      // "" (passthrough), "sum" or "dedup"
 	stateDir       string      // the worker's own state directory
 	flushWrites    int         // txn.Config.StateFlushWrites; 0: the default
 }
