@@ -72,7 +72,7 @@ func (d *DB) CommitAsync(cp Checkpoint) error {
 			if e.gen <= d.handed { // not queued since the last hand-over
 				d.queued = append(d.queued, e)
 			}
-			e.dirty, e.gen = false, d.gen
+			e.dirty, e.gen, e.blind = false, d.gen, false
 		}
 	}
 	clear(d.dirty)

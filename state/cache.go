@@ -17,6 +17,10 @@ type entry struct {
 	value []byte // as of the pending writes; nil: absent. Never modified.
 	gen   uint32 // the commit that last wrote it; 0: none since loaded
 	dirty bool   // written in the open transaction
+	// blind: written without reading its committed value (writeBlind),
+	// which is then unknown until the commit: undoing the write drops
+	// the entry, and the next read loads the value from the database.
+	blind bool
 }
 
 // unapplied reports whether e holds a committed write that the database

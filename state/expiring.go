@@ -196,7 +196,8 @@ func (s *Expiring[K, V]) Put(k K, v V, expires time.Time) error {
 			}
 		}
 	}
-	if err := s.db.write(s.indexKey(exp, kb), []byte{}); err != nil {
+	// The index key is new unless k is put again with the same expiry.
+	if err := s.db.writeBlind(s.indexKey(exp, kb), []byte{}); err != nil {
 		return err
 	}
 	if err := s.db.write(s.entryKey(kb), raw); err != nil {
@@ -339,7 +340,7 @@ func (s *Expiring[K, V]) expire(ik []byte, each func(k K, v V) error) error {
 			s.logWrite(kb, nil)
 		}
 	}
-	return s.db.Delete(ik)
+	return s.db.writeBlind(ik, nil)
 }
 
 // Restore writes one restored changelog record of the store (see

@@ -13,3 +13,6 @@ func SetGen(d *DB, g uint32) { d.gen, d.handed, d.applied = g, g, g }
 // PassPoints returns how many keys the last Expire pass of s stepped over,
 // deleted ones included.
 func PassPoints[K, V any](s *Expiring[K, V]) uint64 { return s.passPoints }
+
+// WriteBlind makes value key's pending value without reading the old one.
+func WriteBlind(d *DB, key, value []byte) error { return d.writeBlind(key, value) }

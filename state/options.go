@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"sync"
+
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -98,8 +100,23 @@ func (o Options) pebbleOptions() *pebble.Options {
 	// made Open wait for the compaction that flush started, a restart
 	// delay that grew with the database).
 	popts.DisableWAL = true
+	// One block cache for every database of the process: the tasks of a
+	// worker share it as their reads come, instead of each holding a
+	// small one of its own (Pebble's default, 8 MiB a database). Lookups
+	// of keys the database does not have (every new id of a dedup) read
+	// the index and filter blocks of every level, and stay fast only
+	// while those are cached.
+	popts.Cache = sharedCache()
 	return popts
 }
+
+// SharedCacheBytes is the size of the block cache that every task
+// database of a process shares.
+const SharedCacheBytes = 64 << 20
+
+var sharedCache = sync.OnceValue(func() *pebble.Cache {
+	return pebble.NewCache(SharedCacheBytes) // held for the process's life
+})
 
 // quietLogger drops Pebble's informational logs and keeps its fatal ones.
 type quietLogger struct{}

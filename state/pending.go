@@ -30,6 +30,38 @@ func (d *DB) write(key, value []byte) error {
 	return nil
 }
 
+// writeBlind makes value key's pending value without reading the value
+// it replaces, which a write must otherwise keep for Rollback and
+// Discard: for keys that are almost always new (an expiry index), where
+// that read is a database lookup for nothing. Undoing the write drops the
+// key's entry instead; its next read loads the committed value.
+func (d *DB) writeBlind(key, value []byte) error {
+	if e := d.entries[string(key)]; e != nil {
+		d.set(e, value)
+		return nil
+	}
+	if d.lost {
+		return d.failed
+	}
+	if len(d.entries) >= d.limit {
+		d.evict()
+	}
+	e := &entry{key: string(key), blind: true}
+	d.entries[e.key] = e
+	d.set(e, value)
+	return nil
+}
+
+// forget drops e from the entries, if it is still there: its committed
+// value is not known (a blind write undone).
+func (d *DB) forget(e *entry) {
+	if d.entries[e.key] == e {
+		delete(d.entries, e.key)
+		d.drops++
+	}
+	e.dirty = false
+}
+
 // set makes value (nil: a delete) the pending value of e, an entry in the
 // map, and records the previous one for Rollback.
 func (d *DB) set(e *entry, value []byte) {
@@ -59,6 +91,11 @@ func (d *DB) Mark() {
 func (d *DB) Rollback() {
 	for i := len(d.undo) - 1; i >= 0; i-- {
 		u := d.undo[i]
+		if u.e.blind && !u.dirty {
+			d.forget(u.e) // back before its blind write: unknown
+			d.dropView()
+			continue
+		}
 		u.e.value, u.e.dirty = u.value, u.dirty
 		if d.view != nil {
 			d.viewLag = append(d.viewLag, u.e)
@@ -79,7 +116,10 @@ func (d *DB) Rollback() {
 // fails too, and the DB must be closed and restored.
 func (d *DB) Discard() error {
 	for _, w := range d.dirty {
-		if w.e.dirty {
+		switch {
+		case w.e.blind:
+			d.forget(w.e)
+		case w.e.dirty:
 			w.e.value, w.e.dirty = w.committed, false
 		}
 	}

@@ -13,6 +13,9 @@
 //	sluice_eos_fanout what the count writes, without state: each input as
 //	                 two 8-byte records to two topics (fanout.go; no
 //	                 target, it splits the count's cost)
+//	sluice_eos_dedup DedupByKey over input whose every key is new (n
+//	                 distinct ids, each looked up, stored and changelogged),
+//	                 exactly_once (dedup.go)
 //
 // (R is -raw-records, default 20,000 like sluice's MaxBatchRecords, so that
 // both loops run transactions of the same size; T is -txn-records, default

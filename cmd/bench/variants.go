@@ -71,6 +71,8 @@ func variants(o options) []variant {
 				return checkCounts(ctx, e.brokers, t.out, n, o.countKeys)
 			},
 			internal: func(t topics) []string { return []string{changelogOf(t.app)} }},
+		{name: "sluice_eos_dedup", eos: true, run: dedupLoop, state: true,
+			internal: func(t topics) []string { return []string{dedupChangelog(t.app)} }},
 	}
 }
 
@@ -107,6 +109,7 @@ func ratios(txnRecords int) []ratio {
 		{"sluice_eos", "sluice_alos", 0.90},
 		{"sluice_eos_" + small, "raw_eos_" + small, 0.85},
 		{"sluice_eos_count", "raw_eos", 0.60},
+		{"sluice_eos_dedup", "raw_eos", 0.50},
 		// No targets: where the count's cost goes (fanout.go).
 		{"sluice_eos_fanout", "raw_eos", 0},
 		{"sluice_eos_count", "sluice_eos_fanout", 0},
