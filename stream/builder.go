@@ -52,8 +52,9 @@ func NewBuilder(appID string, opts ...BuilderOption) *Builder {
 type Option interface{ applyNode(*nodeOpts) }
 
 type nodeOpts struct {
-	name   string
-	stores []Store
+	name        string
+	stores      []Store
+	emitOnClose bool
 }
 
 type nodeOpt func(*nodeOpts)

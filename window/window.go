@@ -216,3 +216,9 @@ func whole(what string, d time.Duration) error {
 	}
 	return nil
 }
+
+// Keyed is a windowed aggregation's key: the record key and the window.
+type Keyed[K any] struct {
+	Key    K
+	Window Window
+}

@@ -93,7 +93,7 @@ func TestDescribeAndApps(t *testing.T) {
 		apps = append(apps, strings.Fields(l)[0])
 	}
 	require.Equal(t, 0, p.wait(t))
-	require.Equal(t, []string{"enrich", "passthrough"}, apps)
+	require.Equal(t, []string{"dedup", "enrich", "passthrough"}, apps)
 
 	p = startRunner(t, nil, "describe", "passthrough", "--input", "a", "--output", "b")
 	var out []string
@@ -119,5 +119,22 @@ func TestDemoEnrich(t *testing.T) {
 	require.Contains(t, all, "duplicates:       0")
 	require.Contains(t, all, "missing:          0")
 	require.Contains(t, all, "wrong customer:   0")
+	require.Contains(t, all, "DLQ'd:            103 (0 not as expected)")
+}
+
+// runner demo dedup: repeats dropped, each event_id once, through a
+// repartition, the dedup store's restore after a SIGKILL, and the DLQ.
+func TestDemoDedup(t *testing.T) {
+	p := startRunner(t, nil, "demo", "dedup", "--records", "10000")
+	var out []string
+	for line := range p.lines {
+		out = append(out, line)
+	}
+	all := strings.Join(out, "\n")
+	require.Equal(t, 0, p.wait(t), "stdout:\n%s\nstderr:\n%s", all, p.stderr())
+	require.Contains(t, all, "events in:        10000 (980 repeat an earlier event_id; 103 malformed)")
+	require.Contains(t, all, "unique out:       8917")
+	require.Contains(t, all, "duplicates:       0")
+	require.Contains(t, all, "missing:          0")
 	require.Contains(t, all, "DLQ'd:            103 (0 not as expected)")
 }
