@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/examples/dedup"
 	"github.com/sluicehq/sluice/examples/enrich"
 	"github.com/sluicehq/sluice/examples/passthrough"
+	"github.com/sluicehq/sluice/examples/revenue"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -69,6 +70,21 @@ func All() []App {
 			Outputs: []string{"output"},
 		},
 	}
+	apps = append(apps, App{
+		Name:    "revenue",
+		Summary: "orders and revenue per customer_id and tumbling --window, one record per window once closed",
+		Flags: func(fs *flag.FlagSet) func(string) (*stream.Topology, error) {
+			orders := fs.String("orders", "orders", "orders topic")
+			out := fs.String("output", "revenue-per-minute", "sink topic")
+			size := fs.Duration("window", time.Minute, "tumbling window size (event time)")
+			grace := fs.Duration("grace", 10*time.Second, "how long after a window's end its late orders still count")
+			return func(appID string) (*stream.Topology, error) {
+				return revenue.Build(appID, *orders, *out, *size, *grace)
+			}
+		},
+		Inputs:  []string{"orders"},
+		Outputs: []string{"output"},
+	})
 	slices.SortFunc(apps, func(a, b App) int { return strings.Compare(a.Name, b.Name) })
 	return apps
 }

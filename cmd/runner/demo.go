@@ -58,9 +58,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return demoEnrich(ctx, stdout, stderr, *records, *nworkers)
 	case "dedup":
 		return demoDedup(ctx, stdout, stderr, *records, *nworkers)
+	case "revenue":
+		return demoRevenue(ctx, stdout, stderr, *records, *nworkers)
 	case "passthrough":
 	default:
-		return fmt.Errorf("runner: demo %s: not available yet; try runner demo passthrough, enrich or dedup", name)
+		return fmt.Errorf("runner: demo %s: not available yet; try runner demo passthrough, enrich, dedup or revenue", name)
 	}
 	return demoPassthrough(ctx, stdout, stderr, *records, *nworkers)
 }

@@ -93,7 +93,7 @@ func TestDescribeAndApps(t *testing.T) {
 		apps = append(apps, strings.Fields(l)[0])
 	}
 	require.Equal(t, 0, p.wait(t))
-	require.Equal(t, []string{"dedup", "enrich", "passthrough"}, apps)
+	require.Equal(t, []string{"dedup", "enrich", "passthrough", "revenue"}, apps)
 
 	p = startRunner(t, nil, "describe", "passthrough", "--input", "a", "--output", "b")
 	var out []string
@@ -137,4 +137,20 @@ func TestDemoDedup(t *testing.T) {
 	require.Contains(t, all, "duplicates:       0")
 	require.Contains(t, all, "missing:          0")
 	require.Contains(t, all, "DLQ'd:            103 (0 not as expected)")
+}
+
+// runner demo revenue: one exact record per closed (customer, window),
+// late orders dropped, through a repartition, a window store restored
+// after a SIGKILL, and the DLQ.
+func TestDemoRevenue(t *testing.T) {
+	p := startRunner(t, nil, "demo", "revenue", "--records", "10000")
+	var out []string
+	for line := range p.lines {
+		out = append(out, line)
+	}
+	all := strings.Join(out, "\n")
+	require.Equal(t, 0, p.wait(t), "stdout:\n%s\nstderr:\n%s", all, p.stderr())
+	for _, want := range []string{"duplicates:       0", "missing:          0", "wrong totals:     0", "unexpected:       0", "DLQ'd:            103 (0 not as expected)"} {
+		require.Contains(t, all, want)
+	}
 }
