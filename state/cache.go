@@ -46,7 +46,7 @@ func (d *DB) entry(key []byte) (*entry, error) {
 		v = append(make([]byte, 0, len(v)), v...) // never nil
 		closer.Close()
 	}
-	if len(d.entries) >= d.limit {
+	if d.full() {
 		d.evict()
 	}
 	e := &entry{key: string(key), value: v}
@@ -57,6 +57,13 @@ func (d *DB) entry(key []byte) (*entry, error) {
 // evict drops the entries that only cache the database. The others move
 // to a new map: a Go map never shrinks, and a large transaction's writes
 // would otherwise keep its table at their size.
+// full reports whether evict should run: the entries reached their limit,
+// or the limit grew large (a transaction wrote a great many keys) and
+// every commit has been applied, so that most entries can go.
+func (d *DB) full() bool {
+	return len(d.entries) >= d.limit || d.limit > 4*cacheSize && d.applied == d.gen && len(d.dirty) == 0
+}
+
 func (d *DB) evict() {
 	d.reap()
 	keep := 0
@@ -74,7 +81,10 @@ func (d *DB) evict() {
 		}
 	}
 	// The entries that stay (pending, unapplied) count towards cacheSize;
-	// a quarter of it is always left, so that evict runs at most once per
-	// cacheSize/4 new entries.
-	d.limit = max(cacheSize, len(d.entries)+cacheSize/4)
+	// room for at least a quarter of it, and for as many again as stay,
+	// is always left: evict runs at most once per cacheSize/4 new
+	// entries, and a transaction that writes a great many keys (an expiry
+	// pass after a jump in stream time) does not walk them all again
+	// every cacheSize/4 keys.
+	d.limit = max(cacheSize, len(d.entries)+max(cacheSize/4, len(d.entries)))
 }

@@ -43,7 +43,7 @@ func (d *DB) writeBlind(key, value []byte) error {
 	if d.lost {
 		return d.failed
 	}
-	if len(d.entries) >= d.limit {
+	if d.full() {
 		d.evict()
 	}
 	e := &entry{key: string(key), blind: true}
