@@ -298,8 +298,7 @@ func (w *Worker) pollRecords(records int, budget time.Duration) int {
 // failed or abort names why the caller wants an abort ("" to commit). It
 // returns the outcome, which decides what follows (batch.StepAfter), and
 // for every outcome after which the session goes, why (never nil then).
-// records and
-// produced are the batch's, for the logs and metrics.
+// records and produced are the batch's, for the logs.
 func (w *Worker) end(sess *kgo.GroupTransactSession, p *promises, abort string, records, produced int) (batch.Outcome, error) {
 	wantCommit := abort == ""
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.TransactionTimeout)
