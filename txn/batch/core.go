@@ -38,16 +38,14 @@ type Config struct {
 // uses one goroutine per lane more, and, unless Config.Inline, each lane
 // produces from a goroutine of its own between Begin and Finish.
 type Core struct {
-	cfg   Config
 	tasks *tasks
 	lanes *lanes
 }
 
 // New returns a core for topo with no open task.
 func New(topo topology.Topology, cfg Config) *Core {
-	cfg.Lanes = max(cfg.Lanes, 1)
 	ts := newTasks(topo)
-	return &Core{cfg: cfg, tasks: ts, lanes: newLanes(ts, cfg.Lanes, cfg.Inline)}
+	return &Core{tasks: ts, lanes: newLanes(ts, cfg.Lanes, cfg.Inline)}
 }
 
 // Missing returns the tasks that the partitions with records in f need and
