@@ -16,6 +16,9 @@
 //	sluice_eos_dedup DedupByKey over input whose every key is new (n
 //	                 distinct ids, each looked up, stored and changelogged),
 //	                 exactly_once (dedup.go)
+//	sluice_eos_wcount a tumbling 1-minute windowed count per key with
+//	                 EmitOnClose, event time a millisecond a record
+//	                 (wcount.go)
 //
 // (R is -raw-records, default 20,000 like sluice's MaxBatchRecords, so that
 // both loops run transactions of the same size; T is -txn-records, default

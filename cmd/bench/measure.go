@@ -45,7 +45,11 @@ func measure(ctx context.Context, o options, e env, adm *kadm.Client, v variant,
 	if err := broker.CreateTopics(ctx, e.brokers, int32(o.partitions), t.in, t.out); err != nil {
 		return result{}, err
 	}
-	if err := txntest.Produce(ctx, e.brokers, t.in, 0, o.n, v.keys, o.valueSize); err != nil {
+	produce := func() error { return txntest.Produce(ctx, e.brokers, t.in, 0, o.n, v.keys, o.valueSize) }
+	if v.produce != nil {
+		produce = func() error { return v.produce(ctx, e.brokers, t.in, o.n, o.valueSize) }
+	}
+	if err := produce(); err != nil {
 		return result{}, fmt.Errorf("producing the input: %w", err)
 	}
 	listed, err := adm.ListEndOffsets(ctx, t.in)

@@ -23,6 +23,8 @@ type variant struct {
 	check func(ctx context.Context, e env, t topics, n int64) error
 	// internal are the topics the loop creates, besides in, out and dlq.
 	internal func(t topics) []string
+	// produce, when set, writes the input instead of txntest.Produce.
+	produce func(ctx context.Context, brokers []string, topic string, n int64, size int) error
 }
 
 // env is what every variant shares.
@@ -73,6 +75,8 @@ func variants(o options) []variant {
 			internal: func(t topics) []string { return []string{changelogOf(t.app)} }},
 		{name: "sluice_eos_dedup", eos: true, run: dedupLoop, state: true,
 			internal: func(t topics) []string { return []string{dedupChangelog(t.app)} }},
+		{name: "sluice_eos_wcount", eos: true, run: wcountLoop, state: true, produce: produceTimed, check: checkWindowCounts,
+			internal: func(t topics) []string { return []string{wcountChangelog(t.app)} }},
 	}
 }
 
@@ -110,6 +114,7 @@ func ratios(txnRecords int) []ratio {
 		{"sluice_eos_" + small, "raw_eos_" + small, 0.85},
 		{"sluice_eos_count", "raw_eos", 0.60},
 		{"sluice_eos_dedup", "raw_eos", 0.50},
+		{"sluice_eos_wcount", "raw_eos", 0.50},
 		// No targets: where the count's cost goes (fanout.go).
 		{"sluice_eos_fanout", "raw_eos", 0},
 		{"sluice_eos_count", "sluice_eos_fanout", 0},
