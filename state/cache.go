@@ -54,9 +54,6 @@ func (d *DB) entry(key []byte) (*entry, error) {
 	return e, nil
 }
 
-// evict drops the entries that only cache the database. The others move
-// to a new map: a Go map never shrinks, and a large transaction's writes
-// would otherwise keep its table at their size.
 // full reports whether evict should run: the entries reached their limit,
 // or the limit grew large (a transaction wrote a great many keys) and
 // every commit has been applied, so that most entries can go.
@@ -64,6 +61,9 @@ func (d *DB) full() bool {
 	return len(d.entries) >= d.limit || d.limit > 4*cacheSize && d.applied == d.gen && len(d.dirty) == 0
 }
 
+// evict drops the entries that only cache the database. The others move
+// to a new map: a Go map never shrinks, and a large transaction's writes
+// would otherwise keep its table at their size.
 func (d *DB) evict() {
 	d.reap()
 	keep := 0

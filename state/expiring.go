@@ -84,7 +84,6 @@ func NewExpiring[K, V any](db *DB, name, changelogTopic string, log Changelog, k
 	return s, nil
 }
 
-func (s *Expiring[K, V]) marked()     {}
 func (s *Expiring[K, V]) committed()  { s.restoreLowKnown = false }
 func (s *Expiring[K, V]) rolledBack() { s.nextKnown = false }
 func (s *Expiring[K, V]) discarded()  { s.nextKnown = false }

@@ -3,7 +3,6 @@ package state
 import (
 	"errors"
 	"fmt"
-
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"

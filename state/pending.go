@@ -78,12 +78,7 @@ func (d *DB) set(e *entry, value []byte) {
 }
 
 // Mark starts a new input record: Rollback undoes the writes made since.
-func (d *DB) Mark() {
-	d.undo = d.undo[:0]
-	for _, l := range d.listeners {
-		l.marked()
-	}
-}
+func (d *DB) Mark() { d.undo = d.undo[:0] }
 
 // Rollback undoes the pending writes made since Mark: a failed record's
 // state changes are discarded with its outputs. It restores values held
@@ -146,9 +141,8 @@ func (d *DB) Discard() error {
 }
 
 // listener is told what becomes of the pending writes, for a store that
-// keeps state of its own beside them (Expiring's walk position).
+// keeps a hint of its own beside them (Expiring's next expiry).
 type listener interface {
-	marked()     // Mark: a new input record
 	rolledBack() // Rollback: the record's writes are undone
 	committed()  // CommitAsync, or the commit of a restore
 	discarded()  // Discard: the open transaction's writes are gone
