@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -55,11 +56,23 @@ type nodeOpts struct {
 	name        string
 	stores      []Store
 	emitOnClose bool
+	timestamp   func(*kgo.Record) (time.Time, error)
 }
 
 type nodeOpt func(*nodeOpts)
 
 func (f nodeOpt) applyNode(o *nodeOpts) { f(o) }
+
+// WithTimestamp sets how a source (stream.From) finds its records' event
+// time: by default the Kafka record's timestamp. f reads the raw record,
+// before any serde (a field of its value, a header), and must be
+// deterministic; the time it returns is the records' timestamp
+// downstream, and what the task's stream time, windows and dedup go by.
+// An error routes the record through the error policy (the DLQ by
+// default) and leaves stream time where it was.
+func WithTimestamp(f func(rec *kgo.Record) (time.Time, error)) Option {
+	return nodeOpt(func(o *nodeOpts) { o.timestamp = f })
+}
 
 // Named gives an operator an explicit name. Names appear in Describe, in
 // errors and in DLQ headers; stateful operators (and the store, changelog
@@ -117,7 +130,10 @@ func (b *Builder) add(kind nodeKind, op string, opts []Option, parents ...*node)
 	for _, opt := range opts {
 		opt.applyNode(&o)
 	}
-	n := &node{id: len(b.nodes), kind: kind, op: op, name: o.name, named: o.name != ""}
+	n := &node{id: len(b.nodes), kind: kind, op: op, name: o.name, named: o.name != "", timestamp: o.timestamp}
+	if o.timestamp != nil && op != "source" {
+		b.errorf("%s: WithTimestamp applies to stream.From only", op)
+	}
 	for _, st := range o.stores {
 		n.stores = append(n.stores, st.spec())
 		st.spec().users = append(st.spec().users, n)
@@ -156,10 +172,11 @@ func (s *sourceSpec[K, V]) instantiateRaw(t *task) (rawSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sourceNode[K, V]{name: s.out.node.name, ks: s.ks, vs: s.vs, next: next}, nil
+	return &sourceNode[K, V]{t: t, name: s.out.node.name, ks: s.ks, vs: s.vs, next: next}, nil
 }
 
 type sourceNode[K, V any] struct {
+	t    *task
 	name string
 	ks   serde.Serde[K]
 	vs   serde.Serde[V]
@@ -176,7 +193,7 @@ func (s *sourceNode[K, V]) pushRaw(rec *kgo.Record) error {
 		return &NodeError{Node: s.name, Err: fmt.Errorf("value: %w", err)}
 	}
 	return s.next.push(Record[K, V]{
-		key: k, value: v, ts: rec.Timestamp, headers: Headers{h: rec.Headers},
+		key: k, value: v, ts: s.t.recordTime, headers: Headers{h: rec.Headers},
 		origin: Origin{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset},
 	})
 }

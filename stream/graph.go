@@ -1,5 +1,11 @@
 package stream
 
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
 // The topology is kept twice, on purpose:
 //
 //   - node: the type-erased graph (names, kinds, edges, topics) that Build
@@ -38,11 +44,14 @@ type node struct {
 	parents  []*node
 	children []*node
 	raw      rawSource // sources only
-	stores   []*storeSpec
-	reads    []*storeSpec // stores of other nodes it reads (a join's table)
-	sub      int          // sub-topology, set by Build
-	rekeyed  bool         // records may have a key their partition was not chosen by
-	internal bool         // a repartition sink or source, created by the DSL
+	// timestamp finds a source's records' event time (WithTimestamp);
+	// nil: the Kafka timestamp.
+	timestamp func(*kgo.Record) (time.Time, error)
+	stores    []*storeSpec
+	reads     []*storeSpec // stores of other nodes it reads (a join's table)
+	sub       int          // sub-topology, set by Build
+	rekeyed   bool         // records may have a key their partition was not chosen by
+	internal  bool         // a repartition sink or source, created by the DSL
 	// peers are nodes that must share this node's sub-topology without
 	// records flowing between them: a join and the table it looks up.
 	peers []*node

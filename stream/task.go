@@ -2,6 +2,7 @@ package stream
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sluicehq/sluice/state"
@@ -29,6 +30,11 @@ type task struct {
 	lastTopic  string
 	lastSource rawSink
 	lastInput  *int64 // input[lastTopic]
+	lastStamp  func(*kgo.Record) (time.Time, error)
+
+	// timestamps are the sources' event-time extractors, by topic
+	// (WithTimestamp); nil: every source uses the Kafka timestamp.
+	timestamps map[string]func(*kgo.Record) (time.Time, error)
 
 	instances map[*node]any // build-time only
 	closers   []Closer
@@ -68,16 +74,19 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 		if src == nil {
 			return out, &RecordError{Origin: originOf(rec), Err: errors.New("topic is not a source of this task")}
 		}
-		t.lastTopic, t.lastSource, t.lastInput = rec.Topic, src, t.input[rec.Topic]
+		t.lastTopic, t.lastSource, t.lastInput, t.lastStamp = rec.Topic, src, t.input[rec.Topic], t.timestamps[rec.Topic]
 	}
-	t.see(rec, t.lastInput)
-	t.recordTime = rec.Timestamp
+	ts, err := t.eventTime(rec, t.lastStamp)
+	t.see(ts, err == nil, rec, t.lastInput)
+	t.recordTime = ts
 	mark := len(out)
 	t.out, t.recErr = out, nil
 	if t.db != nil {
 		t.db.Mark()
 	}
-	err := t.push(src, rec)
+	if err == nil {
+		err = t.push(src, rec)
+	}
 	out, t.out = t.out, nil
 	t.stats.Processed++
 	if err == nil {
@@ -107,10 +116,26 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 	return out, &RecordError{Origin: originOf(rec), Err: err}
 }
 
-// see advances the stream time past rec and, for a stateful task, its
-// input position pos (rec.Topic's in t.input) past rec.
-func (t *task) see(rec *kgo.Record, pos *int64) {
-	t.advance(rec.Timestamp)
+// eventTime returns rec's event time: what stamp (its source's
+// WithTimestamp) finds, or its Kafka timestamp.
+func (t *task) eventTime(rec *kgo.Record, stamp func(*kgo.Record) (time.Time, error)) (time.Time, error) {
+	if stamp == nil {
+		return rec.Timestamp, nil
+	}
+	ts, err := stamp(rec)
+	if err != nil {
+		return rec.Timestamp, fmt.Errorf("timestamp: %w", err)
+	}
+	return ts, nil
+}
+
+// see advances the stream time to ts (when known: a record whose event
+// time could not be found leaves it) and, for a stateful task, its input
+// position pos (rec.Topic's in t.input) past rec.
+func (t *task) see(ts time.Time, known bool, rec *kgo.Record, pos *int64) {
+	if known {
+		t.advance(ts)
+	}
 	if pos != nil {
 		*pos = rec.Offset + 1
 	}

@@ -226,7 +226,8 @@ func (t *task) knownInput() map[string]int64 {
 // the input position) as processing it did.
 func (t statefulTask) SeeInput(rec *kgo.Record) {
 	if pos := t.input[rec.Topic]; pos != nil {
-		t.see(rec, pos)
+		ts, err := t.eventTime(rec, t.timestamps[rec.Topic])
+		t.see(ts, err == nil, rec, pos)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/txn/topology"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Topology is a validated, immutable topology, ready to be run by the
@@ -309,6 +310,12 @@ func (t *Topology) NewTask(id topology.TaskID, cfg topology.TaskConfig) (topolog
 		}
 		for _, topic := range src.topics {
 			tk.sources[topic] = s
+			if src.timestamp != nil {
+				if tk.timestamps == nil {
+					tk.timestamps = map[string]func(*kgo.Record) (time.Time, error){}
+				}
+				tk.timestamps[topic] = src.timestamp
+			}
 		}
 	}
 	tk.instances = nil

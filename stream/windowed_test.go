@@ -222,3 +222,53 @@ func TestWindowRestoredFromChangelog(t *testing.T) {
 	require.Empty(t, process(second, "a", 63))
 	require.Equal(t, []string{"a@01:00=2", "b@01:00=1"}, process(second, "c", 121), "the restored counts, each window once")
 }
+
+// WithTimestamp takes event time from the record itself: here a field of
+// the value. It decides windows and stream time, and is the records'
+// timestamp downstream; a record whose time cannot be read goes to the
+// DLQ and leaves stream time alone.
+func TestWithTimestampDrivesWindows(t *testing.T) {
+	b := stream.NewBuilder("ts")
+	fromValue := func(r *kgo.Record) (time.Time, error) {
+		_, after, ok := bytes.Cut(r.Value, []byte("at="))
+		if !ok {
+			return time.Time{}, fmt.Errorf("no at= in %q", r.Value)
+		}
+		var s float64
+		if _, err := fmt.Sscan(string(after), &s); err != nil {
+			return time.Time{}, err
+		}
+		return sec(s), nil
+	}
+	g := stream.From(b, "clicks", serde.String, serde.String, stream.WithTimestamp(fromValue)).GroupByKey(serde.String, serde.String)
+	stream.WindowedBy(g, window.Tumbling{Size: time.Minute}).
+		Count(stream.Named("counts"), stream.EmitOnClose()).
+		ToStream().
+		Map(func(k window.Keyed[string], n int64) (string, int64) { return k.Key + "@" + clock(k.Window.Start), n }).
+		To("counts", serde.String, serde.Int64)
+	topo, err := b.Build()
+	require.NoError(t, err)
+	d := streamtest.New(topo)
+	defer d.Close()
+	in := streamtest.Input(d, "clicks", serde.String, serde.String)
+	wall := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) // the Kafka timestamp, ignored
+	require.NoError(t, in.Pipe("a", "at=10", wall))
+	require.NoError(t, in.Pipe("a", "at=50", wall))
+	require.NoError(t, in.Pipe("a", "no time", wall.Add(time.Hour)))
+	require.NoError(t, in.Pipe("a", "at=70", wall))
+	out, err := streamtest.Output(d, "counts", serde.String, serde.Int64).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, out, 1)
+	require.Equal(t, "a@00:00", out[0].Key)
+	require.Equal(t, int64(2), out[0].Value)
+	require.True(t, out[0].Timestamp.Equal(sec(59.999)), "a closed window's record is stamped with its last millisecond")
+	dlq, err := d.DLQ().ReadAll()
+	require.NoError(t, err)
+	require.Len(t, dlq, 1)
+	require.Contains(t, dlq[0].Header("sluice.error"), "timestamp: no at= in")
+
+	b = stream.NewBuilder("bad")
+	stream.From(b, "in", serde.String, serde.String).Filter(func(_, _ string) bool { return true }, stream.WithTimestamp(fromValue))
+	_, err = b.Build()
+	require.ErrorContains(t, err, "WithTimestamp applies to stream.From only")
+}
