@@ -2,8 +2,8 @@ package txn_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,49 +43,14 @@ func TestDedupExactUnderRepeatedKills(t *testing.T) {
 	f.cfg.topology = "dedup"
 	w := map[string]*proc{"w1": f.start("w1", nil), "w2": f.start("w2", nil)}
 	from := f.warmUp(w["w1"], w["w2"])
-	feed := startDupFeeder(t, f.brokers, "in", from, from+20_000, 200, 15*time.Millisecond)
-	for i := range 6 {
-		name := []string{"w1", "w2"}[i%2]
-		p := w[name]
-		p.waitLine(p.Started, time.Minute, msgCommitted)
-		p.signal(syscall.SIGKILL)
-		p.waitExit(30 * time.Second)
-		w[name] = f.start(name, nil)
-	}
+	// After each chunk, the chunk's first tenth again: repeats to drop.
+	feed := startFeederWith(t, from, from+20_000, 200, 15*time.Millisecond, func(ctx context.Context, lo, hi int64) error {
+		return errors.Join(txntest.Produce(ctx, f.brokers, "in", lo, hi, 1000, 100),
+			txntest.Produce(ctx, f.brokers, "in", lo, lo+(hi-lo)/10, 997, 100))
+	})
+	f.killInTurn(w, 6)
 	n := feed.wait()
 	rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)
 	f.stopAll(w["w1"], w["w2"])
-}
-
-// startDupFeeder is startFeeder that, after each chunk, produces the
-// chunk's first tenth again: repeats a dedup must drop.
-func startDupFeeder(t *testing.T, brokers []string, topic string, from, limit, chunk int64, every time.Duration) *feeder {
-	f := &feeder{t: t, quit: make(chan struct{}), done: make(chan struct{})}
-	f.issued.Store(from)
-	go func() {
-		defer close(f.done)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for lo := from; lo < limit; {
-			select {
-			case <-f.quit:
-				return
-			case <-tick.C:
-			}
-			hi := min(lo+chunk, limit)
-			f.issued.Store(hi)
-			if f.err = txntest.Produce(ctx, brokers, topic, lo, hi, 1000, 100); f.err != nil {
-				return
-			}
-			if f.err = txntest.Produce(ctx, brokers, topic, lo, lo+(hi-lo)/10, 997, 100); f.err != nil {
-				return
-			}
-			lo = hi
-		}
-	}()
-	t.Cleanup(func() { f.once.Do(func() { close(f.quit) }); <-f.done })
-	return f
 }

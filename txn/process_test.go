@@ -480,6 +480,15 @@ func startFeeder(t *testing.T, brokers []string, topic string, from, limit, chun
 // startKeyedFeeder is startFeeder with keys "k<seq mod keys>" (keys 0: one
 // key per record).
 func startKeyedFeeder(t *testing.T, brokers []string, topic string, from, limit, chunk int64, every time.Duration, keys int64) *feeder {
+	return startFeederWith(t, from, limit, chunk, every, func(ctx context.Context, lo, hi int64) error {
+		return txntest.Produce(ctx, brokers, topic, lo, hi, keys, 100)
+	})
+}
+
+// startFeederWith starts feeding sequence numbers [from, limit), one chunk
+// per tick of every (or slower, when producing takes longer): produce
+// writes [lo, hi) and returns once it is acknowledged.
+func startFeederWith(t *testing.T, from, limit, chunk int64, every time.Duration, produce func(ctx context.Context, lo, hi int64) error) *feeder {
 	f := &feeder{t: t, quit: make(chan struct{}), done: make(chan struct{})}
 	f.issued.Store(from)
 	go func() {
@@ -496,7 +505,7 @@ func startKeyedFeeder(t *testing.T, brokers []string, topic string, from, limit,
 			}
 			hi := min(lo+chunk, limit)
 			f.issued.Store(hi)
-			if f.err = txntest.Produce(ctx, brokers, topic, lo, hi, keys, 100); f.err != nil {
+			if f.err = produce(ctx, lo, hi); f.err != nil {
 				return
 			}
 			lo = hi

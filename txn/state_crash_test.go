@@ -2,9 +2,11 @@ package txn_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -36,6 +38,22 @@ func (f *stateFleet) start(instance string, crash *crashPoint) *proc {
 	cfg := f.cfg
 	cfg.instance, cfg.crash, cfg.stateDir = instance, crash, filepath.Join(f.root, instance)
 	return startProc(f.t, cfg)
+}
+
+// killInTurn SIGKILLs the workers w in turn, times times in all, each
+// once it has committed since it started, and restarts it at once with
+// the same instance id and state directory; w holds the running ones.
+func (f *stateFleet) killInTurn(w map[string]*proc, times int) {
+	f.t.Helper()
+	names := slices.Sorted(maps.Keys(w))
+	for i := range times {
+		name := names[i%len(names)]
+		p := w[name]
+		p.waitLine(p.Started, time.Minute, msgCommitted)
+		p.signal(syscall.SIGKILL)
+		p.waitExit(30 * time.Second)
+		w[name] = f.start(name, nil)
+	}
 }
 
 var restoredLine = regexp.MustCompile(`msg="task restored".* records=(\d+)`)
@@ -160,14 +178,7 @@ func TestSumExactUnderRepeatedKills(t *testing.T) {
 	w := map[string]*proc{"w1": f.start("w1", nil), "w2": f.start("w2", nil)}
 	from := f.warmUp(w["w1"], w["w2"])
 	feed := startKeyedFeeder(t, f.brokers, "in", from, from+30_000, 200, 15*time.Millisecond, 100)
-	for i := range 6 {
-		name := []string{"w1", "w2"}[i%2]
-		p := w[name]
-		p.waitLine(p.Started, time.Minute, msgCommitted)
-		p.signal(syscall.SIGKILL)
-		p.waitExit(30 * time.Second)
-		w[name] = f.start(name, nil)
-	}
+	f.killInTurn(w, 6)
 	n := feed.wait()
 	rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,31 +63,14 @@ func TestWindowedCountExactUnderRepeatedKills(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	// The input arrives in chunks, one per tick, while workers die.
-	produced := make(chan error, 1)
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for lo := int64(0); lo < n; lo += 100 {
-			<-tick.C
-			for seq := lo; seq < lo+100; seq++ {
-				cl.Produce(ctx, wcountRecord(seq), nil)
-			}
-			if err := cl.Flush(ctx); err != nil {
-				produced <- err
-				return
-			}
+	feed := startFeederWith(t, 0, n, 100, 20*time.Millisecond, func(ctx context.Context, lo, hi int64) error {
+		for seq := lo; seq < hi; seq++ {
+			cl.Produce(ctx, wcountRecord(seq), nil)
 		}
-		produced <- nil
-	}()
-	for i := range 6 {
-		name := []string{"w1", "w2"}[i%2]
-		p := w[name]
-		p.waitLine(p.Started, time.Minute, msgCommitted)
-		p.signal(syscall.SIGKILL)
-		p.waitExit(30 * time.Second)
-		w[name] = f.start(name, nil)
-	}
-	require.NoError(t, <-produced)
+		return cl.Flush(ctx)
+	})
+	f.killInTurn(w, 6)
+	feed.wait()
 	// A record of every key a minute later closes every window.
 	closing := wcountBase.Add(n*time.Millisecond + time.Minute)
 	for k := range int64(wcountKeys) {

@@ -125,6 +125,62 @@ func demoPassthrough(ctx context.Context, stdout, stderr io.Writer, n int64, nwo
 	return nil
 }
 
+// demoRig is what a demo runs on: an embedded broker with the app's
+// topics, a client to produce with, and the app's workers. close stops
+// all three.
+type demoRig struct {
+	brokers []string
+	cl      *kgo.Client
+	ws      *demoWorkers
+	close   func()
+}
+
+// startDemo starts a broker with topics of partitions partitions each, a
+// client, and nworkers workers of app (with its flags).
+func startDemo(ctx context.Context, stdout, stderr io.Writer, topics []string, partitions int32, nworkers int, app ...string) (*demoRig, error) {
+	cluster, addr, err := broker.Start(broker.Config{})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stdout, "demo: embedded broker on %s\n", addr)
+	r := &demoRig{brokers: []string{addr}}
+	fail := func(err error) (*demoRig, error) {
+		if r.cl != nil {
+			r.cl.Close()
+		}
+		cluster.Close()
+		return nil, err
+	}
+	if err := broker.CreateTopics(ctx, r.brokers, partitions, topics...); err != nil {
+		return fail(err)
+	}
+	if r.cl, err = kgo.NewClient(kgo.SeedBrokers(addr)); err != nil {
+		return fail(err)
+	}
+	if r.ws, err = startDemoWorkers(addr, stderr, nworkers, app...); err != nil {
+		return fail(err)
+	}
+	r.close = func() {
+		r.ws.stopAll()
+		r.cl.Close()
+		cluster.Close()
+	}
+	return r, nil
+}
+
+// feed produces records [0, n) with produce, SIGKILLing a worker and
+// restarting it halfway.
+func (r *demoRig) feed(stdout io.Writer, n int64, what string, produce func(from, to int64) error) error {
+	if err := produce(0, n/2); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo: %d %s in\n", n/2, what)
+	if err := r.ws.crashOne(stdout); err != nil {
+		return err
+	}
+	return produce(n/2, n)
+}
+
 // produceDemo writes sequence numbers [from, to) to "in". Every 50th
 // record repeats the key and body of the one before (a duplicate event with
 // its own sequence number), and every 97th ends in bytes that are not valid

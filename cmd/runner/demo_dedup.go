@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -21,35 +20,14 @@ import (
 // carries a unique "seq"; the check is that each event_id comes out
 // exactly once.
 func demoDedup(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers int) error {
-	cluster, addr, err := broker.Start(broker.Config{})
+	rig, err := startDemo(ctx, stdout, stderr, []string{"events", "events-unique"}, 8, nworkers, "dedup")
 	if err != nil {
 		return err
 	}
-	defer cluster.Close()
-	brokers := []string{addr}
-	fmt.Fprintf(stdout, "demo: embedded broker on %s\n", addr)
-	if err := broker.CreateTopics(ctx, brokers, 8, "events", "events-unique"); err != nil {
-		return err
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ws, err := startDemoWorkers(addr, stderr, nworkers, "dedup")
-	if err != nil {
-		return err
-	}
-	defer ws.stopAll()
+	defer rig.close()
+	brokers, ws := rig.brokers, rig.ws
 	start := time.Now()
-	if err := produceEvents(ctx, cl, 0, n/2); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "demo: %d events in\n", n/2)
-	if err := ws.crashOne(stdout); err != nil {
-		return err
-	}
-	if err := produceEvents(ctx, cl, n/2, n); err != nil {
+	if err := rig.feed(stdout, n, "events", func(from, to int64) error { return produceEvents(ctx, rig.cl, from, to) }); err != nil {
 		return err
 	}
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/examples/revenue"
-	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/sluicehq/sluice/window"
@@ -121,42 +120,22 @@ func revenueClosers(n int64) []*kgo.Record {
 // closed (customer, window) must come out exactly once with the totals of
 // its on-time orders, every malformed order in the DLQ.
 func demoRevenue(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers int) error {
-	cluster, addr, err := broker.Start(broker.Config{})
+	rig, err := startDemo(ctx, stdout, stderr, []string{"orders", "revenue-per-minute"}, revenuePartitions, nworkers,
+		"revenue", "--window", revenueWindow.String(), "--grace", revenueGrace.String())
 	if err != nil {
 		return err
 	}
-	defer cluster.Close()
-	brokers := []string{addr}
-	fmt.Fprintf(stdout, "demo: embedded broker on %s\n", addr)
-	if err := broker.CreateTopics(ctx, brokers, revenuePartitions, "orders", "revenue-per-minute"); err != nil {
-		return err
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ws, err := startDemoWorkers(addr, stderr, nworkers, "revenue", "--window", revenueWindow.String(), "--grace", revenueGrace.String())
-	if err != nil {
-		return err
-	}
-	defer ws.stopAll()
+	defer rig.close()
+	brokers, ws, cl := rig.brokers, rig.ws, rig.cl
 	start := time.Now()
-	produce := func(from, to int64) error {
+	err = rig.feed(stdout, n, "orders", func(from, to int64) error {
 		for seq := from; seq < to; seq++ {
 			key, value, ts := revenueOrder(seq)
 			cl.Produce(ctx, &kgo.Record{Topic: "orders", Key: key, Value: value, Timestamp: ts}, nil)
 		}
 		return cl.Flush(ctx)
-	}
-	if err := produce(0, n/2); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "demo: %d orders in\n", n/2)
-	if err := ws.crashOne(stdout); err != nil {
-		return err
-	}
-	if err := produce(n/2, n); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	for _, r := range revenueClosers(n) {

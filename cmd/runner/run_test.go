@@ -107,50 +107,40 @@ func TestDescribeAndApps(t *testing.T) {
 	require.Contains(t, all, "passthrough-dlq (dlq)")
 }
 
-// runner demo enrich: repartition, table, join and DLQ through a SIGKILL.
-func TestDemoEnrich(t *testing.T) {
-	p := startRunner(t, nil, "demo", "enrich", "--records", "10000")
+// demoReport runs "runner demo APP" on 10,000 records, requires a clean
+// exit and every line of want in its report, and returns the report.
+func demoReport(t *testing.T, app string, want ...string) string {
+	t.Helper()
+	p := startRunner(t, nil, "demo", app, "--records", "10000")
 	var out []string
 	for line := range p.lines {
 		out = append(out, line)
 	}
 	all := strings.Join(out, "\n")
 	require.Equal(t, 0, p.wait(t), "stdout:\n%s\nstderr:\n%s", all, p.stderr())
-	require.Contains(t, all, "duplicates:       0")
-	require.Contains(t, all, "missing:          0")
-	require.Contains(t, all, "wrong customer:   0")
-	require.Contains(t, all, "DLQ'd:            103 (0 not as expected)")
+	for _, w := range want {
+		require.Contains(t, all, w)
+	}
+	return all
+}
+
+// runner demo enrich: repartition, table, join and DLQ through a SIGKILL.
+func TestDemoEnrich(t *testing.T) {
+	demoReport(t, "enrich", "duplicates:       0", "missing:          0", "wrong customer:   0",
+		"DLQ'd:            103 (0 not as expected)")
 }
 
 // runner demo dedup: repeats dropped, each event_id once, through a
 // repartition, the dedup store's restore after a SIGKILL, and the DLQ.
 func TestDemoDedup(t *testing.T) {
-	p := startRunner(t, nil, "demo", "dedup", "--records", "10000")
-	var out []string
-	for line := range p.lines {
-		out = append(out, line)
-	}
-	all := strings.Join(out, "\n")
-	require.Equal(t, 0, p.wait(t), "stdout:\n%s\nstderr:\n%s", all, p.stderr())
-	require.Contains(t, all, "events in:        10000 (980 repeat an earlier event_id; 103 malformed)")
-	require.Contains(t, all, "unique out:       8917")
-	require.Contains(t, all, "duplicates:       0")
-	require.Contains(t, all, "missing:          0")
-	require.Contains(t, all, "DLQ'd:            103 (0 not as expected)")
+	demoReport(t, "dedup", "events in:        10000 (980 repeat an earlier event_id; 103 malformed)",
+		"unique out:       8917", "duplicates:       0", "missing:          0", "DLQ'd:            103 (0 not as expected)")
 }
 
 // runner demo revenue: one exact record per closed (customer, window),
 // late orders dropped, through a repartition, a window store restored
 // after a SIGKILL, and the DLQ.
 func TestDemoRevenue(t *testing.T) {
-	p := startRunner(t, nil, "demo", "revenue", "--records", "10000")
-	var out []string
-	for line := range p.lines {
-		out = append(out, line)
-	}
-	all := strings.Join(out, "\n")
-	require.Equal(t, 0, p.wait(t), "stdout:\n%s\nstderr:\n%s", all, p.stderr())
-	for _, want := range []string{"duplicates:       0", "missing:          0", "wrong totals:     0", "unexpected:       0", "DLQ'd:            103 (0 not as expected)"} {
-		require.Contains(t, all, want)
-	}
+	demoReport(t, "revenue", "duplicates:       0", "missing:          0", "wrong totals:     0", "unexpected:       0",
+		"DLQ'd:            103 (0 not as expected)")
 }
