@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -59,11 +58,7 @@ func demoDedup(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers 
 	if err != nil {
 		return err
 	}
-	dlq, _, err := readSeqs(vctx, brokers, topology.DLQTopic("dedup"), malformed, func(r *kgo.Record) (int64, bool) {
-		_, after, _ := strings.Cut(string(r.Value), "seq=")
-		seq, err := strconv.ParseInt(after, 10, 64)
-		return seq, err == nil && r.Headers != nil
-	})
+	dlq, err := readDLQ(vctx, brokers, "dedup", malformed)
 	if err != nil {
 		return err
 	}

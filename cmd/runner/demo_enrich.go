@@ -92,11 +92,7 @@ func demoEnrich(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers
 	if err != nil {
 		return err
 	}
-	dlq, _, err := readSeqs(vctx, brokers, topology.DLQTopic("enrich"), malformed, func(r *kgo.Record) (int64, bool) {
-		_, after, _ := strings.Cut(string(r.Value), "seq=")
-		seq, err := strconv.ParseInt(after, 10, 64)
-		return seq, err == nil && r.Headers != nil
-	})
+	dlq, err := readDLQ(vctx, brokers, "enrich", malformed)
 	if err != nil {
 		return err
 	}
@@ -134,6 +130,18 @@ func demoEnrich(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers
 }
 
 func isMalformed(seq int64) bool { return seq%97 == 96 }
+
+// readDLQ reads app's DLQ as readSeqs does, until want records: the demos'
+// malformed records end in "seq=<n>", and every dead letter must carry
+// headers (where it came from, and why).
+func readDLQ(ctx context.Context, brokers []string, app string, want int64) (map[int64]int, error) {
+	dlq, _, err := readSeqs(ctx, brokers, topology.DLQTopic(app), want, func(r *kgo.Record) (int64, bool) {
+		_, after, _ := strings.Cut(string(r.Value), "seq=")
+		seq, err := strconv.ParseInt(after, 10, 64)
+		return seq, err == nil && r.Headers != nil
+	})
+	return dlq, err
+}
 
 func countAll(m map[int64]int) int64 {
 	var n int64

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/examples/revenue"
-	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/sluicehq/sluice/window"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -158,11 +157,7 @@ func demoRevenue(ctx context.Context, stdout, stderr io.Writer, n int64, nworker
 	if err != nil {
 		return err
 	}
-	dlq, _, err := readSeqs(vctx, brokers, topology.DLQTopic("revenue"), malformed, func(r *kgo.Record) (int64, bool) {
-		_, after, _ := strings.Cut(string(r.Value), "seq=")
-		seq, err := strconv.ParseInt(after, 10, 64)
-		return seq, err == nil && r.Headers != nil
-	})
+	dlq, err := readDLQ(vctx, brokers, "revenue", malformed)
 	if err != nil {
 		return err
 	}
