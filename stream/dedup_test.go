@@ -3,6 +3,7 @@ package stream_test
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,24 +164,12 @@ func TestDedupRestoredFromChangelog(t *testing.T) {
 		return b
 	}
 	first := newTask(t, build(), topology.TaskID{}, topology.TaskConfig{StateDir: t.TempDir()})
-	var changelog []*kgo.Record
-	var offset int64
+	run := &taskRun{t: t, changelogTopic: "app-ids-changelog"}
 	process := func(tk topology.Task, id string, s float64) []string {
 		t.Helper()
-		out, err := tk.Process(kafkaRecord("in", 0, offset, "k", id, sec(s)), nil)
-		require.NoError(t, err)
-		offset++
 		var passed []string
-		for _, r := range out {
-			switch r.Topic {
-			case "app-ids-changelog":
-				r.Offset = int64(len(changelog))
-				c := *r
-				c.Key, c.Value = bytes.Clone(r.Key), bytes.Clone(r.Value)
-				changelog = append(changelog, &c)
-			case "out":
-				passed = append(passed, string(r.Value))
-			}
+		for _, kv := range run.process(tk, "k", id, sec(s)) {
+			passed = append(passed, strings.TrimPrefix(kv, "k="))
 		}
 		return passed
 	}
@@ -189,7 +178,7 @@ func TestDedupRestoredFromChangelog(t *testing.T) {
 	require.Equal(t, []string{"c"}, process(first, "c", 70)) // the pass at 70 s forgets a
 	require.NoError(t, first.(topology.StatefulTask).Commit())
 	var tombstones int
-	for _, r := range changelog {
+	for _, r := range run.changelog {
 		if r.Value == nil {
 			tombstones++
 		}
@@ -199,21 +188,59 @@ func TestDedupRestoredFromChangelog(t *testing.T) {
 	second := newTask(t, build(), topology.TaskID{}, topology.TaskConfig{StateDir: t.TempDir()})
 	st := second.(topology.StatefulTask)
 	require.Equal(t, map[string]int64{"app-ids-changelog": -2}, st.RestoreFrom(), "an empty state directory restores from the start")
-	for _, r := range changelog {
-		require.NoError(t, st.Restore(r))
-	}
-	require.NoError(t, st.RestoreDone(map[string]int64{"app-ids-changelog": int64(len(changelog))}))
+	run.restore(st)
 	require.Empty(t, process(second, "b", 71), "b is known")
 	require.Equal(t, []string{"a"}, process(second, "a", 72), "a was forgotten")
 	require.Empty(t, process(second, "c", 100))
-	changelog = changelog[:0]
+	run.changelog = run.changelog[:0]
 	require.Equal(t, []string{"d"}, process(second, "d", 200)) // forgets a, b and c
 	require.NoError(t, st.Commit())
 	var gone []string
-	for _, r := range changelog {
+	for _, r := range run.changelog {
 		if r.Value == nil {
 			gone = append(gone, string(r.Key))
 		}
 	}
 	require.ElementsMatch(t, []string{"a", "b", "c"}, gone, "the restored ids expire too")
+}
+
+// taskRun runs records through tasks made by Topology.NewTask as the
+// runtime does: every output acknowledged at the next offset of its topic,
+// and the changelog records of changelogTopic kept (copied) for a restore.
+type taskRun struct {
+	t              *testing.T
+	changelogTopic string
+	offset         int64
+	changelog      []*kgo.Record
+}
+
+// process runs one "in" record and returns the "out" records it emitted,
+// as "key=value".
+func (r *taskRun) process(tk topology.Task, key, value string, ts time.Time) []string {
+	r.t.Helper()
+	out, err := tk.Process(kafkaRecord("in", 0, r.offset, key, value, ts), nil)
+	require.NoError(r.t, err)
+	r.offset++
+	var emitted []string
+	for _, o := range out {
+		switch o.Topic {
+		case r.changelogTopic:
+			o.Offset = int64(len(r.changelog))
+			c := *o
+			c.Key, c.Value = bytes.Clone(o.Key), bytes.Clone(o.Value)
+			r.changelog = append(r.changelog, &c)
+		case "out":
+			emitted = append(emitted, string(o.Key)+"="+string(o.Value))
+		}
+	}
+	return emitted
+}
+
+// restore replays every changelog record kept into st.
+func (r *taskRun) restore(st topology.StatefulTask) {
+	r.t.Helper()
+	for _, c := range r.changelog {
+		require.NoError(r.t, st.Restore(c))
+	}
+	require.NoError(r.t, st.RestoreDone(map[string]int64{r.changelogTopic: int64(len(r.changelog))}))
 }

@@ -185,26 +185,10 @@ func TestWindowRestoredFromChangelog(t *testing.T) {
 			To("out", serde.String, serde.String)
 		return b
 	}
-	var changelog []*kgo.Record
-	var offset int64
+	run := &taskRun{t: t, changelogTopic: "app-counts-changelog"}
 	process := func(tk topology.Task, key string, s float64) []string {
 		t.Helper()
-		out, err := tk.Process(kafkaRecord("in", 0, offset, key, "", sec(s)), nil)
-		require.NoError(t, err)
-		offset++
-		var emitted []string
-		for _, r := range out {
-			switch r.Topic {
-			case "app-counts-changelog":
-				r.Offset = int64(len(changelog))
-				c := *r
-				c.Key, c.Value = bytes.Clone(r.Key), bytes.Clone(r.Value)
-				changelog = append(changelog, &c)
-			case "out":
-				emitted = append(emitted, string(r.Key)+"="+string(r.Value))
-			}
-		}
-		return emitted
+		return run.process(tk, key, "", sec(s))
 	}
 	first := newTask(t, build(), topology.TaskID{}, topology.TaskConfig{StateDir: t.TempDir()})
 	require.Empty(t, process(first, "a", 1))
@@ -215,10 +199,7 @@ func TestWindowRestoredFromChangelog(t *testing.T) {
 
 	second := newTask(t, build(), topology.TaskID{}, topology.TaskConfig{StateDir: t.TempDir()})
 	st := second.(topology.StatefulTask)
-	for _, r := range changelog {
-		require.NoError(t, st.Restore(r))
-	}
-	require.NoError(t, st.RestoreDone(map[string]int64{"app-counts-changelog": int64(len(changelog))}))
+	run.restore(st)
 	require.Empty(t, process(second, "a", 63))
 	require.Equal(t, []string{"a@01:00=2", "b@01:00=1"}, process(second, "c", 121), "the restored counts, each window once")
 }
