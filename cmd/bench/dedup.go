@@ -16,7 +16,9 @@ import (
 const dedupStore = "ids"
 
 // dedupTopology copies each record of in to out the first time its key is
-// seen within an hour of event time (DedupByKey).
+// seen within an hour of event time (DedupByKey). The sluice_eos_dedup
+// variant runs it over input whose every key is new (n distinct ids, each
+// stored and checked); its output is the input, each record once.
 func dedupTopology(app, in, out string) (*stream.Topology, error) {
 	b := stream.NewBuilder(app)
 	stream.From(b, in, serde.String, serde.Bytes, stream.Named("read-"+in)).
@@ -25,32 +27,32 @@ func dedupTopology(app, in, out string) (*stream.Topology, error) {
 	return b.Build()
 }
 
-// dedupLoop is the sluice_eos_dedup variant: the dedup topology over input
-// whose every key is new (n distinct ids, each stored and checked),
-// exactly once, one worker, its state in a fresh directory. The output is
-// the input, each record once.
-func dedupLoop(ctx context.Context, e env, t topics, p *probe) error {
-	dir, err := os.MkdirTemp("", "sluice-bench-dedup-")
-	if err != nil {
-		return err
+// statefulLoop returns a variant's loop that runs build's topology with
+// one exactly-once worker, its state in a fresh directory (removed after).
+func statefulLoop(build func(app, in, out string) (*stream.Topology, error)) func(context.Context, env, topics, *probe) error {
+	return func(ctx context.Context, e env, t topics, p *probe) error {
+		dir, err := os.MkdirTemp("", "sluice-bench-"+t.app+"-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		topo, err := build(t.app, t.in, t.out)
+		if err != nil {
+			return err
+		}
+		w, err := txn.NewWorker(topo, txn.Config{
+			Brokers:        e.brokers,
+			Instance:       "0",
+			StateDir:       dir,
+			SessionTimeout: sessionTimeout,
+			Logger:         e.log,
+			ClientOpts:     []kgo.Opt{kgo.WithHooks(p)},
+		})
+		if err != nil {
+			return err
+		}
+		return w.Run(ctx)
 	}
-	defer os.RemoveAll(dir)
-	topo, err := dedupTopology(t.app, t.in, t.out)
-	if err != nil {
-		return err
-	}
-	w, err := txn.NewWorker(topo, txn.Config{
-		Brokers:        e.brokers,
-		Instance:       "0",
-		StateDir:       dir,
-		SessionTimeout: sessionTimeout,
-		Logger:         e.log,
-		ClientOpts:     []kgo.Opt{kgo.WithHooks(p)},
-	})
-	if err != nil {
-		return err
-	}
-	return w.Run(ctx)
 }
 
 // dedupChangelog returns the changelog topic of app's dedup store.

@@ -73,9 +73,9 @@ func variants(o options) []variant {
 				return checkCounts(ctx, e.brokers, t.out, n, o.countKeys)
 			},
 			internal: func(t topics) []string { return []string{changelogOf(t.app)} }},
-		{name: "sluice_eos_dedup", eos: true, run: dedupLoop, state: true,
+		{name: "sluice_eos_dedup", eos: true, run: statefulLoop(dedupTopology), state: true,
 			internal: func(t topics) []string { return []string{dedupChangelog(t.app)} }},
-		{name: "sluice_eos_wcount", eos: true, run: wcountLoop, state: true, produce: produceTimed, check: checkWindowCounts,
+		{name: "sluice_eos_wcount", eos: true, run: statefulLoop(wcountTopology), state: true, produce: produceTimed, check: checkWindowCounts,
 			internal: func(t topics) []string { return []string{wcountChangelog(t.app)} }},
 	}
 }

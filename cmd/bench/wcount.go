@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/stream/serde"
-	"github.com/sluicehq/sluice/txn"
 	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/sluicehq/sluice/window"
@@ -42,26 +40,6 @@ func wcountTopology(app, in, out string) (*stream.Topology, error) {
 		}, stream.Named("key-by-window")).
 		To(out, serde.String, serde.Int64, stream.Named("write-"+out))
 	return b.Build()
-}
-
-func wcountLoop(ctx context.Context, e env, t topics, p *probe) error {
-	dir, err := os.MkdirTemp("", "sluice-bench-wcount-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	topo, err := wcountTopology(t.app, t.in, t.out)
-	if err != nil {
-		return err
-	}
-	w, err := txn.NewWorker(topo, txn.Config{
-		Brokers: e.brokers, Instance: "0", StateDir: dir, SessionTimeout: sessionTimeout, Logger: e.log,
-		ClientOpts: []kgo.Opt{kgo.WithHooks(p)},
-	})
-	if err != nil {
-		return err
-	}
-	return w.Run(ctx)
 }
 
 // produceTimed writes sequence numbers [0, n) to topic with keys
