@@ -161,3 +161,33 @@ func TestExpiringPassSkipsWhatExpired(t *testing.T) {
 	require.Equal(t, []string{"late=v"}, expireAll(t, s, n+10))
 	require.Less(t, state.PassPoints(s), uint64(10), "the first pass after a reopen walked the expired keys")
 }
+
+// rangeOf returns "key=value@expiry" of the entries of it, in its order.
+func rangeOf(t *testing.T, it *state.ExpiringIterator[string, string]) []string {
+	t.Helper()
+	var got []string
+	for it.Next() {
+		got = append(got, fmt.Sprintf("%s=%s@%d", it.Key(), it.Value(), it.Expires().UnixMilli()))
+	}
+	require.NoError(t, it.Close())
+	return got
+}
+
+// Range walks entries in key order, over committed and pending writes,
+// within its bounds, and not what Expire or Delete removed.
+func TestExpiringRange(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	s := expiring(t, db, &changelog{})
+	require.NoError(t, s.Put("b", "1", ms(20)))
+	require.NoError(t, s.Put("a", "2", ms(10)))
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	require.NoError(t, s.Put("c", "3", ms(30)))
+	require.NoError(t, s.Put("d", "4", ms(40)))
+	require.Equal(t, []string{"a=2@10", "b=1@20", "c=3@30", "d=4@40"}, rangeOf(t, s.All()))
+	from, to := "b", "d"
+	require.Equal(t, []string{"b=1@20", "c=3@30"}, rangeOf(t, s.Range(&from, &to)))
+	require.Equal(t, []string{"b=1@20", "c=3@30", "d=4@40"}, rangeOf(t, s.Range(&from, nil)))
+	require.Equal(t, []string{"a=2"}, expireAll(t, s, 15))
+	require.NoError(t, s.Delete("c"))
+	require.Equal(t, []string{"b=1@20", "d=4@40"}, rangeOf(t, s.All()))
+}
