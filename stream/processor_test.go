@@ -336,3 +336,30 @@ func TestTasksOfOneTopologyRunConcurrently(t *testing.T) {
 		require.NoError(t, <-errs)
 	}
 }
+
+// A processor's tombstone reaches the sink's topic as a null value, read
+// back as Deleted; a piped tombstone arrives as a null value too.
+func TestTombstoneIsWrittenAsNullValue(t *testing.T) {
+	b := stream.NewBuilder("tomb")
+	fromIn(b).
+		Process(func() stream.ProcessorFunc[string, string, string, string] {
+			return func(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+				if r.Value() == "" {
+					return out.Emit(stream.Tombstone[string, string](r.Key(), r.Timestamp()))
+				}
+				return out.Emit(r)
+			}
+		}, stream.Named("deleter")).
+		To("out", serde.String, serde.String)
+	_, d := newDriver(t, b)
+	pipe(t, d, rec("a", "v", 1), rec("a", "", 2))
+	got, err := streamtest.Output(d, "out", serde.String, serde.String).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.False(t, got[0].Deleted)
+	require.Equal(t, "v", got[0].Value)
+	require.True(t, got[1].Deleted, "a tombstone is a null value")
+	require.Equal(t, "a", got[1].Key)
+	require.True(t, stream.Tombstone[string, int]("k", at(1)).Deleted())
+	require.False(t, stream.Tombstone[string, int]("k", at(1)).WithValue(3).Deleted(), "a record given a value is no tombstone")
+}

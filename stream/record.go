@@ -17,6 +17,8 @@ type Record[K, V any] struct {
 	ts      time.Time
 	headers Headers
 	origin  Origin
+	// deleted marks a table delete (a tombstone): value is the zero value.
+	deleted bool
 }
 
 // NewRecord returns a record with no headers and no origin. Processors build
@@ -24,6 +26,17 @@ type Record[K, V any] struct {
 func NewRecord[K, V any](key K, value V, ts time.Time) Record[K, V] {
 	return Record[K, V]{key: key, value: value, ts: ts}
 }
+
+// Tombstone returns a record that deletes key: a table's delete, forwarded
+// by table operators and by Table.ToStream, and written by a sink as a
+// record with a null value.
+func Tombstone[K, V any](key K, ts time.Time) Record[K, V] {
+	return Record[K, V]{key: key, ts: ts, deleted: true}
+}
+
+// Deleted reports whether r is a tombstone (see Tombstone): a delete of its
+// key, whose Value is the zero value.
+func (r Record[K, V]) Deleted() bool { return r.deleted }
 
 // Key returns the record's key.
 func (r Record[K, V]) Key() K { return r.key }
@@ -41,12 +54,14 @@ func (r Record[K, V]) Headers() Headers { return r.headers }
 // the zero Origin for records made with NewRecord outside a topology.
 func (r Record[K, V]) Origin() Origin { return r.origin }
 
-// WithKey returns a copy of r with key k, of any type.
+// WithKey returns a copy of r with key k, of any type (a tombstone stays
+// one).
 func (r Record[K, V]) WithKey[K2 any](k K2) Record[K2, V] {
-	return Record[K2, V]{key: k, value: r.value, ts: r.ts, headers: r.headers, origin: r.origin}
+	return Record[K2, V]{key: k, value: r.value, ts: r.ts, headers: r.headers, origin: r.origin, deleted: r.deleted}
 }
 
-// WithValue returns a copy of r with value v, of any type.
+// WithValue returns a copy of r with value v, of any type: a record with a
+// value, never a tombstone.
 func (r Record[K, V]) WithValue[V2 any](v V2) Record[K, V2] {
 	return Record[K, V2]{key: r.key, value: v, ts: r.ts, headers: r.headers, origin: r.origin}
 }

@@ -280,9 +280,11 @@ func (s *sinkNode[K, V]) push(r Record[K, V]) error {
 	if err != nil {
 		return &NodeError{Node: s.spec.node.name, Err: fmt.Errorf("key: %w", err)}
 	}
-	v, err := s.spec.vs.encode(s.t, r.value)
-	if err != nil {
-		return &NodeError{Node: s.spec.node.name, Err: fmt.Errorf("value: %w", err)}
+	var v []byte // a tombstone's value is null
+	if !r.deleted {
+		if v, err = s.spec.vs.encode(s.t, r.value); err != nil {
+			return &NodeError{Node: s.spec.node.name, Err: fmt.Errorf("value: %w", err)}
+		}
 	}
 	if s.limit > 0 {
 		if n := recordSize(k, v, r.headers.h); n > s.limit {

@@ -31,15 +31,18 @@ func (in *InputTopic[K, V]) Pipe(key K, value V, ts time.Time) error {
 	return in.PipeRecord(stream.NewRecord(key, value, ts))
 }
 
-// PipeRecord is Pipe for a record with headers.
+// PipeRecord is Pipe for a record with headers, or for a tombstone
+// (stream.Tombstone: a null value).
 func (in *InputTopic[K, V]) PipeRecord(r stream.Record[K, V]) error {
 	k, err := in.ks.Encode(r.Key())
 	if err != nil {
 		return err
 	}
-	v, err := in.vs.Encode(r.Value())
-	if err != nil {
-		return err
+	var v []byte
+	if !r.Deleted() {
+		if v, err = in.vs.Encode(r.Value()); err != nil {
+			return err
+		}
 	}
 	var hs []kgo.RecordHeader
 	for hk, hv := range r.Headers().All() {
@@ -56,6 +59,9 @@ type Record[K, V any] struct {
 	Headers   []Header // nil when there are none
 	Partition int32
 	Offset    int64
+	// Deleted is true for a tombstone: a record with a null value (Value
+	// is then the zero value).
+	Deleted bool
 }
 
 // Header is one Kafka header, with its value as a string for easy asserts.
@@ -141,7 +147,9 @@ func (o *OutputTopic[K, V]) decode(r *kgo.Record) (Record[K, V], error) {
 	if rec.Key, err = o.ks.Decode(r.Key); err != nil {
 		return rec, fmt.Errorf("streamtest: %s[%d]@%d key: %w", o.topic, r.Partition, r.Offset, err)
 	}
-	if rec.Value, err = o.vs.Decode(r.Value); err != nil {
+	if r.Value == nil {
+		rec.Deleted = true
+	} else if rec.Value, err = o.vs.Decode(r.Value); err != nil {
 		return rec, fmt.Errorf("streamtest: %s[%d]@%d value: %w", o.topic, r.Partition, r.Offset, err)
 	}
 	for _, h := range r.Headers {
