@@ -36,6 +36,7 @@ func (d *DB) entry(key []byte) (*entry, error) {
 		return nil, d.failed
 	}
 	// No entry: the database has the key's current value.
+	d.lookups++
 	v, closer, err := d.pdb.Get(key)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):

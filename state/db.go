@@ -99,9 +99,10 @@ type DB struct {
 	// committed transaction's writes, and no later one may be applied
 	// over that hole.
 	failed   error
-	reported bool // failed was returned by CommitAsync
-	lost     bool // the entries that held what failed to apply are gone
-	spare    []kv // a buffer for the next apply
+	reported bool   // failed was returned by CommitAsync
+	lost     bool   // the entries that held what failed to apply are gone
+	lookups  uint64 // reads that went to Pebble (tests)
+	spare    []kv   // a buffer for the next apply
 
 	// restoring collects restored records: a plain batch, as a restore
 	// reads nothing back and an index would only cost.

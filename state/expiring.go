@@ -64,6 +64,8 @@ type Expiring[K, V any] struct {
 	// passPoints is how many keys the last pass's iterator stepped over,
 	// deleted ones included (tests).
 	passPoints uint64
+	// filter is the in-memory filter of the keys (KeepFilter), or nil.
+	filter *keyFilter
 }
 
 const (
@@ -84,9 +86,20 @@ func NewExpiring[K, V any](db *DB, name, changelogTopic string, log Changelog, k
 	return s, nil
 }
 
-func (s *Expiring[K, V]) committed()  { s.restoreLowKnown = false }
-func (s *Expiring[K, V]) rolledBack() { s.nextKnown = false }
-func (s *Expiring[K, V]) discarded()  { s.nextKnown = false }
+func (s *Expiring[K, V]) committed() {
+	s.restoreLowKnown = false
+	s.filterCommitted()
+}
+
+func (s *Expiring[K, V]) rolledBack() {
+	s.nextKnown = false
+	s.filterUndone()
+}
+
+func (s *Expiring[K, V]) discarded() {
+	s.nextKnown = false
+	s.filterUndone()
+}
 
 // lowKey returns the DB key of the low mark: every index key before it
 // is deleted. It is a pending write like the others, so it commits,
@@ -147,6 +160,9 @@ func (s *Expiring[K, V]) Get(k K) (v V, expires time.Time, found bool, err error
 	if err != nil {
 		return v, expires, false, err
 	}
+	if may, err := s.mayHold(kb); err != nil || !may {
+		return v, expires, false, err
+	}
 	raw, ok, err := s.db.Get(s.entryKey(kb))
 	if err != nil || !ok {
 		return v, expires, false, err
@@ -184,9 +200,16 @@ func (s *Expiring[K, V]) Put(k K, v V, expires time.Time) error {
 	exp := expires.UnixMilli()
 	raw := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(vb)), uint64(exp))
 	raw = append(raw, vb...)
-	old, ok, err := s.db.Get(s.entryKey(kb))
+	may, err := s.mayHold(kb)
 	if err != nil {
 		return err
+	}
+	var old []byte
+	ok := false
+	if may {
+		if old, ok, err = s.db.Get(s.entryKey(kb)); err != nil {
+			return err
+		}
 	}
 	if ok {
 		if oldExp, _, err := s.split(old); err == nil && oldExp != exp {
@@ -199,7 +222,14 @@ func (s *Expiring[K, V]) Put(k K, v V, expires time.Time) error {
 	if err := s.db.writeBlind(s.indexKey(exp, kb), []byte{}); err != nil {
 		return err
 	}
-	if err := s.db.write(s.entryKey(kb), raw); err != nil {
+	write := s.db.write
+	if !may {
+		write = s.db.writeBlind // a new key: there is no value to read for Rollback
+	}
+	if err := write(s.entryKey(kb), raw); err != nil {
+		return err
+	}
+	if err := s.filterAdd(kb, exp); err != nil {
 		return err
 	}
 	if low, err := s.low(); err != nil {
@@ -355,6 +385,9 @@ func (s *Expiring[K, V]) Restore(key, value []byte) error {
 	}
 	if err := s.db.ApplyRestored(entries, key, value); err != nil {
 		return err
+	}
+	if s.filter != nil {
+		s.filter.built = false // built again from the entries at the next lookup
 	}
 	s.nextKnown = false
 	if !s.restoreLowKnown {

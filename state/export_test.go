@@ -1,5 +1,7 @@
 package state
 
+import "hash/maphash"
+
 // SetApplyHook makes every later apply of d call f on its goroutine before
 // it writes; an error from f fails the apply.
 func SetApplyHook(d *DB, f func() error) { d.applyHook = f }
@@ -16,3 +18,25 @@ func PassPoints[K, V any](s *Expiring[K, V]) uint64 { return s.passPoints }
 
 // WriteBlind makes value key's pending value without reading the old one.
 func WriteBlind(d *DB, key, value []byte) error { return d.writeBlind(key, value) }
+
+// Lookups returns how many reads of d went to Pebble.
+func Lookups(d *DB) uint64 { return d.lookups }
+
+// FilterProbe returns a bloom filter of room n with keys added, and its
+// test for a key.
+func FilterProbe(n int, keys [][]byte) func([]byte) bool {
+	f := &keyFilter{slice: 1, seed: maphash.MakeSeed()}
+	b := newBloom(n)
+	for _, k := range keys {
+		b.add(f.hash(k))
+	}
+	return func(k []byte) bool { return b.mayHold(f.hash(k)) }
+}
+
+// SetFilterRoom sets the room of a new slice's key filter and returns a
+// function that sets it back.
+func SetFilterRoom(n int) func() {
+	old := minBloomKeys
+	minBloomKeys = n
+	return func() { minBloomKeys = old }
+}

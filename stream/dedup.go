@@ -61,6 +61,9 @@ func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[I
 	slice := max(span/dedupSlices, time.Millisecond)
 	return then(s, op, append(opts, WithStores(store)), func(t *task, next sink[K, V]) (sink[K, V], error) {
 		ids := t.stores[store.s].(*state.Expiring[ID, []byte])
+		// Most ids are new: the filter answers for them, by the slices
+		// of stream time the ids expire in.
+		ids.KeepFilter(slice)
 		d := &dedupNode[K, V, ID]{t: t, ids: ids, id: id, span: span, slice: slice, next: next}
 		return d, nil
 	})

@@ -127,6 +127,9 @@ func windowedAggregate[K, V, A any](w Windowed[K, V], add func(K, V, A, bool) A,
 		n := &windowNode[K, V, A]{t: t, spec: w.spec, add: add, onClose: o.emitOnClose, next: next,
 			windows: t.stores[store.s].(*state.Expiring[window.Keyed[K], A])}
 		n.emit = n.emitClosed
+		// A key's first record in a window finds no aggregate: the filter
+		// answers for those, by slices of a tenth of a window's life.
+		n.windows.KeepFilter(max((w.spec.MaxSize()+w.spec.GracePeriod())/10, time.Second))
 		return n, nil
 	})
 	return WindowedTable[K, A]{b: b, out: out.out}

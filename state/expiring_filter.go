@@ -1,0 +1,267 @@
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"math/bits"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// KeepFilter makes the store keep, in memory, a filter of its keys: Get,
+// and the read of the entry a Put replaces, answer for most keys the store
+// does not hold without a database lookup. A dedup checks mostly ids it
+// has never seen, and a window aggregation mostly opens new windows: for
+// them a database lookup (a memtable and every level's filter and index
+// blocks) is most of the cost of a record, and grows with the database.
+//
+// The filter is a bloom filter per slice of expiry time, slice wide (a
+// span's tenth, a window's size), with about 1% false positives: a slice's
+// filter is dropped once the committed expiry passes have removed every
+// entry of that slice, so the filter stays as bounded as the store. It is
+// built on the first lookup from the store's entries (one scan), is
+// updated by Put and Restore, and is a superset of the keys: a write
+// rolled back or discarded leaves its key in the filter (a lookup in the
+// database answers for it). Call KeepFilter before the store is used;
+// slice is rounded down to milliseconds, and is at least one.
+func (s *Expiring[K, V]) KeepFilter(slice time.Duration) {
+	s.filter = &keyFilter{slice: max(slice.Milliseconds(), 1), seed: maphash.MakeSeed()}
+}
+
+// mayHold reports whether the store may hold the entry of encoded key kb:
+// false only when it surely does not.
+func (s *Expiring[K, V]) mayHold(kb []byte) (bool, error) {
+	f := s.filter
+	if f == nil {
+		return true, nil
+	}
+	if !f.built {
+		if err := s.buildFilter(); err != nil {
+			return true, err
+		}
+	}
+	return f.mayHold(kb), nil
+}
+
+// buildFilter fills the filter from the store's expiry index, as of the
+// pending writes: from the low mark on, so that it never walks over the
+// entries earlier passes removed.
+func (s *Expiring[K, V]) buildFilter() error {
+	f := s.filter
+	f.slices = f.slices[:0]
+	low, err := s.low()
+	if err != nil {
+		return err
+	}
+	if err := s.scanIndex(low, math.MaxInt64, func(kb []byte, exp int64) { f.add(kb, exp) }); err != nil {
+		return fmt.Errorf("state: %s: build key filter: %w", s.name(), err)
+	}
+	f.built, f.fresh = true, true
+	return nil
+}
+
+// scanIndex calls each with the encoded key and expiry of every index key
+// expiring in [from, to), as of the pending writes.
+func (s *Expiring[K, V]) scanIndex(from, to int64, each func(kb []byte, exp int64)) error {
+	lower := binary.BigEndian.AppendUint64(append(bytes.Clone(s.prefix), expIndex), orderedMillis(from))
+	upper := append(bytes.Clone(s.prefix), expIndex+1)
+	if to != math.MaxInt64 {
+		upper = binary.BigEndian.AppendUint64(append(bytes.Clone(s.prefix), expIndex), orderedMillis(to))
+	}
+	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	n := len(s.prefix) + 1
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		each(k[n+8:], int64(binary.BigEndian.Uint64(k[n:])^1<<63))
+	}
+	err = it.Error()
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// filterAdd adds encoded key kb, expiring at exp, to a built filter.
+func (s *Expiring[K, V]) filterAdd(kb []byte, exp int64) error {
+	f := s.filter
+	if f == nil || !f.built {
+		return nil // built from the entries, when first needed
+	}
+	if sl := f.add(kb, exp); sl != nil && sl.full() {
+		return s.growSlice(sl)
+	}
+	return nil
+}
+
+// growSlice rebuilds a full slice's filter with twice the room, from the
+// index keys of its expiry range.
+func (s *Expiring[K, V]) growSlice(sl *filterSlice) error {
+	f := s.filter
+	grown := newBloom(2 * sl.bloom.capacity)
+	if err := s.scanIndex(sl.n*f.slice, (sl.n+1)*f.slice, func(kb []byte, _ int64) { grown.add(f.hash(kb)) }); err != nil {
+		return fmt.Errorf("state: %s: grow key filter: %w", s.name(), err)
+	}
+	sl.bloom = grown
+	f.fresh = true
+	return nil
+}
+
+// filterUndone is told of a rollback or discard: a filter built or grown
+// since the last commit came from entries the undone writes had removed,
+// and is built again at the next lookup. Otherwise the filter still holds
+// every key the undone writes removed (a bloom filter forgets nothing).
+func (s *Expiring[K, V]) filterUndone() {
+	if f := s.filter; f != nil && f.fresh {
+		f.built = false
+	}
+}
+
+// filterCommitted drops the filters of the slices the commit emptied.
+func (s *Expiring[K, V]) filterCommitted() {
+	if f := s.filter; f != nil {
+		f.fresh = false
+		s.dropExpiredSlices()
+	}
+}
+
+// dropExpiredSlices drops the filters of slices whose entries the
+// committed expiry passes removed: every entry expiring before the low
+// mark is gone.
+func (s *Expiring[K, V]) dropExpiredSlices() {
+	f := s.filter
+	if f == nil || !f.built || len(f.slices) == 0 {
+		return
+	}
+	low, err := s.low()
+	if err != nil {
+		f.built = false // rebuilt at the next lookup
+		return
+	}
+	f.slices = slices.DeleteFunc(f.slices, func(sl *filterSlice) bool { return (sl.n+1)*f.slice <= low })
+}
+
+// keyFilter is an Expiring store's filter of its keys: a bloom filter per
+// slice of expiry time, in order of their slice.
+type keyFilter struct {
+	slice  int64 // milliseconds
+	seed   maphash.Seed
+	built  bool
+	slices []*filterSlice
+	// fresh: built or grown since the last commit, from the entries as
+	// the open transaction left them (without those it removed).
+	fresh bool
+}
+
+type filterSlice struct {
+	n     int64 // the slice's number: it holds expiries [n*slice, (n+1)*slice)
+	bloom *blockBloom
+}
+
+func (sl *filterSlice) full() bool { return sl.bloom.count > sl.bloom.capacity }
+
+func (f *keyFilter) hash(kb []byte) uint64 { return maphash.Bytes(f.seed, kb) }
+
+// add adds kb, expiring at exp, and returns its slice.
+func (f *keyFilter) add(kb []byte, exp int64) *filterSlice {
+	n := floorDiv(exp, f.slice)
+	i, found := slices.BinarySearchFunc(f.slices, n, func(sl *filterSlice, n int64) int {
+		switch {
+		case sl.n < n:
+			return -1
+		case sl.n > n:
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		f.slices = slices.Insert(f.slices, i, &filterSlice{n: n, bloom: newBloom(minBloomKeys)})
+	}
+	sl := f.slices[i]
+	sl.bloom.add(f.hash(kb))
+	return sl
+}
+
+func (f *keyFilter) mayHold(kb []byte) bool {
+	h := f.hash(kb)
+	for i := len(f.slices) - 1; i >= 0; i-- { // new keys are most often in the last slices
+		if f.slices[i].bloom.mayHold(h) {
+			return true
+		}
+	}
+	return false
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// minBloomKeys is the room of a new slice's filter (a variable for tests).
+var minBloomKeys = 1024
+
+// blockBloom is a blocked bloom filter: each key sets bloomProbes bits in one
+// 512-bit block (a cache line), about 10 bits per key of its capacity,
+// about 1% false positives at capacity.
+type blockBloom struct {
+	blocks   [][8]uint64
+	capacity int
+	count    int
+}
+
+const bloomProbes = 7
+
+func newBloom(capacity int) *blockBloom {
+	nblocks := max(1, (capacity*10+511)/512)
+	return &blockBloom{blocks: make([][8]uint64, nblocks), capacity: capacity}
+}
+
+func (b *blockBloom) block(h uint64) *[8]uint64 {
+	hi, _ := bits.Mul64(h, uint64(len(b.blocks)))
+	return &b.blocks[hi]
+}
+
+// probes returns the start of a key's probe sequence within its block:
+// its hash mixed (splitmix64's finalizer), as the block is chosen by the
+// hash's high bits.
+func probes(h uint64) uint64 {
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	return h ^ h>>31
+}
+
+func (b *blockBloom) add(h uint64) {
+	blk := b.block(h)
+	delta := probes(h)
+	for range bloomProbes {
+		bit := delta >> 55 // the top 9 bits: an LCG's low bits repeat
+		blk[bit>>6] |= 1 << (bit & 63)
+		delta = delta*0x9e3779b97f4a7c15 + 1
+	}
+	b.count++
+}
+
+func (b *blockBloom) mayHold(h uint64) bool {
+	blk := b.block(h)
+	delta := probes(h)
+	for range bloomProbes {
+		bit := delta >> 55
+		if blk[bit>>6]&(1<<(bit&63)) == 0 {
+			return false
+		}
+		delta = delta*0x9e3779b97f4a7c15 + 1
+	}
+	return true
+}
