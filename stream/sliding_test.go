@@ -43,7 +43,12 @@ func spanCounts(t *testing.T, spec window.Spec, opts ...stream.Option) (*streamt
 	b := stream.NewBuilder("sc")
 	g := stream.From(b, "clicks", serde.String, serde.String).GroupByKey(serde.String, serde.String)
 	opts = append(opts, stream.Named("counts"))
-	table := stream.WindowedBy(g, spec).Count(opts...)
+	var table stream.WindowedTable[string, int64]
+	if s, ok := spec.(window.Session); ok {
+		table = stream.SessionWindowedBy(g, s).Count(opts...)
+	} else {
+		table = stream.WindowedBy(g, spec).Count(opts...)
+	}
 	table.ToStream().To("counts", spanSerde{}, serde.Int64)
 	topo, err := b.Build()
 	require.NoError(t, err)

@@ -20,7 +20,8 @@ type Windowed[K, V any] struct {
 
 // WindowedBy cuts the grouped stream g into the windows of spec: a
 // window.Tumbling, window.Hopping or window.Sliding, each with its grace
-// (sliding windows: see docs/windows.md).
+// (sliding windows: see docs/windows.md). Session windows merge, and their
+// aggregations need a merger: they go through SessionWindowedBy.
 //
 //	counts := stream.WindowedBy(clicks.GroupByKey(serde.String, serde.Bytes),
 //		window.Tumbling{Size: time.Minute, Grace: 10 * time.Second}).
@@ -35,10 +36,12 @@ func WindowedBy[K, V any](g Grouped[K, V], spec window.Spec) Windowed[K, V] {
 		if err := spec.Validate(); err != nil {
 			g.s.b.errorf("WindowedBy: %v", err)
 		}
+	case window.Session:
+		g.s.b.errorf("WindowedBy: window.Session windows merge: aggregate them with stream.SessionWindowedBy")
 	case nil:
 		g.s.b.errorf("WindowedBy: the window spec is nil")
 	default:
-		g.s.b.errorf("WindowedBy: %T windows are not supported yet: use window.Tumbling, window.Hopping or window.Sliding", spec)
+		g.s.b.errorf("WindowedBy: %T windows are not supported", spec)
 	}
 	return Windowed[K, V]{g: g, spec: spec}
 }
