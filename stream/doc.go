@@ -27,8 +27,11 @@
 //
 // Stateful operators keep their state in the task's local store,
 // changelogged to Kafka in the same transaction: GroupBy / GroupByKey then
-// Count, Aggregate or Reduce (a Table), FromTable and the joins, and Dedup /
-// DedupByKey, which drop the repeats of an id within a span of event time.
+// Count, Aggregate or Reduce (a Table), FromTable and the joins, windowed
+// aggregations per key and window (WindowedBy for tumbling, hopping and
+// sliding windows, SessionWindowedBy for session windows, which merge),
+// and Dedup / DedupByKey, which drop the repeats of an id within a span of
+// event time.
 // Time-based state is driven by stream time, the largest record timestamp
 // a task has seen (Context.StreamTime), never by the wall clock: a replay
 // after a crash decides the same.

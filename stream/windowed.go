@@ -11,15 +11,17 @@ import (
 	"github.com/sluicehq/sluice/window"
 )
 
-// Windowed is a grouped stream cut into event-time windows (tumbling or
-// hopping), ready to aggregate per key and window.
+// Windowed is a grouped stream cut into event-time windows (tumbling,
+// hopping or sliding), ready to aggregate per key and window.
 type Windowed[K, V any] struct {
 	g    Grouped[K, V]
 	spec window.Spec
 }
 
 // WindowedBy cuts the grouped stream g into the windows of spec: a
-// window.Tumbling or window.Hopping, each with its grace.
+// window.Tumbling, window.Hopping or window.Sliding, each with its grace
+// (sliding windows: see docs/windows.md). Session windows merge, and their
+// aggregations need a merger: they go through SessionWindowedBy.
 //
 //	counts := stream.WindowedBy(clicks.GroupByKey(serde.String, serde.Bytes),
 //		window.Tumbling{Size: time.Minute, Grace: 10 * time.Second}).
@@ -30,14 +32,16 @@ type Windowed[K, V any] struct {
 // ever deeper keys (an instantiation cycle the compiler rejects).
 func WindowedBy[K, V any](g Grouped[K, V], spec window.Spec) Windowed[K, V] {
 	switch spec.(type) {
-	case window.Tumbling, window.Hopping:
+	case window.Tumbling, window.Hopping, window.Sliding:
 		if err := spec.Validate(); err != nil {
 			g.s.b.errorf("WindowedBy: %v", err)
 		}
+	case window.Session:
+		g.s.b.errorf("WindowedBy: window.Session windows merge: aggregate them with stream.SessionWindowedBy")
 	case nil:
 		g.s.b.errorf("WindowedBy: the window spec is nil")
 	default:
-		g.s.b.errorf("WindowedBy: %T windows are not supported yet: use window.Tumbling or window.Hopping", spec)
+		g.s.b.errorf("WindowedBy: %T windows are not supported", spec)
 	}
 	return Windowed[K, V]{g: g, spec: spec}
 }
@@ -72,7 +76,9 @@ func EmitOnClose() Option {
 // window. It must be Named: the name is its store's, changelogged to
 // `<app-id>-<name>-changelog`. A window's aggregate is kept until the
 // window closes (its end plus the grace, in stream time) and then removed
-// (a tombstone in the changelog). A record whose every window has closed
+// (a tombstone in the changelog); a sliding window's is kept twice the
+// difference longer, for the out-of-order records after it (see
+// docs/windows.md). A record whose every window has closed
 // is late: it is dropped and counted (TaskStats.Late,
 // sluice_late_records_dropped_total).
 func (w Windowed[K, V]) Aggregate[A any](init func() A, add func(key K, value V, agg A) A, aggSerde serde.Serde[A], opts ...Option) WindowedTable[K, A] {
@@ -121,6 +127,9 @@ func windowedAggregate[K, V, A any](w Windowed[K, V], add func(K, V, A, bool) A,
 	}
 	if aggSerde == nil {
 		b.errorf("%s %s: the aggregate serde is nil", op, o.name)
+	}
+	if spec, ok := w.spec.(window.Sliding); ok {
+		return slidingAggregate(w, spec, add, aggSerde, op, o, opts)
 	}
 	store := newWindowStore[K, A](b, o.name, w.g.ks, aggSerde)
 	out := then(w.g.s, op, append(opts, WithStores(store)), func(t *task, next sink[window.Keyed[K], A]) (sink[K, V], error) {

@@ -152,7 +152,7 @@ func TestWindowedAggregateAndValidation(t *testing.T) {
 	require.Equal(t, "a@01:00", out[2].Key)
 
 	for want, spec := range map[string]window.Spec{
-		"window.Session windows are not supported yet": window.Session{Gap: time.Minute},
+		"aggregate them with stream.SessionWindowedBy": window.Session{Gap: time.Minute},
 		"tumbling window size must be positive":        window.Tumbling{},
 		"windowed-count needs a name":                  window.Tumbling{Size: time.Minute},
 		"the window spec is nil":                       nil,

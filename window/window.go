@@ -157,7 +157,9 @@ func (Sliding) spec() {}
 // Session windows group a key's records that follow each other within Gap:
 // a session spans from its first record to its last ([first, last+1ms) as
 // a half-open Window), and a record within Gap of a session extends it,
-// merging the sessions it bridges.
+// merging the sessions it bridges. A session can grow while a record
+// within Gap after it may still come, so it closes at its end plus Gap
+// plus Grace, not at ClosesAt (stream.SessionWindowedBy aggregates them).
 type Session struct {
 	Gap   time.Duration
 	Grace time.Duration
