@@ -3,6 +3,7 @@ package stream_test
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -333,4 +334,66 @@ func TestJoinStreamRestoreEquivalence(t *testing.T) {
 		return second
 	}, run)
 	require.Equal(t, want, got)
+}
+
+// A stream-stream join decides by stream time only (DESIGN.md invariant
+// 7): the same out-of-order input, with late records, gives the same
+// output whether the wall clock stands still or races ahead.
+func TestJoinStreamIgnoresTheWallClock(t *testing.T) {
+	run := func(race bool) []string {
+		topo, err := joinTopology("outer", window.Join{Before: 2 * time.Second, After: 5 * time.Second, Grace: time.Second}).Build()
+		require.NoError(t, err)
+		d := streamtest.New(topo, streamtest.WithPartitions("left", 2), streamtest.WithPartitions("right", 2))
+		defer d.Close()
+		left := streamtest.Input(d, "left", serde.String, serde.String)
+		right := streamtest.Input(d, "right", serde.String, serde.String)
+		input := rand.New(rand.NewPCG(3, 3))
+		clockSteps := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+		for i := range 400 {
+			in := left
+			if input.IntN(2) == 1 {
+				in = right
+			}
+			ts := float64(i)/4 - float64(input.IntN(12)) // up to 12 s out of order: some late
+			require.NoError(t, in.Pipe(fmt.Sprintf("k%d", input.IntN(6)), fmt.Sprint(i), sec(ts)))
+			if race {
+				d.AdvanceWallClock(time.Duration(clockSteps.IntN(1000)) * time.Second)
+			}
+		}
+		recs, err := streamtest.Output(d, "out", serde.String, serde.String).ReadAll()
+		require.NoError(t, err)
+		var got []string
+		for _, r := range recs {
+			got = append(got, fmt.Sprintf("%d/%s:%s@%d", r.Partition, r.Key, r.Value, r.Timestamp.UnixMilli()))
+		}
+		require.NotZero(t, d.Stats().Late)
+		return got
+	}
+	frozen := run(false)
+	require.Greater(t, len(frozen), 100)
+	require.Equal(t, frozen, run(true))
+}
+
+// Left and outer joins pair at the same bounds as the inner join, and a
+// record is emitted alone exactly when stream time passes its close: not
+// at it.
+func TestOuterJoinStreamEdges(t *testing.T) {
+	rig := newJoinRig(t, "outer", window.Join{Before: 3 * time.Second, After: 5 * time.Second, Grace: time.Second})
+	rig.r("r", "R", 0) // closes at 0+3+1
+	rig.l("z", "tick", 4)
+	require.Empty(t, rig.read(), "stream time 4 is R's close, not past it")
+	rig.l("z", "tick", 4.001)
+	require.Equal(t, []string{"r:-+R@0"}, rig.read())
+	rig.l("k", "L", 10)
+	rig.r("k", "first", 7)      // ts-Before: a pair
+	rig.r("k", "before", 6.999) // a millisecond earlier: none
+	rig.r("k", "last", 15)      // ts+After: a pair
+	rig.r("k", "after", 15.001)
+	require.Equal(t, []string{"k:L+first@10",
+		// stream time 15 closes the ticks (at 10 and 10.001) and before
+		// (at 10.999), before last looks for its matches
+		"z:tick+-@4", "z:tick+-@4.001", "k:-+before@6.999",
+		"k:L+last@15"}, rig.read())
+	rig.l("z", "tick", 30)
+	require.Equal(t, []string{"k:-+after@15.001"}, rig.read(), "L was matched: never alone")
 }
