@@ -131,7 +131,9 @@ func (s *tableSource[K, V]) pushRaw(rec *kgo.Record) error {
 // Join emits joiner(key, value, tableValue) for each record of s whose key
 // is in table, and drops the others. The stream and the table must be
 // co-partitioned: same key, same partition count (checked at start); after
-// an operator that may change keys, Repartition the stream first.
+// an operator that may change keys, Repartition the stream first. The
+// table may be a view (Table.Filter, MapValues): the lookup then sees the
+// derived value. Tombstones of s (from a Table.ToStream) are dropped.
 func (s Stream[K, V]) Join[VT, VR any](table Table[K, VT], joiner func(key K, value V, tableValue VT) VR, opts ...Option) Stream[K, VR] {
 	if joiner == nil {
 		s.b.errorf("Join: joiner must not be nil")
