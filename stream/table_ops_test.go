@@ -77,3 +77,22 @@ func TestTableViewsInJoins(t *testing.T) {
 	require.NoError(t, orders.Pipe("u1", "o2", epoch))
 	require.Equal(t, []string{"u1:o1 by alice", "u1:o2 by -"}, values(t, streamtest.Output(d, "out", serde.String, serde.String)))
 }
+
+// A table's deletes, once a stream, look nothing up in a stream-table
+// join: the tombstone is dropped, not joined with a zero value.
+func TestStreamTableJoinDropsTombstones(t *testing.T) {
+	b := stream.NewBuilder("st")
+	regions := stream.FromTable(b, "regions", serde.String, serde.String)
+	stream.FromTable(b, "users", serde.String, serde.String).ToStream().
+		Join(regions, func(_, name, region string) string { return name + "@" + region }).
+		To("out", serde.String, serde.String)
+	topo, err := b.Build()
+	require.NoError(t, err)
+	d := streamtest.New(topo)
+	defer d.Close()
+	users := streamtest.Input(d, "users", serde.String, serde.String)
+	require.NoError(t, streamtest.Input(d, "regions", serde.String, serde.String).Pipe("u1", "eu", epoch))
+	require.NoError(t, users.Pipe("u1", "alice", epoch))
+	require.NoError(t, users.PipeRecord(stream.Tombstone[string, string]("u1", epoch)))
+	require.Equal(t, []string{"u1:alice@eu"}, values(t, streamtest.Output(d, "out", serde.String, serde.String)))
+}
