@@ -31,7 +31,11 @@
 // aggregations per key and window (WindowedBy for tumbling, hopping and
 // sliding windows, SessionWindowedBy for session windows, which merge),
 // and Dedup / DedupByKey, which drop the repeats of an id within a span of
-// event time.
+// event time. Joins: a stream with a table (Join, LeftJoin) or a global
+// table (JoinGlobal), a stream with a stream within a window.Join
+// (JoinStream, LeftJoinStream, OuterJoinStream), a table with a table
+// (Table.Join, LeftJoin, OuterJoin); tables also have Filter, MapValues
+// and ToStream (docs/joins.md).
 // Time-based state is driven by stream time, the largest record timestamp
 // a task has seen (Context.StreamTime), never by the wall clock: a replay
 // after a crash decides the same.

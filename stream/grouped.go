@@ -139,5 +139,5 @@ func aggregate[K, V, A any](g Grouped[K, V], add func(K, V, A, bool) A, aggSerde
 			return next.push(Record[K, A]{key: r.key, value: agg, ts: r.ts, headers: r.headers, origin: r.origin})
 		}), nil
 	})
-	return Table[K, A]{b: b, out: out.out, store: store.s}
+	return Table[K, A]{b: b, out: out.out, store: store.s, ks: g.ks, view: storeView[K, A](store.s, op+" "+o.name)}
 }

@@ -9,18 +9,44 @@ import (
 )
 
 // Table is a changelog stream read as a table: the latest value of each
-// key, materialized in a store of each task. Tables come from aggregations
-// (Count, Reduce, Aggregate) and from FromTable. Streams look values up in
-// them with Join and LeftJoin.
+// key. Tables come from aggregations (Count, Reduce, Aggregate), from
+// FromTable and from table-table joins, each materialized in a store of
+// each task; Filter and MapValues derive tables that are views of their
+// source's store (see Table.Filter). Streams look values up in them with
+// Join and LeftJoin; tables join tables with Table.Join, LeftJoin and
+// OuterJoin.
 type Table[K, V any] struct {
-	b     *Builder
-	out   *outlet[K, V]
+	b   *Builder
+	out *outlet[K, V]
+	// store is the store the table's values are read from: its own, or
+	// for a view, its source's.
 	store *storeSpec
+	ks    serde.Serde[K]
+	// view returns how a task reads the table's current value of a key.
+	view func(t *task) (getter[K, V], error)
+}
+
+// getter returns a table's current value of a key, and whether it has one.
+type getter[K, V any] func(K) (V, bool, error)
+
+// storeView returns the view of a table materialized in store.
+func storeView[K, V any](store *storeSpec, op string) func(t *task) (getter[K, V], error) {
+	return func(t *task) (getter[K, V], error) {
+		kv, ok := t.stores[store].(*state.KeyValue[K, V])
+		if !ok {
+			return nil, fmt.Errorf("stream: %s: table store %q missing in task %d_%d", op, store.name, t.id.Subtopology, t.id.Partition)
+		}
+		return kv.Get, nil
+	}
 }
 
 // ToStream returns the table's updates as a stream: one record per input
-// record that changed a key, carrying the new value. Deletes (tombstones of
-// a FromTable topic) are not forwarded.
+// record that changed a key, carrying the new value, and a tombstone
+// (Record.Deleted; written by a sink as a null value) per delete: a null
+// value of a FromTable topic, a key that stopped passing a Filter, a
+// table-table join result that disappeared. Stateless stream operators
+// pass a tombstone on with its zero value (Map and MapValues make it an
+// ordinary record): check Record.Deleted in a Process to tell.
 func (t Table[K, V]) ToStream() Stream[K, V] { return Stream[K, V]{b: t.b, out: t.out} }
 
 // FromTable reads topic as a table: each record upserts its key, a null
@@ -48,7 +74,7 @@ func FromTable[K, V any](b *Builder, topic string, keySerde serde.Serde[K], valu
 	src := &tableSourceSpec[K, V]{store: store.s}
 	src.out.node = n
 	n.raw = src
-	return Table[K, V]{b: b, out: &src.out, store: store.s}
+	return Table[K, V]{b: b, out: &src.out, store: store.s, ks: keySerde, view: storeView[K, V](store.s, "table "+n.name)}
 }
 
 type tableSourceSpec[K, V any] struct {
@@ -85,7 +111,11 @@ func (s *tableSource[K, V]) pushRaw(rec *kgo.Record) error {
 		return &NodeError{Node: s.name, Err: fmt.Errorf("key: %w", err)}
 	}
 	if rec.Value == nil {
-		return s.kv.Delete(k)
+		if err := s.kv.Delete(k); err != nil {
+			return err
+		}
+		return s.next.push(Record[K, V]{key: k, ts: rec.Timestamp, headers: Headers{h: rec.Headers}, deleted: true,
+			origin: Origin{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}})
 	}
 	v, err := s.kv.ValueCodec().Decode(rec.Value)
 	if err != nil {
@@ -101,7 +131,9 @@ func (s *tableSource[K, V]) pushRaw(rec *kgo.Record) error {
 // Join emits joiner(key, value, tableValue) for each record of s whose key
 // is in table, and drops the others. The stream and the table must be
 // co-partitioned: same key, same partition count (checked at start); after
-// an operator that may change keys, Repartition the stream first.
+// an operator that may change keys, Repartition the stream first. The
+// table may be a view (Table.Filter, MapValues): the lookup then sees the
+// derived value. Tombstones of s (from a Table.ToStream) are dropped.
 func (s Stream[K, V]) Join[VT, VR any](table Table[K, VT], joiner func(key K, value V, tableValue VT) VR, opts ...Option) Stream[K, VR] {
 	if joiner == nil {
 		s.b.errorf("Join: joiner must not be nil")
@@ -135,12 +167,15 @@ func join[K, V, VT, VR any](s Stream[K, V], table Table[K, VT], op string, joine
 		s.b.errorf("%s: the table comes from another Builder", op)
 	}
 	out := then(s, op, opts, func(t *task, next sink[K, VR]) (sink[K, V], error) {
-		kv, ok := t.stores[table.store].(*state.KeyValue[K, VT])
-		if !ok {
-			return nil, fmt.Errorf("stream: %s: table store %q missing in task %d_%d", op, table.store.name, t.id.Subtopology, t.id.Partition)
+		get, err := table.view(t)
+		if err != nil {
+			return nil, err
 		}
 		return sinkFunc[K, V](func(r Record[K, V]) error {
-			tv, found, err := kv.Get(r.key)
+			if r.deleted {
+				return nil // a tombstone of a Table.ToStream looks nothing up
+			}
+			tv, found, err := get(r.key)
 			if err != nil {
 				return err
 			}

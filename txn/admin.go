@@ -69,7 +69,7 @@ func prepareTopics(ctx context.Context, adm *kadm.Client, topo topology.Topology
 		first := s.SourceTopics[0]
 		for _, topic := range s.SourceTopics[1:] {
 			if got, want := l.partitions[topic], l.partitions[first]; got != want {
-				errs = append(errs, fmt.Errorf("txn: sub-topology %d reads %q (%d partitions) and %q (%d partitions): co-partitioned topics (merged, or joined with a table) need the same partition count; repartition one of them (Stream.Repartition) or recreate it with %d partitions",
+				errs = append(errs, fmt.Errorf("txn: sub-topology %d reads %q (%d partitions) and %q (%d partitions): co-partitioned topics (merged, or joined: stream-table, stream-stream, table-table) need the same partition count; repartition one of them (Stream.Repartition) or recreate it with %d partitions",
 					s.ID, first, want, topic, got, want))
 			}
 		}

@@ -18,6 +18,9 @@
 // that arrive out of order. Stream time (the largest timestamp a task has
 // seen) decides: a window closes once stream time reaches its end plus the
 // grace; a record for a closed window is late, dropped and counted.
+//
+// Join (join.go) is the window of a stream-stream join: how far apart two
+// records' timestamps may be, before and after, with a grace.
 package window
 
 import (

@@ -1,0 +1,98 @@
+package stream_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicehq/sluice/stream"
+	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/sluicehq/sluice/stream/streamtest"
+)
+
+// ToStream forwards a table's deletes as tombstones, which a sink writes
+// as null values.
+func TestTableToStreamForwardsDeletes(t *testing.T) {
+	rig := newTableRig(t, func(_ *stream.Builder, users, _ stream.Table[string, string]) stream.Table[string, string] {
+		return users
+	})
+	rig.put(rig.users, "u1", "alice")
+	rig.put(rig.users, "u1", "DEL")
+	require.Equal(t, []string{"u1=alice", "u1=DEL"}, rig.read())
+}
+
+// Filter turns an update that fails the predicate into a delete of its
+// key; deletes stay deletes.
+func TestTableFilterTurnsFailuresIntoDeletes(t *testing.T) {
+	rig := newTableRig(t, func(_ *stream.Builder, users, _ stream.Table[string, string]) stream.Table[string, string] {
+		return users.Filter(func(_, name string) bool { return name != "banned" })
+	})
+	rig.put(rig.users, "u1", "alice")
+	rig.put(rig.users, "u1", "banned")
+	rig.put(rig.users, "u1", "alice")
+	rig.put(rig.users, "u1", "DEL")
+	require.Equal(t, []string{"u1=alice", "u1=DEL", "u1=alice", "u1=DEL"}, rig.read())
+}
+
+// MapValues maps values and keeps deletes.
+func TestTableMapValues(t *testing.T) {
+	rig := newTableRig(t, func(_ *stream.Builder, users, _ stream.Table[string, string]) stream.Table[string, string] {
+		return users.MapValues(strings.ToUpper)
+	})
+	rig.put(rig.users, "u1", "alice")
+	rig.put(rig.users, "u1", "DEL")
+	require.Equal(t, []string{"u1=ALICE", "u1=DEL"}, rig.read())
+}
+
+// Filter and MapValues are views of their source's store: a lookup sees
+// what they hold. A filtered-out key is missing for a stream-table join
+// and leaves a table-table join's result.
+func TestTableViewsInJoins(t *testing.T) {
+	rig := newTableRig(t, func(_ *stream.Builder, users, regions stream.Table[string, string]) stream.Table[string, string] {
+		active := users.Filter(func(_, name string) bool { return name != "banned" }).MapValues(strings.ToUpper)
+		return regions.Join(active, func(_, region, name string) string { return name + "@" + region }, serde.String, stream.Named("j"))
+	})
+	rig.put(rig.users, "u1", "alice")
+	rig.put(rig.regions, "u1", "eu") // looks the view up: ALICE
+	rig.put(rig.users, "u1", "banned")
+	rig.put(rig.regions, "u1", "us") // looks up a filtered-out key: none
+	require.Equal(t, []string{"u1=ALICE@eu", "u1=DEL"}, rig.read())
+
+	b := stream.NewBuilder("sv")
+	users := stream.FromTable(b, "users", serde.String, serde.String)
+	active := users.Filter(func(_, name string) bool { return name != "banned" })
+	stream.From(b, "orders", serde.String, serde.String).
+		LeftJoin(active, func(_, o, name string, found bool) string { return o + " by " + show(name, found) }).
+		To("out", serde.String, serde.String)
+	topo, err := b.Build()
+	require.NoError(t, err)
+	d := streamtest.New(topo)
+	defer d.Close()
+	in := streamtest.Input(d, "users", serde.String, serde.String)
+	orders := streamtest.Input(d, "orders", serde.String, serde.String)
+	require.NoError(t, in.Pipe("u1", "alice", epoch))
+	require.NoError(t, orders.Pipe("u1", "o1", epoch))
+	require.NoError(t, in.Pipe("u1", "banned", epoch))
+	require.NoError(t, orders.Pipe("u1", "o2", epoch))
+	require.Equal(t, []string{"u1:o1 by alice", "u1:o2 by -"}, values(t, streamtest.Output(d, "out", serde.String, serde.String)))
+}
+
+// A table's deletes, once a stream, look nothing up in a stream-table
+// join: the tombstone is dropped, not joined with a zero value.
+func TestStreamTableJoinDropsTombstones(t *testing.T) {
+	b := stream.NewBuilder("st")
+	regions := stream.FromTable(b, "regions", serde.String, serde.String)
+	stream.FromTable(b, "users", serde.String, serde.String).ToStream().
+		Join(regions, func(_, name, region string) string { return name + "@" + region }).
+		To("out", serde.String, serde.String)
+	topo, err := b.Build()
+	require.NoError(t, err)
+	d := streamtest.New(topo)
+	defer d.Close()
+	users := streamtest.Input(d, "users", serde.String, serde.String)
+	require.NoError(t, streamtest.Input(d, "regions", serde.String, serde.String).Pipe("u1", "eu", epoch))
+	require.NoError(t, users.Pipe("u1", "alice", epoch))
+	require.NoError(t, users.PipeRecord(stream.Tombstone[string, string]("u1", epoch)))
+	require.Equal(t, []string{"u1:alice@eu"}, values(t, streamtest.Output(d, "out", serde.String, serde.String)))
+}
