@@ -43,7 +43,8 @@ func stateless[K, V, K2, V2 any](s Stream[K, V], op string, fnIsNil bool, opts [
 	return out
 }
 
-// Filter keeps the records for which pred returns true.
+// Filter keeps the records for which pred returns true. A tombstone (a
+// delete from Table.ToStream) passes without pred being called.
 func (s Stream[K, V]) Filter(pred func(K, V) bool, opts ...Option) Stream[K, V] {
 	return stateless(s, "filter", pred == nil, opts, func(next sink[K, V]) sink[K, V] {
 		return &filterNode[K, V]{pred: pred, keep: true, next: next}
@@ -59,13 +60,14 @@ type filterNode[K, V any] struct {
 }
 
 func (f *filterNode[K, V]) push(r Record[K, V]) error {
-	if f.pred(r.key, r.value) == f.keep {
+	if r.deleted || f.pred(r.key, r.value) == f.keep {
 		return f.next.push(r)
 	}
 	return nil
 }
 
-// FilterNot drops the records for which pred returns true.
+// FilterNot drops the records for which pred returns true; tombstones
+// pass, as for Filter.
 func (s Stream[K, V]) FilterNot(pred func(K, V) bool, opts ...Option) Stream[K, V] {
 	return stateless(s, "filternot", pred == nil, opts, func(next sink[K, V]) sink[K, V] {
 		return &filterNode[K, V]{pred: pred, keep: false, next: next}
@@ -74,18 +76,24 @@ func (s Stream[K, V]) FilterNot(pred func(K, V) bool, opts ...Option) Stream[K, 
 
 // Map replaces each record's key and value, possibly with other types.
 // Changing the key of a stream that is later grouped or joined requires a
-// repartition, which the stateful operators insert.
+// repartition, which the stateful operators insert. A tombstone reaches f
+// with the zero value and leaves as a tombstone of the key f returns.
 func (s Stream[K, V]) Map[K2, V2 any](f func(K, V) (K2, V2), opts ...Option) Stream[K2, V2] {
 	return stateless(s, "map", f == nil, opts, func(next sink[K2, V2]) sink[K, V] {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			k, v := f(r.key, r.value)
-			return next.push(Record[K2, V2]{key: k, value: v, ts: r.ts, headers: r.headers, origin: r.origin})
+			if r.deleted {
+				var zero V2
+				v = zero
+			}
+			return next.push(Record[K2, V2]{key: k, value: v, ts: r.ts, headers: r.headers, origin: r.origin, deleted: r.deleted})
 		})
 	})
 }
 
 // MapValues replaces each record's value, possibly with another type. The
-// key, timestamp and headers are kept.
+// key, timestamp and headers are kept. A tombstone stays one, without f
+// being called.
 func (s Stream[K, V]) MapValues[V2 any](f func(V) V2, opts ...Option) Stream[K, V2] {
 	return stateless(s, "mapvalues", f == nil, opts, func(next sink[K, V2]) sink[K, V] {
 		return &mapValuesNode[K, V, V2]{f: f, next: next}
@@ -98,25 +106,36 @@ type mapValuesNode[K, V, V2 any] struct {
 }
 
 func (m *mapValuesNode[K, V, V2]) push(r Record[K, V]) error {
+	if r.deleted {
+		return m.next.push(Record[K, V2]{key: r.key, ts: r.ts, headers: r.headers, origin: r.origin, deleted: true})
+	}
 	return m.next.push(Record[K, V2]{key: r.key, value: m.f(r.value), ts: r.ts, headers: r.headers, origin: r.origin})
 }
 
-// SelectKey replaces each record's key with f(key, value).
+// SelectKey replaces each record's key with f(key, value); a tombstone
+// (f sees the zero value) stays one.
 func (s Stream[K, V]) SelectKey[K2 any](f func(K, V) K2, opts ...Option) Stream[K2, V] {
 	return stateless(s, "selectkey", f == nil, opts, func(next sink[K2, V]) sink[K, V] {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
-			return next.push(Record[K2, V]{key: f(r.key, r.value), value: r.value, ts: r.ts, headers: r.headers, origin: r.origin})
+			return next.push(Record[K2, V]{key: f(r.key, r.value), value: r.value, ts: r.ts, headers: r.headers, origin: r.origin, deleted: r.deleted})
 		})
 	})
 }
 
 // FlatMap replaces each record with zero or more records, in the order f
-// returns them. Each keeps the input's timestamp and headers.
+// returns them. Each keeps the input's timestamp and headers. A tombstone
+// reaches f with the zero value and each record f returns for it leaves as
+// a tombstone of its key.
 func (s Stream[K, V]) FlatMap[K2, V2 any](f func(K, V) []KeyValue[K2, V2], opts ...Option) Stream[K2, V2] {
 	return stateless(s, "flatmap", f == nil, opts, func(next sink[K2, V2]) sink[K, V] {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			for _, kv := range f(r.key, r.value) {
-				if err := next.push(Record[K2, V2]{key: kv.Key, value: kv.Value, ts: r.ts, headers: r.headers, origin: r.origin}); err != nil {
+				out := Record[K2, V2]{key: kv.Key, value: kv.Value, ts: r.ts, headers: r.headers, origin: r.origin, deleted: r.deleted}
+				if r.deleted {
+					var zero V2
+					out.value = zero
+				}
+				if err := next.push(out); err != nil {
 					return err
 				}
 			}
@@ -126,10 +145,14 @@ func (s Stream[K, V]) FlatMap[K2, V2 any](f func(K, V) []KeyValue[K2, V2], opts 
 }
 
 // FlatMapValues replaces each record with one record per value f returns,
-// all with the input's key, timestamp and headers.
+// all with the input's key, timestamp and headers. A tombstone stays one
+// tombstone, without f being called.
 func (s Stream[K, V]) FlatMapValues[V2 any](f func(V) []V2, opts ...Option) Stream[K, V2] {
 	return stateless(s, "flatmapvalues", f == nil, opts, func(next sink[K, V2]) sink[K, V] {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
+			if r.deleted {
+				return next.push(Record[K, V2]{key: r.key, ts: r.ts, headers: r.headers, origin: r.origin, deleted: true})
+			}
 			for _, v := range f(r.value) {
 				if err := next.push(Record[K, V2]{key: r.key, value: v, ts: r.ts, headers: r.headers, origin: r.origin}); err != nil {
 					return err
@@ -140,7 +163,8 @@ func (s Stream[K, V]) FlatMapValues[V2 any](f func(V) []V2, opts ...Option) Stre
 	})
 }
 
-// Peek calls f for each record and passes the record on unchanged. f must
+// Peek calls f for each record (a tombstone with the zero value) and
+// passes the record on unchanged. f must
 // not have effects outside the topology that matter for correctness: a
 // record can be processed more than once when a transaction aborts.
 func (s Stream[K, V]) Peek(f func(K, V), opts ...Option) Stream[K, V] {

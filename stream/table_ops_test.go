@@ -96,3 +96,33 @@ func TestStreamTableJoinDropsTombstones(t *testing.T) {
 	require.NoError(t, users.PipeRecord(stream.Tombstone[string, string]("u1", epoch)))
 	require.Equal(t, []string{"u1:alice@eu"}, values(t, streamtest.Output(d, "out", serde.String, serde.String)))
 }
+
+// A table's deletes stay tombstones through the stateless stream
+// operators, whose functions never see them as values (Filter, MapValues,
+// FlatMapValues) or see the zero value for the key (Map, SelectKey,
+// FlatMap).
+func TestStreamOperatorsKeepTombstones(t *testing.T) {
+	b := stream.NewBuilder("tombs")
+	var seen []string
+	stream.FromTable(b, "users", serde.String, serde.String).ToStream().
+		Filter(func(_, name string) bool { seen = append(seen, "filter:"+name); return name != "" }).
+		MapValues(func(name string) string { seen = append(seen, "mapvalues:"+name); return strings.ToUpper(name) }).
+		FlatMapValues(func(name string) []string { return []string{name} }).
+		Map(func(k, v string) (string, string) { seen = append(seen, "map:"+k+"/"+v); return "user-" + k, v }).
+		SelectKey(func(k, _ string) string { return k + "!" }).
+		FlatMap(func(k, v string) []stream.KeyValue[string, string] { return []stream.KeyValue[string, string]{stream.KV(k, v)} }).
+		To("out", serde.String, serde.String)
+	_, d := newDriver(t, b)
+	users := streamtest.Input(d, "users", serde.String, serde.String)
+	require.NoError(t, users.Pipe("u1", "alice", at(1)))
+	require.NoError(t, users.PipeRecord(stream.Tombstone[string, string]("u1", at(2))))
+	got, err := streamtest.Output(d, "out", serde.String, serde.String).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, "user-u1!", got[0].Key)
+	require.Equal(t, "ALICE", got[0].Value)
+	require.False(t, got[0].Deleted)
+	require.Equal(t, "user-u1!", got[1].Key)
+	require.True(t, got[1].Deleted, "the delete reaches the topic as a tombstone")
+	require.Equal(t, []string{"filter:alice", "mapvalues:alice", "map:u1/ALICE", "map:u1/"}, seen)
+}
