@@ -58,6 +58,7 @@ func (f ProcessorFunc[KIn, VIn, KOut, VOut]) Process(ctx Context, rec Record[KIn
 type Context struct {
 	t    *task
 	node *node
+	out  any // the processor's Emitter, for Schedule
 }
 
 // AppID returns the application id.
@@ -89,7 +90,8 @@ func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcesso
 	var n *node
 	out := then(s, "process", opts, func(t *task, next sink[K2, V2]) (sink[K, V], error) {
 		p := newProcessor()
-		ctx := Context{t: t, node: n}
+		em := &emitter[K2, V2]{t: t, next: next}
+		ctx := Context{t: t, node: n, out: em}
 		if i, ok := any(p).(Initer); ok {
 			if err := i.Init(ctx); err != nil {
 				return nil, &NodeError{Node: n.name, Err: err}
@@ -98,7 +100,6 @@ func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcesso
 		if c, ok := any(p).(Closer); ok {
 			t.closers = append(t.closers, c)
 		}
-		em := &emitter[K2, V2]{t: t, next: next}
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			if err := p.Process(ctx, r, em); err != nil {
 				if t.recErr != nil {
