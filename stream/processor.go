@@ -22,7 +22,8 @@ import (
 // input record (by any operator) is discarded.
 //
 // A Processor may also implement Init (called once per task before the
-// first record) and Close (called when the task closes).
+// first record) and Close (called when the task closes), and schedule
+// punctuators with Schedule.
 type Processor[KIn, VIn, KOut, VOut any] interface {
 	Process(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
 }
@@ -54,7 +55,8 @@ func (f ProcessorFunc[KIn, VIn, KOut, VOut]) Process(ctx Context, rec Record[KIn
 }
 
 // Context is what a processor knows about where it runs. It is a small
-// value, valid only during the call it was passed to.
+// value that stays valid as long as its task: a punctuator may keep the
+// one Init was passed.
 type Context struct {
 	t    *task
 	node *node
