@@ -40,6 +40,7 @@ func (p PunctuationType) String() string {
 
 // Punctuation is a scheduled punctuator (see Schedule).
 type Punctuation struct {
+	ps    *punctuations
 	node  *node
 	typ   PunctuationType
 	every time.Duration
@@ -52,10 +53,15 @@ type Punctuation struct {
 }
 
 // Cancel stops the punctuator: it fires no more. It may be called from the
-// punctuator itself, and more than once. A Cancel made while processing a
-// batch that does not commit is undone with the batch: the batch's records
-// are processed again.
-func (p *Punctuation) Cancel() { p.cancelled = true }
+// punctuator itself, and more than once. Like a Schedule, a Cancel is
+// undone with the effects of a record (or punctuator) that fails, and with
+// a batch that does not commit: those are processed again.
+func (p *Punctuation) Cancel() {
+	if !p.cancelled {
+		p.cancelled = true
+		p.ps.undo = append(p.ps.undo, p)
+	}
+}
 
 // Schedule makes punctuate run every interval, as driven by typ, in the
 // task of ctx, until the task closes or the returned Punctuation is
@@ -105,6 +111,10 @@ func (p *Punctuation) Cancel() { p.cancelled = true }
 // sluice.partition goes to the DLQ; under OnErrorSkip it is counted as
 // skipped; under OnErrorFail the task fails with a *PunctuationError.
 //
+// A Schedule made by a record (or punctuator) that fails, or in a batch
+// that does not commit, is undone with the rest of its effects: the
+// record is processed again, or not at all.
+//
 // Schedule fails when every is under a millisecond (the stream time's
 // unit; every is truncated to whole milliseconds), when typ is unknown,
 // or when K and V are not the processor's output types.
@@ -125,7 +135,7 @@ func Schedule[K, V any](ctx Context, every time.Duration, typ PunctuationType, p
 	case typ != StreamTime && typ != WallClock:
 		return nil, fmt.Errorf("stream: node %s: Schedule: unknown %v", ctx.node.name, typ)
 	}
-	p := &Punctuation{node: ctx.node, typ: typ, every: every.Truncate(time.Millisecond),
+	p := &Punctuation{ps: &ctx.t.punct, node: ctx.node, typ: typ, every: every.Truncate(time.Millisecond),
 		run: func(now time.Time) error { return punctuate(now, em) }}
 	if typ == WallClock {
 		p.due = ctx.t.clock().Add(p.every)
@@ -143,6 +153,28 @@ type punctuations struct {
 	// streamTime is, for a task without stores, the stream time when the
 	// last batch committed (a stateful task's is in its checkpoint).
 	streamTime time.Time
+	// marked is len(list) at the last mark, and undo the punctuators
+	// cancelled since: what rollback undoes.
+	marked int
+	undo   []*Punctuation
+}
+
+// mark starts a record or a punctuator's run: rollback undoes what it
+// schedules and cancels, as its outputs and state writes are.
+func (ps *punctuations) mark() {
+	ps.marked = len(ps.list)
+	clear(ps.undo)
+	ps.undo = ps.undo[:0]
+}
+
+// rollback undoes the Schedules and Cancels made since mark.
+func (ps *punctuations) rollback() {
+	clear(ps.list[ps.marked:])
+	ps.list = ps.list[:ps.marked]
+	for _, p := range ps.undo {
+		p.cancelled = false
+	}
+	ps.mark()
 }
 
 // settle keeps what the batch did to the list, or undoes it.
@@ -269,6 +301,7 @@ func (t *task) fire(p *Punctuation, now time.Time, out []*kgo.Record) ([]*kgo.Re
 	// restore advances the stream time to it.
 	t.recordTime = t.streamTime
 	t.out, t.recErr = out, nil
+	t.punct.mark()
 	if t.db != nil {
 		t.db.Mark()
 	}
@@ -278,6 +311,7 @@ func (t *task) fire(p *Punctuation, now time.Time, out []*kgo.Record) ([]*kgo.Re
 		return out, nil
 	}
 	out = out[:mark]
+	t.punct.rollback()
 	if t.db != nil {
 		t.db.Rollback()
 	}

@@ -14,8 +14,9 @@ import (
 // ticker sums its input's values in a store; its punctuator emits the sum
 // under the punctuation type's name, at the punctuation's time, and
 // resets it. A sum of 13 fails the punctuator after it emitted and wrote;
-// an input value of -1 fails Process, and one of -100 schedules a second
-// punctuator and then fails Process.
+// an input value of -1 fails Process, one of -100 schedules a second
+// punctuator and then fails Process, and one of -7 cancels the punctuator
+// and then fails Process.
 type ticker struct {
 	sums        *stream.KeyValueStore[string, int64]
 	typ         stream.PunctuationType
@@ -63,6 +64,9 @@ func (k *ticker) Process(ctx stream.Context, rec stream.Record[string, int64], _
 			return err
 		}
 		return errors.New("bad record after a Schedule")
+	case -7:
+		k.p.Cancel()
+		return errors.New("bad record after a Cancel")
 	}
 	kv := k.sums.In(ctx)
 	n, _, err := kv.Get("sum")
@@ -290,6 +294,22 @@ func TestStreamTimePunctuationReplays(t *testing.T) {
 		}
 		require.Equal(t, want, readTicks(t, d))
 	})
+}
+
+// A record that fails is all or nothing for punctuation too: what it
+// scheduled or cancelled is undone with its outputs and state writes,
+// although its batch commits.
+func TestScheduleUndoneWithFailedRecord(t *testing.T) {
+	for _, failing := range []int64{-100, -7} { // a Schedule, a Cancel
+		d := streamtest.New(tickerTopology(t, tickerOpts{typ: stream.StreamTime, every: 10 * time.Second}))
+		in := streamtest.Input(d, "in", serde.String, serde.Int64)
+		require.NoError(t, in.Pipe("k", 1, atSec(3)))
+		require.NoError(t, in.Pipe("k", failing, atSec(4))) // to the DLQ
+		require.NoError(t, in.Pipe("k", 2, atSec(12)))
+		require.Equal(t, 1, d.DLQ().Len())
+		require.Equal(t, []tick{{1, atSec(3)}, {2, atSec(12)}}, readTicks(t, d), "%d: one punctuator, not cancelled", failing)
+		require.NoError(t, d.Close())
+	}
 }
 
 // A task without stores has no checkpoint; an aborted batch still takes

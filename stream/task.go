@@ -84,6 +84,7 @@ func (t *task) process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 	t.recordTime = ts
 	mark := len(out)
 	t.out, t.recErr = out, nil
+	t.punct.mark()
 	if t.db != nil {
 		t.db.Mark()
 	}
@@ -96,6 +97,7 @@ func (t *task) process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 		return out, nil
 	}
 	out = out[:mark] // all or nothing per input record
+	t.punct.rollback()
 	if t.db != nil {
 		t.db.Rollback()
 	}
