@@ -40,7 +40,7 @@ type Closer interface {
 }
 
 // Emitter forwards records to the next operators. It is valid only during
-// the Process call it was passed to. Emit returns the first error of the
+// the call it was passed to (Process, or a punctuator's; see Schedule). Emit returns the first error of the
 // downstream operators; Process should return it.
 type Emitter[K, V any] interface {
 	Emit(rec Record[K, V]) error
