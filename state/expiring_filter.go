@@ -101,11 +101,11 @@ func (s *Expiring[K, V]) filterAdd(kb []byte, exp int64) error {
 	return nil
 }
 
-// growSlice rebuilds a full slice's filter with twice the room, from the
+// growSlice rebuilds a full slice's filter with four times the room, from the
 // index keys of its expiry range.
 func (s *Expiring[K, V]) growSlice(sl *filterSlice) error {
 	f := s.filter
-	grown := newBloom(2 * sl.bloom.capacity)
+	grown := newBloom(4 * sl.bloom.capacity)
 	if err := s.scanIndex(sl.n*f.slice, (sl.n+1)*f.slice, func(kb []byte, _ int64) { grown.add(f.hash(kb)) }); err != nil {
 		return fmt.Errorf("state: %s: grow key filter: %w", s.name(), err)
 	}

@@ -23,7 +23,9 @@
 // operators such as Map chain too): Filter, FilterNot, Map, MapValues,
 // SelectKey, FlatMap, FlatMapValues, Peek, Merge, Split, To and Process.
 // Process adds a user Processor, the low-level API: it sees one Record at a
-// time and emits any number of records of any types.
+// time and emits any number of records of any types. With Schedule, a
+// processor also runs a punctuator on a schedule of stream time
+// (deterministic) or of the injected wall clock (not replay-deterministic).
 //
 // Stateful operators keep their state in the task's local store,
 // changelogged to Kafka in the same transaction: GroupBy / GroupByKey then

@@ -47,6 +47,12 @@ const (
 	HeaderTopic     = "sluice.topic"
 	HeaderPartition = "sluice.partition"
 	HeaderOffset    = "sluice.offset"
+	// HeaderNode and HeaderPunctuation name, on the DLQ record of a
+	// failed punctuator (which has no input record, and so no
+	// sluice.topic or sluice.offset), the processor's node and the
+	// PunctuationType.
+	HeaderNode        = "sluice.node"
+	HeaderPunctuation = "sluice.punctuation"
 	// HeaderTruncated is set on a DLQ record whose value was dropped
 	// because the record did not fit the DLQ topic.
 	HeaderTruncated = "sluice.truncated"

@@ -22,7 +22,8 @@ import (
 // input record (by any operator) is discarded.
 //
 // A Processor may also implement Init (called once per task before the
-// first record) and Close (called when the task closes).
+// first record) and Close (called when the task closes), and schedule
+// punctuators with Schedule.
 type Processor[KIn, VIn, KOut, VOut any] interface {
 	Process(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
 }
@@ -39,7 +40,7 @@ type Closer interface {
 }
 
 // Emitter forwards records to the next operators. It is valid only during
-// the Process call it was passed to. Emit returns the first error of the
+// the call it was passed to (Process, or a punctuator's; see Schedule). Emit returns the first error of the
 // downstream operators; Process should return it.
 type Emitter[K, V any] interface {
 	Emit(rec Record[K, V]) error
@@ -54,10 +55,12 @@ func (f ProcessorFunc[KIn, VIn, KOut, VOut]) Process(ctx Context, rec Record[KIn
 }
 
 // Context is what a processor knows about where it runs. It is a small
-// value, valid only during the call it was passed to.
+// value that stays valid as long as its task: a punctuator may keep the
+// one Init was passed.
 type Context struct {
 	t    *task
 	node *node
+	out  any // the processor's Emitter, for Schedule
 }
 
 // AppID returns the application id.
@@ -89,7 +92,8 @@ func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcesso
 	var n *node
 	out := then(s, "process", opts, func(t *task, next sink[K2, V2]) (sink[K, V], error) {
 		p := newProcessor()
-		ctx := Context{t: t, node: n}
+		em := &emitter[K2, V2]{t: t, next: next}
+		ctx := Context{t: t, node: n, out: em}
 		if i, ok := any(p).(Initer); ok {
 			if err := i.Init(ctx); err != nil {
 				return nil, &NodeError{Node: n.name, Err: err}
@@ -98,7 +102,6 @@ func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcesso
 		if c, ok := any(p).(Closer); ok {
 			t.closers = append(t.closers, c)
 		}
-		em := &emitter[K2, V2]{t: t, next: next}
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			if err := p.Process(ctx, r, em); err != nil {
 				if t.recErr != nil {

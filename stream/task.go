@@ -54,6 +54,8 @@ type task struct {
 	// stream time covers (-1: unknown), kept with the checkpoint.
 	input map[string]*int64
 
+	punct punctuations // see punctuate.go
+
 	stats  topology.TaskStats
 	closed bool
 }
@@ -63,8 +65,9 @@ var (
 	_ topology.Recycler = (*task)(nil)
 )
 
-// Process implements topology.Task.
-func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+// process runs one record through the task's operators (Process, less
+// the punctuation).
+func (t *task) process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 	if t.closed {
 		return out, errTaskClosed
 	}
@@ -81,6 +84,7 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 	t.recordTime = ts
 	mark := len(out)
 	t.out, t.recErr = out, nil
+	t.punct.mark()
 	if t.db != nil {
 		t.db.Mark()
 	}
@@ -93,6 +97,7 @@ func (t *task) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 		return out, nil
 	}
 	out = out[:mark] // all or nothing per input record
+	t.punct.rollback()
 	if t.db != nil {
 		t.db.Rollback()
 	}

@@ -319,6 +319,7 @@ func (t *Topology) NewTask(id topology.TaskID, cfg topology.TaskConfig) (topolog
 		}
 	}
 	tk.instances = nil
+	tk.Settle(true) // the schedules made by Init belong to no batch
 	if tk.db != nil {
 		return statefulTask{tk}, nil
 	}

@@ -103,7 +103,9 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 	defer w.closeCore(c)
 
 	for {
-		fetches := sess.PollRecords(ctx, w.pollRecords(0, w.cfg.CommitInterval))
+		pctx, cancel := w.pollContext(ctx, c)
+		fetches := sess.PollRecords(pctx, w.pollRecords(0, w.cfg.CommitInterval))
+		cancel()
 		if ctx.Err() != nil {
 			return progressed, nil // no transaction is open
 		}
@@ -111,9 +113,11 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 			return progressed, err
 		}
 		if fetches.NumRecords() == 0 {
-			continue
-		}
-		if err := w.prepareTasks(ctx, c, sess.Client().CommittedOffsets, fetches); err != nil {
+			if !w.punctuationDue(c) {
+				continue
+			}
+			// A transaction for the wall-clock punctuators alone.
+		} else if err := w.prepareTasks(ctx, c, sess.Client().CommittedOffsets, fetches); err != nil {
 			return progressed, err
 		}
 		committed, unprepared, err := w.transact(ctx, sess, c, fetches)
@@ -131,9 +135,10 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 	}
 }
 
-// transact runs one transaction over the batch that begins with fetches,
-// whose tasks are open: the core processes the batch's polls, the
-// transaction ends, committing unless something failed, and the core
+// transact runs one transaction over the batch that begins with fetches
+// (which may be empty when a wall-clock punctuator is due), whose tasks
+// are open: the core processes the batch's polls and runs the due
+// wall-clock punctuators, the transaction ends, committing unless something failed, and the core
 // takes the step that follows the outcome. It returns whether the
 // transaction committed; the poll that brought a partition whose task is
 // not open, for which the transaction was aborted (the loop prepares the
@@ -150,15 +155,22 @@ func (w *Worker) transact(ctx context.Context, sess *kgo.GroupTransactSession, c
 	// cancelled with ctx (collect stops polling, end commits).
 	pctx := context.WithoutCancel(ctx)
 	c.Begin(func(r *kgo.Record) { sess.Produce(pctx, r, p.promise) })
-	records, procErr := w.collect(ctx, fetches, sess.PollRecords, func(f kgo.Fetches) error {
-		err := c.Process(f)
-		if errors.Is(err, batch.ErrUnprepared) {
-			// A partition assigned while the transaction is open: its
-			// task is restored after an abort, not inside it.
-			unprepared = f
-		}
-		return processErr(err)
-	})
+	var records int
+	var procErr error
+	if fetches.NumRecords() > 0 {
+		records, procErr = w.collect(ctx, fetches, sess.PollRecords, func(f kgo.Fetches) error {
+			err := c.Process(f)
+			if errors.Is(err, batch.ErrUnprepared) {
+				// A partition assigned while the transaction is open: its
+				// task is restored after an abort, not inside it.
+				unprepared = f
+			}
+			return processErr(err)
+		})
+	}
+	if procErr == nil && unprepared == nil {
+		procErr = w.punctuate(c) // in this transaction
+	}
 	counts := c.Finish() // every output is handed to franz-go before the flush
 	w.count(counts)
 	abort := "" // commit

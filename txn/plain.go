@@ -38,7 +38,9 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 	defer w.closeCore(c)
 
 	for {
-		fetches := cl.PollRecords(ctx, w.pollRecords(0, w.cfg.CommitInterval))
+		pollCtx, cancelPoll := w.pollContext(ctx, c)
+		fetches := cl.PollRecords(pollCtx, w.pollRecords(0, w.cfg.CommitInterval))
+		cancelPoll()
 		if ctx.Err() != nil {
 			cl.AllowRebalance()
 			return progressed, nil
@@ -47,10 +49,12 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			return progressed, err
 		}
 		if fetches.NumRecords() == 0 {
-			cl.AllowRebalance()
-			continue
-		}
-		if err := w.prepareTasks(ctx, c, cl.CommittedOffsets, fetches); err != nil {
+			if !w.punctuationDue(c) {
+				cl.AllowRebalance()
+				continue
+			}
+			// A batch for the wall-clock punctuators alone.
+		} else if err := w.prepareTasks(ctx, c, cl.CommittedOffsets, fetches); err != nil {
 			return progressed, err
 		}
 		var p promises
@@ -61,20 +65,26 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 		pctx := context.WithoutCancel(ctx)
 		c.Begin(func(r *kgo.Record) { cl.Produce(pctx, r, p.promise) })
 		var polled []*kgo.Record
-		_, procErr := w.collect(ctx, fetches, cl.PollRecords, func(f kgo.Fetches) error {
-			if w.cfg.Guarantee == AtMostOnce {
-				if err := cl.CommitRecords(pctx, f.Records()...); err != nil {
-					return fmt.Errorf("txn: commit offsets before processing: %w", err)
+		var procErr error
+		if fetches.NumRecords() > 0 {
+			_, procErr = w.collect(ctx, fetches, cl.PollRecords, func(f kgo.Fetches) error {
+				if w.cfg.Guarantee == AtMostOnce {
+					if err := cl.CommitRecords(pctx, f.Records()...); err != nil {
+						return fmt.Errorf("txn: commit offsets before processing: %w", err)
+					}
+				} else {
+					polled = append(polled, f.Records()...)
 				}
-			} else {
-				polled = append(polled, f.Records()...)
-			}
-			// Without a transaction, a task may be restored mid-batch.
-			if err := w.prepareTasks(ctx, c, cl.CommittedOffsets, f); err != nil {
-				return err
-			}
-			return processErr(c.Process(f))
-		})
+				// Without a transaction, a task may be restored mid-batch.
+				if err := w.prepareTasks(ctx, c, cl.CommittedOffsets, f); err != nil {
+					return err
+				}
+				return processErr(c.Process(f))
+			})
+		}
+		if procErr == nil {
+			procErr = w.punctuate(c)
+		}
 		w.count(c.Finish()) // every output is handed to franz-go before the flush
 		fctx, cancel := context.WithTimeout(pctx, w.cfg.SessionTimeout)
 		o, err := w.finishPlain(fctx, cl, &p, polled, procErr)
@@ -109,7 +119,7 @@ func (w *Worker) finishPlain(ctx context.Context, cl *kgo.Client, p *promises, p
 		}
 		w.log.Error("produce failed; at_most_once drops the batch's failed outputs", "err", err)
 	}
-	if w.cfg.Guarantee == AtLeastOnce {
+	if w.cfg.Guarantee == AtLeastOnce && len(polled) > 0 {
 		if err := cl.CommitRecords(ctx, polled...); err != nil {
 			return batch.Unknown, fmt.Errorf("txn: commit offsets: %w", err)
 		}

@@ -135,8 +135,26 @@ func hasStores(topo *stream.Topology) bool {
 	return false
 }
 
-// AdvanceWallClock moves the injected wall clock forward by by.
-func (d *Driver) AdvanceWallClock(by time.Duration) { d.now = d.now.Add(by) }
+// AdvanceWallClock moves the injected wall clock forward by by, then runs,
+// in one batch, the wall-clock punctuators of the open tasks that are
+// then due (each once, however far the clock moved; see stream.Schedule),
+// with the records they write to topics the topology reads. A task opens
+// at its partition's first record. The error is a punctuator's under
+// stream.OnErrorFail (a *stream.PunctuationError): the batch is aborted,
+// as a failing Pipe's.
+func (d *Driver) AdvanceWallClock(by time.Duration) error {
+	d.now = d.now.Add(by)
+	if due, ok := d.core.NextPunctuation(); !ok || d.now.Before(due) {
+		return nil
+	}
+	return d.batch(func() error {
+		err := d.core.Punctuate(d.now)
+		if pe, ok := errors.AsType[*batch.PunctuationError](err); ok {
+			return pe.Err // the punctuator's error, as the topology returned it
+		}
+		return err
+	})
+}
 
 // Now returns the injected wall-clock time.
 func (d *Driver) Now() time.Time { return d.now }
@@ -167,8 +185,21 @@ func (d *Driver) PipeBytes(topic string, key, value []byte, ts time.Time) error 
 
 func (d *Driver) pipe(topic string, key, value []byte, ts time.Time, headers []kgo.RecordHeader) error {
 	d.in = kgo.Record{Topic: topic, Key: key, Value: value, Timestamp: ts, Headers: headers}
+	return d.batch(func() error { return d.run(d.place(&d.in), &d.in) })
+}
+
+// batch runs one batch: work, which hands the tasks' outputs to
+// d.produce, then the records they wrote to topics the topology reads;
+// the batch commits unless that fails.
+func (d *Driver) batch(work func() error) error {
 	d.core.Begin(d.produce)
-	err := d.run(d.place(&d.in), &d.in)
+	err := work()
+	if err == nil && len(d.pending) > 0 {
+		r := d.pending[0]
+		d.pending[0] = nil
+		d.pending = d.pending[1:]
+		err = d.run(d.topic(r.Topic), r)
+	}
 	d.core.Finish()
 	clear(d.pending)
 	d.pending = d.pending[:0]

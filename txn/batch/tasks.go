@@ -32,6 +32,7 @@ type openTask struct {
 	id       topology.TaskID
 	stateful topology.StatefulTask // or nil
 	recycler topology.Recycler     // or nil
+	punct    topology.Punctuator   // or nil
 }
 
 func newTasks(topo topology.Topology) *tasks {
@@ -53,6 +54,7 @@ func (ts *tasks) add(id topology.TaskID, t topology.Task) {
 	ot := openTask{id: id}
 	ot.stateful, _ = t.(topology.StatefulTask)
 	ot.recycler, _ = t.(topology.Recycler)
+	ot.punct, _ = t.(topology.Punctuator)
 	ts.list = append(ts.list, ot)
 }
 
@@ -140,7 +142,7 @@ func (ts *tasks) sourcesOf(id topology.TaskID) []string {
 // outputs' records (Recycler): none is referenced any more. The error
 // names every task closed, and why.
 func (ts *tasks) commit() error {
-	return ts.each(topology.StatefulTask.Commit, "applying its committed state")
+	return ts.each(topology.StatefulTask.Commit, true, "applying its committed state")
 }
 
 // discard forgets what every task did in a transaction that did not
@@ -149,13 +151,14 @@ func (ts *tasks) commit() error {
 // before its partition's next batch), and every task may reuse its
 // outputs' records.
 func (ts *tasks) discard() error {
-	return ts.each(topology.StatefulTask.Discard, "discarding its pending state")
+	return ts.each(topology.StatefulTask.Discard, false, "discarding its pending state")
 }
 
 // each calls step on every stateful task and closes those it fails for
 // (doing says what failed, for the error); then it tells every task left
-// that the runtime holds none of its outputs.
-func (ts *tasks) each(step func(topology.StatefulTask) error, doing string) error {
+// with punctuators whether the batch committed, and every task left that
+// the runtime holds none of its outputs.
+func (ts *tasks) each(step func(topology.StatefulTask) error, committed bool, doing string) error {
 	var failed []topology.TaskID
 	var errs []error
 	for _, ot := range ts.list {
@@ -171,6 +174,9 @@ func (ts *tasks) each(step func(topology.StatefulTask) error, doing string) erro
 		errs = append(errs, ts.remove(id))
 	}
 	for _, ot := range ts.list {
+		if ot.punct != nil {
+			ot.punct.Settle(committed)
+		}
 		if ot.recycler != nil {
 			ot.recycler.Recycle()
 		}

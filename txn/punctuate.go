@@ -1,0 +1,46 @@
+package txn
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sluicehq/sluice/txn/batch"
+)
+
+// Wall-clock punctuation (topology.Punctuator): the loops poll for no
+// longer than until the earliest wall-clock punctuator of an open task is
+// due, by Config.Clock; a batch runs the due punctuators after its polls'
+// records, and a batch is made for them alone when no record arrived (under
+// exactly_once, a transaction of its own). A stream-time punctuator needs
+// nothing here: it fires inside its task's Process.
+
+// pollContext returns the context to poll with: ctx, with a deadline at the
+// next wall-clock punctuation when an open task has one, so that a quiet
+// input does not hold it back. cancel must be called.
+func (w *Worker) pollContext(ctx context.Context, c *batch.Core) (_ context.Context, cancel context.CancelFunc) {
+	due, ok := c.NextPunctuation()
+	if !ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, due.Sub(w.cfg.Clock()))
+}
+
+// punctuationDue reports whether a wall-clock punctuator of an open task
+// is due.
+func (w *Worker) punctuationDue(c *batch.Core) bool {
+	due, ok := c.NextPunctuation()
+	return ok && !w.cfg.Clock().Before(due)
+}
+
+// punctuate runs, in the open batch, the wall-clock punctuators that are
+// due. A punctuator's failure under the fail error policy stops the worker.
+func (w *Worker) punctuate(c *batch.Core) error {
+	if !w.punctuationDue(c) {
+		return nil
+	}
+	err := c.Punctuate(w.cfg.Clock())
+	if pe, ok := errors.AsType[*batch.PunctuationError](err); ok {
+		return &FatalError{Cause: "a punctuator failed and the topology's error policy is to fail", Err: pe}
+	}
+	return err
+}
