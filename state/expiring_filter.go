@@ -182,7 +182,14 @@ func (f *keyFilter) add(kb []byte, exp int64) *filterSlice {
 		return 0
 	})
 	if !found {
-		f.slices = slices.Insert(f.slices, i, &filterSlice{n: n, bloom: newBloom(minBloomKeys)})
+		// A new slice gets the room the fullest slice needed: slices of
+		// a steady stream hold about as many keys each, and a filter
+		// that grows scans its slice's index.
+		room := minBloomKeys
+		for _, sl := range f.slices {
+			room = max(room, sl.bloom.count)
+		}
+		f.slices = slices.Insert(f.slices, i, &filterSlice{n: n, bloom: newBloom(room)})
 	}
 	sl := f.slices[i]
 	sl.bloom.add(f.hash(kb))
@@ -207,7 +214,8 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// minBloomKeys is the room of a new slice's filter (a variable for tests).
+// minBloomKeys is the least room of a new slice's filter (a variable for
+// tests).
 var minBloomKeys = 1024
 
 // blockBloom is a blocked bloom filter: each key sets bloomProbes bits in one
