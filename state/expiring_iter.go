@@ -75,14 +75,7 @@ func (it *ExpiringIterator[K, V]) Next() bool {
 	if it.err != nil || it.pit == nil {
 		return false
 	}
-	var ok bool
-	if !it.started {
-		it.started, ok = true, it.pit.First()
-	} else {
-		ok = it.pit.Next()
-	}
-	if !ok {
-		it.err = it.pit.Error()
+	if !step(it.pit, &it.started, &it.err) {
 		return false
 	}
 	k, err := it.s.ks.Decode(it.pit.Key()[it.skip:])

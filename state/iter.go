@@ -122,14 +122,7 @@ func (it *Iterator[K, V]) Next() bool {
 	if it.err != nil || it.pit == nil {
 		return false
 	}
-	var ok bool
-	if !it.started {
-		it.started, ok = true, it.pit.First()
-	} else {
-		ok = it.pit.Next()
-	}
-	if !ok {
-		it.err = it.pit.Error()
+	if !step(it.pit, &it.started, &it.err) {
 		return false
 	}
 	k, err := it.s.ks.Decode(it.pit.Key()[len(it.s.prefix):])
@@ -149,6 +142,21 @@ func (it *Iterator[K, V]) Next() bool {
 	}
 	it.key, it.value = k, v
 	return true
+}
+
+// step moves pit to its first entry, or its next once started; at the end
+// it sets err to the iterator's error and returns false.
+func step(pit *pebble.Iterator, started *bool, err *error) bool {
+	var ok bool
+	if !*started {
+		*started, ok = true, pit.First()
+	} else {
+		ok = pit.Next()
+	}
+	if !ok {
+		*err = pit.Error()
+	}
+	return ok
 }
 
 // Key returns the current key: valid after Next returned true.
