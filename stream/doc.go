@@ -37,7 +37,7 @@
 // (Table.Join, LeftJoin, OuterJoin); tables also have Filter, MapValues
 // and ToStream (docs/joins.md).
 // Time-based state is driven by stream time, the largest record timestamp
-// a task has seen (Context.StreamTime), never by the wall clock: a replay
+// a task has seen (ProcessorContext.StreamTime), never by the wall clock: a replay
 // after a crash decides the same.
 //
 // Build validates the whole topology and reports every problem at once,

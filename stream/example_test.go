@@ -87,7 +87,7 @@ func ExampleStream_Split() {
 // and value types, and fails on empty input.
 type splitter struct{}
 
-func (splitter) Process(ctx stream.Context, rec stream.Record[string, string], out stream.Emitter[string, int64]) error {
+func (splitter) Process(ctx stream.ProcessorContext, rec stream.Record[string, string], out stream.Emitter[string, int64]) error {
 	if rec.Value() == "" {
 		return errors.New("empty line")
 	}

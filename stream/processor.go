@@ -24,13 +24,13 @@ import (
 // A Processor may also implement Init (called once per task before the
 // first record) and Close (called when the task closes).
 type Processor[KIn, VIn, KOut, VOut any] interface {
-	Process(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
+	Process(ctx ProcessorContext, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
 }
 
 // Initer is implemented by processors that prepare per-task resources. An
 // Init error fails the task's creation.
 type Initer interface {
-	Init(ctx Context) error
+	Init(ctx ProcessorContext) error
 }
 
 // Closer is implemented by processors that release per-task resources.
@@ -46,40 +46,40 @@ type Emitter[K, V any] interface {
 }
 
 // ProcessorFunc adapts a function to a Processor with no Init or Close.
-type ProcessorFunc[KIn, VIn, KOut, VOut any] func(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
+type ProcessorFunc[KIn, VIn, KOut, VOut any] func(ctx ProcessorContext, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
 
 // Process calls f.
-func (f ProcessorFunc[KIn, VIn, KOut, VOut]) Process(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error {
+func (f ProcessorFunc[KIn, VIn, KOut, VOut]) Process(ctx ProcessorContext, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error {
 	return f(ctx, rec, out)
 }
 
-// Context is what a processor knows about where it runs. It is a small
+// ProcessorContext is what a processor knows about where it runs. It is a small
 // value, valid only during the call it was passed to.
-type Context struct {
+type ProcessorContext struct {
 	t    *task
 	node *node
 }
 
 // AppID returns the application id.
-func (c Context) AppID() string { return c.t.topo.appID }
+func (c ProcessorContext) AppID() string { return c.t.topo.appID }
 
 // Node returns the name of the processor's node.
-func (c Context) Node() string { return c.node.name }
+func (c ProcessorContext) Node() string { return c.node.name }
 
 // Partition returns the task's partition number.
-func (c Context) Partition() int32 { return c.t.id.Partition }
+func (c ProcessorContext) Partition() int32 { return c.t.id.Partition }
 
 // Subtopology returns the task's sub-topology id.
-func (c Context) Subtopology() int { return c.t.id.Subtopology }
+func (c ProcessorContext) Subtopology() int { return c.t.id.Subtopology }
 
 // StreamTime returns the task's stream time: the largest record timestamp
 // it has seen, including the current record. It is the zero time before
 // the first record. Use it, not Now, for anything that decides output.
-func (c Context) StreamTime() time.Time { return c.t.streamTime }
+func (c ProcessorContext) StreamTime() time.Time { return c.t.streamTime }
 
 // Now returns the wall-clock time from the runtime's (or the test driver's)
 // injected clock. It must not decide output: a replay would differ.
-func (c Context) Now() time.Time { return c.t.clock() }
+func (c ProcessorContext) Now() time.Time { return c.t.clock() }
 
 // Process adds a user processor. newProcessor is called once per task;
 // the output types are those of the processor:
@@ -89,7 +89,7 @@ func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcesso
 	var n *node
 	out := then(s, "process", opts, func(t *task, next sink[K2, V2]) (sink[K, V], error) {
 		p := newProcessor()
-		ctx := Context{t: t, node: n}
+		ctx := ProcessorContext{t: t, node: n}
 		if i, ok := any(p).(Initer); ok {
 			if err := i.Init(ctx); err != nil {
 				return nil, &NodeError{Node: n.name, Err: err}

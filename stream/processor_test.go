@@ -23,7 +23,7 @@ type counted struct {
 	failInit      bool
 }
 
-func (c *counted) Init(stream.Context) error {
+func (c *counted) Init(stream.ProcessorContext) error {
 	*c.inits++
 	if c.failInit {
 		return errors.New("no connection")
@@ -36,7 +36,7 @@ func (c *counted) Close() error {
 	return nil
 }
 
-func (c *counted) Process(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+func (c *counted) Process(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 	return out.Emit(r)
 }
 
@@ -64,7 +64,7 @@ type failingClose struct{ name string }
 
 func (f failingClose) Close() error { return errors.New(f.name + " close failed") }
 
-func (failingClose) Process(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+func (failingClose) Process(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 	return out.Emit(r)
 }
 
@@ -87,7 +87,7 @@ func TestProcessCloseErrorsAreJoined(t *testing.T) {
 // tally counts records per processor instance: state is per task.
 type tally struct{ n int64 }
 
-func (p *tally) Process(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+func (p *tally) Process(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 	p.n++
 	return out.Emit(r.WithValue(fmt.Sprintf("p%d n%d st%d", ctx.Partition(), p.n, ctx.StreamTime().Unix()-epoch.Unix())))
 }
@@ -131,7 +131,7 @@ func TestProcessorPassesOnDownstreamError(t *testing.T) {
 			var emitErr error
 			b := stream.NewBuilder("proc")
 			fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, int64] {
-				return func(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, int64]) error {
+				return func(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, int64]) error {
 					n, _ := strconv.ParseInt(r.Value(), 10, 64)
 					if emitErr = out.Emit(r.WithValue(n)); emitErr != nil {
 						return tt.handle(emitErr)
@@ -254,7 +254,7 @@ func TestTaskClosed(t *testing.T) {
 func TestTaskClock(t *testing.T) {
 	b := stream.NewBuilder("app")
 	fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, string] {
-		return func(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+		return func(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 			return out.Emit(r.WithValue(ctx.Now().Format(time.RFC3339Nano)))
 		}
 	}).To("out", serde.String, serde.String)
@@ -273,7 +273,7 @@ func TestTaskClock(t *testing.T) {
 	t.Run("nil means the wall clock", func(t *testing.T) {
 		b := stream.NewBuilder("app")
 		fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, string] {
-			return func(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+			return func(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 				return out.Emit(r.WithValue(ctx.Now().Format(time.RFC3339Nano)))
 			}
 		}).To("out", serde.String, serde.String)
@@ -343,7 +343,7 @@ func TestTombstoneIsWrittenAsNullValue(t *testing.T) {
 	b := stream.NewBuilder("tomb")
 	fromIn(b).
 		Process(func() stream.ProcessorFunc[string, string, string, string] {
-			return func(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+			return func(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 				if r.Value() == "" {
 					return out.Emit(stream.Tombstone[string, string](r.Key(), r.Timestamp()))
 				}

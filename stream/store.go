@@ -40,7 +40,7 @@ func (s *storeSpec) changelogTopic(appID string) string {
 //	orders.Process(func() *counter { return &counter{counts: counts} },
 //		stream.Named("count"), stream.WithStores(counts))
 //
-//	func (c *counter) Process(ctx stream.Context, rec stream.Record[string, Order], out stream.Emitter[string, int64]) error {
+//	func (c *counter) Process(ctx stream.ProcessorContext, rec stream.Record[string, Order], out stream.Emitter[string, int64]) error {
 //		kv := c.counts.In(ctx)
 //		n, _, err := kv.Get(rec.Key())
 //		...
@@ -83,7 +83,7 @@ func (s *KeyValueStore[K, V]) spec() *storeSpec { return s.s }
 // valid as long as the task; resolve it in Init or in each Process call.
 // Using a store the operator did not declare with WithStores is a
 // programming error and panics.
-func (s *KeyValueStore[K, V]) In(ctx Context) *state.KeyValue[K, V] {
+func (s *KeyValueStore[K, V]) In(ctx ProcessorContext) *state.KeyValue[K, V] {
 	h, ok := ctx.t.stores[s.s]
 	if !ok {
 		panic(fmt.Sprintf("stream: store %q used by %s, which does not declare it: add stream.WithStores", s.s.name, ctx.node.name))

@@ -126,7 +126,7 @@ func (s Stream[K, V]) SelectKey[K2 any](f func(K, V) K2, opts ...Option) Stream[
 // returns them. Each keeps the input's timestamp and headers. A tombstone
 // reaches f with the zero value and each record f returns for it leaves as
 // a tombstone of its key.
-func (s Stream[K, V]) FlatMap[K2, V2 any](f func(K, V) []KeyValue[K2, V2], opts ...Option) Stream[K2, V2] {
+func (s Stream[K, V]) FlatMap[K2, V2 any](f func(K, V) []Pair[K2, V2], opts ...Option) Stream[K2, V2] {
 	return stateless(s, "flatmap", f == nil, opts, func(next sink[K2, V2]) sink[K, V] {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			for _, kv := range f(r.key, r.value) {

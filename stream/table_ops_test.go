@@ -110,7 +110,7 @@ func TestStreamOperatorsKeepTombstones(t *testing.T) {
 		FlatMapValues(func(name string) []string { return []string{name} }).
 		Map(func(k, v string) (string, string) { seen = append(seen, "map:"+k+"/"+v); return "user-" + k, v }).
 		SelectKey(func(k, _ string) string { return k + "!" }).
-		FlatMap(func(k, v string) []stream.KeyValue[string, string] { return []stream.KeyValue[string, string]{stream.KV(k, v)} }).
+		FlatMap(func(k, v string) []stream.Pair[string, string] { return []stream.Pair[string, string]{stream.KV(k, v)} }).
 		To("out", serde.String, serde.String)
 	_, d := newDriver(t, b)
 	users := streamtest.Input(d, "users", serde.String, serde.String)

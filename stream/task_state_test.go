@@ -24,7 +24,7 @@ func TestDiscardGoesBackToTheLastCommit(t *testing.T) {
 		ToStream().
 		To("out", serde.String, serde.Int64)
 	in.Process(func() stream.ProcessorFunc[string, string, string, string] {
-		return func(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+		return func(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 			return out.Emit(r.WithValue(strconv.FormatInt(ctx.StreamTime().Unix()-epoch.Unix(), 10)))
 		}
 	}).To("times", serde.String, serde.String)
