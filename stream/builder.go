@@ -74,10 +74,12 @@ func WithTimestamp(f func(rec *kgo.Record) (time.Time, error)) Option {
 	return nodeOpt(func(o *nodeOpts) { o.timestamp = f })
 }
 
-// Named gives an operator an explicit name. Names appear in Describe, in
-// errors and in DLQ headers; stateful operators (and the store, changelog
-// and repartition topics named after them) require one, so that their
-// names never depend on an operator's position in the topology.
+// Named gives an operator whose name is optional an explicit one (the
+// default is `<op>-<seq>`). Names appear in Describe, in errors and in DLQ
+// headers. Operators that own a store or an internal topic take their
+// name as a required first argument instead (see the package doc); a
+// Process that declares stores must be Named, and a GroupByKey that
+// repartitions.
 func Named(name string) Option {
 	return nodeOpt(func(o *nodeOpts) { o.name = name })
 }
@@ -199,3 +201,9 @@ func (s *sourceNode[K, V]) pushRaw(rec *kgo.Record) error {
 }
 
 var errNoSources = errors.New("stream: topology has no sources: add one with stream.From")
+
+// withName puts the positional name of a stateful operator first among its
+// options.
+func withName(name string, opts []Option) []Option {
+	return append([]Option{Named(name)}, opts...)
+}

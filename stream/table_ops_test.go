@@ -51,7 +51,7 @@ func TestTableMapValues(t *testing.T) {
 func TestTableViewsInJoins(t *testing.T) {
 	rig := newTableRig(t, func(_ *stream.Builder, users, regions stream.Table[string, string]) stream.Table[string, string] {
 		active := users.Filter(func(_, name string) bool { return name != "banned" }).MapValues(strings.ToUpper)
-		return regions.Join(active, func(_, region, name string) string { return name + "@" + region }, serde.String, stream.Named("j"))
+		return regions.Join("j", active, func(_, region, name string) string { return name + "@" + region }, serde.String)
 	})
 	rig.put(rig.users, "u1", "alice")
 	rig.put(rig.regions, "u1", "eu") // looks the view up: ALICE
