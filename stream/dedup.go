@@ -25,23 +25,23 @@ import (
 // counted (TaskStats.Unchecked, sluice_dedup_unchecked_total). Stream
 // time is the largest timestamp the task has seen, so the ids kept are
 // those of about one span of event time.
-func (s Stream[K, V]) Dedup[ID any](name string, id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, opts ...Option) Stream[K, V] {
+func (s Stream[K, V]) Dedup[ID any](name string, id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration) Stream[K, V] {
 	if id == nil {
 		s.b.errorf("Dedup: id is nil")
 	}
-	return dedup(s, id, idSerde, span, "dedup", withName(name, opts))
+	return dedup(s, id, idSerde, span, "dedup", named(name))
 }
 
 // DedupByKey is Dedup with the record's key as its id.
-func (s Stream[K, V]) DedupByKey(name string, keySerde serde.Serde[K], span time.Duration, opts ...Option) Stream[K, V] {
-	return dedup(s, func(k K, _ V) K { return k }, keySerde, span, "dedupbykey", withName(name, opts))
+func (s Stream[K, V]) DedupByKey(name string, keySerde serde.Serde[K], span time.Duration) Stream[K, V] {
+	return dedup(s, func(k K, _ V) K { return k }, keySerde, span, "dedupbykey", named(name))
 }
 
 // dedupSlices is how many expiry passes a span holds: ids live at most
 // span*(1+1/dedupSlices) past the record that stored them.
 const dedupSlices = 10
 
-func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, op string, opts []Option) Stream[K, V] {
+func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, op string, opts []nodeOption) Stream[K, V] {
 	var o nodeOpts
 	for _, opt := range opts {
 		opt.applyNode(&o)

@@ -58,6 +58,16 @@
 // GroupByKey needs one only when it repartitions (after an operator that
 // may change keys), and Process only when it declares stores (WithStores).
 //
+// # Options
+//
+// An option compiles only where it means something: each operator family
+// takes its own option interface. Named returns a NameOption, which is all
+// of Option (stateless operators, FromTable, FromGlobalTable, stream-table
+// joins, GroupByKey), SourceOption (From, with WithTimestamp) and
+// ProcessOption (Process, with WithStores). EmitOnClose is a WindowOption,
+// taken only by windowed and session aggregations. Operators with a
+// positional name and nothing else to configure take no options.
+//
 // Build validates the whole topology and reports every problem at once,
 // each with what to fix. Topology.Describe prints it.
 //

@@ -77,42 +77,42 @@ func (s Stream[K, V]) GroupBy[K2 any](name string, key func(K, V) K2, keySerde s
 //
 // add must be deterministic: after a transaction aborts, its records are
 // added again to the aggregate as it was committed.
-func (g Grouped[K, V]) Aggregate[A any](name string, init func() A, add func(key K, value V, agg A) A, aggSerde serde.Serde[A], opts ...Option) Table[K, A] {
+func (g Grouped[K, V]) Aggregate[A any](name string, init func() A, add func(key K, value V, agg A) A, aggSerde serde.Serde[A]) Table[K, A] {
 	if init == nil || add == nil {
 		g.s.b.errorf("Aggregate: init and add must not be nil")
-		return aggregate[K, V, A](g, nil, aggSerde, "aggregate", withName(name, opts))
+		return aggregate[K, V, A](g, nil, aggSerde, "aggregate", named(name))
 	}
 	return aggregate(g, func(k K, v V, agg A, found bool) A {
 		if !found {
 			agg = init()
 		}
 		return add(k, v, agg)
-	}, aggSerde, "aggregate", withName(name, opts))
+	}, aggSerde, "aggregate", named(name))
 }
 
 // Count counts the records of each key (values serde.Int64). The name
 // (required) is the store's.
-func (g Grouped[K, V]) Count(name string, opts ...Option) Table[K, int64] {
-	return aggregate(g, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 }, serde.Int64, "count", withName(name, opts))
+func (g Grouped[K, V]) Count(name string) Table[K, int64] {
+	return aggregate(g, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 }, serde.Int64, "count", named(name))
 }
 
 // Reduce combines the values of each key with reduce; the first value of a
 // key is its own aggregate. The name (required) is the store's.
-func (g Grouped[K, V]) Reduce(name string, reduce func(agg, value V) V, opts ...Option) Table[K, V] {
+func (g Grouped[K, V]) Reduce(name string, reduce func(agg, value V) V) Table[K, V] {
 	if reduce == nil {
 		g.s.b.errorf("Reduce: reduce must not be nil")
-		return aggregate[K, V, V](g, nil, g.vs, "reduce", withName(name, opts))
+		return aggregate[K, V, V](g, nil, g.vs, "reduce", named(name))
 	}
 	return aggregate(g, func(_ K, v V, agg V, found bool) V {
 		if !found {
 			return v
 		}
 		return reduce(agg, v)
-	}, g.vs, "reduce", withName(name, opts))
+	}, g.vs, "reduce", named(name))
 }
 
 // aggregate is the stateful node behind Aggregate, Count and Reduce.
-func aggregate[K, V, A any](g Grouped[K, V], add func(K, V, A, bool) A, aggSerde serde.Serde[A], op string, opts []Option) Table[K, A] {
+func aggregate[K, V, A any](g Grouped[K, V], add func(K, V, A, bool) A, aggSerde serde.Serde[A], op string, opts []nodeOption) Table[K, A] {
 	var o nodeOpts
 	for _, opt := range opts {
 		opt.applyNode(&o)

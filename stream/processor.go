@@ -85,9 +85,9 @@ func (c ProcessorContext) Now() time.Time { return c.t.clock() }
 // the output types are those of the processor:
 //
 //	enriched := orders.Process(func() *enricher { return &enricher{} })
-func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcessor func() P, opts ...Option) Stream[K2, V2] {
+func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcessor func() P, opts ...ProcessOption) Stream[K2, V2] {
 	var n *node
-	out := then(s, "process", opts, func(t *task, next sink[K2, V2]) (sink[K, V], error) {
+	out := then(s, "process", nodeOptions(opts), func(t *task, next sink[K2, V2]) (sink[K, V], error) {
 		p := newProcessor()
 		ctx := ProcessorContext{t: t, node: n}
 		if i, ok := any(p).(Initer); ok {

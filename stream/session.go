@@ -65,7 +65,7 @@ func SessionWindowedBy[K, V any](g Grouped[K, V], spec window.Session) SessionWi
 // aggregate is kept until the session closes (its end plus the gap plus
 // the grace, in stream time) and then removed (a tombstone in the
 // changelog); a session merged away is removed at once.
-func (s SessionWindowed[K, V]) Aggregate[A any](name string, init func() A, add func(key K, value V, agg A) A, merge func(key K, a, b A) A, aggSerde serde.Serde[A], opts ...Option) WindowedTable[K, A] {
+func (s SessionWindowed[K, V]) Aggregate[A any](name string, init func() A, add func(key K, value V, agg A) A, merge func(key K, a, b A) A, aggSerde serde.Serde[A], opts ...WindowOption) WindowedTable[K, A] {
 	if init == nil || add == nil || merge == nil {
 		s.g.s.b.errorf("session Aggregate: init, add and merge must not be nil")
 	}
@@ -79,7 +79,7 @@ func (s SessionWindowed[K, V]) Aggregate[A any](name string, init func() A, add 
 
 // Count counts the records of each key and session (values serde.Int64);
 // merged sessions add their counts. The name (required) is its store's.
-func (s SessionWindowed[K, V]) Count(name string, opts ...Option) WindowedTable[K, int64] {
+func (s SessionWindowed[K, V]) Count(name string, opts ...WindowOption) WindowedTable[K, int64] {
 	return sessionAggregate(s, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 },
 		func(_ K, a, b int64) int64 { return a + b }, serde.Int64, "session-count", withName(name, opts))
 }
@@ -87,7 +87,7 @@ func (s SessionWindowed[K, V]) Count(name string, opts ...Option) WindowedTable[
 // Reduce combines the values of each key and session with reduce, which
 // also merges the aggregates of sessions a record bridges; a session's
 // first value is its own aggregate. The name (required) is its store's.
-func (s SessionWindowed[K, V]) Reduce(name string, reduce func(agg, value V) V, opts ...Option) WindowedTable[K, V] {
+func (s SessionWindowed[K, V]) Reduce(name string, reduce func(agg, value V) V, opts ...WindowOption) WindowedTable[K, V] {
 	if reduce == nil {
 		s.g.s.b.errorf("session Reduce: reduce must not be nil")
 	}
@@ -101,7 +101,7 @@ func (s SessionWindowed[K, V]) Reduce(name string, reduce func(agg, value V) V, 
 
 // sessionAggregate is the stateful node behind the session Aggregate,
 // Count and Reduce.
-func sessionAggregate[K, V, A any](s SessionWindowed[K, V], add func(K, V, A, bool) A, merge func(K, A, A) A, aggSerde serde.Serde[A], op string, opts []Option) WindowedTable[K, A] {
+func sessionAggregate[K, V, A any](s SessionWindowed[K, V], add func(K, V, A, bool) A, merge func(K, A, A) A, aggSerde serde.Serde[A], op string, opts []nodeOption) WindowedTable[K, A] {
 	var o nodeOpts
 	for _, opt := range opts {
 		opt.applyNode(&o)

@@ -148,7 +148,7 @@ func TestSessionMatchesDefinition(t *testing.T) {
 			i = j
 		}
 		for _, onClose := range []bool{false, true} {
-			var opts []stream.Option
+			var opts []stream.WindowOption
 			if onClose {
 				opts = append(opts, stream.EmitOnClose())
 			}
@@ -187,7 +187,7 @@ func TestSessionRestoredFromChangelog(t *testing.T) {
 	for _, onClose := range []bool{false, true} {
 		build := func() *stream.Builder {
 			b := stream.NewBuilder("app")
-			var opts []stream.Option
+			var opts []stream.WindowOption
 			if onClose {
 				opts = append(opts, stream.EmitOnClose())
 			}

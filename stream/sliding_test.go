@@ -38,7 +38,7 @@ func (spanSerde) Decode([]byte) (window.Keyed[string], error) {
 
 // spanCounts counts "clicks" per key in spec's windows (sliding or, with
 // session, session windows) and writes span -> count to "counts".
-func spanCounts(t *testing.T, spec window.Spec, opts ...stream.Option) (*streamtest.Driver, func(key string, s float64), func() []string) {
+func spanCounts(t *testing.T, spec window.Spec, opts ...stream.WindowOption) (*streamtest.Driver, func(key string, s float64), func() []string) {
 	t.Helper()
 	b := stream.NewBuilder("sc")
 	g := stream.From(b, "clicks", serde.String, serde.String).GroupByKey(serde.String, serde.String)
@@ -206,7 +206,7 @@ func TestSlidingRestoredFromChangelog(t *testing.T) {
 	for _, onClose := range []bool{false, true} {
 		build := func() *stream.Builder {
 			b := stream.NewBuilder("app")
-			var opts []stream.Option
+			var opts []stream.WindowOption
 			if onClose {
 				opts = append(opts, stream.EmitOnClose())
 			}
@@ -255,7 +255,7 @@ func TestSlidingMatchesDefinition(t *testing.T) {
 			count(r + 1)
 		}
 		for _, onClose := range []bool{false, true} {
-			var opts []stream.Option
+			var opts []stream.WindowOption
 			if onClose {
 				opts = append(opts, stream.EmitOnClose())
 			}

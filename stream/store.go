@@ -91,12 +91,19 @@ func (s *KeyValueStore[K, V]) In(ctx ProcessorContext) *state.KeyValue[K, V] {
 	return h.(*state.KeyValue[K, V])
 }
 
-// WithStores declares the stores an operator uses. The operator becomes
-// stateful: it must be Named, and all operators sharing a store must be in
-// one sub-topology.
-func WithStores(stores ...Store) Option {
-	return nodeOpt(func(o *nodeOpts) { o.stores = append(o.stores, stores...) })
+// WithStores declares the stores the processors of a Process operator use
+// (it is a ProcessOption: no other operator takes it). The operator
+// becomes stateful: it must be Named, and all operators sharing a store
+// must be in one sub-topology.
+func WithStores(stores ...Store) ProcessOption {
+	return storesOption(stores)
 }
+
+// storesOption is what WithStores returns.
+type storesOption []Store
+
+func (s storesOption) applyNode(o *nodeOpts) { o.stores = append(o.stores, s...) }
+func (storesOption) processOption()          {}
 
 // Of returns the store's instance in t, a task made by Topology.NewTask:
 // for test drivers and tools that inspect state from outside a processor.
