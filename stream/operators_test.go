@@ -544,6 +544,8 @@ func TestProcessInitAndCloseOncePerTask(t *testing.T) {
 		To("out", serde.String, serde.Int64)
 	topo, err := b.Build()
 	require.NoError(t, err)
+	require.Equal(t, []int{1, 1}, []int{inits, closes}, "Build probes the processor's Init once, and closes it")
+	inits, closes = 0, 0
 	d := streamtest.New(topo, streamtest.WithPartitions("in", 2), streamtest.WithPartitions("out", 2))
 	defer d.Close()
 

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -85,15 +86,24 @@ func (c ProcessorContext) Now() time.Time { return c.t.clock() }
 // the output types are those of the processor:
 //
 //	enriched := orders.Process(func() *enricher { return &enricher{} })
+//
+// Build calls newProcessor once more, and the processor's Init, on a probe
+// task of the node's sub-topology that has only the declared stores (in
+// memory, empty), sees no records, has partition 0 and the zero stream
+// time and clock; then Close. If Init resolves a store the node did not
+// declare with WithStores, Build fails naming the processor and the store.
+// newProcessor and Init must therefore have no effects outside the task
+// (other failures of the probe are ignored: the real tasks report them).
+// A store resolved in Process without being declared fails the task with
+// an *UndeclaredStoreError, whatever the ErrorPolicy: every record would
+// fail the same way.
 func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcessor func() P, opts ...ProcessOption) Stream[K2, V2] {
 	var n *node
 	out := then(s, "process", nodeOptions(opts), func(t *task, next sink[K2, V2]) (sink[K, V], error) {
 		p := newProcessor()
 		ctx := ProcessorContext{t: t, node: n}
-		if i, ok := any(p).(Initer); ok {
-			if err := i.Init(ctx); err != nil {
-				return nil, &NodeError{Node: n.name, Err: err}
-			}
+		if err := initProcessor(p, ctx); err != nil {
+			return nil, &NodeError{Node: n.name, Err: err}
 		}
 		if c, ok := any(p).(Closer); ok {
 			t.closers = append(t.closers, c)
@@ -110,10 +120,44 @@ func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcesso
 		}), nil
 	})
 	n = out.out.node
+	n.processor = fmt.Sprintf("%T", *new(P))
 	if newProcessor == nil {
 		s.b.errorf("%s: processor constructor is nil", n.name)
+		return out
+	}
+	n.probe = func(t *task) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = &PanicError{Value: p}
+			}
+			if t.fatal != nil {
+				err = t.fatal
+			}
+		}()
+		p := newProcessor()
+		if c, ok := any(p).(Closer); ok {
+			defer c.Close()
+		}
+		return initProcessor(p, ProcessorContext{t: t, node: n})
 	}
 	return out
+}
+
+// initProcessor calls p's Init, if it has one. A store Init resolves
+// without declaring it is returned as an *UndeclaredStoreError; other
+// panics are not recovered.
+func initProcessor(p any, ctx ProcessorContext) (err error) {
+	i, ok := p.(Initer)
+	if !ok {
+		return nil
+	}
+	defer func() {
+		if ctx.t.fatal != nil {
+			recover()
+			err = ctx.t.fatal
+		}
+	}()
+	return i.Init(ctx)
 }
 
 type emitter[K, V any] struct {

@@ -48,6 +48,9 @@ func TestProcessInitErrorFailsTask(t *testing.T) {
 		Process(func() *counted { return &counted{inits: &inits, closes: &closes} }, stream.Named("downstream")).
 		To("out", serde.String, serde.String)
 	_, d := newDriver(t, b)
+	require.Equal(t, []int{1, 1}, []int{failedInits, inits}, "Build probes each processor's Init once")
+	require.Equal(t, []int{1, 1}, []int{failedCloses, closes}, "and closes it")
+	inits, closes, failedInits, failedCloses = 0, 0, 0, 0
 
 	err := pipeErr(d, rec("a", "v", 1))
 	var ne *stream.NodeError
@@ -238,6 +241,8 @@ func TestTaskClosed(t *testing.T) {
 	fromIn(b).Process(func() *counted { return &counted{inits: &inits, closes: &closes} }).To("out", serde.String, serde.String)
 	topo, err := b.Build()
 	require.NoError(t, err)
+	require.Equal(t, []int{1, 1}, []int{inits, closes}, "Build probes the processor's Init once, and closes it")
+	inits, closes = 0, 0
 	tk, err := topo.NewTask(topology.TaskID{}, topology.TaskConfig{})
 	require.NoError(t, err)
 	require.Equal(t, 1, inits, "NewTask calls Init")

@@ -1,8 +1,6 @@
 package stream
 
 import (
-	"fmt"
-
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn/topology"
@@ -81,14 +79,15 @@ func (s *KeyValueStore[K, V]) spec() *storeSpec { return s.s }
 
 // In returns the store's instance in the task that ctx belongs to. It is
 // valid as long as the task; resolve it in Init or in each Process call.
-// Using a store the operator did not declare with WithStores is a
-// programming error and panics.
+// Using a store the Process node did not declare with WithStores is a
+// programming error: resolved in Init, Build reports it; resolved in
+// Process, it stops the call (In does not return) and fails the task with
+// an *UndeclaredStoreError.
 func (s *KeyValueStore[K, V]) In(ctx ProcessorContext) *state.KeyValue[K, V] {
-	h, ok := ctx.t.stores[s.s]
-	if !ok {
-		panic(fmt.Sprintf("stream: store %q used by %s, which does not declare it: add stream.WithStores", s.s.name, ctx.node.name))
+	if !ctx.node.declares(s.s) {
+		ctx.t.undeclaredStore(ctx.node, s.s)
 	}
-	return h.(*state.KeyValue[K, V])
+	return ctx.t.stores[s.s].(*state.KeyValue[K, V])
 }
 
 // WithStores declares the stores the processors of a Process operator use
