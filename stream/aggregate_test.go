@@ -16,8 +16,8 @@ func TestGroupByCount(t *testing.T) {
 	b := stream.NewBuilder("wc")
 	counts := stream.From(b, "lines", serde.String, serde.String).
 		FlatMapValues(func(line string) []string { return strings.Fields(line) }).
-		GroupBy(func(_, w string) string { return w }, serde.String, serde.String, stream.Named("by-word")).
-		Count(stream.Named("counts"))
+		GroupBy("by-word", func(_, w string) string { return w }, serde.String, serde.String).
+		Count("counts")
 	counts.ToStream().To("word-counts", serde.String, serde.Int64)
 	topo, err := b.Build()
 	require.NoError(t, err)
@@ -57,10 +57,10 @@ func TestGroupByCount(t *testing.T) {
 func TestAggregateAndReduce(t *testing.T) {
 	b := stream.NewBuilder("agg")
 	grouped := stream.From(b, "amounts", serde.String, serde.Int64).GroupByKey(serde.String, serde.Int64)
-	grouped.Aggregate(func() string { return "" }, func(_ string, v int64, agg string) string {
+	grouped.Aggregate("bars", func() string { return "" }, func(_ string, v int64, agg string) string {
 		return agg + strings.Repeat("+", int(v))
-	}, serde.String, stream.Named("bars")).ToStream().To("bars", serde.String, serde.String)
-	grouped.Reduce(func(agg, v int64) int64 { return max(agg, v) }, stream.Named("maxes")).
+	}, serde.String).ToStream().To("bars", serde.String, serde.String)
+	grouped.Reduce("maxes", func(agg, v int64) int64 { return max(agg, v) }).
 		ToStream().To("maxes", serde.String, serde.Int64)
 	topo, err := b.Build()
 	require.NoError(t, err)
@@ -142,13 +142,13 @@ func TestStatefulDSLValidation(t *testing.T) {
 		"GroupBy without a name": {
 			build: func(b *stream.Builder) {
 				stream.From(b, "in", serde.String, serde.String).
-					GroupBy(func(k, _ string) string { return k }, serde.String, serde.String).Count(stream.Named("c"))
+					GroupBy("", func(k, _ string) string { return k }, serde.String, serde.String).Count("c")
 			},
 			want: "GroupBy needs a name",
 		},
 		"Count without a name": {
 			build: func(b *stream.Builder) {
-				stream.From(b, "in", serde.String, serde.String).GroupByKey(serde.String, serde.String).Count()
+				stream.From(b, "in", serde.String, serde.String).GroupByKey(serde.String, serde.String).Count("")
 			},
 			want: "count needs a name",
 		},
@@ -156,7 +156,7 @@ func TestStatefulDSLValidation(t *testing.T) {
 			build: func(b *stream.Builder) {
 				stream.From(b, "in", serde.String, serde.String).
 					SelectKey(func(_, v string) string { return v }).
-					GroupByKey(serde.String, serde.String).Count(stream.Named("c"))
+					GroupByKey(serde.String, serde.String).Count("c")
 			},
 			want: "GroupByKey after selectkey-0001, which may change keys, repartitions",
 		},

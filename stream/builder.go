@@ -49,8 +49,38 @@ func NewBuilder(appID string, opts ...BuilderOption) *Builder {
 	return b
 }
 
-// Option configures one operator.
-type Option interface{ applyNode(*nodeOpts) }
+// nodeOption is what every operator option does: set part of a node's
+// configuration. The exported option interfaces below add a marker method
+// each, so that an option compiles only where it means something.
+type nodeOption interface{ applyNode(*nodeOpts) }
+
+// Option configures an operator whose name is optional: a stateless one
+// (Filter, Map, To, Merge, Split, ...), a stream-table or global-table
+// join, GroupByKey, FromTable or FromGlobalTable. Named is the one Option.
+type Option interface {
+	nodeOption
+	operatorOption()
+}
+
+// SourceOption configures stream.From: Named or WithTimestamp.
+type SourceOption interface {
+	nodeOption
+	sourceOption()
+}
+
+// ProcessOption configures Process, the operator that runs user
+// processors: Named or WithStores.
+type ProcessOption interface {
+	nodeOption
+	processOption()
+}
+
+// WindowOption configures a windowed or session aggregation (Count,
+// Aggregate or Reduce after WindowedBy or SessionWindowedBy): EmitOnClose.
+type WindowOption interface {
+	nodeOption
+	windowOption()
+}
 
 type nodeOpts struct {
 	name        string
@@ -59,9 +89,21 @@ type nodeOpts struct {
 	timestamp   func(*kgo.Record) (time.Time, error)
 }
 
-type nodeOpt func(*nodeOpts)
+// nodeOptions turns the options a public operator took into the internal
+// list its node is added with.
+func nodeOptions[O nodeOption](opts []O) []nodeOption {
+	out := make([]nodeOption, 0, len(opts))
+	for _, o := range opts {
+		out = append(out, o)
+	}
+	return out
+}
 
-func (f nodeOpt) applyNode(o *nodeOpts) { f(o) }
+// timestampOption is what WithTimestamp returns.
+type timestampOption func(*kgo.Record) (time.Time, error)
+
+func (f timestampOption) applyNode(o *nodeOpts) { o.timestamp = f }
+func (timestampOption) sourceOption()           {}
 
 // WithTimestamp sets how a source (stream.From) finds its records' event
 // time: by default the Kafka record's timestamp. f reads the raw record,
@@ -70,16 +112,27 @@ func (f nodeOpt) applyNode(o *nodeOpts) { f(o) }
 // downstream, and what the task's stream time, windows and dedup go by.
 // An error routes the record through the error policy (the DLQ by
 // default) and leaves stream time where it was.
-func WithTimestamp(f func(rec *kgo.Record) (time.Time, error)) Option {
-	return nodeOpt(func(o *nodeOpts) { o.timestamp = f })
+func WithTimestamp(f func(rec *kgo.Record) (time.Time, error)) SourceOption {
+	return timestampOption(f)
 }
 
-// Named gives an operator an explicit name. Names appear in Describe, in
-// errors and in DLQ headers; stateful operators (and the store, changelog
-// and repartition topics named after them) require one, so that their
-// names never depend on an operator's position in the topology.
-func Named(name string) Option {
-	return nodeOpt(func(o *nodeOpts) { o.name = name })
+// NameOption is the option Named returns. It is an Option, a SourceOption
+// and a ProcessOption: every operator whose name is optional accepts it.
+type NameOption struct{ name string }
+
+func (n NameOption) applyNode(o *nodeOpts) { o.name = n.name }
+func (NameOption) operatorOption()         {}
+func (NameOption) sourceOption()           {}
+func (NameOption) processOption()          {}
+
+// Named gives an operator whose name is optional an explicit one (the
+// default is `<op>-<seq>`). Names appear in Describe, in errors and in DLQ
+// headers. Operators that own a store or an internal topic take their
+// name as a required first argument instead (see the package doc); a
+// Process that declares stores must be Named, and a GroupByKey that
+// repartitions.
+func Named(name string) NameOption {
+	return NameOption{name: name}
 }
 
 // From adds a source reading topic, decoding keys with keySerde and values
@@ -88,8 +141,8 @@ func Named(name string) Option {
 //	orders := stream.From(b, "orders", serde.String, serde.JSON[Order]())
 //
 // Each topic may be read by one source only.
-func From[K, V any](b *Builder, topic string, keySerde serde.Serde[K], valueSerde serde.Serde[V], opts ...Option) Stream[K, V] {
-	n := b.add(kindSource, "source", opts)
+func From[K, V any](b *Builder, topic string, keySerde serde.Serde[K], valueSerde serde.Serde[V], opts ...SourceOption) Stream[K, V] {
+	n := b.add(kindSource, "source", nodeOptions(opts))
 	n.topics = []string{topic}
 	b.checkTopic(n, topic)
 	if keySerde == nil || valueSerde == nil {
@@ -125,15 +178,12 @@ func (b *Builder) checkTopic(n *node, topic string) {
 }
 
 // add registers a node. Default names are `<op>-<seq>`, Kafka Streams style.
-func (b *Builder) add(kind nodeKind, op string, opts []Option, parents ...*node) *node {
+func (b *Builder) add(kind nodeKind, op string, opts []nodeOption, parents ...*node) *node {
 	var o nodeOpts
 	for _, opt := range opts {
 		opt.applyNode(&o)
 	}
 	n := &node{id: len(b.nodes), kind: kind, op: op, name: o.name, named: o.name != "", timestamp: o.timestamp}
-	if o.timestamp != nil && op != "source" {
-		b.errorf("%s: WithTimestamp applies to stream.From only", op)
-	}
 	for _, st := range o.stores {
 		n.stores = append(n.stores, st.spec())
 		st.spec().users = append(st.spec().users, n)
@@ -199,3 +249,12 @@ func (s *sourceNode[K, V]) pushRaw(rec *kgo.Record) error {
 }
 
 var errNoSources = errors.New("stream: topology has no sources: add one with stream.From")
+
+// withName is the internal option list of a stateful operator: its
+// positional name, then opts.
+func withName[O nodeOption](name string, opts []O) []nodeOption {
+	return append([]nodeOption{Named(name)}, nodeOptions(opts)...)
+}
+
+// named is withName for an operator that takes no options.
+func named(name string) []nodeOption { return []nodeOption{Named(name)} }

@@ -19,7 +19,7 @@ func BenchmarkCountStep(b *testing.B) {
 	bld := stream.NewBuilder("app")
 	stream.From(bld, "in", serde.String, serde.Bytes).
 		GroupByKey(serde.String, serde.Bytes).
-		Count(stream.Named("counts")).
+		Count("counts").
 		ToStream().
 		To("out", serde.String, serde.Int64)
 	topo, err := bld.Build()

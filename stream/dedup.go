@@ -11,7 +11,7 @@ import (
 // within span of event time (the record's timestamp): the first record of
 // an id passes, its repeats within span of it are dropped and counted
 // (TaskStats.Duplicates, the runtime's sluice_duplicates_dropped_total).
-// It must be Named: the name is its store's, changelogged to
+// The name (required) is its store's, changelogged to
 // `<app-id>-<name>-changelog`.
 //
 // Records with the same id must reach the same task: the stream's key
@@ -25,30 +25,30 @@ import (
 // counted (TaskStats.Unchecked, sluice_dedup_unchecked_total). Stream
 // time is the largest timestamp the task has seen, so the ids kept are
 // those of about one span of event time.
-func (s Stream[K, V]) Dedup[ID any](id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, opts ...Option) Stream[K, V] {
+func (s Stream[K, V]) Dedup[ID any](name string, id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration) Stream[K, V] {
 	if id == nil {
 		s.b.errorf("Dedup: id is nil")
 	}
-	return dedup(s, id, idSerde, span, "dedup", opts)
+	return dedup(s, id, idSerde, span, "dedup", named(name))
 }
 
 // DedupByKey is Dedup with the record's key as its id.
-func (s Stream[K, V]) DedupByKey(keySerde serde.Serde[K], span time.Duration, opts ...Option) Stream[K, V] {
-	return dedup(s, func(k K, _ V) K { return k }, keySerde, span, "dedupbykey", opts)
+func (s Stream[K, V]) DedupByKey(name string, keySerde serde.Serde[K], span time.Duration) Stream[K, V] {
+	return dedup(s, func(k K, _ V) K { return k }, keySerde, span, "dedupbykey", named(name))
 }
 
 // dedupSlices is how many expiry passes a span holds: ids live at most
 // span*(1+1/dedupSlices) past the record that stored them.
 const dedupSlices = 10
 
-func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, op string, opts []Option) Stream[K, V] {
+func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, op string, opts []nodeOption) Stream[K, V] {
 	var o nodeOpts
 	for _, opt := range opts {
 		opt.applyNode(&o)
 	}
 	b := s.b
 	if o.name == "" {
-		b.errorf("%s needs a name (stream.Named): it names its store and changelog", op)
+		b.errorf("%s needs a name (its first argument): it names its store and changelog", op)
 		o.name = op
 	}
 	if span <= 0 || span%time.Millisecond != 0 {

@@ -20,7 +20,7 @@ import (
 func BenchmarkDedupStep(b *testing.B) {
 	bld := stream.NewBuilder("app")
 	stream.From(bld, "in", serde.String, serde.Bytes).
-		DedupByKey(serde.String, time.Hour, stream.Named("ids")).
+		DedupByKey("ids", serde.String, time.Hour).
 		To("out", serde.String, serde.Bytes)
 	topo, err := bld.Build()
 	if err != nil {

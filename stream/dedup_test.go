@@ -22,7 +22,7 @@ func dedupDriver(t *testing.T) (*streamtest.Driver, *streamtest.InputTopic[strin
 	t.Helper()
 	b := stream.NewBuilder("dd")
 	stream.From(b, "events", serde.String, serde.String).
-		Dedup(func(_, id string) string { return id }, serde.String, time.Minute, stream.Named("ids")).
+		Dedup("ids", func(_, id string) string { return id }, serde.String, time.Minute).
 		To("unique", serde.String, serde.String)
 	topo, err := b.Build()
 	require.NoError(t, err)
@@ -117,7 +117,7 @@ func TestDedupStateIsBounded(t *testing.T) {
 func TestDedupByKey(t *testing.T) {
 	b := stream.NewBuilder("dk")
 	stream.From(b, "events", serde.String, serde.String).
-		DedupByKey(serde.String, time.Hour, stream.Named("keys")).
+		DedupByKey("keys", serde.String, time.Hour).
 		To("unique", serde.String, serde.String)
 	topo, err := b.Build()
 	require.NoError(t, err)
@@ -136,13 +136,13 @@ func TestDedupByKey(t *testing.T) {
 func TestDedupValidation(t *testing.T) {
 	for want, add := range map[string]func(s stream.Stream[string, string]){
 		"dedup needs a name": func(s stream.Stream[string, string]) {
-			s.Dedup(func(_, v string) string { return v }, serde.String, time.Minute)
+			s.Dedup("", func(_, v string) string { return v }, serde.String, time.Minute)
 		},
 		"span 0s must be a positive whole number of milliseconds": func(s stream.Stream[string, string]) {
-			s.Dedup(func(_, v string) string { return v }, serde.String, 0, stream.Named("x"))
+			s.Dedup("x", func(_, v string) string { return v }, serde.String, 0)
 		},
 		"the id serde is nil": func(s stream.Stream[string, string]) {
-			s.DedupByKey(nil, time.Minute, stream.Named("x"))
+			s.DedupByKey("x", nil, time.Minute)
 		},
 	} {
 		b := stream.NewBuilder("v")
@@ -159,7 +159,7 @@ func TestDedupRestoredFromChangelog(t *testing.T) {
 	build := func() *stream.Builder {
 		b := stream.NewBuilder("app")
 		stream.From(b, "in", serde.String, serde.String).
-			Dedup(func(_, id string) string { return id }, serde.String, time.Minute, stream.Named("ids")).
+			Dedup("ids", func(_, id string) string { return id }, serde.String, time.Minute).
 			To("out", serde.String, serde.String)
 		return b
 	}

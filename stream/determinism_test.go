@@ -23,11 +23,11 @@ func TestTimeOperatorsIgnoreTheWallClock(t *testing.T) {
 	run := func(race bool) []string {
 		b := stream.NewBuilder("det")
 		unique := stream.From(b, "events", serde.String, serde.Int64).
-			DedupByKey(serde.String, 30*time.Second, stream.Named("ids"))
+			DedupByKey("ids", serde.String, 30*time.Second)
 		g := unique.SelectKey(func(id string, _ int64) string { return id[:1] }, stream.Named("by-group")).
 			GroupByKey(serde.String, serde.Int64, stream.Named("groups"))
 		stream.WindowedBy(g, window.Tumbling{Size: 10 * time.Second, Grace: 2 * time.Second}).
-			Reduce(func(a, v int64) int64 { return a + v }, stream.Named("sums"), stream.EmitOnClose()).
+			Reduce("sums", func(a, v int64) int64 { return a + v }, stream.EmitOnClose()).
 			ToStream().
 			Map(func(k window.Keyed[string], v int64) (string, int64) { return k.Key + "@" + clock(k.Window.Start), v }).
 			To("sums", serde.String, serde.Int64)

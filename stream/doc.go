@@ -39,8 +39,36 @@
 // (Table.Join, LeftJoin, OuterJoin); tables also have Filter, MapValues
 // and ToStream (docs/joins.md).
 // Time-based state is driven by stream time, the largest record timestamp
-// a task has seen (Context.StreamTime), never by the wall clock: a replay
-// after a crash decides the same.
+// a task has seen (ProcessorContext.StreamTime), never by the wall clock: a
+// replay after a crash decides the same.
+//
+// # Names
+//
+// Every operator that owns a store or an internal topic takes its name as
+// its first argument, a required string: GroupBy, the aggregations
+// (Count, Aggregate, Reduce, grouped, windowed or by session), Dedup,
+// DedupByKey, the stream-stream and table-table joins, Repartition and
+// NewKeyValueStore. The name is the store's (changelogged to
+// `<app-id>-<name>-changelog`) or the topic's, so it must never depend on
+// where the operator sits in the topology; an empty name is a Build error.
+//
+//	g.Count("clicks-per-minute")
+//	s.DedupByKey("seen", serde.String, time.Hour)
+//
+// Every other operator's name is optional, given with the Named option
+// (by default `<op>-<seq>`, shown by Describe and in DLQ headers).
+// GroupByKey needs one only when it repartitions (after an operator that
+// may change keys), and Process only when it declares stores (WithStores).
+//
+// # Options
+//
+// An option compiles only where it means something: each operator family
+// takes its own option interface. Named returns a NameOption, which is all
+// of Option (stateless operators, FromTable, FromGlobalTable, stream-table
+// joins, GroupByKey), SourceOption (From, with WithTimestamp) and
+// ProcessOption (Process, with WithStores). EmitOnClose is a WindowOption,
+// taken only by windowed and session aggregations. Operators with a
+// positional name and nothing else to configure take no options.
 //
 // Build validates the whole topology and reports every problem at once,
 // each with what to fix. Topology.Describe prints it.

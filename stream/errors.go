@@ -85,6 +85,22 @@ func (e *RecordError) Error() string {
 // Unwrap returns the cause.
 func (e *RecordError) Unwrap() error { return e.Err }
 
+// UndeclaredStoreError is a processor resolving a store (KeyValueStore.In)
+// that its Process node did not declare with WithStores. It is a
+// programming error that every record would hit: Build reports it when the
+// processor's Init resolves the store, and a task whose Process resolves it
+// fails with a *RecordError wrapping it, whatever the ErrorPolicy, without
+// sending the record to the DLQ.
+type UndeclaredStoreError struct {
+	Node      string // the Process node
+	Processor string // the processor's Go type
+	Store     string // the store's name
+}
+
+func (e *UndeclaredStoreError) Error() string {
+	return fmt.Sprintf("stream: processor %s (node %s) uses store %q, which the node does not declare", e.Processor, e.Node, e.Store)
+}
+
 // PanicError is a panic recovered from an operator, turned into an error.
 type PanicError struct {
 	Value any

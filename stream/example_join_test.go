@@ -23,15 +23,14 @@ func ExampleStream_LeftJoinStream() {
 	b := stream.NewBuilder("payments-app")
 	payments := stream.From(b, "payments", serde.String, serde.JSON[Payment]())
 	stream.From(b, "orders", serde.String, serde.JSON[Order]()).
-		LeftJoinStream(payments, window.Join{After: 10 * time.Minute, Grace: time.Minute},
+		LeftJoinStream("order-payments", payments, window.Join{After: 10 * time.Minute, Grace: time.Minute},
 			func(id string, o Order, p Payment, paid bool) string {
 				if !paid {
 					return fmt.Sprintf("%s unpaid (%d cents due)", id, o.Cents)
 				}
 				return fmt.Sprintf("%s paid %d of %d cents", id, p.Cents, o.Cents)
 			},
-			stream.JoinedWith(serde.String, serde.JSON[Order](), serde.JSON[Payment]()),
-			stream.Named("order-payments")).
+			stream.JoinedWith(serde.String, serde.JSON[Order](), serde.JSON[Payment]())).
 		To("order-status", serde.String, serde.String)
 	topo, err := b.Build()
 	if err != nil {

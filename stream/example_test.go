@@ -87,7 +87,7 @@ func ExampleStream_Split() {
 // and value types, and fails on empty input.
 type splitter struct{}
 
-func (splitter) Process(ctx stream.Context, rec stream.Record[string, string], out stream.Emitter[string, int64]) error {
+func (splitter) Process(ctx stream.ProcessorContext, rec stream.Record[string, string], out stream.Emitter[string, int64]) error {
 	if rec.Value() == "" {
 		return errors.New("empty line")
 	}
@@ -169,7 +169,7 @@ func ExampleTopology_Describe() {
 func ExampleStream_Dedup() {
 	b := stream.NewBuilder("payments")
 	stream.From(b, "payments", serde.String, serde.String).
-		Dedup(func(paymentID, _ string) string { return paymentID }, serde.String, time.Hour, stream.Named("payment-ids")).
+		Dedup("payment-ids", func(paymentID, _ string) string { return paymentID }, serde.String, time.Hour).
 		To("payments-once", serde.String, serde.String)
 	topo, err := b.Build()
 	if err != nil {

@@ -66,7 +66,7 @@ func (s Stream[K, V]) JoinGlobal[KT, VT, VR any](table GlobalTable[KT, VT], key 
 			return zero, false
 		}
 		return joiner(k, v, tv), true
-	}, opts)
+	}, nodeOptions(opts))
 }
 
 // LeftJoinGlobal emits joiner(key, value, tableValue, found) for every
@@ -77,10 +77,10 @@ func (s Stream[K, V]) LeftJoinGlobal[KT, VT, VR any](table GlobalTable[KT, VT], 
 	}
 	return joinGlobal(s, table, key, "leftjoinglobal", func(k K, v V, tv VT, found bool) (VR, bool) {
 		return joiner(k, v, tv, found), true
-	}, opts)
+	}, nodeOptions(opts))
 }
 
-func joinGlobal[K, V, KT, VT, VR any](s Stream[K, V], table GlobalTable[KT, VT], key func(K, V) KT, op string, joiner func(K, V, VT, bool) (VR, bool), opts []Option) Stream[K, VR] {
+func joinGlobal[K, V, KT, VT, VR any](s Stream[K, V], table GlobalTable[KT, VT], key func(K, V) KT, op string, joiner func(K, V, VT, bool) (VR, bool), opts []nodeOption) Stream[K, VR] {
 	return then(s, op, opts, func(t *task, next sink[K, VR]) (sink[K, V], error) {
 		gs, ok := t.cfg.Global.(*globalState)
 		if !ok {

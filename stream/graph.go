@@ -55,6 +55,23 @@ type node struct {
 	// peers are nodes that must share this node's sub-topology without
 	// records flowing between them: a join and the table it looks up.
 	peers []*node
+	// probe instantiates a Process node's processor on a probe task and
+	// runs its Init, to find the stores it uses without declaring them
+	// (see Builder.Build); nil for other nodes.
+	probe func(t *task) error
+	// processor is the Go type of a Process node's processor, for errors.
+	processor string
+}
+
+// declares reports whether n declared s (WithStores, or the store of a
+// stateful DSL operator).
+func (n *node) declares(s *storeSpec) bool {
+	for _, d := range n.stores {
+		if d == s {
+			return true
+		}
+	}
+	return false
 }
 
 // keyChanging are the operators after which a stream's keys no longer

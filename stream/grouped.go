@@ -59,71 +59,67 @@ func (s Stream[K, V]) GroupByKey(keySerde serde.Serde[K], valueSerde serde.Serde
 }
 
 // GroupBy re-keys the stream with key and groups it by the new key, through
-// the repartition topic `<app-id>-<name>-repartition`; it must be Named.
-func (s Stream[K, V]) GroupBy[K2 any](key func(K, V) K2, keySerde serde.Serde[K2], valueSerde serde.Serde[V], opts ...Option) Grouped[K2, V] {
-	var o nodeOpts
-	for _, opt := range opts {
-		opt.applyNode(&o)
+// the repartition topic `<app-id>-<name>-repartition`. The name is
+// required: an empty one is a Build error.
+func (s Stream[K, V]) GroupBy[K2 any](name string, key func(K, V) K2, keySerde serde.Serde[K2], valueSerde serde.Serde[V]) Grouped[K2, V] {
+	if name == "" {
+		s.b.errorf("GroupBy needs a name: it names the repartition topic")
+		name = "groupby"
 	}
-	if o.name == "" {
-		s.b.errorf("GroupBy needs a name (stream.Named): it names the repartition topic")
-		o.name = "groupby"
-	}
-	rekeyed := s.SelectKey(key, Named(o.name+"-key"))
-	return Grouped[K2, V]{s: repartition(rekeyed, o.name, keySerde, valueSerde), ks: keySerde, vs: valueSerde}
+	rekeyed := s.SelectKey(key, Named(name+"-key"))
+	return Grouped[K2, V]{s: repartition(rekeyed, name, keySerde, valueSerde), ks: keySerde, vs: valueSerde}
 }
 
 // Aggregate folds the values of each key into an aggregate of type A,
 // starting from init() and applying add for every record. The aggregate of
-// each key lives in a store named after the operator (which must be
-// Named), changelogged to `<app-id>-<name>-changelog`; the returned table
+// each key lives in a store of that name (required), changelogged to `<app-id>-<name>-changelog`; the returned table
 // emits the new aggregate for every input record.
 //
 // add must be deterministic: after a transaction aborts, its records are
 // added again to the aggregate as it was committed.
-func (g Grouped[K, V]) Aggregate[A any](init func() A, add func(key K, value V, agg A) A, aggSerde serde.Serde[A], opts ...Option) Table[K, A] {
+func (g Grouped[K, V]) Aggregate[A any](name string, init func() A, add func(key K, value V, agg A) A, aggSerde serde.Serde[A]) Table[K, A] {
 	if init == nil || add == nil {
 		g.s.b.errorf("Aggregate: init and add must not be nil")
-		return aggregate[K, V, A](g, nil, aggSerde, "aggregate", opts)
+		return aggregate[K, V, A](g, nil, aggSerde, "aggregate", named(name))
 	}
 	return aggregate(g, func(k K, v V, agg A, found bool) A {
 		if !found {
 			agg = init()
 		}
 		return add(k, v, agg)
-	}, aggSerde, "aggregate", opts)
+	}, aggSerde, "aggregate", named(name))
 }
 
-// Count counts the records of each key (values serde.Int64). It must be
-// Named: the name is the store's.
-func (g Grouped[K, V]) Count(opts ...Option) Table[K, int64] {
-	return aggregate(g, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 }, serde.Int64, "count", opts)
+// Count counts the records of each key (values serde.Int64). The name
+// (required) is the store's.
+func (g Grouped[K, V]) Count(name string) Table[K, int64] {
+	return aggregate(g, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 }, serde.Int64, "count", named(name))
 }
 
 // Reduce combines the values of each key with reduce; the first value of a
-// key is its own aggregate. It must be Named: the name is the store's.
-func (g Grouped[K, V]) Reduce(reduce func(agg, value V) V, opts ...Option) Table[K, V] {
+// key is its own aggregate. The name (required) is the store's.
+func (g Grouped[K, V]) Reduce(name string, reduce func(agg, value V) V) Table[K, V] {
 	if reduce == nil {
 		g.s.b.errorf("Reduce: reduce must not be nil")
-		return aggregate[K, V, V](g, nil, g.vs, "reduce", opts)
+		return aggregate[K, V, V](g, nil, g.vs, "reduce", named(name))
 	}
 	return aggregate(g, func(_ K, v V, agg V, found bool) V {
 		if !found {
 			return v
 		}
 		return reduce(agg, v)
-	}, g.vs, "reduce", opts)
+	}, g.vs, "reduce", named(name))
 }
 
 // aggregate is the stateful node behind Aggregate, Count and Reduce.
-func aggregate[K, V, A any](g Grouped[K, V], add func(K, V, A, bool) A, aggSerde serde.Serde[A], op string, opts []Option) Table[K, A] {
+func aggregate[K, V, A any](g Grouped[K, V], add func(K, V, A, bool) A, aggSerde serde.Serde[A], op string, opts []nodeOption) Table[K, A] {
 	var o nodeOpts
 	for _, opt := range opts {
 		opt.applyNode(&o)
 	}
 	b := g.s.b
 	if o.name == "" {
-		b.errorf("%s needs a name (stream.Named): it names its store and changelog", op)
+		b.errorf("%s needs a name (its first argument): it names its store and changelog", op)
 		o.name = op
 	}
 	store := NewKeyValueStore(b, o.name, g.ks, aggSerde)

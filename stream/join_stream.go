@@ -34,7 +34,7 @@ func JoinedWith[K, V, VO any](key serde.Serde[K], value serde.Serde[V], other se
 // windows are open (see window.Join): a record arriving after its own
 // window has closed is late, dropped and counted (TaskStats.Late).
 //
-// It must be Named: both streams are buffered, each in a store named
+// The name is required: both streams are buffered, each in a store named
 // `<name>-left` and `<name>-right` (changelogged to
 // `<app-id>-<name>-left-changelog` and `-right-changelog`), with the serdes
 // of joined. A record stays buffered until its window closes. Tombstones
@@ -43,11 +43,11 @@ func JoinedWith[K, V, VO any](key serde.Serde[K], value serde.Serde[V], other se
 // The two streams must be co-partitioned: same key, same partition count
 // of their source topics (checked when a worker starts); after an
 // operator that may change keys, Repartition first.
-func (s Stream[K, V]) JoinStream[VO, VR any](other Stream[K, VO], win window.Join, joiner func(key K, value V, otherValue VO) VR, joined Joined[K, V, VO], opts ...Option) Stream[K, VR] {
+func (s Stream[K, V]) JoinStream[VO, VR any](name string, other Stream[K, VO], win window.Join, joiner func(key K, value V, otherValue VO) VR, joined Joined[K, V, VO]) Stream[K, VR] {
 	if joiner == nil {
 		s.b.errorf("JoinStream: joiner must not be nil")
 	}
-	return joinStreams(s, other, win, innerJoin, func(k K, v V, _ bool, vo VO, _ bool) VR { return joiner(k, v, vo) }, joined, "joinstream", opts)
+	return joinStreams(s, other, win, innerJoin, func(k K, v V, _ bool, vo VO, _ bool) VR { return joiner(k, v, vo) }, joined, "joinstream", named(name))
 }
 
 // LeftJoinStream is JoinStream that also emits every record of s that
@@ -57,22 +57,22 @@ func (s Stream[K, V]) JoinStream[VO, VR any](other Stream[K, VO], win window.Joi
 // preceded by a spurious unmatched result (as Kafka Streams since 3.1).
 // Records of other without a match are not emitted. A pair is emitted
 // with found true as soon as its second record arrives.
-func (s Stream[K, V]) LeftJoinStream[VO, VR any](other Stream[K, VO], win window.Join, joiner func(key K, value V, otherValue VO, found bool) VR, joined Joined[K, V, VO], opts ...Option) Stream[K, VR] {
+func (s Stream[K, V]) LeftJoinStream[VO, VR any](name string, other Stream[K, VO], win window.Join, joiner func(key K, value V, otherValue VO, found bool) VR, joined Joined[K, V, VO]) Stream[K, VR] {
 	if joiner == nil {
 		s.b.errorf("LeftJoinStream: joiner must not be nil")
 	}
-	return joinStreams(s, other, win, leftJoin, func(k K, v V, _ bool, vo VO, found bool) VR { return joiner(k, v, vo, found) }, joined, "leftjoinstream", opts)
+	return joinStreams(s, other, win, leftJoin, func(k K, v V, _ bool, vo VO, found bool) VR { return joiner(k, v, vo, found) }, joined, "leftjoinstream", named(name))
 }
 
 // OuterJoinStream is LeftJoinStream that also emits the records of other
 // without a match, when their join window closes (ts + win.Before +
 // win.Grace): joiner(key, zero, false, otherValue, true). Matched pairs
 // have hasValue and hasOther both true.
-func (s Stream[K, V]) OuterJoinStream[VO, VR any](other Stream[K, VO], win window.Join, joiner func(key K, value V, hasValue bool, otherValue VO, hasOther bool) VR, joined Joined[K, V, VO], opts ...Option) Stream[K, VR] {
+func (s Stream[K, V]) OuterJoinStream[VO, VR any](name string, other Stream[K, VO], win window.Join, joiner func(key K, value V, hasValue bool, otherValue VO, hasOther bool) VR, joined Joined[K, V, VO]) Stream[K, VR] {
 	if joiner == nil {
 		s.b.errorf("OuterJoinStream: joiner must not be nil")
 	}
-	return joinStreams(s, other, win, outerJoin, joiner, joined, "outerjoinstream", opts)
+	return joinStreams(s, other, win, outerJoin, joiner, joined, "outerjoinstream", named(name))
 }
 
 type joinKind int
@@ -85,14 +85,14 @@ const (
 
 // joinStreams adds the node behind JoinStream, LeftJoinStream and
 // OuterJoinStream. joiner takes the outer join's form.
-func joinStreams[K, V, VO, VR any](s Stream[K, V], other Stream[K, VO], win window.Join, kind joinKind, joiner func(K, V, bool, VO, bool) VR, joined Joined[K, V, VO], op string, opts []Option) Stream[K, VR] {
+func joinStreams[K, V, VO, VR any](s Stream[K, V], other Stream[K, VO], win window.Join, kind joinKind, joiner func(K, V, bool, VO, bool) VR, joined Joined[K, V, VO], op string, opts []nodeOption) Stream[K, VR] {
 	b := s.b
 	var o nodeOpts
 	for _, opt := range opts {
 		opt.applyNode(&o)
 	}
 	if o.name == "" {
-		b.errorf("%s needs a name (stream.Named): it names its two buffer stores and their changelogs", op)
+		b.errorf("%s needs a name (its first argument): it names its two buffer stores and their changelogs", op)
 		o.name = op
 	}
 	if err := win.Validate(); err != nil {

@@ -29,16 +29,16 @@ func joinTopology(kind string, win window.Join) *stream.Builder {
 	var out stream.Stream[string, string]
 	switch kind {
 	case "inner":
-		out = l.JoinStream(r, win, func(_, lv, rv string) string { return lv + "+" + rv }, joined, stream.Named("j"))
+		out = l.JoinStream("j", r, win, func(_, lv, rv string) string { return lv + "+" + rv }, joined)
 	case "left":
-		out = l.LeftJoinStream(r, win, func(_, lv, rv string, found bool) string {
+		out = l.LeftJoinStream("j", r, win, func(_, lv, rv string, found bool) string {
 			if !found {
 				rv = "-"
 			}
 			return lv + "+" + rv
-		}, joined, stream.Named("j"))
+		}, joined)
 	case "outer":
-		out = l.OuterJoinStream(r, win, func(_, lv string, hasL bool, rv string, hasR bool) string {
+		out = l.OuterJoinStream("j", r, win, func(_, lv string, hasL bool, rv string, hasR bool) string {
 			if !hasL {
 				lv = "-"
 			}
@@ -46,7 +46,7 @@ func joinTopology(kind string, win window.Join) *stream.Builder {
 				rv = "-"
 			}
 			return lv + "+" + rv
-		}, joined, stream.Named("j"))
+		}, joined)
 	}
 	out.To("out", serde.String, serde.String)
 	return b
@@ -228,16 +228,16 @@ func TestJoinStreamValidation(t *testing.T) {
 	cat := func(_, a, b string) string { return a + b }
 	for want, add := range map[string]func(l, r stream.Stream[string, string]){
 		"joinstream needs a name": func(l, r stream.Stream[string, string]) {
-			l.JoinStream(r, window.JoinWithin(time.Second, 0), cat, joined)
+			l.JoinStream("", r, window.JoinWithin(time.Second, 0), cat, joined)
 		},
 		"join window before must not be negative": func(l, r stream.Stream[string, string]) {
-			l.JoinStream(r, window.Join{Before: -time.Second}, cat, joined, stream.Named("j"))
+			l.JoinStream("j", r, window.Join{Before: -time.Second}, cat, joined)
 		},
 		"the Joined serdes must not be nil": func(l, r stream.Stream[string, string]) {
-			l.JoinStream(r, window.JoinWithin(time.Second, 0), cat, stream.Joined[string, string, string]{}, stream.Named("j"))
+			l.JoinStream("j", r, window.JoinWithin(time.Second, 0), cat, stream.Joined[string, string, string]{})
 		},
 		"call Repartition before joining": func(l, r stream.Stream[string, string]) {
-			l.JoinStream(r.SelectKey(func(k, _ string) string { return k }), window.JoinWithin(time.Second, 0), cat, joined, stream.Named("j"))
+			l.JoinStream("j", r.SelectKey(func(k, _ string) string { return k }), window.JoinWithin(time.Second, 0), cat, joined)
 		},
 	} {
 		b := stream.NewBuilder("v")

@@ -13,48 +13,48 @@ import (
 // and only then. Each output record carries the timestamp of the update
 // that caused it.
 //
-// The result is materialized: it must be Named, and its values live in a
-// store of that name (changelogged to `<app-id>-<name>-changelog`, with
+// The result is materialized: its values live in a store of that name
+// (required) (changelogged to `<app-id>-<name>-changelog`, with
 // valueSerde and t's key serde), which streams can Join and tables join
 // again. The two tables must be co-partitioned: same key, same partition
 // count of their source topics (checked when a worker starts).
-func (t Table[K, V]) Join[VO, VR any](other Table[K, VO], joiner func(key K, value V, otherValue VO) VR, valueSerde serde.Serde[VR], opts ...Option) Table[K, VR] {
+func (t Table[K, V]) Join[VO, VR any](name string, other Table[K, VO], joiner func(key K, value V, otherValue VO) VR, valueSerde serde.Serde[VR]) Table[K, VR] {
 	if joiner == nil {
 		t.b.errorf("table Join: joiner must not be nil")
 	}
-	return joinTables(t, other, innerJoin, func(k K, v V, _ bool, vo VO, _ bool) VR { return joiner(k, v, vo) }, valueSerde, "tablejoin", opts)
+	return joinTables(t, other, innerJoin, func(k K, v V, _ bool, vo VO, _ bool) VR { return joiner(k, v, vo) }, valueSerde, "tablejoin", named(name))
 }
 
 // LeftJoin is Join keeping every key of t: its value is joiner(key,
 // value, otherValue, found), found false (and otherValue the zero value)
 // while other lacks the key. A delete in t removes the key.
-func (t Table[K, V]) LeftJoin[VO, VR any](other Table[K, VO], joiner func(key K, value V, otherValue VO, found bool) VR, valueSerde serde.Serde[VR], opts ...Option) Table[K, VR] {
+func (t Table[K, V]) LeftJoin[VO, VR any](name string, other Table[K, VO], joiner func(key K, value V, otherValue VO, found bool) VR, valueSerde serde.Serde[VR]) Table[K, VR] {
 	if joiner == nil {
 		t.b.errorf("table LeftJoin: joiner must not be nil")
 	}
-	return joinTables(t, other, leftJoin, func(k K, v V, _ bool, vo VO, found bool) VR { return joiner(k, v, vo, found) }, valueSerde, "tableleftjoin", opts)
+	return joinTables(t, other, leftJoin, func(k K, v V, _ bool, vo VO, found bool) VR { return joiner(k, v, vo, found) }, valueSerde, "tableleftjoin", named(name))
 }
 
 // OuterJoin is Join keeping every key of either table: its value is
 // joiner(key, value, hasValue, otherValue, hasOther), the missing side
 // the zero value. The key leaves the result when it is in neither.
-func (t Table[K, V]) OuterJoin[VO, VR any](other Table[K, VO], joiner func(key K, value V, hasValue bool, otherValue VO, hasOther bool) VR, valueSerde serde.Serde[VR], opts ...Option) Table[K, VR] {
+func (t Table[K, V]) OuterJoin[VO, VR any](name string, other Table[K, VO], joiner func(key K, value V, hasValue bool, otherValue VO, hasOther bool) VR, valueSerde serde.Serde[VR]) Table[K, VR] {
 	if joiner == nil {
 		t.b.errorf("table OuterJoin: joiner must not be nil")
 	}
-	return joinTables(t, other, outerJoin, joiner, valueSerde, "tableouterjoin", opts)
+	return joinTables(t, other, outerJoin, joiner, valueSerde, "tableouterjoin", named(name))
 }
 
 // joinTables adds the node behind the table-table joins. joiner takes the
 // outer join's form.
-func joinTables[K, V, VO, VR any](t Table[K, V], other Table[K, VO], kind joinKind, joiner func(K, V, bool, VO, bool) VR, vs serde.Serde[VR], op string, opts []Option) Table[K, VR] {
+func joinTables[K, V, VO, VR any](t Table[K, V], other Table[K, VO], kind joinKind, joiner func(K, V, bool, VO, bool) VR, vs serde.Serde[VR], op string, opts []nodeOption) Table[K, VR] {
 	b := t.b
 	var o nodeOpts
 	for _, opt := range opts {
 		opt.applyNode(&o)
 	}
 	if o.name == "" {
-		b.errorf("%s needs a name (stream.Named): it names the store of its result", op)
+		b.errorf("%s needs a name (its first argument): it names the store of its result", op)
 		o.name = op
 	}
 	if other.b != b {

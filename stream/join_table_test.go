@@ -73,7 +73,7 @@ func show(v string, ok bool) string {
 // emits one tombstone, not one per delete.
 func TestTableJoinUpdatesAndDeletes(t *testing.T) {
 	rig := newTableRig(t, func(_ *stream.Builder, users, regions stream.Table[string, string]) stream.Table[string, string] {
-		return users.Join(regions, func(_, name, region string) string { return name + "@" + region }, serde.String, stream.Named("user-regions"))
+		return users.Join("user-regions", regions, func(_, name, region string) string { return name + "@" + region }, serde.String)
 	})
 	rig.put(rig.users, "u1", "alice")
 	require.Equal(t, []string{}, rig.read(), "no region yet")
@@ -96,7 +96,7 @@ func TestTableJoinUpdatesAndDeletes(t *testing.T) {
 // the right makes its value unmatched, a delete on the left removes it.
 func TestTableLeftJoin(t *testing.T) {
 	rig := newTableRig(t, func(_ *stream.Builder, users, regions stream.Table[string, string]) stream.Table[string, string] {
-		return users.LeftJoin(regions, func(_, name, region string, found bool) string { return name + "@" + show(region, found) }, serde.String, stream.Named("user-regions"))
+		return users.LeftJoin("user-regions", regions, func(_, name, region string, found bool) string { return name + "@" + show(region, found) }, serde.String)
 	})
 	rig.put(rig.users, "u1", "alice")
 	rig.put(rig.regions, "u1", "eu")
@@ -110,9 +110,9 @@ func TestTableLeftJoin(t *testing.T) {
 // neither.
 func TestTableOuterJoin(t *testing.T) {
 	rig := newTableRig(t, func(_ *stream.Builder, users, regions stream.Table[string, string]) stream.Table[string, string] {
-		return users.OuterJoin(regions, func(_, name string, hasName bool, region string, hasRegion bool) string {
+		return users.OuterJoin("user-regions", regions, func(_, name string, hasName bool, region string, hasRegion bool) string {
 			return show(name, hasName) + "@" + show(region, hasRegion)
-		}, serde.String, stream.Named("user-regions"))
+		}, serde.String)
 	})
 	rig.put(rig.regions, "u2", "us")
 	rig.put(rig.users, "u2", "bob")
@@ -129,8 +129,8 @@ func TestTableJoinResultIsMaterialized(t *testing.T) {
 	users := stream.FromTable(b, "users", serde.String, serde.String)
 	regions := stream.FromTable(b, "regions", serde.String, serde.String)
 	tiers := stream.FromTable(b, "tiers", serde.String, serde.String)
-	profile := users.Join(regions, func(_, n, r string) string { return n + "@" + r }, serde.String, stream.Named("ur")).
-		Join(tiers, func(_, ur, tier string) string { return ur + "/" + tier }, serde.String, stream.Named("urt"))
+	profile := users.Join("ur", regions, func(_, n, r string) string { return n + "@" + r }, serde.String).
+		Join("urt", tiers, func(_, ur, tier string) string { return ur + "/" + tier }, serde.String)
 	stream.From(b, "clicks", serde.String, serde.String).
 		Join(profile, func(_, click, p string) string { return click + " by " + p }).
 		To("out", serde.String, serde.String)
@@ -151,8 +151,8 @@ func TestTableJoinResultIsMaterialized(t *testing.T) {
 func TestTableJoinValidation(t *testing.T) {
 	cat := func(_, a, b string) string { return a + b }
 	for want, add := range map[string]func(l, r stream.Table[string, string]){
-		"tablejoin needs a name": func(l, r stream.Table[string, string]) { l.Join(r, cat, serde.String) },
-		"the value serde is nil": func(l, r stream.Table[string, string]) { l.Join(r, cat, nil, stream.Named("j")) },
+		"tablejoin needs a name": func(l, r stream.Table[string, string]) { l.Join("", r, cat, serde.String) },
+		"the value serde is nil": func(l, r stream.Table[string, string]) { l.Join("j", r, cat, nil) },
 	} {
 		b := stream.NewBuilder("v")
 		add(stream.FromTable(b, "l", serde.String, serde.String), stream.FromTable(b, "r", serde.String, serde.String))

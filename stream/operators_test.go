@@ -222,8 +222,8 @@ func TestOperators(t *testing.T) {
 		{
 			name: "FlatMap emits 0, 1 and many records in order",
 			topology: func(b *stream.Builder) {
-				fromIn(b).FlatMap(func(k, v string) []stream.KeyValue[string, int64] {
-					var kvs []stream.KeyValue[string, int64]
+				fromIn(b).FlatMap(func(k, v string) []stream.Pair[string, int64] {
+					var kvs []stream.Pair[string, int64]
 					for i, w := range strings.Fields(v) {
 						kvs = append(kvs, stream.KV(k+"."+w, int64(i)))
 					}
@@ -513,7 +513,7 @@ type lifecycle struct {
 	initTime      time.Time
 }
 
-func (p *lifecycle) Init(ctx stream.Context) error {
+func (p *lifecycle) Init(ctx stream.ProcessorContext) error {
 	*p.inits++
 	p.partition = ctx.Partition()
 	p.initTime = ctx.StreamTime()
@@ -526,7 +526,7 @@ func (p *lifecycle) Close() error {
 }
 
 // Process emits the task partition it saw at Init, and at Process.
-func (p *lifecycle) Process(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, int64]) error {
+func (p *lifecycle) Process(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, int64]) error {
 	if !p.initTime.IsZero() {
 		return errors.New("stream time at Init should be zero")
 	}
@@ -544,6 +544,8 @@ func TestProcessInitAndCloseOncePerTask(t *testing.T) {
 		To("out", serde.String, serde.Int64)
 	topo, err := b.Build()
 	require.NoError(t, err)
+	require.Equal(t, []int{1, 1}, []int{inits, closes}, "Build probes the processor's Init once, and closes it")
+	inits, closes = 0, 0
 	d := streamtest.New(topo, streamtest.WithPartitions("in", 2), streamtest.WithPartitions("out", 2))
 	defer d.Close()
 
@@ -589,7 +591,7 @@ func TestProcess(t *testing.T) {
 			name: "emits several records of new types",
 			topology: func(b *stream.Builder) {
 				fromIn(b).Process(func() stream.ProcessorFunc[string, string, int64, Purchase] {
-					return func(_ stream.Context, r stream.Record[string, string], out stream.Emitter[int64, Purchase]) error {
+					return func(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[int64, Purchase]) error {
 						for i, w := range strings.Fields(r.Value()) {
 							o := stream.NewRecord(int64(i), Purchase{ID: r.Key() + "/" + w, Cents: int64(len(w))}, r.Timestamp().Add(time.Duration(i)*time.Millisecond))
 							if err := out.Emit(o); err != nil {
@@ -617,7 +619,7 @@ func TestProcess(t *testing.T) {
 			name: "StreamTime is the largest timestamp seen, including the current record",
 			topology: func(b *stream.Builder) {
 				fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, string] {
-					return func(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+					return func(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 						return out.Emit(r.WithValue(ctx.StreamTime().Format(time.RFC3339)))
 					}
 				}).To("out", serde.String, serde.String)
@@ -636,7 +638,7 @@ func TestProcess(t *testing.T) {
 			name: "Now follows the driver's wall clock, not record time",
 			topology: func(b *stream.Builder) {
 				fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, string] {
-					return func(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+					return func(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 						return out.Emit(r.WithValue(ctx.Now().Format(time.RFC3339)))
 					}
 				}).To("out", serde.String, serde.String)
@@ -657,11 +659,11 @@ func TestProcess(t *testing.T) {
 			},
 		},
 		{
-			name: "Context names the app, node, partition and sub-topology",
+			name: "ProcessorContext names the app, node, partition and sub-topology",
 			topology: func(b *stream.Builder) {
 				stream.From(b, "other", serde.String, serde.String).To("sink-of-other", serde.String, serde.String)
 				fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, string] {
-					return func(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+					return func(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 						return out.Emit(r.WithValue(fmt.Sprintf("%s/%s/%d/%d", ctx.AppID(), ctx.Node(), ctx.Subtopology(), ctx.Partition())))
 					}
 				}, stream.Named("describe-ctx")).To("out", serde.String, serde.String)
@@ -675,7 +677,7 @@ func TestProcess(t *testing.T) {
 			name: "Record keeps headers and origin into the processor",
 			topology: func(b *stream.Builder) {
 				fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, string] {
-					return func(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+					return func(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 						h, _ := r.Headers().Get("trace")
 						og := r.Origin()
 						return out.Emit(r.WithValue(fmt.Sprintf("%s %s[%d]@%d", h, og.Topic, og.Partition, og.Offset)).WithHeader("seen", []byte("yes")))
@@ -717,7 +719,7 @@ func TestProcess(t *testing.T) {
 // failOn is a processor that fails on records whose value is "fail", panics
 // on "panic", and passes every other record on.
 func failOn() stream.ProcessorFunc[string, string, string, string] {
-	return func(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+	return func(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 		switch r.Value() {
 		case "fail":
 			return errors.New("value refused")
@@ -922,7 +924,7 @@ func TestErrorDiscardsOutputsAlreadyEmitted(t *testing.T) {
 			name: "a processor emits, then returns an error",
 			topology: func(b *stream.Builder) {
 				fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, string] {
-					return func(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+					return func(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 						if err := out.Emit(r.WithValue("first")); err != nil {
 							return err
 						}
@@ -954,7 +956,7 @@ func TestErrorDiscardsOutputsAlreadyEmitted(t *testing.T) {
 			name: "a processor swallows the downstream encode error",
 			topology: func(b *stream.Builder) {
 				fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, string] {
-					return func(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+					return func(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 						for _, w := range strings.Fields(r.Value()) {
 							_ = out.Emit(r.WithValue(w)) // ignores the error on purpose
 						}
@@ -1028,7 +1030,7 @@ func TestOnErrorSkip(t *testing.T) {
 	b := stream.NewBuilder("shop", stream.WithErrorPolicy(stream.OnErrorSkip))
 	stream.From(b, "in", serde.String, serde.JSON[Purchase]()).
 		Process(func() stream.ProcessorFunc[string, Purchase, string, string] {
-			return func(_ stream.Context, r stream.Record[string, Purchase], out stream.Emitter[string, string]) error {
+			return func(_ stream.ProcessorContext, r stream.Record[string, Purchase], out stream.Emitter[string, string]) error {
 				if err := out.Emit(r.WithValue("before " + r.Value().ID)); err != nil {
 					return err
 				}

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -25,13 +26,13 @@ import (
 // first record) and Close (called when the task closes), and schedule
 // punctuators with Schedule.
 type Processor[KIn, VIn, KOut, VOut any] interface {
-	Process(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
+	Process(ctx ProcessorContext, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
 }
 
 // Initer is implemented by processors that prepare per-task resources. An
 // Init error fails the task's creation.
 type Initer interface {
-	Init(ctx Context) error
+	Init(ctx ProcessorContext) error
 }
 
 // Closer is implemented by processors that release per-task resources.
@@ -47,57 +48,66 @@ type Emitter[K, V any] interface {
 }
 
 // ProcessorFunc adapts a function to a Processor with no Init or Close.
-type ProcessorFunc[KIn, VIn, KOut, VOut any] func(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
+type ProcessorFunc[KIn, VIn, KOut, VOut any] func(ctx ProcessorContext, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error
 
 // Process calls f.
-func (f ProcessorFunc[KIn, VIn, KOut, VOut]) Process(ctx Context, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error {
+func (f ProcessorFunc[KIn, VIn, KOut, VOut]) Process(ctx ProcessorContext, rec Record[KIn, VIn], out Emitter[KOut, VOut]) error {
 	return f(ctx, rec, out)
 }
 
-// Context is what a processor knows about where it runs. It is a small
-// value that stays valid as long as its task: a punctuator may keep the
-// one Init was passed.
-type Context struct {
+// ProcessorContext is what a processor knows about where it runs. It is a
+// small value that stays valid as long as its task: a punctuator may keep
+// the one Init was passed.
+type ProcessorContext struct {
 	t    *task
 	node *node
 	out  any // the processor's Emitter, for Schedule
 }
 
 // AppID returns the application id.
-func (c Context) AppID() string { return c.t.topo.appID }
+func (c ProcessorContext) AppID() string { return c.t.topo.appID }
 
 // Node returns the name of the processor's node.
-func (c Context) Node() string { return c.node.name }
+func (c ProcessorContext) Node() string { return c.node.name }
 
 // Partition returns the task's partition number.
-func (c Context) Partition() int32 { return c.t.id.Partition }
+func (c ProcessorContext) Partition() int32 { return c.t.id.Partition }
 
 // Subtopology returns the task's sub-topology id.
-func (c Context) Subtopology() int { return c.t.id.Subtopology }
+func (c ProcessorContext) Subtopology() int { return c.t.id.Subtopology }
 
 // StreamTime returns the task's stream time: the largest record timestamp
 // it has seen, including the current record. It is the zero time before
 // the first record. Use it, not Now, for anything that decides output.
-func (c Context) StreamTime() time.Time { return c.t.streamTime }
+func (c ProcessorContext) StreamTime() time.Time { return c.t.streamTime }
 
 // Now returns the wall-clock time from the runtime's (or the test driver's)
 // injected clock. It must not decide output: a replay would differ.
-func (c Context) Now() time.Time { return c.t.clock() }
+func (c ProcessorContext) Now() time.Time { return c.t.clock() }
 
 // Process adds a user processor. newProcessor is called once per task;
 // the output types are those of the processor:
 //
 //	enriched := orders.Process(func() *enricher { return &enricher{} })
-func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcessor func() P, opts ...Option) Stream[K2, V2] {
+//
+// Build calls newProcessor once more, and the processor's Init, on a probe
+// task of the node's sub-topology that has only the declared stores (in
+// memory, empty), sees no records, has partition 0 and the zero stream
+// time and clock; then Close. If Init resolves a store the node did not
+// declare with WithStores, Build fails naming the processor and the store.
+// newProcessor and Init must therefore have no effects outside the task
+// (other failures of the probe are ignored: the real tasks report them).
+// A store resolved in Process without being declared fails the task with
+// an *UndeclaredStoreError, whatever the ErrorPolicy: every record would
+// fail the same way.
+func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcessor func() P, opts ...ProcessOption) Stream[K2, V2] {
 	var n *node
-	out := then(s, "process", opts, func(t *task, next sink[K2, V2]) (sink[K, V], error) {
+	out := then(s, "process", nodeOptions(opts), func(t *task, next sink[K2, V2]) (sink[K, V], error) {
 		p := newProcessor()
 		em := &emitter[K2, V2]{t: t, next: next}
-		ctx := Context{t: t, node: n, out: em}
-		if i, ok := any(p).(Initer); ok {
-			if err := i.Init(ctx); err != nil {
-				return nil, &NodeError{Node: n.name, Err: err}
-			}
+		ctx := ProcessorContext{t: t, node: n, out: em}
+		if err := initProcessor(p, ctx); err != nil {
+			return nil, &NodeError{Node: n.name, Err: err}
 		}
 		if c, ok := any(p).(Closer); ok {
 			t.closers = append(t.closers, c)
@@ -113,10 +123,44 @@ func (s Stream[K, V]) Process[K2, V2 any, P Processor[K, V, K2, V2]](newProcesso
 		}), nil
 	})
 	n = out.out.node
+	n.processor = fmt.Sprintf("%T", *new(P))
 	if newProcessor == nil {
 		s.b.errorf("%s: processor constructor is nil", n.name)
+		return out
+	}
+	n.probe = func(t *task) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = &PanicError{Value: p}
+			}
+			if t.fatal != nil {
+				err = t.fatal
+			}
+		}()
+		p := newProcessor()
+		if c, ok := any(p).(Closer); ok {
+			defer c.Close()
+		}
+		return initProcessor(p, ProcessorContext{t: t, node: n})
 	}
 	return out
+}
+
+// initProcessor calls p's Init, if it has one. A store Init resolves
+// without declaring it is returned as an *UndeclaredStoreError; other
+// panics are not recovered.
+func initProcessor(p any, ctx ProcessorContext) (err error) {
+	i, ok := p.(Initer)
+	if !ok {
+		return nil
+	}
+	defer func() {
+		if ctx.t.fatal != nil {
+			recover()
+			err = ctx.t.fatal
+		}
+	}()
+	return i.Init(ctx)
 }
 
 type emitter[K, V any] struct {

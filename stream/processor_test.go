@@ -23,7 +23,7 @@ type counted struct {
 	failInit      bool
 }
 
-func (c *counted) Init(stream.Context) error {
+func (c *counted) Init(stream.ProcessorContext) error {
 	*c.inits++
 	if c.failInit {
 		return errors.New("no connection")
@@ -36,7 +36,7 @@ func (c *counted) Close() error {
 	return nil
 }
 
-func (c *counted) Process(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+func (c *counted) Process(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 	return out.Emit(r)
 }
 
@@ -48,6 +48,9 @@ func TestProcessInitErrorFailsTask(t *testing.T) {
 		Process(func() *counted { return &counted{inits: &inits, closes: &closes} }, stream.Named("downstream")).
 		To("out", serde.String, serde.String)
 	_, d := newDriver(t, b)
+	require.Equal(t, []int{1, 1}, []int{failedInits, inits}, "Build probes each processor's Init once")
+	require.Equal(t, []int{1, 1}, []int{failedCloses, closes}, "and closes it")
+	inits, closes, failedInits, failedCloses = 0, 0, 0, 0
 
 	err := pipeErr(d, rec("a", "v", 1))
 	var ne *stream.NodeError
@@ -64,7 +67,7 @@ type failingClose struct{ name string }
 
 func (f failingClose) Close() error { return errors.New(f.name + " close failed") }
 
-func (failingClose) Process(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+func (failingClose) Process(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 	return out.Emit(r)
 }
 
@@ -87,7 +90,7 @@ func TestProcessCloseErrorsAreJoined(t *testing.T) {
 // tally counts records per processor instance: state is per task.
 type tally struct{ n int64 }
 
-func (p *tally) Process(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+func (p *tally) Process(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 	p.n++
 	return out.Emit(r.WithValue(fmt.Sprintf("p%d n%d st%d", ctx.Partition(), p.n, ctx.StreamTime().Unix()-epoch.Unix())))
 }
@@ -131,7 +134,7 @@ func TestProcessorPassesOnDownstreamError(t *testing.T) {
 			var emitErr error
 			b := stream.NewBuilder("proc")
 			fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, int64] {
-				return func(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, int64]) error {
+				return func(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, int64]) error {
 					n, _ := strconv.ParseInt(r.Value(), 10, 64)
 					if emitErr = out.Emit(r.WithValue(n)); emitErr != nil {
 						return tt.handle(emitErr)
@@ -238,6 +241,8 @@ func TestTaskClosed(t *testing.T) {
 	fromIn(b).Process(func() *counted { return &counted{inits: &inits, closes: &closes} }).To("out", serde.String, serde.String)
 	topo, err := b.Build()
 	require.NoError(t, err)
+	require.Equal(t, []int{1, 1}, []int{inits, closes}, "Build probes the processor's Init once, and closes it")
+	inits, closes = 0, 0
 	tk, err := topo.NewTask(topology.TaskID{}, topology.TaskConfig{})
 	require.NoError(t, err)
 	require.Equal(t, 1, inits, "NewTask calls Init")
@@ -254,7 +259,7 @@ func TestTaskClosed(t *testing.T) {
 func TestTaskClock(t *testing.T) {
 	b := stream.NewBuilder("app")
 	fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, string] {
-		return func(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+		return func(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 			return out.Emit(r.WithValue(ctx.Now().Format(time.RFC3339Nano)))
 		}
 	}).To("out", serde.String, serde.String)
@@ -273,7 +278,7 @@ func TestTaskClock(t *testing.T) {
 	t.Run("nil means the wall clock", func(t *testing.T) {
 		b := stream.NewBuilder("app")
 		fromIn(b).Process(func() stream.ProcessorFunc[string, string, string, string] {
-			return func(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+			return func(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 				return out.Emit(r.WithValue(ctx.Now().Format(time.RFC3339Nano)))
 			}
 		}).To("out", serde.String, serde.String)
@@ -343,7 +348,7 @@ func TestTombstoneIsWrittenAsNullValue(t *testing.T) {
 	b := stream.NewBuilder("tomb")
 	fromIn(b).
 		Process(func() stream.ProcessorFunc[string, string, string, string] {
-			return func(_ stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+			return func(_ stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 				if r.Value() == "" {
 					return out.Emit(stream.Tombstone[string, string](r.Key(), r.Timestamp()))
 				}

@@ -71,7 +71,7 @@ func (p *Punctuation) Cancel() {
 // stores. Its now is the stream time (StreamTime) or the injected wall
 // clock's time (WallClock).
 //
-//	func (p *expirer) Init(ctx stream.Context) error {
+//	func (p *expirer) Init(ctx stream.ProcessorContext) error {
 //		_, err := stream.Schedule(ctx, time.Minute, stream.StreamTime,
 //			func(now time.Time, out stream.Emitter[string, int64]) error {
 //				return p.expire(ctx, now, out)
@@ -118,7 +118,7 @@ func (p *Punctuation) Cancel() {
 // Schedule fails when every is under a millisecond (the stream time's
 // unit; every is truncated to whole milliseconds), when typ is unknown,
 // or when K and V are not the processor's output types.
-func Schedule[K, V any](ctx Context, every time.Duration, typ PunctuationType, punctuate func(now time.Time, out Emitter[K, V]) error) (*Punctuation, error) {
+func Schedule[K, V any](ctx ProcessorContext, every time.Duration, typ PunctuationType, punctuate func(now time.Time, out Emitter[K, V]) error) (*Punctuation, error) {
 	if ctx.t == nil || ctx.node == nil {
 		return nil, errors.New("stream: Schedule: the context is not a processor's")
 	}

@@ -15,7 +15,7 @@ type minuteTotal struct {
 	totals *stream.KeyValueStore[string, int64]
 }
 
-func (m *minuteTotal) Init(ctx stream.Context) error {
+func (m *minuteTotal) Init(ctx stream.ProcessorContext) error {
 	_, err := stream.Schedule(ctx, time.Minute, stream.StreamTime,
 		func(now time.Time, out stream.Emitter[string, int64]) error {
 			kv := m.totals.In(ctx)
@@ -31,7 +31,7 @@ func (m *minuteTotal) Init(ctx stream.Context) error {
 	return err
 }
 
-func (m *minuteTotal) Process(ctx stream.Context, rec stream.Record[string, int64], _ stream.Emitter[string, int64]) error {
+func (m *minuteTotal) Process(ctx stream.ProcessorContext, rec stream.Record[string, int64], _ stream.Emitter[string, int64]) error {
 	kv := m.totals.In(ctx)
 	n, _, err := kv.Get("total")
 	if err != nil {

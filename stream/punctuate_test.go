@@ -26,13 +26,13 @@ type ticker struct {
 	p           *stream.Punctuation
 }
 
-func (k *ticker) Init(ctx stream.Context) error {
+func (k *ticker) Init(ctx stream.ProcessorContext) error {
 	var err error
 	k.p, err = stream.Schedule(ctx, k.every, k.typ, k.punctuator(ctx))
 	return err
 }
 
-func (k *ticker) punctuator(ctx stream.Context) func(time.Time, stream.Emitter[string, int64]) error {
+func (k *ticker) punctuator(ctx stream.ProcessorContext) func(time.Time, stream.Emitter[string, int64]) error {
 	return func(now time.Time, out stream.Emitter[string, int64]) error {
 		kv := k.sums.In(ctx)
 		n, _, err := kv.Get("sum")
@@ -55,7 +55,7 @@ func (k *ticker) punctuator(ctx stream.Context) func(time.Time, stream.Emitter[s
 	}
 }
 
-func (k *ticker) Process(ctx stream.Context, rec stream.Record[string, int64], _ stream.Emitter[string, int64]) error {
+func (k *ticker) Process(ctx stream.ProcessorContext, rec stream.Record[string, int64], _ stream.Emitter[string, int64]) error {
 	switch rec.Value() {
 	case -1:
 		return errors.New("bad record")
@@ -335,14 +335,14 @@ func TestStreamTimePunctuationStatelessAbort(t *testing.T) {
 // input value of -1 fails.
 type stamper struct{}
 
-func (stamper) Init(ctx stream.Context) error {
+func (stamper) Init(ctx stream.ProcessorContext) error {
 	_, err := stream.Schedule(ctx, 10*time.Second, stream.StreamTime, func(now time.Time, out stream.Emitter[string, int64]) error {
 		return out.Emit(stream.NewRecord("st", int64(0), now))
 	})
 	return err
 }
 
-func (stamper) Process(_ stream.Context, rec stream.Record[string, int64], _ stream.Emitter[string, int64]) error {
+func (stamper) Process(_ stream.ProcessorContext, rec stream.Record[string, int64], _ stream.Emitter[string, int64]) error {
 	if rec.Value() == -1 {
 		return errors.New("bad record")
 	}
@@ -354,22 +354,22 @@ func (stamper) Process(_ stream.Context, rec stream.Record[string, int64], _ str
 func TestScheduleErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		schedule func(ctx stream.Context) error
+		schedule func(ctx stream.ProcessorContext) error
 		want     string
 	}{
-		{"types", func(ctx stream.Context) error {
+		{"types", func(ctx stream.ProcessorContext) error {
 			_, err := stream.Schedule(ctx, time.Second, stream.StreamTime, func(time.Time, stream.Emitter[string, string]) error { return nil })
 			return err
 		}, "node bad: Schedule: the punctuator emits Record[string, string], not the processor's output type"},
-		{"interval", func(ctx stream.Context) error {
+		{"interval", func(ctx stream.ProcessorContext) error {
 			_, err := stream.Schedule(ctx, time.Microsecond, stream.WallClock, func(time.Time, stream.Emitter[string, int64]) error { return nil })
 			return err
 		}, "interval 1µs is under the stream time's unit"},
-		{"type", func(ctx stream.Context) error {
+		{"type", func(ctx stream.ProcessorContext) error {
 			_, err := stream.Schedule(ctx, time.Second, stream.PunctuationType(7), func(time.Time, stream.Emitter[string, int64]) error { return nil })
 			return err
 		}, "unknown PunctuationType(7)"},
-		{"nil", func(ctx stream.Context) error {
+		{"nil", func(ctx stream.ProcessorContext) error {
 			_, err := stream.Schedule[string, int64](ctx, time.Second, stream.StreamTime, nil)
 			return err
 		}, "punctuator is nil"},
@@ -389,11 +389,11 @@ func TestScheduleErrors(t *testing.T) {
 }
 
 type initFunc struct {
-	init func(stream.Context) error
+	init func(stream.ProcessorContext) error
 }
 
-func (f *initFunc) Init(ctx stream.Context) error { return f.init(ctx) }
+func (f *initFunc) Init(ctx stream.ProcessorContext) error { return f.init(ctx) }
 
-func (f *initFunc) Process(stream.Context, stream.Record[string, int64], stream.Emitter[string, int64]) error {
+func (f *initFunc) Process(stream.ProcessorContext, stream.Record[string, int64], stream.Emitter[string, int64]) error {
 	return nil
 }

@@ -124,11 +124,11 @@ func withExtra(h []kgo.RecordHeader, extra ...kgo.RecordHeader) []kgo.RecordHead
 	return append(slices.Clip(h), extra...)
 }
 
-// KeyValue is one key and value, as returned by FlatMap functions.
-type KeyValue[K, V any] struct {
+// Pair is one key and value, as returned by FlatMap functions.
+type Pair[K, V any] struct {
 	Key   K
 	Value V
 }
 
-// KV returns a KeyValue.
-func KV[K, V any](k K, v V) KeyValue[K, V] { return KeyValue[K, V]{Key: k, Value: v} }
+// KV returns a Pair.
+func KV[K, V any](k K, v V) Pair[K, V] { return Pair[K, V]{Key: k, Value: v} }

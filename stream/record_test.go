@@ -174,5 +174,5 @@ func TestHeaders(t *testing.T) {
 }
 
 func TestKV(t *testing.T) {
-	require.Equal(t, stream.KeyValue[string, int]{Key: "a", Value: 1}, stream.KV("a", 1))
+	require.Equal(t, stream.Pair[string, int]{Key: "a", Value: 1}, stream.KV("a", 1))
 }

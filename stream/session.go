@@ -60,12 +60,12 @@ func SessionWindowedBy[K, V any](g Grouped[K, V], spec window.Session) SessionWi
 // Aggregate folds the values of each key and session into an aggregate of
 // type A: a session's first record adds to init(), every later one with
 // add, and when a record merges sessions, merge combines their aggregates
-// (earliest session first) before add. It must be Named: the name is its
+// (earliest session first) before add. The name (required) is its
 // store's, changelogged to `<app-id>-<name>-changelog`. A session's
 // aggregate is kept until the session closes (its end plus the gap plus
 // the grace, in stream time) and then removed (a tombstone in the
 // changelog); a session merged away is removed at once.
-func (s SessionWindowed[K, V]) Aggregate[A any](init func() A, add func(key K, value V, agg A) A, merge func(key K, a, b A) A, aggSerde serde.Serde[A], opts ...Option) WindowedTable[K, A] {
+func (s SessionWindowed[K, V]) Aggregate[A any](name string, init func() A, add func(key K, value V, agg A) A, merge func(key K, a, b A) A, aggSerde serde.Serde[A], opts ...WindowOption) WindowedTable[K, A] {
 	if init == nil || add == nil || merge == nil {
 		s.g.s.b.errorf("session Aggregate: init, add and merge must not be nil")
 	}
@@ -74,21 +74,20 @@ func (s SessionWindowed[K, V]) Aggregate[A any](init func() A, add func(key K, v
 			agg = init()
 		}
 		return add(k, v, agg)
-	}, merge, aggSerde, "session-aggregate", opts)
+	}, merge, aggSerde, "session-aggregate", withName(name, opts))
 }
 
 // Count counts the records of each key and session (values serde.Int64);
-// merged sessions add their counts. It must be Named: the name is its
-// store's.
-func (s SessionWindowed[K, V]) Count(opts ...Option) WindowedTable[K, int64] {
+// merged sessions add their counts. The name (required) is its store's.
+func (s SessionWindowed[K, V]) Count(name string, opts ...WindowOption) WindowedTable[K, int64] {
 	return sessionAggregate(s, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 },
-		func(_ K, a, b int64) int64 { return a + b }, serde.Int64, "session-count", opts)
+		func(_ K, a, b int64) int64 { return a + b }, serde.Int64, "session-count", withName(name, opts))
 }
 
 // Reduce combines the values of each key and session with reduce, which
 // also merges the aggregates of sessions a record bridges; a session's
-// first value is its own aggregate. It must be Named.
-func (s SessionWindowed[K, V]) Reduce(reduce func(agg, value V) V, opts ...Option) WindowedTable[K, V] {
+// first value is its own aggregate. The name (required) is its store's.
+func (s SessionWindowed[K, V]) Reduce(name string, reduce func(agg, value V) V, opts ...WindowOption) WindowedTable[K, V] {
 	if reduce == nil {
 		s.g.s.b.errorf("session Reduce: reduce must not be nil")
 	}
@@ -97,19 +96,19 @@ func (s SessionWindowed[K, V]) Reduce(reduce func(agg, value V) V, opts ...Optio
 			return v
 		}
 		return reduce(agg, v)
-	}, func(_ K, a, b V) V { return reduce(a, b) }, s.g.vs, "session-reduce", opts)
+	}, func(_ K, a, b V) V { return reduce(a, b) }, s.g.vs, "session-reduce", withName(name, opts))
 }
 
 // sessionAggregate is the stateful node behind the session Aggregate,
 // Count and Reduce.
-func sessionAggregate[K, V, A any](s SessionWindowed[K, V], add func(K, V, A, bool) A, merge func(K, A, A) A, aggSerde serde.Serde[A], op string, opts []Option) WindowedTable[K, A] {
+func sessionAggregate[K, V, A any](s SessionWindowed[K, V], add func(K, V, A, bool) A, merge func(K, A, A) A, aggSerde serde.Serde[A], op string, opts []nodeOption) WindowedTable[K, A] {
 	var o nodeOpts
 	for _, opt := range opts {
 		opt.applyNode(&o)
 	}
 	b := s.g.s.b
 	if o.name == "" {
-		b.errorf("%s needs a name (stream.Named): it names its store and changelog", op)
+		b.errorf("%s needs a name (its first argument): it names its store and changelog", op)
 		o.name = op
 	}
 	if aggSerde == nil {

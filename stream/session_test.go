@@ -74,13 +74,13 @@ func TestSessionAggregateAndReduce(t *testing.T) {
 	b := stream.NewBuilder("sa")
 	g := stream.From(b, "in", serde.String, serde.String).GroupByKey(serde.String, serde.String)
 	sessions := stream.SessionWindowedBy(g, window.Session{Gap: 10 * time.Second, Grace: time.Minute})
-	sessions.Aggregate(func() string { return "<" },
+	sessions.Aggregate("joined", func() string { return "<" },
 		func(_, v, agg string) string { return agg + v },
 		func(_, a, b string) string { return a + "|" + b },
-		serde.String, stream.Named("joined")).
+		serde.String).
 		ToStream().SelectKey(func(k window.Keyed[string], _ string) string { return span(k) }).
 		To("joined", serde.String, serde.String)
-	sessions.Reduce(func(agg, v string) string { return max(agg, v) }, stream.Named("max")).
+	sessions.Reduce("max", func(agg, v string) string { return max(agg, v) }).
 		ToStream().SelectKey(func(k window.Keyed[string], _ string) string { return span(k) }).
 		To("max", serde.String, serde.String)
 	topo, err := b.Build()
@@ -111,17 +111,17 @@ func TestSessionValidation(t *testing.T) {
 		return err
 	}
 	require.ErrorContains(t, build(func(g stream.Grouped[string, string]) {
-		stream.WindowedBy(g, window.Session{Gap: time.Second}).Count(stream.Named("c"))
+		stream.WindowedBy(g, window.Session{Gap: time.Second}).Count("c")
 	}), "window.Session windows merge: aggregate them with stream.SessionWindowedBy")
 	require.ErrorContains(t, build(func(g stream.Grouped[string, string]) {
-		stream.SessionWindowedBy(g, window.Session{}).Count(stream.Named("c"))
+		stream.SessionWindowedBy(g, window.Session{}).Count("c")
 	}), "session gap must be positive")
 	require.ErrorContains(t, build(func(g stream.Grouped[string, string]) {
-		stream.SessionWindowedBy(g, window.Session{Gap: time.Second}).Count()
+		stream.SessionWindowedBy(g, window.Session{Gap: time.Second}).Count("")
 	}), "session-count needs a name")
 	require.ErrorContains(t, build(func(g stream.Grouped[string, string]) {
 		stream.SessionWindowedBy(g, window.Session{Gap: time.Second}).
-			Aggregate(func() int64 { return 0 }, func(_, _ string, n int64) int64 { return n + 1 }, nil, serde.Int64, stream.Named("c"))
+			Aggregate("c", func() int64 { return 0 }, func(_, _ string, n int64) int64 { return n + 1 }, nil, serde.Int64)
 	}), "init, add and merge must not be nil")
 }
 
@@ -148,7 +148,7 @@ func TestSessionMatchesDefinition(t *testing.T) {
 			i = j
 		}
 		for _, onClose := range []bool{false, true} {
-			var opts []stream.Option
+			var opts []stream.WindowOption
 			if onClose {
 				opts = append(opts, stream.EmitOnClose())
 			}
@@ -187,13 +187,13 @@ func TestSessionRestoredFromChangelog(t *testing.T) {
 	for _, onClose := range []bool{false, true} {
 		build := func() *stream.Builder {
 			b := stream.NewBuilder("app")
-			opts := []stream.Option{stream.Named("visits")}
+			var opts []stream.WindowOption
 			if onClose {
 				opts = append(opts, stream.EmitOnClose())
 			}
 			g := stream.From(b, "in", serde.String, serde.String).GroupByKey(serde.String, serde.String)
 			stream.SessionWindowedBy(g, window.Session{Gap: 10 * time.Second, Grace: 5 * time.Second}).
-				Aggregate(func() string { return "" }, func(_, v, agg string) string { return agg + v },
+				Aggregate("visits", func() string { return "" }, func(_, v, agg string) string { return agg + v },
 					func(_, a, b string) string { return a + "+" + b }, serde.String, opts...).
 				ToStream().To("out", spanSerde{}, serde.String)
 			return b
@@ -214,7 +214,7 @@ func ExampleSessionWindowedBy() {
 	b := stream.NewBuilder("visits")
 	clicks := stream.From(b, "clicks", serde.String, serde.String).GroupByKey(serde.String, serde.String)
 	stream.SessionWindowedBy(clicks, window.Session{Gap: 30 * time.Minute, Grace: 15 * time.Minute}).
-		Count(stream.Named("visits"), stream.EmitOnClose()).
+		Count("visits", stream.EmitOnClose()).
 		ToStream().
 		Map(func(k window.Keyed[string], n int64) (string, string) {
 			return k.Key, fmt.Sprintf("%s-%s: %d clicks", k.Window.Start.Format("15:04"), k.Window.End.Add(-time.Millisecond).Format("15:04"), n)

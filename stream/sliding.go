@@ -92,7 +92,7 @@ func (c slidingAggCodec[A]) Decode(b []byte) (slidingAgg[A], error) {
 
 // slidingAggregate is the stateful node behind Count, Aggregate and Reduce
 // of sliding windows.
-func slidingAggregate[K, V, A any](w Windowed[K, V], spec window.Sliding, add func(K, V, A, bool) A, aggSerde serde.Serde[A], op string, o nodeOpts, opts []Option) WindowedTable[K, A] {
+func slidingAggregate[K, V, A any](w Windowed[K, V], spec window.Sliding, add func(K, V, A, bool) A, aggSerde serde.Serde[A], op string, o nodeOpts, opts []nodeOption) WindowedTable[K, A] {
 	b := w.g.s.b
 	store := newKeyedStore[K, slidingAgg[A]](b, o.name, keyedCodec[K]{ks: w.g.ks}, slidingAggCodec[A]{as: aggSerde})
 	out := then(w.g.s, op, append(opts, WithStores(store)), func(t *task, next sink[window.Keyed[K], A]) (sink[K, V], error) {

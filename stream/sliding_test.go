@@ -38,16 +38,15 @@ func (spanSerde) Decode([]byte) (window.Keyed[string], error) {
 
 // spanCounts counts "clicks" per key in spec's windows (sliding or, with
 // session, session windows) and writes span -> count to "counts".
-func spanCounts(t *testing.T, spec window.Spec, opts ...stream.Option) (*streamtest.Driver, func(key string, s float64), func() []string) {
+func spanCounts(t *testing.T, spec window.Spec, opts ...stream.WindowOption) (*streamtest.Driver, func(key string, s float64), func() []string) {
 	t.Helper()
 	b := stream.NewBuilder("sc")
 	g := stream.From(b, "clicks", serde.String, serde.String).GroupByKey(serde.String, serde.String)
-	opts = append(opts, stream.Named("counts"))
 	var table stream.WindowedTable[string, int64]
 	if s, ok := spec.(window.Session); ok {
-		table = stream.SessionWindowedBy(g, s).Count(opts...)
+		table = stream.SessionWindowedBy(g, s).Count("counts", opts...)
 	} else {
-		table = stream.WindowedBy(g, spec).Count(opts...)
+		table = stream.WindowedBy(g, spec).Count("counts", opts...)
 	}
 	table.ToStream().To("counts", spanSerde{}, serde.Int64)
 	topo, err := b.Build()
@@ -162,7 +161,7 @@ func TestSlidingCountEmitsOnCloseWithGrace(t *testing.T) {
 func TestSlidingValidation(t *testing.T) {
 	b := stream.NewBuilder("v")
 	g := stream.From(b, "in", serde.String, serde.String).GroupByKey(serde.String, serde.String)
-	stream.WindowedBy(g, window.Sliding{}).Count(stream.Named("c"))
+	stream.WindowedBy(g, window.Sliding{}).Count("c")
 	_, err := b.Build()
 	require.ErrorContains(t, err, "sliding window difference must be positive")
 }
@@ -207,13 +206,13 @@ func TestSlidingRestoredFromChangelog(t *testing.T) {
 	for _, onClose := range []bool{false, true} {
 		build := func() *stream.Builder {
 			b := stream.NewBuilder("app")
-			opts := []stream.Option{stream.Named("seen")}
+			var opts []stream.WindowOption
 			if onClose {
 				opts = append(opts, stream.EmitOnClose())
 			}
 			g := stream.From(b, "in", serde.String, serde.String).GroupByKey(serde.String, serde.String)
 			stream.WindowedBy(g, window.Sliding{Difference: 10 * time.Second, Grace: 5 * time.Second}).
-				Aggregate(func() string { return "" }, func(_, v, agg string) string { return agg + v }, serde.String, opts...).
+				Aggregate("seen", func() string { return "" }, func(_, v, agg string) string { return agg + v }, serde.String, opts...).
 				ToStream().To("out", spanSerde{}, serde.String)
 			return b
 		}
@@ -256,7 +255,7 @@ func TestSlidingMatchesDefinition(t *testing.T) {
 			count(r + 1)
 		}
 		for _, onClose := range []bool{false, true} {
-			var opts []stream.Option
+			var opts []stream.WindowOption
 			if onClose {
 				opts = append(opts, stream.EmitOnClose())
 			}

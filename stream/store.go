@@ -1,8 +1,6 @@
 package stream
 
 import (
-	"fmt"
-
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn/topology"
@@ -40,7 +38,7 @@ func (s *storeSpec) changelogTopic(appID string) string {
 //	orders.Process(func() *counter { return &counter{counts: counts} },
 //		stream.Named("count"), stream.WithStores(counts))
 //
-//	func (c *counter) Process(ctx stream.Context, rec stream.Record[string, Order], out stream.Emitter[string, int64]) error {
+//	func (c *counter) Process(ctx stream.ProcessorContext, rec stream.Record[string, Order], out stream.Emitter[string, int64]) error {
 //		kv := c.counts.In(ctx)
 //		n, _, err := kv.Get(rec.Key())
 //		...
@@ -81,22 +79,30 @@ func (s *KeyValueStore[K, V]) spec() *storeSpec { return s.s }
 
 // In returns the store's instance in the task that ctx belongs to. It is
 // valid as long as the task; resolve it in Init or in each Process call.
-// Using a store the operator did not declare with WithStores is a
-// programming error and panics.
-func (s *KeyValueStore[K, V]) In(ctx Context) *state.KeyValue[K, V] {
-	h, ok := ctx.t.stores[s.s]
-	if !ok {
-		panic(fmt.Sprintf("stream: store %q used by %s, which does not declare it: add stream.WithStores", s.s.name, ctx.node.name))
+// Using a store the Process node did not declare with WithStores is a
+// programming error: resolved in Init, Build reports it; resolved in
+// Process, it stops the call (In does not return) and fails the task with
+// an *UndeclaredStoreError.
+func (s *KeyValueStore[K, V]) In(ctx ProcessorContext) *state.KeyValue[K, V] {
+	if !ctx.node.declares(s.s) {
+		ctx.t.undeclaredStore(ctx.node, s.s)
 	}
-	return h.(*state.KeyValue[K, V])
+	return ctx.t.stores[s.s].(*state.KeyValue[K, V])
 }
 
-// WithStores declares the stores an operator uses. The operator becomes
-// stateful: it must be Named, and all operators sharing a store must be in
-// one sub-topology.
-func WithStores(stores ...Store) Option {
-	return nodeOpt(func(o *nodeOpts) { o.stores = append(o.stores, stores...) })
+// WithStores declares the stores the processors of a Process operator use
+// (it is a ProcessOption: no other operator takes it). The operator
+// becomes stateful: it must be Named, and all operators sharing a store
+// must be in one sub-topology.
+func WithStores(stores ...Store) ProcessOption {
+	return storesOption(stores)
 }
+
+// storesOption is what WithStores returns.
+type storesOption []Store
+
+func (s storesOption) applyNode(o *nodeOpts) { o.stores = append(o.stores, s...) }
+func (storesOption) processOption()          {}
 
 // Of returns the store's instance in t, a task made by Topology.NewTask:
 // for test drivers and tools that inspect state from outside a processor.

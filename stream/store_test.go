@@ -16,7 +16,7 @@ type summer struct {
 	sums *stream.KeyValueStore[string, int64]
 }
 
-func (s summer) Process(ctx stream.Context, rec stream.Record[string, int64], out stream.Emitter[string, int64]) error {
+func (s summer) Process(ctx stream.ProcessorContext, rec stream.Record[string, int64], out stream.Emitter[string, int64]) error {
 	kv := s.sums.In(ctx)
 	sum, _, err := kv.Get(rec.Key())
 	if err != nil {

@@ -26,7 +26,7 @@ type sinkFunc[K, V any] func(Record[K, V]) error
 func (f sinkFunc[K, V]) push(r Record[K, V]) error { return f(r) }
 
 // then adds a one-input operator after s.
-func then[K, V, K2, V2 any](s Stream[K, V], op string, opts []Option, mk func(t *task, next sink[K2, V2]) (sink[K, V], error)) Stream[K2, V2] {
+func then[K, V, K2, V2 any](s Stream[K, V], op string, opts []nodeOption, mk func(t *task, next sink[K2, V2]) (sink[K, V], error)) Stream[K2, V2] {
 	n := s.b.add(kindProcessor, op, opts, s.out.node)
 	spec := &opSpec[K, V, K2, V2]{mk: mk}
 	spec.out.node = n
@@ -35,7 +35,7 @@ func then[K, V, K2, V2 any](s Stream[K, V], op string, opts []Option, mk func(t 
 }
 
 // stateless adds an operator built from a function that needs no task.
-func stateless[K, V, K2, V2 any](s Stream[K, V], op string, fnIsNil bool, opts []Option, mk func(next sink[K2, V2]) sink[K, V]) Stream[K2, V2] {
+func stateless[K, V, K2, V2 any](s Stream[K, V], op string, fnIsNil bool, opts []nodeOption, mk func(next sink[K2, V2]) sink[K, V]) Stream[K2, V2] {
 	out := then(s, op, opts, func(_ *task, next sink[K2, V2]) (sink[K, V], error) { return mk(next), nil })
 	if fnIsNil {
 		s.b.errorf("%s: function is nil", out.out.node.name)
@@ -46,7 +46,7 @@ func stateless[K, V, K2, V2 any](s Stream[K, V], op string, fnIsNil bool, opts [
 // Filter keeps the records for which pred returns true. A tombstone (a
 // delete from Table.ToStream) passes without pred being called.
 func (s Stream[K, V]) Filter(pred func(K, V) bool, opts ...Option) Stream[K, V] {
-	return stateless(s, "filter", pred == nil, opts, func(next sink[K, V]) sink[K, V] {
+	return stateless(s, "filter", pred == nil, nodeOptions(opts), func(next sink[K, V]) sink[K, V] {
 		return &filterNode[K, V]{pred: pred, keep: true, next: next}
 	})
 }
@@ -69,7 +69,7 @@ func (f *filterNode[K, V]) push(r Record[K, V]) error {
 // FilterNot drops the records for which pred returns true; tombstones
 // pass, as for Filter.
 func (s Stream[K, V]) FilterNot(pred func(K, V) bool, opts ...Option) Stream[K, V] {
-	return stateless(s, "filternot", pred == nil, opts, func(next sink[K, V]) sink[K, V] {
+	return stateless(s, "filternot", pred == nil, nodeOptions(opts), func(next sink[K, V]) sink[K, V] {
 		return &filterNode[K, V]{pred: pred, keep: false, next: next}
 	})
 }
@@ -79,7 +79,7 @@ func (s Stream[K, V]) FilterNot(pred func(K, V) bool, opts ...Option) Stream[K, 
 // repartition, which the stateful operators insert. A tombstone reaches f
 // with the zero value and leaves as a tombstone of the key f returns.
 func (s Stream[K, V]) Map[K2, V2 any](f func(K, V) (K2, V2), opts ...Option) Stream[K2, V2] {
-	return stateless(s, "map", f == nil, opts, func(next sink[K2, V2]) sink[K, V] {
+	return stateless(s, "map", f == nil, nodeOptions(opts), func(next sink[K2, V2]) sink[K, V] {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			k, v := f(r.key, r.value)
 			if r.deleted {
@@ -95,7 +95,7 @@ func (s Stream[K, V]) Map[K2, V2 any](f func(K, V) (K2, V2), opts ...Option) Str
 // key, timestamp and headers are kept. A tombstone stays one, without f
 // being called.
 func (s Stream[K, V]) MapValues[V2 any](f func(V) V2, opts ...Option) Stream[K, V2] {
-	return stateless(s, "mapvalues", f == nil, opts, func(next sink[K, V2]) sink[K, V] {
+	return stateless(s, "mapvalues", f == nil, nodeOptions(opts), func(next sink[K, V2]) sink[K, V] {
 		return &mapValuesNode[K, V, V2]{f: f, next: next}
 	})
 }
@@ -115,7 +115,7 @@ func (m *mapValuesNode[K, V, V2]) push(r Record[K, V]) error {
 // SelectKey replaces each record's key with f(key, value); a tombstone
 // (f sees the zero value) stays one.
 func (s Stream[K, V]) SelectKey[K2 any](f func(K, V) K2, opts ...Option) Stream[K2, V] {
-	return stateless(s, "selectkey", f == nil, opts, func(next sink[K2, V]) sink[K, V] {
+	return stateless(s, "selectkey", f == nil, nodeOptions(opts), func(next sink[K2, V]) sink[K, V] {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			return next.push(Record[K2, V]{key: f(r.key, r.value), value: r.value, ts: r.ts, headers: r.headers, origin: r.origin, deleted: r.deleted})
 		})
@@ -126,8 +126,8 @@ func (s Stream[K, V]) SelectKey[K2 any](f func(K, V) K2, opts ...Option) Stream[
 // returns them. Each keeps the input's timestamp and headers. A tombstone
 // reaches f with the zero value and each record f returns for it leaves as
 // a tombstone of its key.
-func (s Stream[K, V]) FlatMap[K2, V2 any](f func(K, V) []KeyValue[K2, V2], opts ...Option) Stream[K2, V2] {
-	return stateless(s, "flatmap", f == nil, opts, func(next sink[K2, V2]) sink[K, V] {
+func (s Stream[K, V]) FlatMap[K2, V2 any](f func(K, V) []Pair[K2, V2], opts ...Option) Stream[K2, V2] {
+	return stateless(s, "flatmap", f == nil, nodeOptions(opts), func(next sink[K2, V2]) sink[K, V] {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			for _, kv := range f(r.key, r.value) {
 				out := Record[K2, V2]{key: kv.Key, value: kv.Value, ts: r.ts, headers: r.headers, origin: r.origin, deleted: r.deleted}
@@ -148,7 +148,7 @@ func (s Stream[K, V]) FlatMap[K2, V2 any](f func(K, V) []KeyValue[K2, V2], opts 
 // all with the input's key, timestamp and headers. A tombstone stays one
 // tombstone, without f being called.
 func (s Stream[K, V]) FlatMapValues[V2 any](f func(V) []V2, opts ...Option) Stream[K, V2] {
-	return stateless(s, "flatmapvalues", f == nil, opts, func(next sink[K, V2]) sink[K, V] {
+	return stateless(s, "flatmapvalues", f == nil, nodeOptions(opts), func(next sink[K, V2]) sink[K, V] {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			if r.deleted {
 				return next.push(Record[K, V2]{key: r.key, ts: r.ts, headers: r.headers, origin: r.origin, deleted: true})
@@ -168,7 +168,7 @@ func (s Stream[K, V]) FlatMapValues[V2 any](f func(V) []V2, opts ...Option) Stre
 // not have effects outside the topology that matter for correctness: a
 // record can be processed more than once when a transaction aborts.
 func (s Stream[K, V]) Peek(f func(K, V), opts ...Option) Stream[K, V] {
-	return stateless(s, "peek", f == nil, opts, func(next sink[K, V]) sink[K, V] {
+	return stateless(s, "peek", f == nil, nodeOptions(opts), func(next sink[K, V]) sink[K, V] {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			f(r.key, r.value)
 			return next.push(r)
@@ -183,11 +183,11 @@ func (s Stream[K, V]) Peek(f func(K, V), opts ...Option) Stream[K, V] {
 func (s Stream[K, V]) Merge(other Stream[K, V], opts ...Option) Stream[K, V] {
 	if other.b != s.b {
 		// Connect nothing: the other builder must not feed this one.
-		n := s.b.add(kindProcessor, "merge", opts, s.out.node)
+		n := s.b.add(kindProcessor, "merge", nodeOptions(opts), s.out.node)
 		s.b.errorf("%s: merged streams come from different builders: build both from one Builder", n.name)
 		return Stream[K, V]{b: s.b, out: &outlet[K, V]{node: n}}
 	}
-	n := s.b.add(kindProcessor, "merge", opts, s.out.node, other.out.node)
+	n := s.b.add(kindProcessor, "merge", nodeOptions(opts), s.out.node, other.out.node)
 	spec := &opSpec[K, V, K, V]{mk: func(_ *task, next sink[K, V]) (sink[K, V], error) { return next, nil }}
 	spec.out.node = n
 	s.out.children = append(s.out.children, spec)
@@ -208,7 +208,7 @@ type Branch[K, V any] struct {
 // branch are dropped. Branch names must be unique within the split; the
 // branch nodes are named `<split-name>-<branch-name>`.
 func (s Stream[K, V]) Split(branches []Branch[K, V], opts ...Option) []Stream[K, V] {
-	n := s.b.add(kindProcessor, "split", opts, s.out.node)
+	n := s.b.add(kindProcessor, "split", nodeOptions(opts), s.out.node)
 	outs := make([]*outlet[K, V], len(branches))
 	preds := make([]func(K, V) bool, len(branches))
 	seen := map[string]bool{}
@@ -220,7 +220,7 @@ func (s Stream[K, V]) Split(branches []Branch[K, V], opts ...Option) []Stream[K,
 			s.b.errorf("%s: branch %q has no predicate but is not the last branch", n.name, br.Name)
 		}
 		seen[br.Name] = true
-		bn := s.b.add(kindProcessor, "branch", []Option{Named(n.name + "-" + br.Name)}, n)
+		bn := s.b.add(kindProcessor, "branch", []nodeOption{Named(n.name + "-" + br.Name)}, n)
 		outs[i] = &outlet[K, V]{node: bn}
 		preds[i] = br.Pred
 	}
@@ -267,7 +267,7 @@ func (s *splitSpec[K, V]) instantiate(t *task) (sink[K, V], error) {
 // valueSerde. Records keep their timestamp and headers; the producer's
 // partitioner (murmur2 of the key, like Kafka's) chooses the partition.
 func (s Stream[K, V]) To(topic string, keySerde serde.Serde[K], valueSerde serde.Serde[V], opts ...Option) {
-	n := s.b.add(kindSink, "sink", opts, s.out.node)
+	n := s.b.add(kindSink, "sink", nodeOptions(opts), s.out.node)
 	n.topics = []string{topic}
 	s.b.checkTopic(n, topic)
 	if keySerde == nil || valueSerde == nil {

@@ -57,7 +57,7 @@ func (t Table[K, V]) ToStream() Stream[K, V] { return Stream[K, V]{b: t.b, out: 
 // The topic should be compacted. Its partitions must match those of the
 // streams joined with it (co-partitioning is checked at start).
 func FromTable[K, V any](b *Builder, topic string, keySerde serde.Serde[K], valueSerde serde.Serde[V], opts ...Option) Table[K, V] {
-	n := b.add(kindSource, "table", opts)
+	n := b.add(kindSource, "table", nodeOptions(opts))
 	n.topics = []string{topic}
 	b.checkTopic(n, topic)
 	if keySerde == nil || valueSerde == nil {
@@ -144,7 +144,7 @@ func (s Stream[K, V]) Join[VT, VR any](table Table[K, VT], joiner func(key K, va
 			return zero, false
 		}
 		return joiner(k, v, tv), true
-	}, opts)
+	}, nodeOptions(opts))
 }
 
 // LeftJoin emits joiner(key, value, tableValue, found) for every record of
@@ -156,10 +156,10 @@ func (s Stream[K, V]) LeftJoin[VT, VR any](table Table[K, VT], joiner func(key K
 	}
 	return join(s, table, "leftjoin", func(k K, v V, tv VT, found bool) (VR, bool) {
 		return joiner(k, v, tv, found), true
-	}, opts)
+	}, nodeOptions(opts))
 }
 
-func join[K, V, VT, VR any](s Stream[K, V], table Table[K, VT], op string, joiner func(K, V, VT, bool) (VR, bool), opts []Option) Stream[K, VR] {
+func join[K, V, VT, VR any](s Stream[K, V], table Table[K, VT], op string, joiner func(K, V, VT, bool) (VR, bool), opts []nodeOption) Stream[K, VR] {
 	if s.out.node.rekeyed {
 		s.b.errorf("%s after %s, which may change keys: call Repartition before joining so that keys and partitions match", op, s.out.node.name)
 	}

@@ -17,7 +17,7 @@ package stream
 // costs one pred call per lookup and no storage; to keep a copy of the
 // filtered table, aggregate its stream or join it into a store.
 func (t Table[K, V]) Filter(pred func(key K, value V) bool, opts ...Option) Table[K, V] {
-	out := then(Stream[K, V]{b: t.b, out: t.out}, "tablefilter", opts, func(_ *task, next sink[K, V]) (sink[K, V], error) {
+	out := then(Stream[K, V]{b: t.b, out: t.out}, "tablefilter", nodeOptions(opts), func(_ *task, next sink[K, V]) (sink[K, V], error) {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			if r.deleted || pred(r.key, r.value) {
 				return next.push(r)
@@ -51,7 +51,7 @@ func (t Table[K, V]) Filter(pred func(key K, value V) bool, opts ...Option) Tabl
 // the result is a view, not materialized: a lookup applies f to the value
 // in t's store.
 func (t Table[K, V]) MapValues[V2 any](f func(value V) V2, opts ...Option) Table[K, V2] {
-	out := then(Stream[K, V]{b: t.b, out: t.out}, "tablemapvalues", opts, func(_ *task, next sink[K, V2]) (sink[K, V], error) {
+	out := then(Stream[K, V]{b: t.b, out: t.out}, "tablemapvalues", nodeOptions(opts), func(_ *task, next sink[K, V2]) (sink[K, V], error) {
 		return sinkFunc[K, V](func(r Record[K, V]) error {
 			if r.deleted {
 				return next.push(Record[K, V2]{key: r.key, ts: r.ts, headers: r.headers, origin: r.origin, deleted: true})

@@ -51,7 +51,7 @@ func TestTableMapValues(t *testing.T) {
 func TestTableViewsInJoins(t *testing.T) {
 	rig := newTableRig(t, func(_ *stream.Builder, users, regions stream.Table[string, string]) stream.Table[string, string] {
 		active := users.Filter(func(_, name string) bool { return name != "banned" }).MapValues(strings.ToUpper)
-		return regions.Join(active, func(_, region, name string) string { return name + "@" + region }, serde.String, stream.Named("j"))
+		return regions.Join("j", active, func(_, region, name string) string { return name + "@" + region }, serde.String)
 	})
 	rig.put(rig.users, "u1", "alice")
 	rig.put(rig.regions, "u1", "eu") // looks the view up: ALICE
@@ -110,7 +110,7 @@ func TestStreamOperatorsKeepTombstones(t *testing.T) {
 		FlatMapValues(func(name string) []string { return []string{name} }).
 		Map(func(k, v string) (string, string) { seen = append(seen, "map:"+k+"/"+v); return "user-" + k, v }).
 		SelectKey(func(k, _ string) string { return k + "!" }).
-		FlatMap(func(k, v string) []stream.KeyValue[string, string] { return []stream.KeyValue[string, string]{stream.KV(k, v)} }).
+		FlatMap(func(k, v string) []stream.Pair[string, string] { return []stream.Pair[string, string]{stream.KV(k, v)} }).
 		To("out", serde.String, serde.String)
 	_, d := newDriver(t, b)
 	users := streamtest.Input(d, "users", serde.String, serde.String)

@@ -37,7 +37,11 @@ type task struct {
 	timestamps map[string]func(*kgo.Record) (time.Time, error)
 
 	instances map[*node]any // build-time only
-	closers   []Closer
+
+	// fatal is a programming error found while processing (a store used
+	// without being declared): the task fails, whatever the ErrorPolicy.
+	fatal   error
+	closers []Closer
 
 	// State, for tasks of sub-topologies with stores.
 	db         *state.DB
@@ -71,6 +75,9 @@ func (t *task) process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 	if t.closed {
 		return out, errTaskClosed
 	}
+	if t.fatal != nil {
+		return out, &RecordError{Origin: originOf(rec), Err: t.fatal}
+	}
 	src := t.lastSource
 	if rec.Topic != t.lastTopic || src == nil {
 		src = t.sources[rec.Topic]
@@ -93,13 +100,16 @@ func (t *task) process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error
 	}
 	out, t.out = t.out, nil
 	t.stats.Processed++
-	if err == nil {
+	if err == nil && t.fatal == nil {
 		return out, nil
 	}
 	out = out[:mark] // all or nothing per input record
 	t.punct.rollback()
 	if t.db != nil {
 		t.db.Rollback()
+	}
+	if t.fatal != nil {
+		return out, &RecordError{Origin: originOf(rec), Err: t.fatal}
 	}
 	switch t.topo.policy {
 	case OnErrorSkip:
@@ -144,6 +154,17 @@ func (t *task) see(ts time.Time, known bool, rec *kgo.Record, pos *int64) {
 	if pos != nil {
 		*pos = rec.Offset + 1
 	}
+}
+
+// undeclaredStore fails the task: node n resolved store s without
+// declaring it. It panics to stop the processor's call; the task returns
+// the error even if the processor recovers the panic.
+func (t *task) undeclaredStore(n *node, s *storeSpec) {
+	err := &UndeclaredStoreError{Node: n.name, Processor: n.processor, Store: s.name}
+	if t.fatal == nil {
+		t.fatal = err
+	}
+	panic(err)
 }
 
 // advance moves the stream time to ts if ts is later.

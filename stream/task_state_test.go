@@ -20,11 +20,11 @@ func TestDiscardGoesBackToTheLastCommit(t *testing.T) {
 	b := stream.NewBuilder("app")
 	in := stream.From(b, "in", serde.String, serde.String)
 	in.GroupByKey(serde.String, serde.String).
-		Count(stream.Named("counts")).
+		Count("counts").
 		ToStream().
 		To("out", serde.String, serde.Int64)
 	in.Process(func() stream.ProcessorFunc[string, string, string, string] {
-		return func(ctx stream.Context, r stream.Record[string, string], out stream.Emitter[string, string]) error {
+		return func(ctx stream.ProcessorContext, r stream.Record[string, string], out stream.Emitter[string, string]) error {
 			return out.Emit(r.WithValue(strconv.FormatInt(ctx.StreamTime().Unix()-epoch.Unix(), 10)))
 		}
 	}).To("times", serde.String, serde.String)
@@ -85,9 +85,9 @@ func TestDiscardGoesBackToTheLastCommit(t *testing.T) {
 func TestCommitMovesCheckpointsToLastChangelogRecords(t *testing.T) {
 	b := stream.NewBuilder("app")
 	in := stream.From(b, "in", serde.String, serde.String)
-	in.GroupByKey(serde.String, serde.String).Count(stream.Named("c")).ToStream().To("out", serde.String, serde.Int64)
+	in.GroupByKey(serde.String, serde.String).Count("c").ToStream().To("out", serde.String, serde.Int64)
 	in.Filter(func(k, _ string) bool { return k == "both" }).
-		GroupByKey(serde.String, serde.String).Count(stream.Named("d")).ToStream().To("out2", serde.String, serde.Int64)
+		GroupByKey(serde.String, serde.String).Count("d").ToStream().To("out2", serde.String, serde.Int64)
 	tk := newTask(t, b, topology.TaskID{}, topology.TaskConfig{StateDir: t.TempDir()})
 	st := tk.(topology.StatefulTask)
 

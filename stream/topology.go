@@ -83,7 +83,32 @@ func (b *Builder) Build() (*Topology, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	for _, n := range b.nodes {
+		if n.probe != nil {
+			errs = append(errs, t.probe(n))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// probe runs the probe of Process node n on a task of n's sub-topology
+// that has only n's declared stores, in memory, and sees no records. It
+// returns an error only for a store the processor's Init uses without
+// declaring it; any other failure of the probe is left to the real tasks.
+func (t *Topology) probe(n *node) error {
+	tk := &task{topo: t, id: topology.TaskID{Subtopology: n.sub}, clock: func() time.Time { return time.Time{} }}
+	if err := tk.openState(n.stores); err != nil {
+		return nil
+	}
+	defer tk.Close()
+	err := n.probe(tk)
+	if u, ok := errors.AsType[*UndeclaredStoreError](err); ok {
+		return fmt.Errorf("stream: %w: add stream.WithStores(...) to its Process", u)
+	}
+	return nil
 }
 
 // assignSubtopologies numbers the connected components of the graph in the

@@ -67,13 +67,17 @@ func (t WindowedTable[K, A]) ToStream() Stream[window.Keyed[K], A] {
 // window's new aggregate. A window closes only when records advance its
 // task's stream time: on a partition that receives nothing, its last
 // windows stay open.
-func EmitOnClose() Option {
-	return nodeOpt(func(o *nodeOpts) { o.emitOnClose = true })
-}
+func EmitOnClose() WindowOption { return emitOnCloseOption{} }
+
+// emitOnCloseOption is what EmitOnClose returns.
+type emitOnCloseOption struct{}
+
+func (emitOnCloseOption) applyNode(o *nodeOpts) { o.emitOnClose = true }
+func (emitOnCloseOption) windowOption()         {}
 
 // Aggregate folds the values of each key and window into an aggregate of
 // type A, starting from init() and applying add for every record of the
-// window. It must be Named: the name is its store's, changelogged to
+// window. The name (required) is its store's, changelogged to
 // `<app-id>-<name>-changelog`. A window's aggregate is kept until the
 // window closes (its end plus the grace, in stream time) and then removed
 // (a tombstone in the changelog); a sliding window's is kept twice the
@@ -81,7 +85,7 @@ func EmitOnClose() Option {
 // docs/windows.md). A record whose every window has closed
 // is late: it is dropped and counted (TaskStats.Late,
 // sluice_late_records_dropped_total).
-func (w Windowed[K, V]) Aggregate[A any](init func() A, add func(key K, value V, agg A) A, aggSerde serde.Serde[A], opts ...Option) WindowedTable[K, A] {
+func (w Windowed[K, V]) Aggregate[A any](name string, init func() A, add func(key K, value V, agg A) A, aggSerde serde.Serde[A], opts ...WindowOption) WindowedTable[K, A] {
 	if init == nil || add == nil {
 		w.g.s.b.errorf("windowed Aggregate: init and add must not be nil")
 	}
@@ -90,18 +94,19 @@ func (w Windowed[K, V]) Aggregate[A any](init func() A, add func(key K, value V,
 			agg = init()
 		}
 		return add(k, v, agg)
-	}, aggSerde, "windowed-aggregate", opts)
+	}, aggSerde, "windowed-aggregate", withName(name, opts))
 }
 
 // Count counts the records of each key and window (values serde.Int64).
-// It must be Named: the name is its store's.
-func (w Windowed[K, V]) Count(opts ...Option) WindowedTable[K, int64] {
-	return windowedAggregate(w, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 }, serde.Int64, "windowed-count", opts)
+// The name (required) is its store's.
+func (w Windowed[K, V]) Count(name string, opts ...WindowOption) WindowedTable[K, int64] {
+	return windowedAggregate(w, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 }, serde.Int64, "windowed-count", withName(name, opts))
 }
 
 // Reduce combines the values of each key and window with reduce; a
-// window's first value is its own aggregate. It must be Named.
-func (w Windowed[K, V]) Reduce(reduce func(agg, value V) V, opts ...Option) WindowedTable[K, V] {
+// window's first value is its own aggregate. The name (required) is its
+// store's.
+func (w Windowed[K, V]) Reduce(name string, reduce func(agg, value V) V, opts ...WindowOption) WindowedTable[K, V] {
 	if reduce == nil {
 		w.g.s.b.errorf("windowed Reduce: reduce must not be nil")
 	}
@@ -110,19 +115,19 @@ func (w Windowed[K, V]) Reduce(reduce func(agg, value V) V, opts ...Option) Wind
 			return v
 		}
 		return reduce(agg, v)
-	}, w.g.vs, "windowed-reduce", opts)
+	}, w.g.vs, "windowed-reduce", withName(name, opts))
 }
 
 // windowedAggregate is the stateful node behind the windowed Aggregate,
 // Count and Reduce.
-func windowedAggregate[K, V, A any](w Windowed[K, V], add func(K, V, A, bool) A, aggSerde serde.Serde[A], op string, opts []Option) WindowedTable[K, A] {
+func windowedAggregate[K, V, A any](w Windowed[K, V], add func(K, V, A, bool) A, aggSerde serde.Serde[A], op string, opts []nodeOption) WindowedTable[K, A] {
 	var o nodeOpts
 	for _, opt := range opts {
 		opt.applyNode(&o)
 	}
 	b := w.g.s.b
 	if o.name == "" {
-		b.errorf("%s needs a name (stream.Named): it names its store and changelog", op)
+		b.errorf("%s needs a name (its first argument): it names its store and changelog", op)
 		o.name = op
 	}
 	if aggSerde == nil {

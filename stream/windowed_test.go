@@ -18,12 +18,12 @@ import (
 
 // windowedCounts counts "clicks" per key in spec's windows and writes
 // "key@start-end" -> count to "counts".
-func windowedCounts(t *testing.T, spec window.Spec, opts ...stream.Option) (*streamtest.Driver, *streamtest.InputTopic[string, string], *streamtest.OutputTopic[string, int64]) {
+func windowedCounts(t *testing.T, spec window.Spec, opts ...stream.WindowOption) (*streamtest.Driver, *streamtest.InputTopic[string, string], *streamtest.OutputTopic[string, int64]) {
 	t.Helper()
 	b := stream.NewBuilder("wc")
 	g := stream.From(b, "clicks", serde.String, serde.String).GroupByKey(serde.String, serde.String)
 	stream.WindowedBy(g, spec).
-		Count(append(opts, stream.Named("counts"))...).
+		Count("counts", opts...).
 		ToStream().
 		Map(func(k window.Keyed[string], n int64) (string, int64) {
 			return fmt.Sprintf("%s@%s-%s", k.Key, clock(k.Window.Start), clock(k.Window.End)), n
@@ -133,7 +133,7 @@ func TestWindowedAggregateAndValidation(t *testing.T) {
 	b := stream.NewBuilder("wa")
 	g := stream.From(b, "amounts", serde.String, serde.Int64).GroupByKey(serde.String, serde.Int64)
 	stream.WindowedBy(g, window.Tumbling{Size: time.Minute}).
-		Reduce(func(agg, v int64) int64 { return agg + v }, stream.Named("sums")).
+		Reduce("sums", func(agg, v int64) int64 { return agg + v }).
 		ToStream().
 		Map(func(k window.Keyed[string], v int64) (string, int64) { return k.Key + "@" + clock(k.Window.Start), v }).
 		To("sums", serde.String, serde.Int64)
@@ -159,11 +159,11 @@ func TestWindowedAggregateAndValidation(t *testing.T) {
 	} {
 		b := stream.NewBuilder("v")
 		g := stream.From(b, "in", serde.String, serde.String).GroupByKey(serde.String, serde.String)
-		var opts []stream.Option
-		if want != "windowed-count needs a name" {
-			opts = append(opts, stream.Named("c"))
+		name := "c"
+		if want == "windowed-count needs a name" {
+			name = ""
 		}
-		stream.WindowedBy(g, spec).Count(opts...)
+		stream.WindowedBy(g, spec).Count(name)
 		_, err := b.Build()
 		require.ErrorContains(t, err, want)
 	}
@@ -177,7 +177,7 @@ func TestWindowRestoredFromChangelog(t *testing.T) {
 		b := stream.NewBuilder("app")
 		g := stream.From(b, "in", serde.String, serde.String).GroupByKey(serde.String, serde.String)
 		stream.WindowedBy(g, window.Tumbling{Size: time.Minute}).
-			Count(stream.Named("counts"), stream.EmitOnClose()).
+			Count("counts", stream.EmitOnClose()).
 			ToStream().
 			Map(func(k window.Keyed[string], n int64) (string, string) {
 				return k.Key + "@" + clock(k.Window.Start), fmt.Sprint(n)
@@ -223,7 +223,7 @@ func TestWithTimestampDrivesWindows(t *testing.T) {
 	}
 	g := stream.From(b, "clicks", serde.String, serde.String, stream.WithTimestamp(fromValue)).GroupByKey(serde.String, serde.String)
 	stream.WindowedBy(g, window.Tumbling{Size: time.Minute}).
-		Count(stream.Named("counts"), stream.EmitOnClose()).
+		Count("counts", stream.EmitOnClose()).
 		ToStream().
 		Map(func(k window.Keyed[string], n int64) (string, int64) { return k.Key + "@" + clock(k.Window.Start), n }).
 		To("counts", serde.String, serde.Int64)
@@ -248,8 +248,4 @@ func TestWithTimestampDrivesWindows(t *testing.T) {
 	require.Len(t, dlq, 1)
 	require.Contains(t, dlq[0].Header("sluice.error"), "timestamp: no at= in")
 
-	b = stream.NewBuilder("bad")
-	stream.From(b, "in", serde.String, serde.String).Filter(func(_, _ string) bool { return true }, stream.WithTimestamp(fromValue))
-	_, err = b.Build()
-	require.ErrorContains(t, err, "WithTimestamp applies to stream.From only")
 }

@@ -26,7 +26,7 @@ func dedupTopology(appID, input, output string) (*stream.Topology, error) {
 			return fmt.Sprint(seq)
 		}, stream.Named("key-by-seq")).
 		Repartition("by-seq", serde.String, serde.Bytes).
-		DedupByKey(serde.String, time.Hour, stream.Named("seqs")).
+		DedupByKey("seqs", serde.String, time.Hour).
 		To(output, serde.String, serde.Bytes)
 	return b.Build()
 }

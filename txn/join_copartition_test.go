@@ -24,14 +24,14 @@ func TestJoinCoPartitioningIsCheckedAtStart(t *testing.T) {
 		"stream-stream": func(b *stream.Builder) {
 			payments := stream.From(b, "payments", serde.String, serde.String)
 			stream.From(b, "orders", serde.String, serde.String).
-				JoinStream(payments, window.JoinWithin(time.Minute, 0), func(_, o, p string) string { return o + p },
-					stream.JoinedWith(serde.String, serde.String, serde.String), stream.Named("paid")).
+				JoinStream("paid", payments, window.JoinWithin(time.Minute, 0), func(_, o, p string) string { return o + p },
+					stream.JoinedWith(serde.String, serde.String, serde.String)).
 				To("out", serde.String, serde.String)
 		},
 		"table-table": func(b *stream.Builder) {
 			regions := stream.FromTable(b, "regions", serde.String, serde.String)
 			stream.FromTable(b, "users", serde.String, serde.String).
-				Join(regions, func(_, u, r string) string { return u + r }, serde.String, stream.Named("user-regions")).
+				Join("user-regions", regions, func(_, u, r string) string { return u + r }, serde.String).
 				ToStream().To("out", serde.String, serde.String)
 		},
 	} {

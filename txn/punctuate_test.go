@@ -37,7 +37,7 @@ type wallTicker struct {
 	ticks *stream.KeyValueStore[string, int64]
 }
 
-func (w *wallTicker) Init(ctx stream.Context) error {
+func (w *wallTicker) Init(ctx stream.ProcessorContext) error {
 	_, err := stream.Schedule(ctx, 20*time.Millisecond, stream.WallClock, func(now time.Time, out stream.Emitter[string, int64]) error {
 		kv := w.ticks.In(ctx)
 		n, _, err := kv.Get("n")
@@ -52,7 +52,7 @@ func (w *wallTicker) Init(ctx stream.Context) error {
 	return err
 }
 
-func (w *wallTicker) Process(stream.Context, stream.Record[string, string], stream.Emitter[string, int64]) error {
+func (w *wallTicker) Process(stream.ProcessorContext, stream.Record[string, string], stream.Emitter[string, int64]) error {
 	return nil
 }
 

@@ -22,7 +22,7 @@ func stampTopology(t *testing.T) topology.Topology {
 	seen := stream.NewKeyValueStore(b, "seen", serde.String, serde.Int64)
 	stream.From(b, "in", serde.String, serde.String).
 		Process(func() stream.ProcessorFunc[string, string, string, int64] {
-			return func(ctx stream.Context, rec stream.Record[string, string], out stream.Emitter[string, int64]) error {
+			return func(ctx stream.ProcessorContext, rec stream.Record[string, string], out stream.Emitter[string, int64]) error {
 				if rec.Key() == "write" {
 					if err := seen.In(ctx).Put(rec.Value(), rec.Timestamp().UnixMilli()); err != nil {
 						return err

@@ -22,7 +22,7 @@ type summer struct {
 	sums *stream.KeyValueStore[string, int64]
 }
 
-func (s summer) Process(ctx stream.Context, rec stream.Record[string, []byte], out stream.Emitter[string, []byte]) error {
+func (s summer) Process(ctx stream.ProcessorContext, rec stream.Record[string, []byte], out stream.Emitter[string, []byte]) error {
 	seq, err := txntest.ParseSeq(rec.Value())
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ func wcountTopology(appID, input, output string) (*stream.Topology, error) {
 	b := stream.NewBuilder(appID)
 	g := stream.From(b, input, serde.String, serde.Bytes).GroupByKey(serde.String, serde.Bytes)
 	stream.WindowedBy(g, window.Tumbling{Size: time.Second}).
-		Count(stream.Named("wcounts"), stream.EmitOnClose()).
+		Count("wcounts", stream.EmitOnClose()).
 		ToStream().
 		Map(func(k window.Keyed[string], n int64) (string, int64) {
 			return k.Key + "@" + strconv.FormatInt(k.Window.Start.UnixMilli(), 10), n

@@ -28,7 +28,7 @@ func countTopology(app, in, out string) (*stream.Topology, error) {
 	b := stream.NewBuilder(app)
 	stream.From(b, in, serde.String, serde.Bytes, stream.Named("read-"+in)).
 		GroupByKey(serde.String, serde.Bytes).
-		Count(stream.Named(countStore)).
+		Count(countStore).
 		ToStream().
 		To(out, serde.String, serde.Int64, stream.Named("write-"+out))
 	return b.Build()

@@ -22,7 +22,7 @@ const dedupStore = "ids"
 func dedupTopology(app, in, out string) (*stream.Topology, error) {
 	b := stream.NewBuilder(app)
 	stream.From(b, in, serde.String, serde.Bytes, stream.Named("read-"+in)).
-		DedupByKey(serde.String, time.Hour, stream.Named(dedupStore)).
+		DedupByKey(dedupStore, serde.String, time.Hour).
 		To(out, serde.String, serde.Bytes, stream.Named("write-"+out))
 	return b.Build()
 }

@@ -33,7 +33,7 @@ func wcountTopology(app, in, out string) (*stream.Topology, error) {
 	b := stream.NewBuilder(app)
 	g := stream.From(b, in, serde.String, serde.Bytes, stream.Named("read-"+in)).GroupByKey(serde.String, serde.Bytes)
 	stream.WindowedBy(g, window.Tumbling{Size: time.Minute}).
-		Count(stream.Named(wcountStore), stream.EmitOnClose()).
+		Count(wcountStore, stream.EmitOnClose()).
 		ToStream().
 		Map(func(k window.Keyed[string], n int64) (string, int64) {
 			return k.Key + "@" + strconv.FormatInt(k.Window.Start.Sub(wcountStart).Milliseconds()/60_000, 10), n

@@ -101,7 +101,7 @@ func Build(appID, input, output, idField string, window time.Duration) (*stream.
 	stream.From(b, input, serde.Bytes, EventSerde(idField), stream.Named("events")).
 		Map(func(k []byte, e Event) (string, keyed) { return e.ID, keyed{Key: k, Value: e.Raw} }, stream.Named("key-by-id")).
 		Repartition("events-by-id", serde.String, keyedSerde).
-		DedupByKey(serde.String, window, stream.Named("event-ids")).
+		DedupByKey("event-ids", serde.String, window).
 		Map(func(_ string, k keyed) ([]byte, []byte) { return k.Key, k.Value }, stream.Named("restore-key")).
 		To(output, serde.Bytes, serde.Bytes, stream.Named("write-unique"))
 	return b.Build()

@@ -64,11 +64,11 @@ func Build(appID, orders, output string, size, grace time.Duration) (*stream.Top
 		Repartition("orders-by-customer", serde.String, enrich.OrderSerde).
 		GroupByKey(serde.String, enrich.OrderSerde)
 	stream.WindowedBy(byCustomer, window.Tumbling{Size: size, Grace: grace}).
-		Aggregate(func() Totals { return Totals{} }, func(_ string, o enrich.Order, t Totals) Totals {
+		Aggregate("revenue", func() Totals { return Totals{} }, func(_ string, o enrich.Order, t Totals) Totals {
 			t.Orders++
 			t.RevenueCents += amount(o)
 			return t
-		}, serde.JSON[Totals](), stream.Named("revenue"), stream.EmitOnClose()).
+		}, serde.JSON[Totals](), stream.EmitOnClose()).
 		ToStream().
 		Map(func(k window.Keyed[string], t Totals) (string, Result) {
 			return k.Key, Result{

@@ -79,7 +79,7 @@ func WithPartitions(topic string, n int32) Option {
 }
 
 // WithWallClock sets the driver's initial wall-clock time, which processors
-// see through Context.Now. The default is 2026-01-01T00:00:00Z; it moves
+// see through ProcessorContext.Now. The default is 2026-01-01T00:00:00Z; it moves
 // only with AdvanceWallClock.
 func WithWallClock(t time.Time) Option {
 	return func(d *Driver) { d.now = t }

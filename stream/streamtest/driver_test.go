@@ -84,7 +84,7 @@ func TestOutputReadConsumes(t *testing.T) {
 
 type clockProbe struct{}
 
-func (clockProbe) Process(ctx stream.Context, rec stream.Record[string, string], out stream.Emitter[string, string]) error {
+func (clockProbe) Process(ctx stream.ProcessorContext, rec stream.Record[string, string], out stream.Emitter[string, string]) error {
 	return out.Emit(rec.WithValue(ctx.Now().Format(time.RFC3339) + " " + ctx.StreamTime().Format(time.RFC3339)))
 }
 
