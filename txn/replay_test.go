@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/txn/txntest"
 )
@@ -20,6 +21,9 @@ type replayCase struct {
 	in        []inputRecord
 	outputs   int    // records in "out" once the input is processed
 	changelog string // the store's changelog, less the app id
+	// changelogAtLeast is a lower bound on the changelog's records: one
+	// per id kept, or per record counted in a window.
+	changelogAtLeast int
 	// source is the input partition (the task) that wrote an output
 	// record of key; nil when the output keeps the input's partitions.
 	source func(key []byte) int32
@@ -98,8 +102,9 @@ func wcountReplayInput(seed uint64, n int) []inputRecord {
 // from rng once it has committed), and returns the committed output and
 // changelog once the output is complete and the workers stopped. The
 // last records of every partition write output, so a complete output
-// means the whole input was processed.
-func replayRun(t *testing.T, c replayCase, kills int, rng *rand.Rand) (out, changelog txntest.Log) {
+// means the whole input was processed. The changelog is read until it
+// has at least changelogAtLeast records and then is quiet for a second.
+func replayRun(t *testing.T, c replayCase, kills int, rng *rand.Rand, changelogAtLeast int) (out, changelog txntest.Log) {
 	f := newStateFleet(t, "replay")
 	f.cfg.topology = c.topology
 	w := map[string]*proc{"w1": f.start("w1", nil), "w2": f.start("w2", nil)}
@@ -112,8 +117,12 @@ func replayRun(t *testing.T, c replayCase, kills int, rng *rand.Rand) (out, chan
 	require.NoError(t, err)
 	require.Equal(t, c.outputs, out.Len(), "records in out")
 	f.stopAll(w["w1"], w["w2"])
-	changelog, err = txntest.ReadLog(ctx, f.brokers, "replay-"+c.changelog, 0)
+	changelog, err = txntest.ReadLog(ctx, f.brokers, "replay-"+c.changelog, changelogAtLeast)
 	require.NoError(t, err)
+	require.GreaterOrEqual(t, changelog.Len(), changelogAtLeast, "records in the changelog")
+	t.Logf("kills: %d; aborted records: %d in out, %d in the changelog", kills,
+		uncommitted(ctx, t, f.brokers, "out", out.Len())-out.Len(),
+		uncommitted(ctx, t, f.brokers, "replay-"+c.changelog, changelog.Len())-changelog.Len())
 	return out, changelog
 }
 
@@ -135,16 +144,18 @@ func TestReplayAfterKillsIsByteIdentical(t *testing.T) {
 	wcountIn := wcountReplayInput(4, 6000)
 	revenueIn := revenueOrders(5, 6000)
 	count := func(inputRecord) int64 { return 1 }
+	wcounts := recomputeWindows(wcountIn, time.Second, 0, count)
+	revenues := recomputeWindows(revenueIn, revenueWindow, revenueGrace, orderCents)
 	cases := map[string]replayCase{
-		"dedup": {"dedup", dedupIn, distinct, "seqs-changelog", nil},
+		"dedup": {"dedup", dedupIn, distinct, "seqs-changelog", distinct, nil},
 		// The count's output key is "key@window-start": it leaves the
 		// key's partition.
-		"wcount": {"wcount", wcountIn, len(recomputeWindows(wcountIn, time.Second, 0, count).emitted), "wcounts-changelog",
+		"wcount": {"wcount", wcountIn, len(wcounts.emitted), "wcounts-changelog", len(wcountIn) - wcounts.late,
 			func(k []byte) int32 {
 				key, _, _ := bytes.Cut(k, []byte("@"))
 				return inputRecord{key: key}.partition()
 			}},
-		"revenue": {"revenue", revenueIn, len(recomputeWindows(revenueIn, revenueWindow, revenueGrace, orderCents).emitted), "revenue-changelog", nil},
+		"revenue": {"revenue", revenueIn, len(revenues.emitted), "revenue-changelog", len(revenueIn) - revenues.late, nil},
 	}
 	for _, name := range []string{"dedup", "wcount", "revenue"} {
 		t.Run(name, func(t *testing.T) {
@@ -152,12 +163,37 @@ func TestReplayAfterKillsIsByteIdentical(t *testing.T) {
 			seed := uint64(time.Now().UnixNano())
 			t.Logf("kill seed %d", seed)
 			rng := rand.New(rand.NewPCG(seed, 0))
-			out, changelog := replayRun(t, c, 0, rng)
-			killedOut, killedChangelog := replayRun(t, c, 4, rng)
+			out, changelog := replayRun(t, c, 0, rng, c.changelogAtLeast)
+			killedOut, killedChangelog := replayRun(t, c, 4, rng, changelog.Len())
 			t.Logf("out: %d records; changelog: %d records, %d live", out.Len(), changelog.Len(), len(changelog.Table()))
 			require.Positive(t, changelog.Len())
 			require.Empty(t, txntest.DiffLogs(bySource(out, c.source), bySource(killedOut, c.source)), "output, without kills vs with")
 			require.Empty(t, txntest.DiffLogs(changelog, killedChangelog), "changelog, without kills vs with")
 		})
 	}
+}
+
+// uncommitted returns how many records of topic a read_uncommitted reader
+// sees, aborted ones included, reading until it has seen at least n and
+// then a second passes with nothing new.
+func uncommitted(ctx context.Context, t *testing.T, brokers []string, topic string, n int) int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer cl.Close()
+	seen := 0
+	for ctx.Err() == nil {
+		got := 0
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		for pctx.Err() == nil {
+			got += cl.PollFetches(pctx).NumRecords()
+		}
+		cancel()
+		seen += got
+		if got == 0 && seen >= n {
+			break
+		}
+	}
+	return seen
 }
