@@ -40,7 +40,7 @@ const (
 	envSession   = "SLUICE_TEST_SESSION_TIMEOUT" // a time.Duration
 	envGuarantee = "SLUICE_TEST_GUARANTEE"       // txn.Guarantee.String()
 	envCrash     = "SLUICE_TEST_CRASH"           // crashPoint.String()
-	envTopology  = "SLUICE_TEST_TOPOLOGY"        // "passthrough" (default), "sum", "dedup" or "wcount"
+	envTopology  = "SLUICE_TEST_TOPOLOGY"        // "passthrough" (default), "sum", "dedup", "wcount" or "revenue"
 	envStateDir  = "SLUICE_TEST_STATE_DIR"
 	envFlush     = "SLUICE_TEST_STATE_FLUSH_WRITES" // txn.Config.StateFlushWrites
 )
@@ -117,6 +117,8 @@ func workerMain() int {
 		build = dedupTopology
 	case "wcount":
 		build = wcountTopology
+	case "revenue":
+		build = revenueTopology
 	}
 	topo, err := build(os.Getenv(envApp), os.Getenv(envInput), os.Getenv(envOutput))
 	if err != nil {
@@ -222,7 +224,7 @@ type procConfig struct {
 	sessionTimeout time.Duration
 	guarantee      txn.Guarantee
 	crash          *crashPoint // nil: no crash
-	topology       string      // "" (passthrough), "sum", "dedup" or "wcount"
+	topology       string      // "" (passthrough), "sum", "dedup", "wcount" or "revenue"
 	stateDir       string      // the worker's own state directory
 	flushWrites    int         // txn.Config.StateFlushWrites; 0: the default
 }
