@@ -132,7 +132,7 @@ func TestTopologiesIgnoreTheWallClock(t *testing.T) {
 		{"dedup", func() (*stream.Topology, error) {
 			b := stream.NewBuilder("det")
 			stream.From(b, "in", serde.String, serde.Bytes).
-				DedupByKey(serde.String, 5*time.Second, stream.Named("ids")).
+				DedupByKey("ids", serde.String, 5*time.Second).
 				To("out", serde.String, serde.Bytes)
 			return b.Build()
 		}, order, []string{"out", "det-ids-changelog"},
@@ -141,7 +141,7 @@ func TestTopologiesIgnoreTheWallClock(t *testing.T) {
 			b := stream.NewBuilder("det")
 			g := stream.From(b, "in", serde.String, serde.Bytes).GroupByKey(serde.String, serde.Bytes)
 			stream.WindowedBy(g, window.Tumbling{Size: 5 * time.Second, Grace: time.Second}).
-				Count(stream.Named("counts"), stream.EmitOnClose()).
+				Count("counts", stream.EmitOnClose()).
 				ToStream().
 				Map(func(k window.Keyed[string], n int64) (string, int64) { return k.Key + "@" + clock(k.Window.Start), n }).
 				To("out", serde.String, serde.Int64)
