@@ -175,6 +175,7 @@ type boundedResult struct {
 	hwm, final    int64 // VmHWM and VmRSS at the end
 	peakAt        int64 // input records committed when RSS peaked
 	peak          memSample
+	profile       string // heap profile at the largest live heap
 	diskMax       int64
 	diskFinal     int64
 	timeline      []boundedPoint
@@ -225,6 +226,12 @@ func measureBounded(ctx context.Context, o options, e env, adm *kadm.Client, pre
 	}
 	cfg := a.config(o, e)
 	cfg.Topology, cfg.DedupSpan, cfg.MemEvery = topologyDedup, o.boundedDedupSpan, time.Second
+	dir := o.cpuprofile
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	cfg.HeapProfile = filepath.Join(dir, "bounded-heap.pprof")
+	res.profile = cfg.HeapProfile
 	runtime.GC()
 	c, err := startChild(cfg, o.workerEnv(), "bounded", progress)
 	if err != nil {
@@ -400,6 +407,7 @@ func reportBounded(w io.Writer, r *boundedResult) {
 		fmt.Fprintf(w, "  at its largest reported RSS (%s): Go runtime holds %s (heap objects %s, heap goal %s); outside Go (cgo: Pebble's cache and memtables) about %s\n",
 			mb(p.rss), mb(p.goResident()), mb(p.heapObjects), mb(p.heapGoal), mb(max(0, p.rss-p.goResident())))
 	}
+	fmt.Fprintf(w, "  heap profile at the largest live heap: %s\n", r.profile)
 	fmt.Fprintf(w, "  ids the stores hold at the end: %d (%d of them unexpired: expiry after their task's stream time); one window's ids (distinct ids of the last %v of event time): %d\n",
 		r.entries, r.live, r.dspan, in.window)
 	fmt.Fprintf(w, "  output: %s\n", r.output)
