@@ -176,6 +176,7 @@ type boundedResult struct {
 	peakAt        int64 // input records committed when RSS peaked
 	peak          memSample
 	profile       string // heap profile at the largest live heap
+	settings      string // non-default worker settings
 	diskMax       int64
 	diskFinal     int64
 	timeline      []boundedPoint
@@ -232,6 +233,12 @@ func measureBounded(ctx context.Context, o options, e env, adm *kadm.Client, pre
 	}
 	cfg.HeapProfile = filepath.Join(dir, "bounded-heap.pprof")
 	res.profile = cfg.HeapProfile
+	if o.workerFetchMaxBytes > 0 {
+		res.settings += fmt.Sprintf(" FetchMaxBytes=%d", o.workerFetchMaxBytes)
+	}
+	for _, kv := range o.workerEnv() {
+		res.settings += " " + kv
+	}
 	runtime.GC()
 	c, err := startChild(cfg, o.workerEnv(), "bounded", progress)
 	if err != nil {
@@ -395,8 +402,12 @@ func reportBounded(w io.Writer, r *boundedResult) {
 	mb1 := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
 	in := r.in
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "bounded: a worker process (DedupByKey, span %v, exactly_once) over %d events spanning %v of event time: %d distinct ids, %d repeats of recent ids, %d out of order by %v (%v)\n",
-		r.dspan, in.n, r.span, in.distinct, in.repeats, in.late, r.dspan/6, r.elapsed.Round(time.Second))
+	settings := "defaults"
+	if r.settings != "" {
+		settings = strings.TrimSpace(r.settings)
+	}
+	fmt.Fprintf(w, "bounded: a worker process (DedupByKey, span %v, exactly_once; worker settings: %s) over %d events spanning %v of event time: %d distinct ids, %d repeats of recent ids, %d out of order by %v (%v)\n",
+		r.dspan, settings, in.n, r.span, in.distinct, in.repeats, in.late, r.dspan/6, r.elapsed.Round(time.Second))
 	var tl []string
 	for _, p := range r.timeline {
 		tl = append(tl, fmt.Sprintf("%dk:%s/%s", p.committed/1000, mb(p.rss), mb1(p.disk)))

@@ -73,13 +73,14 @@
 //	         (target <= 1.2 times); then the output is checked: every
 //	         distinct id once (bounded.go).
 //
-// -only picks among the variants and restore, restart, rebalance, rss, bounded. The worker
-// processes run without the bench's GODEBUG=madvdontneed=0, as a worker
-// runs; -worker-fetch-max-bytes and -worker-env change their settings to
-// try a remedy. With -cpuprofile, the restore and raw consume get a CPU
-// profile each, a restarted worker a CPU profile and an execution trace
-// from its exec to its first commit, and the rss worker writes a heap
-// profile at its largest live heap.
+// -only picks among the variants and restore, restart, rebalance, rss,
+// bounded. The worker processes run without the bench's
+// GODEBUG=madvdontneed=0, as a worker runs; -worker-fetch-max-bytes and
+// -worker-env change their settings to try a remedy. With -cpuprofile,
+// the restore and raw consume get a CPU profile each, a restarted worker
+// a CPU profile and an execution trace from its exec to its first
+// commit; the rss and bounded workers write a heap profile at their
+// largest live heap (into -cpuprofile's directory, or the temporary one).
 //
 // Each variant copies -n records of a fresh input topic, produced
 // beforehand and not timed, with its own group and topics; one worker per
@@ -215,8 +216,8 @@ func main() {
 	fs.Int64Var(&o.boundedEvents, "bounded-events", 10_000_000, "events of the bounded benchmark")
 	fs.DurationVar(&o.boundedSpan, "bounded-span", 10*time.Hour, "event time the bounded benchmark's events span")
 	fs.DurationVar(&o.boundedDedupSpan, "bounded-dedup-span", time.Hour, "the dedup span of the bounded benchmark")
-	fetchMax := fs.Int("worker-fetch-max-bytes", 0, "restart and rss: franz-go FetchMaxBytes of the worker processes (0: the worker's own setting)")
-	fs.StringVar(&o.workerEnvList, "worker-env", "", "restart and rss: comma-separated KEY=VALUE added to the worker processes' environment (GOMEMLIMIT=..., GOGC=...)")
+	fetchMax := fs.Int("worker-fetch-max-bytes", 0, "restart, rss and bounded: franz-go FetchMaxBytes of the worker processes (0: the worker's own setting)")
+	fs.StringVar(&o.workerEnvList, "worker-env", "", "restart, rss and bounded: comma-separated KEY=VALUE added to the worker processes' environment (GOMEMLIMIT=..., GOGC=...)")
 	fs.Parse(os.Args[1:])
 	o.workerFetchMaxBytes = int32(*fetchMax)
 
