@@ -20,9 +20,15 @@ const dedupStore = "ids"
 // variant runs it over input whose every key is new (n distinct ids, each
 // stored and checked); its output is the input, each record once.
 func dedupTopology(app, in, out string) (*stream.Topology, error) {
+	return dedupTopologySpan(app, in, out, time.Hour)
+}
+
+// dedupTopologySpan is dedupTopology with a dedup span of span: the
+// bounded benchmark's worker process runs it (childConfig.DedupSpan).
+func dedupTopologySpan(app, in, out string, span time.Duration) (*stream.Topology, error) {
 	b := stream.NewBuilder(app)
 	stream.From(b, in, serde.String, serde.Bytes, stream.Named("read-"+in)).
-		DedupByKey(dedupStore, serde.String, time.Hour).
+		DedupByKey(dedupStore, serde.String, span).
 		To(out, serde.String, serde.Bytes, stream.Named("write-"+out))
 	return b.Build()
 }

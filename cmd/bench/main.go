@@ -61,13 +61,26 @@
 //	         Go runtime's share; then every count is checked. Once per
 //	         invocation.
 //
-// -only picks among the variants and restore, restart, rebalance, rss. The worker
-// processes run without the bench's GODEBUG=madvdontneed=0, as a worker
-// runs; -worker-fetch-max-bytes and -worker-env change their settings to
-// try a remedy. With -cpuprofile, the restore and raw consume get a CPU
-// profile each, a restarted worker a CPU profile and an execution trace
-// from its exec to its first commit, and the rss worker writes a heap
-// profile at its largest live heap.
+// and, only with -bounded (minutes),
+//
+//	bounded  a worker process runs DedupByKey (span -bounded-dedup-span,
+//	         default 1h) over -bounded-events events (default 10,000,000)
+//	         whose timestamps advance evenly over -bounded-span of event
+//	         time (default 10h), 1% of them repeats of recent ids and 0.1%
+//	         out of order; its peak RSS (target <= 300 MB), its state
+//	         directory's size on disk (largest and final), and the ids its
+//	         stores keep at the end against one span's distinct ids
+//	         (target <= 1.2 times); then the output is checked: every
+//	         distinct id once (bounded.go).
+//
+// -only picks among the variants and restore, restart, rebalance, rss,
+// bounded. The worker processes run without the bench's
+// GODEBUG=madvdontneed=0, as a worker runs; -worker-fetch-max-bytes and
+// -worker-env change their settings to try a remedy. With -cpuprofile,
+// the restore and raw consume get a CPU profile each, a restarted worker
+// a CPU profile and an execution trace from its exec to its first
+// commit; the rss and bounded workers write a heap profile at their
+// largest live heap (into -cpuprofile's directory, or the temporary one).
 //
 // Each variant copies -n records of a fresh input topic, produced
 // beforehand and not timed, with its own group and topics; one worker per
@@ -98,6 +111,8 @@
 //	    [-state=true] [-count-keys 100000] [-restore-records 1000000]
 //	    [-restart-keys 100000,1000000] [-rebalance-keys 1000000]
 //	    [-rss] [-rss-keys 5000000]
+//	    [-bounded] [-bounded-events 10000000] [-bounded-span 10h]
+//	    [-bounded-dedup-span 1h]
 //	    [-worker-fetch-max-bytes 0] [-worker-env KEY=VALUE,...]
 //	    [-brokers host:port] [-cpuprofile DIR] [-verify=true]
 //	    [-warmup=true] [-quiet-wait 10s] [-max-others 0.25] [-retries 3]
@@ -160,6 +175,11 @@ type options struct {
 	rssKeys        int64
 	rebalanceKeys  int64
 
+	bounded          bool
+	boundedEvents    int64
+	boundedSpan      time.Duration
+	boundedDedupSpan time.Duration
+
 	workerFetchMaxBytes int32
 	workerEnvList       string
 }
@@ -192,8 +212,12 @@ func main() {
 	fs.BoolVar(&o.rss, "rss", false, "also measure the peak RSS of a worker with -rss-keys keys in its store (minutes)")
 	fs.Int64Var(&o.rssKeys, "rss-keys", 5_000_000, "keys in the store of the rss benchmark")
 	fs.Int64Var(&o.rebalanceKeys, "rebalance-keys", 1_000_000, "keys in the store of the rebalance benchmark")
-	fetchMax := fs.Int("worker-fetch-max-bytes", 0, "restart and rss: franz-go FetchMaxBytes of the worker processes (0: the worker's own setting)")
-	fs.StringVar(&o.workerEnvList, "worker-env", "", "restart and rss: comma-separated KEY=VALUE added to the worker processes' environment (GOMEMLIMIT=..., GOGC=...)")
+	fs.BoolVar(&o.bounded, "bounded", false, "also measure a dedup worker's state, RSS and disk over -bounded-events events (minutes)")
+	fs.Int64Var(&o.boundedEvents, "bounded-events", 10_000_000, "events of the bounded benchmark")
+	fs.DurationVar(&o.boundedSpan, "bounded-span", 10*time.Hour, "event time the bounded benchmark's events span")
+	fs.DurationVar(&o.boundedDedupSpan, "bounded-dedup-span", time.Hour, "the dedup span of the bounded benchmark")
+	fetchMax := fs.Int("worker-fetch-max-bytes", 0, "restart, rss and bounded: franz-go FetchMaxBytes of the worker processes (0: the worker's own setting)")
+	fs.StringVar(&o.workerEnvList, "worker-env", "", "restart, rss and bounded: comma-separated KEY=VALUE added to the worker processes' environment (GOMEMLIMIT=..., GOGC=...)")
 	fs.Parse(os.Args[1:])
 	o.workerFetchMaxBytes = int32(*fetchMax)
 
@@ -209,8 +233,11 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if o.n <= 0 || o.partitions <= 0 || o.runs <= 0 || o.txnRecords <= 0 || o.rawRecords < 0 {
 		return errors.New("-n, -partitions, -runs and -txn-records must be positive, -raw-records not negative")
 	}
-	if o.countKeys <= 0 || o.restoreRecords <= 0 || o.rssKeys <= 0 || o.rebalanceKeys <= 0 {
-		return errors.New("-count-keys, -restore-records, -rss-keys and -rebalance-keys must be positive")
+	if o.countKeys <= 0 || o.restoreRecords <= 0 || o.rssKeys <= 0 || o.rebalanceKeys <= 0 || o.boundedEvents <= 0 {
+		return errors.New("-count-keys, -restore-records, -rss-keys, -rebalance-keys and -bounded-events must be positive")
+	}
+	if o.boundedSpan < time.Millisecond || o.boundedDedupSpan <= 0 || o.boundedDedupSpan%time.Millisecond != 0 {
+		return errors.New("-bounded-span must be at least 1ms, -bounded-dedup-span a positive whole number of milliseconds")
 	}
 	restartKeys, err := parseKeys(o.restartKeys)
 	if err != nil {
@@ -224,7 +251,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	all := variants(o)
 	var chosen []variant
-	benches := stateBenches{restore: o.state, restart: o.state, rebalance: o.state, rss: o.rss}
+	benches := stateBenches{restore: o.state, restart: o.state, rebalance: o.state, rss: o.rss, bounded: o.bounded}
 	if o.only == "" {
 		for _, v := range all {
 			if !v.state || o.state {

@@ -27,13 +27,15 @@ import (
 //	                  (restore.go)
 //	restart           restart.go
 //	rebalance         rebalance.go
-//	rss               restart.go
+//	rss               rss.go
+//	bounded           a dedup worker's state, RSS and disk over hours of
+//	                  event time (bounded.go)
 
 // stateBenchNames are the benchmarks -only selects besides the variants.
-var stateBenchNames = []string{"restore", "restart", "rebalance", "rss"}
+var stateBenchNames = []string{"restore", "restart", "rebalance", "rss", "bounded"}
 
 // stateBenches says which of them run.
-type stateBenches struct{ restore, restart, rebalance, rss bool }
+type stateBenches struct{ restore, restart, rebalance, rss, bounded bool }
 
 func (b *stateBenches) choose(name string) bool {
 	switch name {
@@ -45,6 +47,8 @@ func (b *stateBenches) choose(name string) bool {
 		b.rebalance = true
 	case "rss":
 		b.rss = true
+	case "bounded":
+		b.bounded = true
 	default:
 		return false
 	}
@@ -74,6 +78,7 @@ type stateResults struct {
 	restart []restartResult
 	rss     *rssResult
 	rebal   []rebalanceResult
+	bounded *boundedResult
 	// wrong are the outputs found wrong after a measurement.
 	wrong []string
 }
@@ -105,7 +110,7 @@ func (sr *stateResults) restoreRun(ctx context.Context, o options, e env, adm *k
 }
 
 // once runs the benchmarks that run once per invocation: restart,
-// rebalance, rss.
+// rebalance, rss, bounded.
 func (sr *stateResults) once(ctx context.Context, o options, e env, adm *kadm.Client, prefix string, b stateBenches, restartKeys []int64, progress io.Writer) error {
 	if b.restart {
 		for _, k := range restartKeys {
@@ -139,6 +144,16 @@ func (sr *stateResults) once(ctx context.Context, o options, e env, adm *kadm.Cl
 		}
 		sr.rss = &res
 	}
+	if b.bounded {
+		res, err := measureBounded(ctx, o, e, adm, prefix, progress)
+		if cf := (*checkFailure)(nil); errors.As(err, &cf) {
+			sr.wrong = append(sr.wrong, fmt.Sprintf("bounded: %v", err))
+			fmt.Fprintf(progress, "bounded: WRONG OUTPUT: %v\n", err)
+		} else if err != nil {
+			return fmt.Errorf("bounded: %w", err)
+		}
+		sr.bounded = &res
+	}
 	return nil
 }
 
@@ -147,6 +162,7 @@ func (sr *stateResults) report(w io.Writer, o options) {
 	reportRestart(w, o, sr.restart)
 	reportRebalance(w, o, sr.rebal)
 	reportRSS(w, sr.rss)
+	reportBounded(w, sr.bounded)
 }
 
 // failed returns an error when an output was found wrong.

@@ -17,18 +17,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/txn"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // childEnv, when set in the environment, makes the bench binary a worker
-// process instead: it runs the count topology (countTopology) with the
+// process instead: it runs the count topology (countTopology), or the
+// dedup topology (dedupTopologySpan) when childConfig.Topology says so, with the
 // configuration the variable holds (JSON, childConfig) until SIGTERM, and
 // reports what happens as lines on stdout:
 //
 //	<event> <unix nanoseconds> [key=value ...]
 //
-// The restart and rss benchmarks start it, SIGKILL it, restart it and
+// The restart, rss and bounded benchmarks start it, SIGKILL it, restart it and
 // read its memory from /proc. It is not a flag: the bench's flags stay
 // those of the bench.
 const childEnv = "SLUICE_BENCH_WORKER"
@@ -53,6 +55,44 @@ type childConfig struct {
 	// Trace: an execution trace from the start to the first commit (off-CPU
 	// time: I/O, scheduling, waits).
 	Trace string `json:"trace,omitempty"`
+	// Topology is the topology the worker runs: topologyCount (or
+	// empty, the default) or topologyDedup.
+	Topology string `json:"topology,omitempty"`
+	// DedupSpan is the dedup topology's span; 0: an hour.
+	DedupSpan time.Duration `json:"dedup_span,omitempty"`
+}
+
+// The topologies a worker process runs (childConfig.Topology).
+const (
+	topologyCount = "count"
+	topologyDedup = "dedup"
+)
+
+// newChildWorker returns the worker of cfg's topology.
+func newChildWorker(cfg childConfig, log *slog.Logger, opts ...kgo.Opt) (*txn.Worker, error) {
+	t := topics{app: cfg.App, in: cfg.In, out: cfg.Out}
+	switch cfg.Topology {
+	case "", topologyCount:
+		return newCountWorker(cfg.Brokers, t, cfg.Instance, cfg.StateDir, log, opts...)
+	case topologyDedup:
+		span := cfg.DedupSpan
+		if span == 0 {
+			span = time.Hour
+		}
+		topo, err := dedupTopologySpan(t.app, t.in, t.out, span)
+		if err != nil {
+			return nil, err
+		}
+		return txn.NewWorker(topo, txn.Config{
+			Brokers:        cfg.Brokers,
+			Instance:       cfg.Instance,
+			StateDir:       cfg.StateDir,
+			SessionTimeout: sessionTimeout,
+			Logger:         log,
+			ClientOpts:     opts,
+		})
+	}
+	return nil, fmt.Errorf("unknown topology %q (have %s, %s)", cfg.Topology, topologyCount, topologyDedup)
 }
 
 // childMain runs the worker process and exits when childEnv is set; it
@@ -138,7 +178,7 @@ func runChild(cfg childConfig, start time.Time) int {
 	if cfg.MemEvery > 0 {
 		go reportMem(ctx, ev, cfg.MemEvery, cfg.HeapProfile)
 	}
-	w, err := newCountWorker(cfg.Brokers, topics{app: cfg.App, in: cfg.In, out: cfg.Out}, cfg.Instance, cfg.StateDir, slog.New(h), opts...)
+	w, err := newChildWorker(cfg, slog.New(h), opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench worker:", err)
 		return 1
