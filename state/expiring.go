@@ -211,11 +211,14 @@ func (s *Expiring[K, V]) Put(k K, v V, expires time.Time) error {
 			return err
 		}
 	}
+	same := false // k is there with the same expiry: the filter has it
 	if ok {
 		if oldExp, _, err := s.split(old); err == nil && oldExp != exp {
 			if err := s.db.Delete(s.indexKey(oldExp, kb)); err != nil {
 				return err
 			}
+		} else if err == nil {
+			same = true
 		}
 	}
 	// The index key is new unless k is put again with the same expiry.
@@ -229,8 +232,8 @@ func (s *Expiring[K, V]) Put(k K, v V, expires time.Time) error {
 	if err := write(s.entryKey(kb), raw); err != nil {
 		return err
 	}
-	if err := s.filterAdd(kb, exp); err != nil {
-		return err
+	if !same {
+		s.filterAdd(kb, exp)
 	}
 	if low, err := s.low(); err != nil {
 		return err

@@ -90,33 +90,15 @@ func (s *Expiring[K, V]) scanIndex(from, to int64, each func(kb []byte, exp int6
 }
 
 // filterAdd adds encoded key kb, expiring at exp, to a built filter.
-func (s *Expiring[K, V]) filterAdd(kb []byte, exp int64) error {
-	f := s.filter
-	if f == nil || !f.built {
-		return nil // built from the entries, when first needed
-	}
-	if sl := f.add(kb, exp); sl != nil && sl.full() {
-		return s.growSlice(sl)
-	}
-	return nil
+func (s *Expiring[K, V]) filterAdd(kb []byte, exp int64) {
+	if f := s.filter; f != nil && f.built {
+		f.add(kb, exp)
+	} // else built from the index, when first needed
 }
 
-// growSlice rebuilds a full slice's filter with four times the room, from the
-// index keys of its expiry range.
-func (s *Expiring[K, V]) growSlice(sl *filterSlice) error {
-	f := s.filter
-	grown := newBloom(4 * sl.bloom.capacity)
-	if err := s.scanIndex(sl.n*f.slice, (sl.n+1)*f.slice, func(kb []byte, _ int64) { grown.add(f.hash(kb)) }); err != nil {
-		return fmt.Errorf("state: %s: grow key filter: %w", s.name(), err)
-	}
-	sl.bloom = grown
-	f.fresh = true
-	return nil
-}
-
-// filterUndone is told of a rollback or discard: a filter built or grown
-// since the last commit came from entries the undone writes had removed,
-// and is built again at the next lookup. Otherwise the filter still holds
+// filterUndone is told of a rollback or discard: a filter built since the
+// last commit came from entries the undone writes may have removed, and
+// is built again at the next lookup. Otherwise the filter still holds
 // every key the undone writes removed (a bloom filter forgets nothing).
 func (s *Expiring[K, V]) filterUndone() {
 	if f := s.filter; f != nil && f.fresh {
@@ -155,17 +137,45 @@ type keyFilter struct {
 	seed   maphash.Seed
 	built  bool
 	slices []*filterSlice
-	// fresh: built or grown since the last commit, from the entries as
-	// the open transaction left them (without those it removed).
+	// fresh: built since the last commit, from the entries as the open
+	// transaction left them (without those it removed).
 	fresh bool
 }
 
+// filterSlice is the filter of one slice of expiry time: bloom filters of
+// growing room, keys added to the last one. When it fills, a new one with
+// four times its room follows: a lookup probes each (a cache line each),
+// and no key is read again to grow.
 type filterSlice struct {
-	n     int64 // the slice's number: it holds expiries [n*slice, (n+1)*slice)
-	bloom *blockBloom
+	n      int64 // the slice's number: it holds expiries [n*slice, (n+1)*slice)
+	blooms []*blockBloom
 }
 
-func (sl *filterSlice) full() bool { return sl.bloom.count > sl.bloom.capacity }
+func (sl *filterSlice) count() int {
+	n := 0
+	for _, b := range sl.blooms {
+		n += b.count
+	}
+	return n
+}
+
+func (sl *filterSlice) add(h uint64) {
+	last := sl.blooms[len(sl.blooms)-1]
+	if last.count >= last.capacity {
+		last = newBloom(4 * last.capacity)
+		sl.blooms = append(sl.blooms, last)
+	}
+	last.add(h)
+}
+
+func (sl *filterSlice) mayHold(h uint64) bool {
+	for _, b := range sl.blooms {
+		if b.mayHold(h) {
+			return true
+		}
+	}
+	return false
+}
 
 func (f *keyFilter) hash(kb []byte) uint64 { return maphash.Bytes(f.seed, kb) }
 
@@ -187,19 +197,19 @@ func (f *keyFilter) add(kb []byte, exp int64) *filterSlice {
 		// that grows scans its slice's index.
 		room := minBloomKeys
 		for _, sl := range f.slices {
-			room = max(room, sl.bloom.count)
+			room = max(room, sl.count())
 		}
-		f.slices = slices.Insert(f.slices, i, &filterSlice{n: n, bloom: newBloom(room)})
+		f.slices = slices.Insert(f.slices, i, &filterSlice{n: n, blooms: []*blockBloom{newBloom(room)}})
 	}
 	sl := f.slices[i]
-	sl.bloom.add(f.hash(kb))
+	sl.add(f.hash(kb))
 	return sl
 }
 
 func (f *keyFilter) mayHold(kb []byte) bool {
 	h := f.hash(kb)
 	for i := len(f.slices) - 1; i >= 0; i-- { // new keys are most often in the last slices
-		if f.slices[i].bloom.mayHold(h) {
+		if f.slices[i].mayHold(h) {
 			return true
 		}
 	}

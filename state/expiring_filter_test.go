@@ -183,3 +183,29 @@ func TestBloomFalsePositives(t *testing.T) {
 	t.Logf("false positives: %.2f%%", 100*rate)
 	require.Less(t, rate, 0.02)
 }
+
+// A filter built while the open transaction has removed an entry is built
+// again after that transaction is discarded or the record rolled back:
+// the entry is back, and the filter must know it.
+func TestExpiringFilterBuiltMidTransaction(t *testing.T) {
+	for _, undo := range []string{"discard", "rollback"} {
+		t.Run(undo, func(t *testing.T) {
+			db := open(t, vfs.NewMem())
+			s := expiring(t, db, nil)
+			require.NoError(t, s.Put("k", "v", ms(10)))
+			require.NoError(t, db.Commit(state.Checkpoint{}))
+			s.KeepFilter(time.Millisecond)
+			db.Mark()
+			require.Equal(t, []string{"k=v"}, expireAll(t, s, 10))
+			_, _, found, err := s.Get("other") // builds the filter, without k
+			require.NoError(t, err)
+			require.False(t, found)
+			if undo == "discard" {
+				require.NoError(t, db.Discard())
+			} else {
+				db.Rollback()
+			}
+			require.Equal(t, "v@10", getExp(t, s, "k"), "the undone pass brought k back")
+		})
+	}
+}
