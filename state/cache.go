@@ -21,6 +21,9 @@ type entry struct {
 	// which is then unknown until the commit: undoing the write drops
 	// the entry, and the next read loads the value from the database.
 	blind bool
+	// lagged: in DB.viewLag, so that a key written again and again
+	// before the next iterator goes into the view once.
+	lagged bool
 }
 
 // unapplied reports whether e holds a committed write that the database

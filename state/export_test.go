@@ -40,3 +40,6 @@ func SetFilterRoom(n int) func() {
 	minBloomKeys = n
 	return func() { minBloomKeys = old }
 }
+
+// ViewLag returns how many entries wait to be written into d's view.
+func ViewLag(d *DB) int { return len(d.viewLag) }

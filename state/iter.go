@@ -12,7 +12,7 @@ import (
 func (d *DB) newIter(o *pebble.IterOptions) (*pebble.Iterator, error) {
 	if d.view == nil {
 		d.view = d.pdb.NewIndexedBatch()
-		d.viewLag = d.viewLag[:0]
+		d.clearLag()
 		for _, e := range d.entries {
 			if e.dirty || d.unapplied(e) {
 				if err := d.viewSet(e); err != nil {
@@ -26,9 +26,27 @@ func (d *DB) newIter(o *pebble.IterOptions) (*pebble.Iterator, error) {
 			return nil, err
 		}
 	}
+	d.clearLag()
+	return d.view.NewIter(o)
+}
+
+// lag notes that e's value changed since the view was last brought up to
+// date; the view takes its value as of the next iterator, once however
+// often it was written.
+func (d *DB) lag(e *entry) {
+	if d.view != nil && !e.lagged {
+		e.lagged = true
+		d.viewLag = append(d.viewLag, e)
+	}
+}
+
+// clearLag empties viewLag.
+func (d *DB) clearLag() {
+	for _, e := range d.viewLag {
+		e.lagged = false
+	}
 	clear(d.viewLag)
 	d.viewLag = d.viewLag[:0]
-	return d.view.NewIter(o)
 }
 
 // viewSet writes e's value into the view; on failure it drops the view.
@@ -52,8 +70,7 @@ func (d *DB) dropView() {
 		d.view.Close()
 		d.view = nil
 	}
-	clear(d.viewLag)
-	d.viewLag = d.viewLag[:0]
+	d.clearLag()
 }
 
 // Range iterates over the keys in [from, to) in byte order of their

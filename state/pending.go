@@ -72,9 +72,7 @@ func (d *DB) set(e *entry, value []byte) {
 	}
 	d.writes++
 	e.value = value
-	if d.view != nil {
-		d.viewLag = append(d.viewLag, e)
-	}
+	d.lag(e)
 }
 
 // Mark starts a new input record: Rollback undoes the writes made since.
@@ -92,9 +90,7 @@ func (d *DB) Rollback() {
 			continue
 		}
 		u.e.value, u.e.dirty = u.value, u.dirty
-		if d.view != nil {
-			d.viewLag = append(d.viewLag, u.e)
-		}
+		d.lag(u.e)
 	}
 	d.writes -= len(d.undo)
 	clear(d.undo)

@@ -210,3 +210,31 @@ func TestFlushMakesRestoredRecordsDurable(t *testing.T) {
 		})
 	}
 }
+
+// A key written many times between two iterators goes into the view once,
+// with its value as of the second iterator, through writes, rollbacks and
+// deletes.
+func TestViewTakesEachKeyOnce(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	defer db.Close()
+	s := kv(t, db, &changelog{})
+	require.NoError(t, s.Put("a", "0"))
+	require.Equal(t, []string{"a=0"}, pairs(t, s.All())) // the view exists
+	for i := range 1000 {
+		require.NoError(t, s.Put("a", strconv.Itoa(i)))
+		require.NoError(t, s.Put("b", strconv.Itoa(i)))
+	}
+	require.Equal(t, 2, state.ViewLag(db), "two keys written 2,000 times wait once each")
+	require.Equal(t, []string{"a=999", "b=999"}, pairs(t, s.All()))
+	db.Mark()
+	require.NoError(t, s.Put("a", "rolled back"))
+	require.NoError(t, s.Delete("b"))
+	require.Equal(t, []string{"a=rolled back"}, pairs(t, s.All()))
+	db.Rollback()
+	require.NoError(t, s.Put("c", "c"))
+	require.Equal(t, []string{"a=999", "b=999", "c=c"}, pairs(t, s.All()))
+	require.NoError(t, s.Delete("a"))
+	require.NoError(t, s.Put("a", "again"))
+	require.NoError(t, s.Delete("a"))
+	require.Equal(t, []string{"b=999", "c=c"}, pairs(t, s.All()))
+}
