@@ -9,7 +9,8 @@ import (
 )
 
 // ReadTable reads a changelog topic from the start with read_committed
-// until it has been quiet for a second, and returns the latest value of
+// (ReadCommittedWith) up to its read_committed end, listed when it starts,
+// and until it has been quiet for a second, and returns the latest value of
 // every key (tombstones delete), each an 8-byte big-endian int64 (Kafka's
 // LongSerializer, sluice's serde.Int64). Like Verify, it reads
 // with each of Readers at once and returns an error when they differ.
