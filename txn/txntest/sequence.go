@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -118,13 +121,15 @@ var (
 	Readers = []Limits{LargeFetches, SmallFetches}
 )
 
-// Verify reads topic from the start with read_committed until it has seen
-// every sequence number in [0, n) or ctx is done, then until the topic is
-// quiet for a second (so duplicates committed later are counted too), and
-// reports. A read_committed reader cannot read past an open
-// transaction, so a transaction that never resolves shows up as missing.
-// It reads with each of Readers at once and returns an error, naming both
-// reports, when they differ.
+// Verify reads topic from the start with read_committed (ReadCommittedWith)
+// up to its read_committed end and until it has seen every sequence number
+// in [0, n) or ctx is done, then until the topic is quiet for a second (so
+// duplicates committed later are counted too), and reports. A
+// read_committed reader cannot read past an open transaction, so a
+// transaction that never resolves shows up as missing. It reads with each
+// of Readers at once and returns an error, naming both reports, when they
+// differ, or when one could not read up to the read_committed end before
+// ctx ended.
 func Verify(ctx context.Context, brokers []string, topic string, n int64) (Report, error) {
 	reps, err := ReadEach(func(lim Limits) (Report, error) { return verify(ctx, brokers, topic, n, lim) },
 		func(a, b Report) string {
@@ -227,9 +232,20 @@ func show[K comparable, V any](m map[K]V, k K) string {
 }
 
 // ReadCommitted reads topic from the start with read_committed and
-// LargeFetches, calling fn for every record, until done reports true and
-// then a whole second passes with nothing new (so that records committed
-// late, duplicates among them, are seen too), or until ctx ends.
+// LargeFetches, calling fn for every record (never a transaction marker),
+// until it has read up to the topic's read_committed end as listed when it
+// starts (each partition's last stable offset, ListOffsets with
+// read_committed), done reports true, and then a whole second passes with
+// nothing new (so that records committed late, duplicates among them, are
+// seen too); or until ctx ends.
+//
+// It returns an error when ctx ends before every partition is read up to
+// that end: what it read then is not all that was committed. A partition
+// is read up to its end once a record or transaction marker at the offset
+// just before it is; when that offset holds a record of an aborted
+// transaction whose marker lies past the end (another producer's
+// transaction began in between and is still open), that takes the open
+// transaction's end too (at the latest the broker's transaction timeout).
 func ReadCommitted(ctx context.Context, brokers []string, topic string, fn func(*kgo.Record), done func() bool) error {
 	return ReadCommittedWith(ctx, brokers, topic, LargeFetches, fn, done)
 }
@@ -238,23 +254,76 @@ func ReadCommitted(ctx context.Context, brokers []string, topic string, fn func(
 func ReadCommittedWith(ctx context.Context, brokers []string, topic string, lim Limits, fn func(*kgo.Record), done func() bool) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxBytes(lim.MaxBytes), kgo.FetchMaxPartitionBytes(lim.PartitionMaxBytes))
+		kgo.FetchMaxBytes(lim.MaxBytes), kgo.FetchMaxPartitionBytes(lim.PartitionMaxBytes),
+		// Markers are kept so that the read position is known: the last
+		// record before the read_committed end may be one.
+		kgo.KeepControlRecords())
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	left, err := committedEnds(ctx, kadm.NewClient(cl), topic)
+	if err != nil {
+		return err
+	}
+	reached := map[int32]int64{}
 	for ctx.Err() == nil {
 		got := 0
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		for pctx.Err() == nil {
 			f := cl.PollFetches(pctx)
 			got += f.NumRecords()
-			f.EachRecord(fn)
+			f.EachRecord(func(r *kgo.Record) {
+				reached[r.Partition] = r.Offset + 1
+				if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+					delete(left, r.Partition)
+				}
+				if !r.Attrs.IsControl() {
+					fn(r)
+				}
+			})
 		}
 		cancel()
-		if got == 0 && done() {
-			break
+		if len(left) == 0 && got == 0 && done() {
+			return nil
 		}
 	}
+	if len(left) > 0 {
+		parts := slices.Sorted(maps.Keys(left))
+		p := parts[0]
+		return fmt.Errorf("txntest: %s: read_committed end not reached in %d partitions (partition %d read up to offset %d of %d): %w",
+			topic, len(parts), p, reached[p], left[p], ctx.Err())
+	}
 	return nil
+}
+
+// committedEnds returns the read_committed end (last stable offset) of
+// every partition of topic that has records before it. A topic that does
+// not exist yet has none.
+func committedEnds(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int64, error) {
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("txntest: %s: list read_committed ends: %w", topic, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("txntest: %s: list start offsets: %w", topic, err)
+	}
+	left := map[int32]int64{}
+	for p, end := range ends[topic] {
+		if errors.Is(end.Err, kerr.UnknownTopicOrPartition) {
+			continue
+		}
+		if end.Err != nil {
+			return nil, fmt.Errorf("txntest: %s[%d]: list read_committed end: %w", topic, p, end.Err)
+		}
+		start, ok := starts.Lookup(topic, p)
+		if ok && start.Err != nil && !errors.Is(start.Err, kerr.UnknownTopicOrPartition) {
+			return nil, fmt.Errorf("txntest: %s[%d]: list start offset: %w", topic, p, start.Err)
+		}
+		if !ok || start.Err != nil || start.Offset < end.Offset {
+			left[p] = end.Offset
+		}
+	}
+	return left, nil
 }

@@ -9,8 +9,8 @@ import (
 )
 
 // ReadTable reads a changelog topic from the start with read_committed
-// until it has read a record and then been quiet for a second (an empty
-// topic is read until ctx ends), and returns the latest value of
+// (ReadCommittedWith) up to its read_committed end, listed when it starts,
+// and until it has been quiet for a second, and returns the latest value of
 // every key (tombstones delete), each an 8-byte big-endian int64 (Kafka's
 // LongSerializer, sluice's serde.Int64). Like Verify, it reads
 // with each of Readers at once and returns an error when they differ.
@@ -25,11 +25,7 @@ func ReadTable(ctx context.Context, brokers []string, topic string) (map[string]
 func readTable(ctx context.Context, brokers []string, topic string, lim Limits) (map[string]int64, error) {
 	table := map[string]int64{}
 	var derr error
-	seen := false
-	// Not done before a first record: a reader whose first fetch takes
-	// over a second (a loaded machine) would return an empty table.
 	err := ReadCommittedWith(ctx, brokers, topic, lim, func(r *kgo.Record) {
-		seen = true
 		if r.Value == nil {
 			delete(table, string(r.Key))
 			return
@@ -41,7 +37,7 @@ func readTable(ctx context.Context, brokers []string, topic string, lim Limits) 
 			return
 		}
 		table[string(r.Key)] = int64(binary.BigEndian.Uint64(r.Value))
-	}, func() bool { return seen })
+	}, func() bool { return true })
 	if err != nil {
 		return nil, err
 	}
