@@ -65,24 +65,29 @@ func (d *DB) full() bool {
 	return len(d.entries) >= d.limit || d.limit > 4*cacheSize && d.applied == d.gen && len(d.dirty) == 0
 }
 
-// evict drops the entries that only cache the database. The others move
-// to a new map: a Go map never shrinks, and a large transaction's writes
-// would otherwise keep its table at their size.
+// evict drops the entries that only cache the database, in place. A Go
+// map never shrinks: once the map has held four times what stays (a large
+// transaction's writes), the entries that stay move to a new map instead,
+// so that its table does not keep that size.
 func (d *DB) evict() {
 	d.reap()
+	d.peak = max(d.peak, len(d.entries))
 	keep := 0
-	for _, e := range d.entries {
+	for k, e := range d.entries {
 		if e.dirty || d.unapplied(e) {
 			keep++
+		} else {
+			delete(d.entries, k)
 		}
 	}
-	old := d.entries
 	d.drops++
-	d.entries = make(map[string]*entry, keep+cacheSize/4)
-	for k, e := range old {
-		if e.dirty || d.unapplied(e) {
+	if d.peak >= 4*max(keep, cacheSize) {
+		old := d.entries
+		d.entries = make(map[string]*entry, keep+cacheSize/4)
+		for k, e := range old {
 			d.entries[k] = e
 		}
+		d.peak = len(d.entries)
 	}
 	// The entries that stay (pending, unapplied) count towards cacheSize;
 	// room for at least a quarter of it, and for as many again as stay,

@@ -70,6 +70,7 @@ type DB struct {
 	entries map[string]*entry
 	limit   int    // entries at which evict runs
 	drops   uint64 // counts the times entries left the map (evict, clear)
+	peak    int    // the most entries the map has held since it was made
 	// dirty lists the entries written in the open transaction (and some
 	// no longer), each with its committed value, which Discard restores.
 	dirty  []dirtied

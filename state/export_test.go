@@ -43,3 +43,6 @@ func SetFilterRoom(n int) func() {
 
 // ViewLag returns how many entries wait to be written into d's view.
 func ViewLag(d *DB) int { return len(d.viewLag) }
+
+// MapPeak returns the most entries d's map has held since it was made.
+func MapPeak(d *DB) int { return d.peak }

@@ -238,3 +238,23 @@ func TestViewTakesEachKeyOnce(t *testing.T) {
 	require.NoError(t, s.Delete("a"))
 	require.Equal(t, []string{"b=999", "c=c"}, pairs(t, s.All()))
 }
+
+// Evictions drop cached entries in place; after a transaction that wrote
+// far more keys than the cache holds, the entries that stay move to a new
+// map, so that the large one's table is freed.
+func TestEvictShrinksTheMapAfterALargeTransaction(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	defer db.Close()
+	s := kv(t, db, nil)
+	for i := range 200_000 {
+		require.NoError(t, s.Put("k"+strconv.Itoa(i), "v"))
+	}
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	// Reads of keys the map does not hold make room by evicting, now
+	// that the commit is applied.
+	for i := range 100_000 {
+		_, _, err := s.Get("other" + strconv.Itoa(i))
+		require.NoError(t, err)
+	}
+	require.Less(t, state.MapPeak(db), 100_000, "the map that held 200,000 entries was replaced")
+}
