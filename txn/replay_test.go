@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,14 +100,17 @@ func wcountReplayInput(seed uint64, n int) []inputRecord {
 	return in
 }
 
-// replayRun runs c on a fresh broker while the input arrives, with one
-// worker and no kills (a run with no failure and no rebalance), or with
-// two that it SIGKILLs in turn kills times (each after a pause drawn
-// from rng once it has committed), and returns the committed output and
-// changelog once the output is complete and the workers stopped. The
-// last records of every partition write output, so a complete output
-// means the whole input was processed. The changelog is read until it
-// has at least changelogAtLeast records and then is quiet for a second.
+// replayRun runs c on a fresh broker with one worker and no kills (a run
+// with no failure and no rebalance), or with two that it SIGKILLs in turn
+// kills times, and returns the committed output and changelog once the
+// output is complete and the workers stopped. The input arrives in
+// kills+1 parts: before each kill the next part, so that the worker to be
+// killed has input to commit (each kill comes a pause drawn from rng
+// after its first commit since it started, inside a transaction or
+// between two), and the last part after the last restart. The last
+// records of every partition write output, so a complete output means
+// the whole input was processed. The changelog is read until it has at
+// least changelogAtLeast records and then is quiet for a second.
 func replayRun(t *testing.T, c replayCase, kills int, rng *rand.Rand, changelogAtLeast int) (out, changelog txntest.Log) {
 	f := newStateFleet(t, "replay")
 	f.cfg.topology = c.topology
@@ -114,12 +118,30 @@ func replayRun(t *testing.T, c replayCase, kills int, rng *rand.Rand, changelogA
 	if kills > 0 {
 		w["w2"] = f.start("w2", nil)
 	}
-	feed := produceInput(t, f.brokers, c.in)
-	f.killInTurnAfter(w, kills, func() time.Duration { return time.Duration(rng.IntN(400)) * time.Millisecond })
-	feed.wait()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers...))
+	require.NoError(t, err)
+	defer cl.Close()
+	parts := kills + 1
+	produce := func(part int) {
+		for _, r := range c.in[len(c.in)*part/parts : len(c.in)*(part+1)/parts] {
+			cl.Produce(context.Background(), r.kgo(), nil)
+		}
+		require.NoError(t, cl.Flush(context.Background()))
+	}
+	names := slices.Sorted(maps.Keys(w))
+	for i := range kills {
+		produce(i)
+		p := w[names[i%len(names)]]
+		p.waitLine(p.Started, time.Minute, msgCommitted)
+		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond) // where the kill falls, not a wait for anything
+		p.signal(syscall.SIGKILL)
+		p.waitExit(30 * time.Second)
+		w[p.Name] = f.start(p.Name, nil)
+	}
+	produce(kills)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	out, err := txntest.ReadLog(ctx, f.brokers, "out", c.outputs)
+	out, err = txntest.ReadLog(ctx, f.brokers, "out", c.outputs)
 	require.NoError(t, err)
 	require.Equal(t, c.outputs, out.Len(), "records in out")
 	f.stopAll(slices.Collect(maps.Values(w))...)

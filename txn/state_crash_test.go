@@ -45,23 +45,11 @@ func (f *stateFleet) start(instance string, crash *crashPoint) *proc {
 // the same instance id and state directory; w holds the running ones.
 func (f *stateFleet) killInTurn(w map[string]*proc, times int) {
 	f.t.Helper()
-	f.killInTurnAfter(w, times, nil)
-}
-
-// killInTurnAfter is killInTurn with each kill pause() after the
-// worker's first commit (at once when pause is nil): a seeded random
-// pause puts the kills at random points of the processing, inside a
-// transaction or between two.
-func (f *stateFleet) killInTurnAfter(w map[string]*proc, times int, pause func() time.Duration) {
-	f.t.Helper()
 	names := slices.Sorted(maps.Keys(w))
 	for i := range times {
 		name := names[i%len(names)]
 		p := w[name]
 		p.waitLine(p.Started, time.Minute, msgCommitted)
-		if pause != nil {
-			time.Sleep(pause()) // where the kill falls, not a wait for anything
-		}
 		p.signal(syscall.SIGKILL)
 		p.waitExit(30 * time.Second)
 		w[name] = f.start(name, nil)
