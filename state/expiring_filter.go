@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
-	"math"
 	"math/bits"
 	"slices"
 	"time"
@@ -24,10 +23,10 @@ import (
 // span's tenth, a window's size), with about 1% false positives: a slice's
 // filter is dropped once the committed expiry passes have removed every
 // entry of that slice, so the filter stays as bounded as the store. It is
-// built on the first lookup from the store's entries (one scan), is
-// updated by Put and Restore, and is a superset of the keys: a write
-// rolled back or discarded leaves its key in the filter (a lookup in the
-// database answers for it). Call KeepFilter before the store is used;
+// built at the first lookup from the store's expiry index (one scan, from
+// where expiry stopped), updated by Put, built again after a Restore, and
+// is a superset of the keys: a write rolled back or discarded leaves its
+// key in the filter (a lookup in the database answers for it). Call KeepFilter before the store is used;
 // slice is rounded down to milliseconds, and is at least one.
 func (s *Expiring[K, V]) KeepFilter(slice time.Duration) {
 	s.filter = &keyFilter{slice: max(slice.Milliseconds(), 1), seed: maphash.MakeSeed()}
@@ -58,7 +57,7 @@ func (s *Expiring[K, V]) buildFilter() error {
 	if err != nil {
 		return err
 	}
-	if err := s.scanIndex(low, math.MaxInt64, func(kb []byte, exp int64) { f.add(kb, exp) }); err != nil {
+	if err := s.scanIndex(low, func(kb []byte, exp int64) { f.add(kb, exp) }); err != nil {
 		return fmt.Errorf("state: %s: build key filter: %w", s.name(), err)
 	}
 	f.built, f.fresh = true, true
@@ -66,13 +65,10 @@ func (s *Expiring[K, V]) buildFilter() error {
 }
 
 // scanIndex calls each with the encoded key and expiry of every index key
-// expiring in [from, to), as of the pending writes.
-func (s *Expiring[K, V]) scanIndex(from, to int64, each func(kb []byte, exp int64)) error {
+// expiring at or after from, as of the pending writes.
+func (s *Expiring[K, V]) scanIndex(from int64, each func(kb []byte, exp int64)) error {
 	lower := binary.BigEndian.AppendUint64(append(bytes.Clone(s.prefix), expIndex), orderedMillis(from))
 	upper := append(bytes.Clone(s.prefix), expIndex+1)
-	if to != math.MaxInt64 {
-		upper = binary.BigEndian.AppendUint64(append(bytes.Clone(s.prefix), expIndex), orderedMillis(to))
-	}
 	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
