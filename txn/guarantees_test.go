@@ -122,31 +122,18 @@ func processed(reg *prometheus.Registry) float64 {
 }
 
 // readAll reads topic, which no one writes anymore, with read_committed
-// from the start: until it has read something (for at most 30s), then
-// until a whole second passes with nothing new.
+// from the start (txntest.ReadCommitted): up to its read_committed end,
+// and on until it has read something (for at most 30s) and a whole second
+// passes with nothing new.
 func readAll(t *testing.T, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var recs []*kgo.Record
-	for len(recs) == 0 && ctx.Err() == nil {
-		recs = append(recs, cl.PollFetches(ctx).Records()...)
-	}
-	for {
-		before := len(recs)
-		quiet, cancel := context.WithTimeout(context.Background(), time.Second)
-		for quiet.Err() == nil {
-			recs = append(recs, cl.PollFetches(quiet).Records()...)
-		}
-		cancel()
-		if len(recs) == before {
-			return recs
-		}
-	}
+	err := txntest.ReadCommitted(ctx, brokers, topic, func(r *kgo.Record) { recs = append(recs, r) },
+		func() bool { return len(recs) > 0 })
+	require.NoError(t, err)
+	return recs
 }
 
 // tally reports on the sequence numbers [0, n) among recs, like
