@@ -256,5 +256,20 @@ func withName[O nodeOption](name string, opts []O) []nodeOption {
 	return append([]nodeOption{Named(name)}, nodeOptions(opts)...)
 }
 
+// stateful applies the options of stateful operator op, whose name (its
+// first argument) names what: an empty one is a Build error, and op
+// stands in for it so that Build goes on to report the rest.
+func (b *Builder) stateful(op, what string, opts []nodeOption) nodeOpts {
+	var o nodeOpts
+	for _, opt := range opts {
+		opt.applyNode(&o)
+	}
+	if o.name == "" {
+		b.errorf("%s needs a name (its first argument): it names %s", op, what)
+		o.name = op
+	}
+	return o
+}
+
 // named is withName for an operator that takes no options.
 func named(name string) []nodeOption { return []nodeOption{Named(name)} }

@@ -42,15 +42,8 @@ func (s Stream[K, V]) DedupByKey(name string, keySerde serde.Serde[K], span time
 const dedupSlices = 10
 
 func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, op string, opts []nodeOption) Stream[K, V] {
-	var o nodeOpts
-	for _, opt := range opts {
-		opt.applyNode(&o)
-	}
 	b := s.b
-	if o.name == "" {
-		b.errorf("%s needs a name (its first argument): it names its store and changelog", op)
-		o.name = op
-	}
+	o := b.stateful(op, "its store and changelog", opts)
 	if span <= 0 || span%time.Millisecond != 0 {
 		b.errorf("%s %s: span %v must be a positive whole number of milliseconds (Kafka timestamps are milliseconds)", op, o.name, span)
 	}

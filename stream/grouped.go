@@ -82,18 +82,13 @@ func (g Grouped[K, V]) Aggregate[A any](name string, init func() A, add func(key
 		g.s.b.errorf("Aggregate: init and add must not be nil")
 		return aggregate[K, V, A](g, nil, aggSerde, "aggregate", named(name))
 	}
-	return aggregate(g, func(k K, v V, agg A, found bool) A {
-		if !found {
-			agg = init()
-		}
-		return add(k, v, agg)
-	}, aggSerde, "aggregate", named(name))
+	return aggregate(g, initThenAdd(init, add), aggSerde, "aggregate", named(name))
 }
 
 // Count counts the records of each key (values serde.Int64). The name
 // (required) is the store's.
 func (g Grouped[K, V]) Count(name string) Table[K, int64] {
-	return aggregate(g, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 }, serde.Int64, "count", named(name))
+	return aggregate(g, countAdder[K, V], serde.Int64, "count", named(name))
 }
 
 // Reduce combines the values of each key with reduce; the first value of a
@@ -103,25 +98,38 @@ func (g Grouped[K, V]) Reduce(name string, reduce func(agg, value V) V) Table[K,
 		g.s.b.errorf("Reduce: reduce must not be nil")
 		return aggregate[K, V, V](g, nil, g.vs, "reduce", named(name))
 	}
-	return aggregate(g, func(_ K, v V, agg V, found bool) V {
+	return aggregate(g, reduceAdder[K](reduce), g.vs, "reduce", named(name))
+}
+
+// initThenAdd is the adder of an Aggregate: a key's (or window's) first
+// record adds to init(), every later one to the aggregate so far.
+func initThenAdd[K, V, A any](init func() A, add func(K, V, A) A) func(K, V, A, bool) A {
+	return func(k K, v V, agg A, found bool) A {
+		if !found {
+			agg = init()
+		}
+		return add(k, v, agg)
+	}
+}
+
+// reduceAdder is the adder of a Reduce: a first value is its own
+// aggregate.
+func reduceAdder[K, V any](reduce func(agg, value V) V) func(K, V, V, bool) V {
+	return func(_ K, v V, agg V, found bool) V {
 		if !found {
 			return v
 		}
 		return reduce(agg, v)
-	}, g.vs, "reduce", named(name))
+	}
 }
+
+// countAdder is the adder of a Count.
+func countAdder[K, V any](_ K, _ V, n int64, _ bool) int64 { return n + 1 }
 
 // aggregate is the stateful node behind Aggregate, Count and Reduce.
 func aggregate[K, V, A any](g Grouped[K, V], add func(K, V, A, bool) A, aggSerde serde.Serde[A], op string, opts []nodeOption) Table[K, A] {
-	var o nodeOpts
-	for _, opt := range opts {
-		opt.applyNode(&o)
-	}
 	b := g.s.b
-	if o.name == "" {
-		b.errorf("%s needs a name (its first argument): it names its store and changelog", op)
-		o.name = op
-	}
+	o := b.stateful(op, "its store and changelog", opts)
 	store := NewKeyValueStore(b, o.name, g.ks, aggSerde)
 	out := then(g.s, op, append(opts, WithStores(store)), func(t *task, next sink[K, A]) (sink[K, V], error) {
 		kv := t.stores[store.s].(*state.KeyValue[K, A])

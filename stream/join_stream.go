@@ -87,14 +87,7 @@ const (
 // OuterJoinStream. joiner takes the outer join's form.
 func joinStreams[K, V, VO, VR any](s Stream[K, V], other Stream[K, VO], win window.Join, kind joinKind, joiner func(K, V, bool, VO, bool) VR, joined Joined[K, V, VO], op string, opts []nodeOption) Stream[K, VR] {
 	b := s.b
-	var o nodeOpts
-	for _, opt := range opts {
-		opt.applyNode(&o)
-	}
-	if o.name == "" {
-		b.errorf("%s needs a name (its first argument): it names its two buffer stores and their changelogs", op)
-		o.name = op
-	}
+	o := b.stateful(op, "its two buffer stores and their changelogs", opts)
 	if err := win.Validate(); err != nil {
 		b.errorf("%s %s: %v", op, o.name, err)
 	}

@@ -49,14 +49,7 @@ func (t Table[K, V]) OuterJoin[VO, VR any](name string, other Table[K, VO], join
 // outer join's form.
 func joinTables[K, V, VO, VR any](t Table[K, V], other Table[K, VO], kind joinKind, joiner func(K, V, bool, VO, bool) VR, vs serde.Serde[VR], op string, opts []nodeOption) Table[K, VR] {
 	b := t.b
-	var o nodeOpts
-	for _, opt := range opts {
-		opt.applyNode(&o)
-	}
-	if o.name == "" {
-		b.errorf("%s needs a name (its first argument): it names the store of its result", op)
-		o.name = op
-	}
+	o := b.stateful(op, "the store of its result", opts)
 	if other.b != b {
 		b.errorf("%s %s: the other table comes from another Builder", op, o.name)
 		return Table[K, VR]{b: b, out: &outlet[K, VR]{node: &node{name: "foreign"}}}

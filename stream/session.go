@@ -47,7 +47,7 @@ type SessionWindowed[K, V any] struct {
 //
 //	visits := stream.SessionWindowedBy(clicks.GroupByKey(serde.String, serde.String),
 //		window.Session{Gap: 30 * time.Minute, Grace: time.Minute}).
-//		Count(stream.Named("visits"))
+//		Count("visits")
 //
 // It is a function, not a method of Grouped, for the reason WindowedBy is.
 func SessionWindowedBy[K, V any](g Grouped[K, V], spec window.Session) SessionWindowed[K, V] {
@@ -69,18 +69,13 @@ func (s SessionWindowed[K, V]) Aggregate[A any](name string, init func() A, add 
 	if init == nil || add == nil || merge == nil {
 		s.g.s.b.errorf("session Aggregate: init, add and merge must not be nil")
 	}
-	return sessionAggregate(s, func(k K, v V, agg A, found bool) A {
-		if !found {
-			agg = init()
-		}
-		return add(k, v, agg)
-	}, merge, aggSerde, "session-aggregate", withName(name, opts))
+	return sessionAggregate(s, initThenAdd(init, add), merge, aggSerde, "session-aggregate", withName(name, opts))
 }
 
 // Count counts the records of each key and session (values serde.Int64);
 // merged sessions add their counts. The name (required) is its store's.
 func (s SessionWindowed[K, V]) Count(name string, opts ...WindowOption) WindowedTable[K, int64] {
-	return sessionAggregate(s, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 },
+	return sessionAggregate(s, countAdder[K, V],
 		func(_ K, a, b int64) int64 { return a + b }, serde.Int64, "session-count", withName(name, opts))
 }
 
@@ -91,26 +86,14 @@ func (s SessionWindowed[K, V]) Reduce(name string, reduce func(agg, value V) V, 
 	if reduce == nil {
 		s.g.s.b.errorf("session Reduce: reduce must not be nil")
 	}
-	return sessionAggregate(s, func(_ K, v V, agg V, found bool) V {
-		if !found {
-			return v
-		}
-		return reduce(agg, v)
-	}, func(_ K, a, b V) V { return reduce(a, b) }, s.g.vs, "session-reduce", withName(name, opts))
+	return sessionAggregate(s, reduceAdder[K](reduce), func(_ K, a, b V) V { return reduce(a, b) }, s.g.vs, "session-reduce", withName(name, opts))
 }
 
 // sessionAggregate is the stateful node behind the session Aggregate,
 // Count and Reduce.
 func sessionAggregate[K, V, A any](s SessionWindowed[K, V], add func(K, V, A, bool) A, merge func(K, A, A) A, aggSerde serde.Serde[A], op string, opts []nodeOption) WindowedTable[K, A] {
-	var o nodeOpts
-	for _, opt := range opts {
-		opt.applyNode(&o)
-	}
 	b := s.g.s.b
-	if o.name == "" {
-		b.errorf("%s needs a name (its first argument): it names its store and changelog", op)
-		o.name = op
-	}
+	o := b.stateful(op, "its store and changelog", opts)
 	if aggSerde == nil {
 		b.errorf("%s %s: the aggregate serde is nil", op, o.name)
 	}

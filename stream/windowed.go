@@ -25,7 +25,7 @@ type Windowed[K, V any] struct {
 //
 //	counts := stream.WindowedBy(clicks.GroupByKey(serde.String, serde.Bytes),
 //		window.Tumbling{Size: time.Minute, Grace: 10 * time.Second}).
-//		Count(stream.Named("clicks-per-minute"), stream.EmitOnClose())
+//		Count("clicks-per-minute", stream.EmitOnClose())
 //
 // It is a function, not a method of Grouped: the windowed stream's keys
 // are window.Keyed[K], and a method would let Go instantiate Grouped with
@@ -89,18 +89,13 @@ func (w Windowed[K, V]) Aggregate[A any](name string, init func() A, add func(ke
 	if init == nil || add == nil {
 		w.g.s.b.errorf("windowed Aggregate: init and add must not be nil")
 	}
-	return windowedAggregate(w, func(k K, v V, agg A, found bool) A {
-		if !found {
-			agg = init()
-		}
-		return add(k, v, agg)
-	}, aggSerde, "windowed-aggregate", withName(name, opts))
+	return windowedAggregate(w, initThenAdd(init, add), aggSerde, "windowed-aggregate", withName(name, opts))
 }
 
 // Count counts the records of each key and window (values serde.Int64).
 // The name (required) is its store's.
 func (w Windowed[K, V]) Count(name string, opts ...WindowOption) WindowedTable[K, int64] {
-	return windowedAggregate(w, func(_ K, _ V, n int64, _ bool) int64 { return n + 1 }, serde.Int64, "windowed-count", withName(name, opts))
+	return windowedAggregate(w, countAdder[K, V], serde.Int64, "windowed-count", withName(name, opts))
 }
 
 // Reduce combines the values of each key and window with reduce; a
@@ -110,26 +105,14 @@ func (w Windowed[K, V]) Reduce(name string, reduce func(agg, value V) V, opts ..
 	if reduce == nil {
 		w.g.s.b.errorf("windowed Reduce: reduce must not be nil")
 	}
-	return windowedAggregate(w, func(_ K, v V, agg V, found bool) V {
-		if !found {
-			return v
-		}
-		return reduce(agg, v)
-	}, w.g.vs, "windowed-reduce", withName(name, opts))
+	return windowedAggregate(w, reduceAdder[K](reduce), w.g.vs, "windowed-reduce", withName(name, opts))
 }
 
 // windowedAggregate is the stateful node behind the windowed Aggregate,
 // Count and Reduce.
 func windowedAggregate[K, V, A any](w Windowed[K, V], add func(K, V, A, bool) A, aggSerde serde.Serde[A], op string, opts []nodeOption) WindowedTable[K, A] {
-	var o nodeOpts
-	for _, opt := range opts {
-		opt.applyNode(&o)
-	}
 	b := w.g.s.b
-	if o.name == "" {
-		b.errorf("%s needs a name (its first argument): it names its store and changelog", op)
-		o.name = op
-	}
+	o := b.stateful(op, "its store and changelog", opts)
 	if aggSerde == nil {
 		b.errorf("%s %s: the aggregate serde is nil", op, o.name)
 	}
