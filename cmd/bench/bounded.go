@@ -227,18 +227,9 @@ func measureBounded(ctx context.Context, o options, e env, adm *kadm.Client, pre
 	}
 	cfg := a.config(o, e)
 	cfg.Topology, cfg.DedupSpan, cfg.MemEvery = topologyDedup, o.boundedDedupSpan, time.Second
-	dir := o.cpuprofile
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	cfg.HeapProfile = filepath.Join(dir, "bounded-heap.pprof")
+	cfg.HeapProfile = o.heapProfile("bounded-heap.pprof")
 	res.profile = cfg.HeapProfile
-	if o.workerFetchMaxBytes > 0 {
-		res.settings += fmt.Sprintf(" FetchMaxBytes=%d", o.workerFetchMaxBytes)
-	}
-	for _, kv := range o.workerEnv() {
-		res.settings += " " + kv
-	}
+	res.settings = o.workerSettings()
 	runtime.GC()
 	c, err := startChild(cfg, o.workerEnv(), "bounded", progress)
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -52,18 +50,9 @@ func measureRSS(ctx context.Context, o options, e env, adm *kadm.Client, prefix 
 	res.n = a.n
 	cfg := a.config(o, e)
 	cfg.MemEvery = time.Second
-	dir := o.cpuprofile
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	cfg.HeapProfile = filepath.Join(dir, fmt.Sprintf("rss-%d-heap.pprof", keys))
+	cfg.HeapProfile = o.heapProfile(fmt.Sprintf("rss-%d-heap.pprof", keys))
 	res.profile = cfg.HeapProfile
-	if o.workerFetchMaxBytes > 0 {
-		res.settings += fmt.Sprintf(" FetchMaxBytes=%d", o.workerFetchMaxBytes)
-	}
-	for _, kv := range o.workerEnv() {
-		res.settings += " " + kv
-	}
+	res.settings = o.workerSettings()
 	runtime.GC()
 	c, err := startChild(cfg, o.workerEnv(), "rss", progress)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -181,6 +183,29 @@ func (sr *stateResults) cleanup(adm *kadm.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	adm.DeleteTopics(ctx, sr.rb.in, sr.rb.out, sr.rb.changelog, topology.DLQTopic(sr.rb.app))
+}
+
+// heapProfile returns the path of a worker's heap profile called name:
+// in the -cpuprofile directory, or the temporary one.
+func (o options) heapProfile(name string) string {
+	dir := o.cpuprofile
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, name)
+}
+
+// workerSettings lists the worker settings -worker-fetch-max-bytes and
+// -worker-env change, each after a space ("" for none).
+func (o options) workerSettings() string {
+	var s string
+	if o.workerFetchMaxBytes > 0 {
+		s += fmt.Sprintf(" FetchMaxBytes=%d", o.workerFetchMaxBytes)
+	}
+	for _, kv := range o.workerEnv() {
+		s += " " + kv
+	}
+	return s
 }
 
 // workerEnv is what -worker-env adds to the worker processes' environment.
