@@ -48,7 +48,7 @@ func TestDedupExactUnderRepeatedKills(t *testing.T) {
 		return errors.Join(txntest.Produce(ctx, f.brokers, "in", lo, hi, 1000, 100),
 			txntest.Produce(ctx, f.brokers, "in", lo, lo+(hi-lo)/10, 997, 100))
 	})
-	f.killInTurn(w, 6)
+	f.killInTurn(w, 6, feed)
 	n := feed.wait()
 	rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)

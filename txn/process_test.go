@@ -328,6 +328,37 @@ func (p *proc) waitLine(since time.Time, d time.Duration, subs ...string) time.T
 	return at
 }
 
+// waitCommitOrIdle waits up to d until p has committed a transaction
+// since it started, and returns true; or returns false once inputOver
+// reports that no more input is coming and the group has consumed all of
+// it (what p owns was processed by others before it joined, or it owns
+// nothing), so that p has nothing to commit. It fails the test if p exits
+// or d passes first.
+func (f *fleet) waitCommitOrIdle(p *proc, d time.Duration, inputOver func() bool) bool {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, ok := p.Lines.Find(p.Started, msgCommitted); ok {
+			return true
+		}
+		if inputOver() && consumed(ctx, f.adm, f.cfg.app) {
+			// Committed in the meantime, or idle.
+			_, ok := p.Lines.Find(p.Started, msgCommitted)
+			return ok
+		}
+		select {
+		case <-ctx.Done():
+			require.FailNow(f.t, "no commit", "%s: no commit since it started, and input left to process, after %v", p.Name, d)
+		case <-p.Exited():
+			require.FailNow(f.t, "worker exited", "%s exited waiting for its commit: %v", p.Name, p.State())
+		case <-tick.C:
+		}
+	}
+}
+
 // fleet is a fresh embedded broker with topics "in" and "out" (8
 // partitions each) and the worker processes of one passthrough app on it.
 type fleet struct {
@@ -515,6 +546,16 @@ func startFeederWith(t *testing.T, from, limit, chunk int64, every time.Duration
 	}()
 	t.Cleanup(func() { f.once.Do(func() { close(f.quit) }); <-f.done })
 	return f
+}
+
+// over reports whether the feeder has ended: it produces nothing more.
+func (f *feeder) over() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // wait waits until the feeder has produced everything and returns the end

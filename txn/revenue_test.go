@@ -243,7 +243,7 @@ func TestRevenueExactUnderRepeatedKills(t *testing.T) {
 	require.Positive(t, want.late)
 	w := map[string]*proc{"w1": f.start("w1", nil), "w2": f.start("w2", nil), "w3": f.start("w3", nil)}
 	feed := produceInput(t, f.brokers, in)
-	f.killInTurn(w, 6)
+	f.killInTurn(w, 6, feed)
 	feed.wait()
 
 	times, totals := readRevenue(t, f.brokers, len(want.emitted))

@@ -41,19 +41,25 @@ func (f *stateFleet) start(instance string, crash *crashPoint) *proc {
 }
 
 // killInTurn SIGKILLs the workers w in turn, times times in all, each
-// once it has committed since it started, and restarts it at once with
-// the same instance id and state directory; w holds the running ones.
-func (f *stateFleet) killInTurn(w map[string]*proc, times int) {
+// once it has committed since it started (or, once feed is over and its
+// input consumed, when it has nothing left to commit), and restarts it at
+// once with the same instance id and state directory; w holds the running
+// ones.
+func (f *stateFleet) killInTurn(w map[string]*proc, times int, feed *feeder) {
 	f.t.Helper()
 	names := slices.Sorted(maps.Keys(w))
+	idle := 0
 	for i := range times {
 		name := names[i%len(names)]
 		p := w[name]
-		p.waitLine(p.Started, time.Minute, msgCommitted)
+		if !f.waitCommitOrIdle(p, time.Minute, feed.over) {
+			idle++
+		}
 		p.signal(syscall.SIGKILL)
 		p.waitExit(30 * time.Second)
 		w[name] = f.start(name, nil)
 	}
+	f.t.Logf("%d kills, %d of them of a worker with nothing left to commit", times, idle)
 }
 
 var restoredLine = regexp.MustCompile(`msg="task restored".* records=(\d+)`)
@@ -178,7 +184,7 @@ func TestSumExactUnderRepeatedKills(t *testing.T) {
 	w := map[string]*proc{"w1": f.start("w1", nil), "w2": f.start("w2", nil)}
 	from := f.warmUp(w["w1"], w["w2"])
 	feed := startKeyedFeeder(t, f.brokers, "in", from, from+30_000, 200, 15*time.Millisecond, 100)
-	f.killInTurn(w, 6)
+	f.killInTurn(w, 6, feed)
 	n := feed.wait()
 	rep := verifyOutput(t, f.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)

@@ -69,7 +69,7 @@ func TestWindowedCountExactUnderRepeatedKills(t *testing.T) {
 		}
 		return cl.Flush(ctx)
 	})
-	f.killInTurn(w, 6)
+	f.killInTurn(w, 6, feed)
 	feed.wait()
 	// A record of every key a minute later closes every window.
 	closing := wcountBase.Add(n*time.Millisecond + time.Minute)
