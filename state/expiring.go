@@ -22,8 +22,9 @@ import (
 // Under the store's prefix:
 //
 //	prefix 0x01 key                 -> expiry (8 bytes) value   the entries
-//	prefix 0x00 expiry (8 bytes) key -> (empty)                 an index by expiry
+//	prefix 0x00 expiry (8 bytes) key -> value                   an index by expiry
 //	prefix 0x02                     -> low mark (8 bytes)
+//	prefix 0x03                     -> checked mark (8 bytes)
 //
 // Expire walks the index from the low mark, where its last pass stopped,
 // so it never iterates over the keys earlier passes deleted: its cost is
@@ -33,15 +34,25 @@ import (
 // are milliseconds since the epoch, encoded so that their byte order is
 // their order.
 //
+// Each index key holds a copy of its entry's value, so that a pass reads
+// nothing but the index: every write keeps the index exact (an entry's
+// index key, with its value, is written and deleted with it). Only a
+// restore can leave an index key behind (below): the checked mark bounds
+// the index keys a restore may have left, and a pass reads the entry of
+// an index key at or before it to check that the entry still expires
+// then.
+//
 // # Changelog
 //
 // Only the entries are changelogged: key -> expiry and value; Expire and
 // Delete write tombstones, so the compacted changelog holds the live
 // entries and what was removed recently. A restore (Restore) rebuilds the
-// index from the restored entries. An index entry left behind (a
-// tombstone restored for an entry whose index key the restore could not
-// know) is harmless: Expire finds the entry gone, or with a later expiry,
-// and only drops the index key.
+// index from the restored entries. It cannot delete the index key of an
+// entry that a restored record deletes or moves (a tombstone carries no
+// expiry, and reading the entry back would slow every restore), so it
+// raises the checked mark to the latest expiry in the index: a pass finds
+// such an entry gone, or with another expiry, and only drops the index
+// key.
 //
 // An Expiring is used by its task's goroutine only.
 type Expiring[K, V any] struct {
@@ -60,7 +71,14 @@ type Expiring[K, V any] struct {
 	// (restoreLowKnown false: not read yet).
 	restoreLow      int64
 	restoreLowKnown bool
-	buf             []byte
+	// checked is the checked mark (checkedKnown false: not read yet
+	// since the last restore or discard).
+	checked      int64
+	checkedKnown bool
+	// restoring is set by the first Restore since the last commit or
+	// discard.
+	restoring bool
+	buf       []byte
 	// passPoints is how many keys the last pass's iterator stepped over,
 	// deleted ones included (tests).
 	passPoints uint64
@@ -72,6 +90,7 @@ const (
 	expIndex   = 0x00
 	expEntries = 0x01
 	expLow     = 0x02
+	expChecked = 0x03
 )
 
 // NewExpiring returns the expiring store called name inside db, whose
@@ -87,7 +106,7 @@ func NewExpiring[K, V any](db *DB, name, changelogTopic string, log Changelog, k
 }
 
 func (s *Expiring[K, V]) committed() {
-	s.restoreLowKnown = false
+	s.restoreLowKnown, s.restoring = false, false
 	s.filterCommitted()
 }
 
@@ -98,6 +117,7 @@ func (s *Expiring[K, V]) rolledBack() {
 
 func (s *Expiring[K, V]) discarded() {
 	s.nextKnown = false
+	s.checkedKnown, s.restoring = false, false // a discarded restore may have raised it
 	s.filterUndone()
 }
 
@@ -121,6 +141,28 @@ func (s *Expiring[K, V]) low() (int64, error) {
 // setLow makes ms the low mark.
 func (s *Expiring[K, V]) setLow(ms int64) error {
 	return s.db.write(s.lowKey(), binary.BigEndian.AppendUint64(nil, uint64(ms)))
+}
+
+// checkedKey returns the DB key of the checked mark: an index key
+// expiring after it has its entry, with that expiry and value. It is set
+// by a restore only, applied with it and not changelogged.
+func (s *Expiring[K, V]) checkedKey() []byte {
+	return append(append(s.buf[:0], s.prefix...), expChecked)
+}
+
+// checkedMark returns the checked mark (math.MinInt64 when none is set).
+func (s *Expiring[K, V]) checkedMark() (int64, error) {
+	if !s.checkedKnown {
+		raw, ok, err := s.db.Get(s.checkedKey())
+		if err != nil {
+			return 0, err
+		}
+		s.checked, s.checkedKnown = math.MinInt64, true
+		if ok && len(raw) == 8 {
+			s.checked = int64(binary.BigEndian.Uint64(raw))
+		}
+	}
+	return s.checked, nil
 }
 
 // entryKey returns the DB key of the entry of encoded key kb.
@@ -222,7 +264,7 @@ func (s *Expiring[K, V]) Put(k K, v V, expires time.Time) error {
 		}
 	}
 	// The index key is new unless k is put again with the same expiry.
-	if err := s.db.writeBlind(s.indexKey(exp, kb), []byte{}); err != nil {
+	if err := s.db.writeBlind(s.indexKey(exp, kb), raw[8:]); err != nil {
 		return err
 	}
 	write := s.db.write
@@ -308,7 +350,7 @@ func (s *Expiring[K, V]) Expire(now time.Time, each func(k K, v V) error) error 
 		return err
 	}
 	var (
-		due   [][]byte // index keys
+		due   []dueEntry
 		found bool
 	)
 	for ok := it.First(); ok; ok = it.Next() {
@@ -318,7 +360,11 @@ func (s *Expiring[K, V]) Expire(now time.Time, each func(k K, v V) error) error 
 			s.next, found = exp, true
 			break
 		}
-		due = append(due, bytes.Clone(key))
+		v, err := it.ValueAndErr()
+		if err != nil {
+			break
+		}
+		due = append(due, dueEntry{exp: exp, index: bytes.Clone(key), value: bytes.Clone(v)})
 	}
 	err = it.Error()
 	s.passPoints = it.Stats().InternalStats.PointCount
@@ -328,8 +374,12 @@ func (s *Expiring[K, V]) Expire(now time.Time, each func(k K, v V) error) error 
 	if err != nil {
 		return fmt.Errorf("state: %s: expire: %w", s.name(), err)
 	}
-	for _, ik := range due {
-		if err := s.expire(ik, each); err != nil {
+	checked, err := s.checkedMark()
+	if err != nil {
+		return err
+	}
+	for _, d := range due {
+		if err := s.expire(d, d.exp <= checked, each); err != nil {
 			return err
 		}
 	}
@@ -343,46 +393,62 @@ func (s *Expiring[K, V]) Expire(now time.Time, each func(k K, v V) error) error 
 	return nil
 }
 
-// expire removes the entry of index key ik, if it still expires then.
-func (s *Expiring[K, V]) expire(ik []byte, each func(k K, v V) error) error {
-	exp := int64(binary.BigEndian.Uint64(ik[len(s.prefix)+1:]) ^ 1<<63)
-	kb := ik[len(s.prefix)+9:]
-	raw, ok, err := s.db.Get(s.entryKey(kb))
-	if err != nil {
-		return err
+// dueEntry is an index key a pass found due, with its expiry and the
+// copy of the entry's value it holds.
+type dueEntry struct {
+	exp          int64
+	index, value []byte
+}
+
+// expire removes the entry of index key d.index. If check, a restore may
+// have left the index key behind: the entry is read, and removed only if
+// it still expires then; otherwise the index is exact, and the entry is
+// deleted unread.
+func (s *Expiring[K, V]) expire(d dueEntry, check bool, each func(k K, v V) error) error {
+	kb := d.index[len(s.prefix)+9:]
+	vb := d.value
+	if check {
+		raw, ok, err := s.db.Get(s.entryKey(kb))
+		if err != nil {
+			return err
+		}
+		entryExp, entryValue, err := s.split(raw)
+		if !ok || err != nil || entryExp != d.exp {
+			return s.db.writeBlind(d.index, nil) // left behind: the entry is gone or moved
+		}
+		vb = entryValue
 	}
-	if ok {
-		if entryExp, vb, err := s.split(raw); err == nil && entryExp == exp {
-			if each != nil {
-				k, err := s.ks.Decode(kb)
-				if err != nil {
-					return fmt.Errorf("state: %s: decode key: %w", s.name(), err)
-				}
-				v, err := s.vs.Decode(vb)
-				if err != nil {
-					return fmt.Errorf("state: %s: decode value: %w", s.name(), err)
-				}
-				if err := each(k, v); err != nil {
-					return err
-				}
-			}
-			if err := s.db.Delete(s.entryKey(kb)); err != nil {
-				return err
-			}
-			s.logWrite(kb, nil)
+	if each != nil {
+		k, err := s.ks.Decode(kb)
+		if err != nil {
+			return fmt.Errorf("state: %s: decode key: %w", s.name(), err)
+		}
+		v, err := s.vs.Decode(vb)
+		if err != nil {
+			return fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+		}
+		if err := each(k, v); err != nil {
+			return err
 		}
 	}
-	return s.db.writeBlind(ik, nil)
+	if err := s.db.writeBlind(s.entryKey(kb), nil); err != nil {
+		return err
+	}
+	s.logWrite(kb, nil)
+	return s.db.writeBlind(d.index, nil)
 }
 
 // Restore writes one restored changelog record of the store (see
 // DB.ApplyRestored): the entry, and its index key.
 func (s *Expiring[K, V]) Restore(key, value []byte) error {
 	entries := append(bytes.Clone(s.prefix), expEntries)
+	if err := s.restoreChecked(); err != nil {
+		return err
+	}
 	if value == nil {
 		return s.db.ApplyRestored(entries, key, nil)
 	}
-	exp, _, err := s.split(value)
+	exp, vb, err := s.split(value)
 	if err != nil {
 		return err
 	}
@@ -408,5 +474,54 @@ func (s *Expiring[K, V]) Restore(key, value []byte) error {
 			return err
 		}
 	}
-	return s.db.ApplyRestored(s.indexKey(exp, nil), key, []byte{})
+	if exp > s.checked {
+		// The entry this record replaces may have had any expiry up to
+		// the latest one: a pass checks every index key up to this one.
+		if err := s.setRestoredChecked(exp); err != nil {
+			return err
+		}
+	}
+	return s.db.ApplyRestored(s.indexKey(exp, nil), key, vb)
+}
+
+// restoreChecked raises the checked mark, at the first record a restore
+// brings, to the latest expiry in the index: every index key there is
+// may be the one of an entry a restored record deletes or moves.
+// Restored records raise it further, to their expiry.
+func (s *Expiring[K, V]) restoreChecked() error {
+	if s.restoring {
+		return nil // raised at this restore's first record
+	}
+	s.restoring = true
+	checked, err := s.checkedMark()
+	if err != nil {
+		return err
+	}
+	lower := append(bytes.Clone(s.prefix), expIndex)
+	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: append(bytes.Clone(s.prefix), expIndex+1)})
+	if err != nil {
+		return err
+	}
+	latest := int64(math.MinInt64)
+	if it.Last() {
+		latest = int64(binary.BigEndian.Uint64(it.Key()[len(s.prefix)+1:]) ^ 1<<63)
+	}
+	err = it.Error()
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("state: %s: restore: %w", s.name(), err)
+	}
+	if latest > checked {
+		return s.setRestoredChecked(latest)
+	}
+	s.checked = checked
+	return nil
+}
+
+// setRestoredChecked makes ms the checked mark, in the restore's writes.
+func (s *Expiring[K, V]) setRestoredChecked(ms int64) error {
+	s.checked, s.checkedKnown = ms, true
+	return s.db.ApplyRestored(s.checkedKey(), nil, binary.BigEndian.AppendUint64(nil, uint64(ms)))
 }

@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
@@ -115,6 +116,64 @@ func TestExpiringRestore(t *testing.T) {
 	require.Equal(t, "<none>", getExp(t, r, "a"))
 	require.Equal(t, "2@20", getExp(t, r, "b"))
 	require.Equal(t, []string{"c=3", "b=2"}, expireAll(t, r, 100))
+}
+
+// A restore of a store's tail (records after what the database holds)
+// can move an entry to another expiry or delete it, and leave its old
+// index key behind with the old value: a pass does not take that key's
+// copy of the value for the entry's, removes nothing for it, and expires
+// the moved entry at its new time, with its new value.
+func TestExpiringTailRestoreLeavesNoLiveIndexKey(t *testing.T) {
+	fs := vfs.NewMem()
+	db := open(t, fs)
+	s := expiring(t, db, nil)
+	require.NoError(t, s.Put("a", "1", ms(10)))
+	require.NoError(t, s.Put("b", "2", ms(20)))
+	require.NoError(t, s.Put("c", "3", ms(40)))
+	require.NoError(t, db.Commit(state.Checkpoint{Offsets: map[string]int64{"app-ids-changelog": 3}}))
+	require.NoError(t, db.Close())
+
+	db, err := state.Open("db", state.Options{FS: fs})
+	require.NoError(t, err)
+	defer db.Close()
+	s = expiring(t, db, nil)
+	require.NoError(t, s.Restore([]byte("a"), append(binary.BigEndian.AppendUint64(nil, 30), "4"...))) // moved
+	require.NoError(t, s.Restore([]byte("b"), nil))                                                    // deleted
+	require.NoError(t, db.Commit(state.Checkpoint{Offsets: map[string]int64{"app-ids-changelog": 5}}))
+
+	require.Empty(t, expireAll(t, s, 25), "the index keys of a at 10 and b at 20 are left behind")
+	require.Equal(t, "4@30", getExp(t, s, "a"))
+	require.Equal(t, []string{"a=4"}, expireAll(t, s, 30))
+	require.NoError(t, s.Put("d", "5", ms(50)))
+	require.Equal(t, []string{"c=3", "d=5"}, expireAll(t, s, 60))
+}
+
+// Outside what a restore may have left, a pass reads nothing but the
+// index: the entries it removes, and their values for each, come from the
+// index keys' copies, with no database lookup per entry.
+func TestExpiringPassReadsOnlyTheIndex(t *testing.T) {
+	fs := vfs.NewMem()
+	db := open(t, fs)
+	s := expiring(t, db, nil)
+	const n = 200
+	var want []string
+	for i := range int64(n) {
+		k, v := fmt.Sprintf("k%03d", i), fmt.Sprintf("v%d", i)
+		require.NoError(t, s.Put(k, v, ms(i)))
+		want = append(want, k+"="+v)
+	}
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	require.NoError(t, db.Close())
+
+	db, err := state.Open("db", state.Options{FS: fs})
+	require.NoError(t, err)
+	defer db.Close()
+	s = expiring(t, db, nil)
+	before := state.Lookups(db)
+	require.Equal(t, want, expireAll(t, s, n))
+	require.LessOrEqual(t, state.Lookups(db)-before, uint64(2), "lookups for %d entries: the low and checked marks at most", n)
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	require.Equal(t, "<none>", getExp(t, s, "k000"))
 }
 
 // recorder keeps the raw changelog records, for a restore.
