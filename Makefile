@@ -40,6 +40,7 @@ test: kcat fmt vet
 BENCH_FLAGS ?= -runs 5 -rss
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./stream/...
+	$(GO) test -run '^$$' -bench ExpiringBehind -benchtime 200000x ./state/
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 
 demo: build

@@ -72,6 +72,16 @@ func (d *DB) full() bool {
 func (d *DB) evict() {
 	d.reap()
 	d.peak = max(d.peak, len(d.entries))
+	if len(d.dirty) == 0 && d.applied == d.gen {
+		// Nothing to keep (the start of a transaction, every commit
+		// applied): a new map, not a walk of the old one, which after
+		// a large transaction holds millions of entries.
+		d.entries = make(map[string]*entry, cacheSize)
+		d.drops++
+		d.peak = 0
+		d.limit = cacheSize
+		return
+	}
 	keep := 0
 	for k, e := range d.entries {
 		if e.dirty || d.unapplied(e) {

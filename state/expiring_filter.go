@@ -20,14 +20,16 @@ import (
 // blocks) is most of the cost of a record, and grows with the database.
 //
 // The filter is a bloom filter per slice of expiry time, slice wide (a
-// span's tenth, a window's size), with about 1% false positives: a slice's
-// filter is dropped once the committed expiry passes have removed every
-// entry of that slice, so the filter stays as bounded as the store. It is
-// built at the first lookup from the store's expiry index (one scan, from
-// where expiry stopped), updated by Put, built again after a Restore, and
-// is a superset of the keys: a write rolled back or discarded leaves its
-// key in the filter (a lookup in the database answers for it). Call KeepFilter before the store is used;
-// slice is rounded down to milliseconds, and is at least one.
+// span's tenth, a window's size), with about 0.1% false positives each
+// (about 1% over a span's ten slices): a slice's filter is dropped once
+// the committed expiry passes have removed every entry of that slice, so
+// the filter stays as bounded as the store. It is built at the first
+// lookup from the store's expiry index (one scan, from where expiry
+// stopped), updated by Put, built again after a Restore, and is a
+// superset of the keys: a write rolled back or discarded leaves its key
+// in the filter (a lookup in the database answers for it). Call
+// KeepFilter before the store is used; slice is rounded down to
+// milliseconds, and is at least one.
 func (s *Expiring[K, V]) KeepFilter(slice time.Duration) {
 	s.filter = &keyFilter{slice: max(slice.Milliseconds(), 1), seed: maphash.MakeSeed()}
 }
@@ -225,18 +227,23 @@ func floorDiv(a, b int64) int64 {
 var minBloomKeys = 1024
 
 // blockBloom is a blocked bloom filter: each key sets bloomProbes bits in one
-// 512-bit block (a cache line), about 10 bits per key of its capacity,
-// about 1% false positives at capacity.
+// 512-bit block (a cache line), bloomBits bits per key of its capacity,
+// about 0.1% false positives at capacity: a lookup probes the filters of
+// every slice (a dedup's span has ten), so that the store's answer has
+// about 1%.
 type blockBloom struct {
 	blocks   [][8]uint64
 	capacity int
 	count    int
 }
 
-const bloomProbes = 7
+const (
+	bloomBits   = 16 // per key of the capacity
+	bloomProbes = 10
+)
 
 func newBloom(capacity int) *blockBloom {
-	nblocks := max(1, (capacity*10+511)/512)
+	nblocks := max(1, (capacity*bloomBits+511)/512)
 	return &blockBloom{blocks: make([][8]uint64, nblocks), capacity: capacity}
 }
 

@@ -126,13 +126,15 @@ func TestExpiringFilterAnswersAsTheDatabase(t *testing.T) {
 }
 
 // With a key filter, looking up and putting keys the store never held
-// reads nothing from the database; without one, each does.
+// reads nothing from the database, but for about 1% of them, though a
+// lookup probes the filters of all twenty slices the keys expire in;
+// without one, each does.
 func TestExpiringFilterSparesLookupsOfNewKeys(t *testing.T) {
 	for _, filter := range []bool{false, true} {
 		db := open(t, vfs.NewMem())
 		s := expiring(t, db, nil)
 		if filter {
-			s.KeepFilter(1e9)
+			s.KeepFilter(100 * time.Millisecond)
 		}
 		for i := range 1000 {
 			require.NoError(t, s.Put("old"+strconv.Itoa(i), "v", ms(int64(i))))
@@ -155,14 +157,15 @@ func TestExpiringFilterSparesLookupsOfNewKeys(t *testing.T) {
 		}
 		lookups := state.Lookups(db) - before
 		if filter {
-			require.Less(t, lookups, uint64(50), "about 1%% false positives of 1,000 new keys")
+			require.Less(t, lookups, uint64(30), "about 1%% false positives of 1,000 new keys")
 		} else {
 			require.GreaterOrEqual(t, lookups, uint64(1000))
 		}
 	}
 }
 
-// The filter's false positives stay near 1% at its capacity.
+// A slice's filter has about 0.1% false positives at its capacity, so
+// that a lookup that probes the ten or so slices of a span has about 1%.
 func TestBloomFalsePositives(t *testing.T) {
 	const n = 100_000
 	keys := make([][]byte, n)
@@ -181,7 +184,7 @@ func TestBloomFalsePositives(t *testing.T) {
 	}
 	rate := float64(fp) / n
 	t.Logf("false positives: %.2f%%", 100*rate)
-	require.Less(t, rate, 0.02)
+	require.Less(t, rate, 0.002)
 }
 
 // A filter built while the open transaction has removed an entry is built

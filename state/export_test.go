@@ -46,3 +46,10 @@ func ViewLag(d *DB) int { return len(d.viewLag) }
 
 // MapPeak returns the most entries d's map has held since it was made.
 func MapPeak(d *DB) int { return d.peak }
+
+// CompactionsSettled reports whether d's database has no compaction
+// running and no compaction debt.
+func CompactionsSettled(d *DB) bool {
+	m := d.pdb.Metrics()
+	return m.Compact.NumInProgress == 0 && m.Compact.EstimatedDebt == 0
+}
