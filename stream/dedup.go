@@ -37,9 +37,16 @@ func (s Stream[K, V]) DedupByKey(name string, keySerde serde.Serde[K], span time
 	return dedup(s, func(k K, _ V) K { return k }, keySerde, span, "dedupbykey", named(name))
 }
 
-// dedupSlices is how many expiry passes a span holds: ids live at most
-// span*(1+1/dedupSlices) past the record that stored them.
-const dedupSlices = 10
+const (
+	// dedupPasses is how many expiry passes a span holds: ids live at
+	// most span*(1+1/dedupPasses) past the record that stored them, and
+	// a pass removes (and the transaction it falls in holds) the ids of
+	// a hundredth of a span.
+	dedupPasses = 100
+	// dedupFilterSlices is how many slices of expiry time the key filter
+	// keeps for a span: a lookup probes each slice's filter.
+	dedupFilterSlices = 10
+)
 
 func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, op string, opts []nodeOption) Stream[K, V] {
 	b := s.b
@@ -51,13 +58,14 @@ func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[I
 		b.errorf("%s %s: the id serde is nil", op, o.name)
 	}
 	store := newExpiringStore(b, o.name, idSerde)
-	slice := max(span/dedupSlices, time.Millisecond)
+	step := max(span/dedupPasses, time.Millisecond)
+	slice := max(span/dedupFilterSlices, time.Millisecond)
 	return then(s, op, append(opts, WithStores(store)), func(t *task, next sink[K, V]) (sink[K, V], error) {
 		ids := t.stores[store.s].(*state.Expiring[ID, []byte])
 		// Most ids are new: the filter answers for them, by the slices
 		// of stream time the ids expire in.
 		ids.KeepFilter(slice)
-		d := &dedupNode[K, V, ID]{t: t, ids: ids, id: id, span: span, slice: slice, next: next}
+		d := &dedupNode[K, V, ID]{t: t, ids: ids, id: id, span: span, step: step, next: next}
 		return d, nil
 	})
 }
@@ -66,12 +74,12 @@ type dedupNode[K, V, ID any] struct {
 	t           *task
 	ids         *state.Expiring[ID, []byte]
 	id          func(K, V) ID
-	span, slice time.Duration
-	next        sink[K, V]
-	// passed is the slice of stream time (its number since the epoch)
+	span, step time.Duration
+	next       sink[K, V]
+	// passed is the step of stream time (its number since the epoch)
 	// whose ids the last expiry pass removed; a pass removes those of
-	// the slices before the one stream time is in. Only a hint: a pass
-	// that a discard undid runs again when the next slice begins, and
+	// the steps before the one stream time is in. Only a hint: a pass
+	// that a discard undid runs again when the next step begins, and
 	// what is a duplicate never depends on when passes run.
 	passed int64
 }
@@ -93,7 +101,7 @@ func (d *dedupNode[K, V, ID]) push(r Record[K, V]) error {
 	}
 	if seen {
 		first := expires.Add(-d.span)
-		// An id kept past its span (expiry runs by slices) is forgotten
+		// An id kept past its span (expiry runs by steps) is forgotten
 		// all the same: what is a duplicate depends on stream time only.
 		if !first.Before(horizon) && absDiff(r.ts, first) <= d.span {
 			t.stats.Duplicates++
@@ -106,18 +114,18 @@ func (d *dedupNode[K, V, ID]) push(r Record[K, V]) error {
 	return d.next.push(r)
 }
 
-// expire removes the ids forgotten by the start of the slice of the
-// span that stream time is in: they live at most a slice past their
+// expire removes the ids forgotten by the start of the step of the
+// span that stream time is in: they live at most a step past their
 // span.
 func (d *dedupNode[K, V, ID]) expire() error {
-	slice := d.t.streamTime.UnixMilli() / d.slice.Milliseconds()
-	if slice == d.passed {
+	step := d.t.streamTime.UnixMilli() / d.step.Milliseconds()
+	if step == d.passed {
 		return nil
 	}
-	d.passed = slice
+	d.passed = step
 	// An id seen at t expires at t+span: forgotten once stream time is
 	// past it.
-	return d.ids.Expire(time.UnixMilli(slice*d.slice.Milliseconds()-1), nil)
+	return d.ids.Expire(time.UnixMilli(step*d.step.Milliseconds()-1), nil)
 }
 
 func absDiff(a, b time.Time) time.Duration {

@@ -109,7 +109,7 @@ func TestDedupStateIsBounded(t *testing.T) {
 		maxLive = max(maxLive, live)
 	}
 	require.Equal(t, n, out.Len())
-	require.LessOrEqual(t, maxLive, 68, "ids live at most a span and a tenth of it (61 s + one second of ids)")
+	require.LessOrEqual(t, maxLive, 62, "ids live at most a span and a hundredth of it (60.6 s + one second of ids)")
 	require.GreaterOrEqual(t, maxLive, 60, "an id lives at least its span")
 }
 
