@@ -27,6 +27,9 @@ type applyRun struct {
 	// Set before done is closed.
 	err    error
 	writes []kv
+	// entries are the entries whose values it writes: once it is
+	// applied, they only cache the database, unless written again.
+	entries []*entry
 }
 
 // Commit commits the pending writes with the checkpoint cp, as
@@ -132,14 +135,15 @@ func (d *DB) handOver() error {
 	for _, e := range d.queued {
 		writes = append(writes, kv{e, e.value})
 	}
-	clear(d.queued)
-	d.queued = d.queued[:0]
+	entries := d.queued
+	d.queued = d.spareQueued[:0]
+	d.spareQueued = nil
 	flush := d.flushDue(0)
 	d.handed = d.gen
 	// The view holds every key written since it was built: rebuilding it
 	// from what is unapplied now keeps it small.
 	d.dropView()
-	run := &applyRun{gen: d.gen, done: make(chan struct{})}
+	run := &applyRun{gen: d.gen, done: make(chan struct{}), entries: entries}
 	d.apply = run
 	hook := d.applyHook
 	go func() {
@@ -243,6 +247,11 @@ func (d *DB) reap() {
 		return
 	}
 	d.applied = r.gen
+	d.clean.push(r.entries...)
+	if cap(r.entries) <= maxSpare {
+		clear(r.entries)
+		d.spareQueued = r.entries[:0]
+	}
 }
 
 // Flush applies every commit and starts writing what is applied to disk;

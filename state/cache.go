@@ -55,6 +55,7 @@ func (d *DB) entry(key []byte) (*entry, error) {
 	}
 	e := &entry{key: string(key), value: v}
 	d.entries[e.key] = e
+	d.clean.push(e)
 	return e, nil
 }
 
@@ -65,32 +66,42 @@ func (d *DB) full() bool {
 	return len(d.entries) >= d.limit || d.limit > 4*cacheSize && d.applied == d.gen && len(d.dirty) == 0
 }
 
-// evict drops the entries that only cache the database, in place. A Go
-// map never shrinks: once the map has held four times what stays (a large
-// transaction's writes), the entries that stay move to a new map instead,
-// so that its table does not keep that size.
+// evict drops the entries that only cache the database, in place: those
+// the clean list names, or, every walkEvery evictions and when the list
+// overflowed, every one (a walk of the whole map, which also finds any
+// the list missed). A Go map never shrinks: once the map has held four
+// times what stays (a large transaction's writes), the entries that stay
+// move to a new map instead, so that its table does not keep that size.
 func (d *DB) evict() {
 	d.reap()
 	d.peak = max(d.peak, len(d.entries))
+	d.drops++
 	if len(d.dirty) == 0 && d.applied == d.gen {
 		// Nothing to keep (the start of a transaction, every commit
 		// applied): a new map, not a walk of the old one, which after
 		// a large transaction holds millions of entries.
 		d.entries = make(map[string]*entry, cacheSize)
-		d.drops++
+		d.clean.reset()
 		d.peak = 0
 		d.limit = cacheSize
 		return
 	}
-	keep := 0
-	for k, e := range d.entries {
-		if e.dirty || d.unapplied(e) {
-			keep++
-		} else {
-			delete(d.entries, k)
+	d.evictions++
+	if d.clean.overflowed || walkEvery > 0 && d.evictions%walkEvery == 0 {
+		for k, e := range d.entries {
+			if !e.dirty && !d.unapplied(e) {
+				delete(d.entries, k)
+			}
+		}
+	} else {
+		for _, e := range d.clean.entries {
+			if d.entries[e.key] == e && !e.dirty && !d.unapplied(e) {
+				delete(d.entries, e.key)
+			}
 		}
 	}
-	d.drops++
+	d.clean.reset()
+	keep := len(d.entries)
 	if d.peak >= 4*max(keep, cacheSize) {
 		old := d.entries
 		d.entries = make(map[string]*entry, keep+cacheSize/4)
@@ -106,4 +117,40 @@ func (d *DB) evict() {
 	// pass after a jump in stream time) does not walk them all again
 	// every cacheSize/4 keys.
 	d.limit = max(cacheSize, len(d.entries)+max(cacheSize/4, len(d.entries)))
+}
+
+// walkEvery is how often evict walks the whole map rather than the clean
+// list.
+var walkEvery uint64 = 16 // a variable for tests
+
+// cleanList lists entries that may only cache the database: read from
+// it, applied, or back to their committed value by Discard or Rollback.
+// An entry written again since it was listed, or listed twice, is
+// skipped by evict. The list holds at most maxClean entries: past that
+// it is dropped, and the next evict walks the map.
+type cleanList struct {
+	entries    []*entry
+	overflowed bool
+}
+
+// maxClean bounds a cleanList.
+const maxClean = 4 * cacheSize
+
+func (l *cleanList) push(es ...*entry) {
+	if l.overflowed {
+		return
+	}
+	if len(l.entries)+len(es) > maxClean {
+		l.overflowed = true
+		clear(l.entries)
+		l.entries = l.entries[:0]
+		return
+	}
+	l.entries = append(l.entries, es...)
+}
+
+func (l *cleanList) reset() {
+	clear(l.entries)
+	l.entries = l.entries[:0]
+	l.overflowed = false
 }

@@ -86,8 +86,14 @@ type DB struct {
 	// queued lists the entries committed after handed, which the next
 	// apply writes; it is handed over when it reaches maxQueued
 	// (Options.MaxUnapplied).
-	queued    []*entry
-	maxQueued int
+	queued      []*entry
+	spareQueued []*entry // a queued list an apply handed back
+	maxQueued   int
+	// clean lists the entries that may only cache the database (read
+	// from it, applied, or back to their committed value), which evict
+	// drops.
+	clean     cleanList
+	evictions uint64 // evict's runs that kept entries
 	// sinceFlush counts the writes committed since the last apply that
 	// flushed (a key written twice counts twice: the restore after a
 	// crash replays both).

@@ -53,3 +53,28 @@ func CompactionsSettled(d *DB) bool {
 	m := d.pdb.Metrics()
 	return m.Compact.NumInProgress == 0 && m.Compact.EstimatedDebt == 0
 }
+
+// SetWalkEvery makes evict walk the whole map every n evictions (0:
+// never, unless its clean list overflowed) and returns a function that
+// sets it back.
+func SetWalkEvery(n uint64) func() {
+	old := walkEvery
+	walkEvery = n
+	return func() { walkEvery = old }
+}
+
+// Entries returns how many entries d's map holds.
+func Entries(d *DB) int { return len(d.entries) }
+
+// EvictNow runs evict, with an open transaction's writes pending, and
+// returns how many entries that only cache the database it left.
+func EvictNow(d *DB) int {
+	d.evict()
+	n := 0
+	for _, e := range d.entries {
+		if !e.dirty && !d.unapplied(e) {
+			n++
+		}
+	}
+	return n
+}

@@ -90,6 +90,9 @@ func (d *DB) Rollback() {
 			continue
 		}
 		u.e.value, u.e.dirty = u.value, u.dirty
+		if !u.dirty {
+			d.clean.push(u.e) // back to its committed value
+		}
 		d.lag(u.e)
 	}
 	d.writes -= len(d.undo)
@@ -112,6 +115,7 @@ func (d *DB) Discard() error {
 			d.forget(w.e)
 		case w.e.dirty:
 			w.e.value, w.e.dirty = w.committed, false
+			d.clean.push(w.e)
 		}
 	}
 	clear(d.dirty)
@@ -130,6 +134,7 @@ func (d *DB) Discard() error {
 	if err := d.wait(); err != nil {
 		d.lost = true
 		clear(d.entries)
+		d.clean.reset()
 		d.drops++
 		return err
 	}

@@ -50,6 +50,7 @@ func (d *DB) commitRestored(cp Checkpoint) error {
 	d.restoring = nil
 	// Restored writes bypassed the entries; none is dirty or unapplied.
 	clear(d.entries)
+	d.clean.reset()
 	d.drops++
 	d.limit = cacheSize
 	d.dropView()

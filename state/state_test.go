@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
@@ -257,4 +258,46 @@ func TestEvictShrinksTheMapAfterALargeTransaction(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Less(t, state.MapPeak(db), 100_000, "the map that held 200,000 entries was replaced")
+}
+
+// Evict finds every entry that only caches the database through its
+// clean list, without walking the map: entries read, applied, discarded
+// or rolled back to their committed value. Through random reads, writes,
+// commits, discards and rollbacks of 50,000 keys, an evict that does not
+// walk the map leaves none of them.
+func TestEvictFindsEveryCleanEntry(t *testing.T) {
+	defer state.SetWalkEvery(0)()
+	db := openWith(t, state.Options{FS: vfs.NewMem(), MaxUnapplied: 1000})
+	defer db.Close()
+	s := kv(t, db, nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	key := func() string { return "k" + strconv.Itoa(rng.IntN(50_000)) }
+	for txn := range 200 {
+		require.NoError(t, s.Put(key(), "w")) // pending: evict keeps entries
+		for op := range 1000 {
+			switch r := rng.IntN(100); {
+			case r < 70:
+				_, _, err := s.Get(key())
+				require.NoError(t, err)
+			case r < 95:
+				require.NoError(t, s.Put(key(), strconv.Itoa(txn)))
+			default:
+				db.Mark()
+				k := key()
+				_, _, err := s.Get(k)
+				require.NoError(t, err)
+				require.NoError(t, s.Put(k, "rolled back"))
+				require.Zero(t, state.EvictNow(db)) // while k is pending
+				db.Rollback()
+			}
+			if op%100 == 99 {
+				require.Zero(t, state.EvictNow(db), "transaction %d: entries evict did not find", txn)
+			}
+		}
+		if txn%5 == 0 {
+			require.NoError(t, db.Discard())
+		} else {
+			require.NoError(t, db.CommitAsync(state.Checkpoint{}))
+		}
+	}
 }
