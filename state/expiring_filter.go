@@ -179,7 +179,11 @@ func (f *keyFilter) hash(kb []byte) uint64 { return maphash.Bytes(f.seed, kb) }
 
 // add adds kb, expiring at exp, and returns its slice.
 func (f *keyFilter) add(kb []byte, exp int64) *filterSlice {
-	n := floorDiv(exp, f.slice)
+	return f.addTo(floorDiv(exp, f.slice), kb)
+}
+
+// addTo adds kb to slice n, and returns the slice.
+func (f *keyFilter) addTo(n int64, kb []byte) *filterSlice {
 	i, found := slices.BinarySearchFunc(f.slices, n, func(sl *filterSlice, n int64) int {
 		switch {
 		case sl.n < n:

@@ -37,16 +37,11 @@ func (s Stream[K, V]) DedupByKey(name string, keySerde serde.Serde[K], span time
 	return dedup(s, func(k K, _ V) K { return k }, keySerde, span, "dedupbykey", named(name))
 }
 
-const (
-	// dedupPasses is how many expiry passes a span holds: ids live at
-	// most span*(1+1/dedupPasses) past the record that stored them, and
-	// a pass removes (and the transaction it falls in holds) the ids of
-	// a hundredth of a span.
-	dedupPasses = 100
-	// dedupFilterSlices is how many slices of expiry time the key filter
-	// keeps for a span: a lookup probes each slice's filter.
-	dedupFilterSlices = 10
-)
+// dedupSegments is how many segments of expiry time a span holds (see
+// state.Segmented): ids live at most span*(1+1/dedupSegments) past the
+// record that stored them, an expiry pass drops the ids of one segment,
+// and a lookup probes the key filter of each segment.
+const dedupSegments = 10
 
 func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, op string, opts []nodeOption) Stream[K, V] {
 	b := s.b
@@ -57,30 +52,26 @@ func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[I
 	if idSerde == nil {
 		b.errorf("%s %s: the id serde is nil", op, o.name)
 	}
-	store := newExpiringStore(b, o.name, idSerde)
-	step := max(span/dedupPasses, time.Millisecond)
-	slice := max(span/dedupFilterSlices, time.Millisecond)
+	segment := max(span/dedupSegments, time.Millisecond)
+	store := newSegmentedStore(b, o.name, idSerde, segment)
 	return then(s, op, append(opts, WithStores(store)), func(t *task, next sink[K, V]) (sink[K, V], error) {
-		ids := t.stores[store.s].(*state.Expiring[ID, []byte])
-		// Most ids are new: the filter answers for them, by the slices
-		// of stream time the ids expire in.
-		ids.KeepFilter(slice)
-		d := &dedupNode[K, V, ID]{t: t, ids: ids, id: id, span: span, step: step, next: next}
+		ids := t.stores[store.s].(*state.Segmented[ID, []byte])
+		d := &dedupNode[K, V, ID]{t: t, ids: ids, id: id, span: span, segment: segment, next: next}
 		return d, nil
 	})
 }
 
 type dedupNode[K, V, ID any] struct {
-	t           *task
-	ids         *state.Expiring[ID, []byte]
-	id          func(K, V) ID
-	span, step time.Duration
-	next       sink[K, V]
-	// passed is the step of stream time (its number since the epoch)
-	// whose ids the last expiry pass removed; a pass removes those of
-	// the steps before the one stream time is in. Only a hint: a pass
-	// that a discard undid runs again when the next step begins, and
-	// what is a duplicate never depends on when passes run.
+	t             *task
+	ids           *state.Segmented[ID, []byte]
+	id            func(K, V) ID
+	span, segment time.Duration
+	next          sink[K, V]
+	// passed is the segment of stream time (its number since the epoch)
+	// at which the last expiry pass ran; a pass drops the segments of
+	// ids that expire before the one stream time is in. Only a hint: a
+	// pass that a discard undid runs again when the next segment begins,
+	// and what is a duplicate never depends on when passes run.
 	passed int64
 }
 
@@ -101,7 +92,7 @@ func (d *dedupNode[K, V, ID]) push(r Record[K, V]) error {
 	}
 	if seen {
 		first := expires.Add(-d.span)
-		// An id kept past its span (expiry runs by steps) is forgotten
+		// An id kept past its span (expiry drops segments) is forgotten
 		// all the same: what is a duplicate depends on stream time only.
 		if !first.Before(horizon) && absDiff(r.ts, first) <= d.span {
 			t.stats.Duplicates++
@@ -114,18 +105,18 @@ func (d *dedupNode[K, V, ID]) push(r Record[K, V]) error {
 	return d.next.push(r)
 }
 
-// expire removes the ids forgotten by the start of the step of the
-// span that stream time is in: they live at most a step past their
-// span.
+// expire drops the segments of ids forgotten by the start of the
+// segment that stream time is in: they live at most a segment past
+// their span.
 func (d *dedupNode[K, V, ID]) expire() error {
-	step := d.t.streamTime.UnixMilli() / d.step.Milliseconds()
-	if step == d.passed {
+	n := d.t.streamTime.UnixMilli() / d.segment.Milliseconds()
+	if n == d.passed {
 		return nil
 	}
-	d.passed = step
+	d.passed = n
 	// An id seen at t expires at t+span: forgotten once stream time is
 	// past it.
-	return d.ids.Expire(time.UnixMilli(step*d.step.Milliseconds()-1), nil)
+	return d.ids.Expire(time.UnixMilli(n*d.segment.Milliseconds()-1), nil)
 }
 
 func absDiff(a, b time.Time) time.Duration {
@@ -135,21 +126,23 @@ func absDiff(a, b time.Time) time.Duration {
 	return b.Sub(a)
 }
 
-// expiringStore is a declared state.Expiring store of ids with no value.
-type expiringStore[ID any] struct{ s *storeSpec }
+// segmentedStore is a declared state.Segmented store of ids with no
+// value.
+type segmentedStore[ID any] struct{ s *storeSpec }
 
-func (s expiringStore[ID]) spec() *storeSpec { return s.s }
+func (s segmentedStore[ID]) spec() *storeSpec { return s.s }
 
-// newExpiringStore declares the expiring store of a dedup operator.
-func newExpiringStore[ID any](b *Builder, name string, idSerde serde.Serde[ID]) expiringStore[ID] {
+// newSegmentedStore declares the store of a dedup operator, with
+// segments segment wide.
+func newSegmentedStore[ID any](b *Builder, name string, idSerde serde.Serde[ID], segment time.Duration) segmentedStore[ID] {
 	s := &storeSpec{name: name}
 	s.open = func(t *task) (any, error) {
 		topic := s.changelogTopic(b.appID)
-		return state.NewExpiring(t.db, name, topic, t.newChangelogWriter(topic), state.Codec[ID](idSerde), state.Codec[[]byte](serde.Bytes))
+		return state.NewSegmented(t.db, name, topic, t.newChangelogWriter(topic), state.Codec[ID](idSerde), state.Codec[[]byte](serde.Bytes), segment)
 	}
 	if !validTopic.MatchString(name) || len(name) > 200 {
 		b.errorf("store name %q: use 1 to 200 of [a-zA-Z0-9._-] (it names the changelog topic)", name)
 	}
 	b.stores = append(b.stores, s)
-	return expiringStore[ID]{s: s}
+	return segmentedStore[ID]{s: s}
 }

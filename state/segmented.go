@@ -1,0 +1,462 @@
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Segmented is a typed store of one task whose every entry carries the
+// time it expires, in event time, kept in segments of expiry time:
+// Expire(now) drops, whole, every segment that ends at or before now. It
+// is the store of a dedup: each id is one key (an Expiring store writes
+// two, the entry and its expiry index), and expiry never reads an entry
+// back. What it gives up for that: an entry outlives its expiry by up to
+// a segment, and Expire removes entries by segment, in key order within
+// one, not in expiry order. Get returns an entry past its expiry that
+// Expire has not removed yet: callers compare the expiry with their
+// stream time.
+//
+// # Layout
+//
+// Under the store's prefix:
+//
+//	prefix 0x01 segment (8 bytes) key -> expiry (8 bytes) value   the entries
+//	prefix 0x02                       -> low mark (8 bytes)
+//
+// A segment is a number: the entries expiring in [n*width, (n+1)*width)
+// are segment n, encoded so that byte order is number order. The low
+// mark is the first segment not dropped: Expire iterates from it, so it
+// never walks what earlier passes deleted. Like Expiring's, it is a
+// pending write that commits, rolls back and is discarded with the
+// deletions it covers, and a restore lowers it to the restored entries.
+//
+// A key filter (see Expiring.KeepFilter) is always kept, a bloom filter
+// per segment: Get probes only the segments whose filter may hold the
+// key, and answers most keys the store does not hold without a database
+// lookup.
+//
+// # Changelog
+//
+// The changelog key is the segment and the encoded key, as in the
+// database: a tombstone names the entry it deletes, so a restore writes
+// each record as it comes, reading nothing (a key alone would not say
+// which segment a tombstone's entry was in). A compacted changelog holds
+// the live entries and what was dropped recently. Consumers of the
+// changelog topic decode keys with SegmentedChangelogKey.
+//
+// A Segmented is used by its task's goroutine only.
+type Segmented[K, V any] struct {
+	db        *DB
+	prefix    []byte
+	changelog string
+	log       Changelog
+	ks        Codec[K]
+	vs        Codec[V]
+	width     int64 // of a segment, in milliseconds
+	filter    *keyFilter
+	buf       []byte
+	// absent is the encoded key the last lookup found absent, before any
+	// write since: a Put after a Get of a new key does not probe the
+	// filter again.
+	absent      []byte
+	absentKnown bool
+	// restoreLow is the low mark as the restore in progress left it
+	// (restoreLowKnown false: not read yet).
+	restoreLow      int64
+	restoreLowKnown bool
+}
+
+const (
+	segEntries = 0x01
+	segLow     = 0x02
+)
+
+// NewSegmented returns the segmented store called name inside db, whose
+// segments are width wide (rounded down to milliseconds, at least one),
+// and whose writes are also appended to log for the changelog topic.
+// Store names must be unique within a DB and stable, and so must width:
+// a store reopened with another width finds its entries in the wrong
+// segments.
+func NewSegmented[K, V any](db *DB, name, changelogTopic string, log Changelog, ks Codec[K], vs Codec[V], width time.Duration) (*Segmented[K, V], error) {
+	if name == "" || len(name) > 255 {
+		return nil, fmt.Errorf("state: store name %q must have 1 to 255 bytes", name)
+	}
+	w := max(width.Milliseconds(), 1)
+	s := &Segmented[K, V]{db: db, prefix: StorePrefix(name), changelog: changelogTopic, log: log, ks: ks, vs: vs,
+		width: w, filter: &keyFilter{slice: w, seed: maphash.MakeSeed()}}
+	db.listeners = append(db.listeners, s)
+	return s, nil
+}
+
+// SegmentedChangelogKey splits the key of a Segmented store's changelog
+// record into the segment's start (the earliest expiry it holds) and the
+// encoded key.
+func SegmentedChangelogKey(key []byte, width time.Duration) (start time.Time, encoded []byte, err error) {
+	if len(key) < 8 {
+		return time.Time{}, nil, fmt.Errorf("state: segmented changelog key of %d bytes has no segment", len(key))
+	}
+	n := int64(binary.BigEndian.Uint64(key) ^ 1<<63)
+	return time.UnixMilli(n * max(width.Milliseconds(), 1)), key[8:], nil
+}
+
+func (s *Segmented[K, V]) committed() {
+	s.restoreLowKnown = false
+	s.filter.fresh = false
+	s.dropFilterSlices()
+}
+
+func (s *Segmented[K, V]) rolledBack() { s.undone() }
+
+func (s *Segmented[K, V]) discarded() { s.undone() }
+
+// undone is told of a rollback or discard: a filter built since the last
+// commit may lack entries the undone writes had removed (see
+// Expiring.filterUndone), and a key found absent may be back.
+func (s *Segmented[K, V]) undone() {
+	s.absentKnown = false
+	if s.filter.fresh {
+		s.filter.built = false
+	}
+}
+
+func (s *Segmented[K, V]) name() string { return string(s.prefix[1:]) }
+
+// segment returns the segment of expiry exp.
+func (s *Segmented[K, V]) segment(exp int64) int64 { return floorDiv(exp, s.width) }
+
+// key returns the DB key of encoded key kb in segment n, in s.buf.
+func (s *Segmented[K, V]) key(n int64, kb []byte) []byte {
+	s.buf = append(append(s.buf[:0], s.prefix...), segEntries)
+	s.buf = binary.BigEndian.AppendUint64(s.buf, orderedMillis(n))
+	return append(s.buf, kb...)
+}
+
+// changelogKey returns the changelog key of encoded key kb in segment n:
+// the DB key without the store's prefix.
+func (s *Segmented[K, V]) changelogKey(n int64, kb []byte) []byte {
+	return s.key(n, kb)[len(s.prefix)+1:]
+}
+
+func (s *Segmented[K, V]) lowKey() []byte {
+	return append(append(s.buf[:0], s.prefix...), segLow)
+}
+
+// low returns the low mark: the first segment not dropped
+// (math.MinInt64 when none was).
+func (s *Segmented[K, V]) low() (int64, error) {
+	raw, ok, err := s.db.Get(s.lowKey())
+	if err != nil || !ok || len(raw) != 8 {
+		return math.MinInt64, err
+	}
+	return int64(binary.BigEndian.Uint64(raw)), nil
+}
+
+func (s *Segmented[K, V]) setLow(n int64) error {
+	return s.db.write(s.lowKey(), binary.BigEndian.AppendUint64(nil, uint64(n)))
+}
+
+func (s *Segmented[K, V]) encodeKey(k K) ([]byte, error) {
+	kb, err := s.ks.Encode(k)
+	if err != nil {
+		return nil, fmt.Errorf("state: %s: encode key: %w", s.name(), err)
+	}
+	return kb, nil
+}
+
+// find returns the segment and DB value of the entry of encoded key kb,
+// as of the pending writes: the latest segment that holds it.
+func (s *Segmented[K, V]) find(kb []byte) (n int64, raw []byte, found bool, err error) {
+	if s.absentKnown && bytes.Equal(s.absent, kb) {
+		return 0, nil, false, nil
+	}
+	if !s.filter.built {
+		if err := s.buildFilter(); err != nil {
+			return 0, nil, false, err
+		}
+	}
+	h := s.filter.hash(kb)
+	for i := len(s.filter.slices) - 1; i >= 0; i-- {
+		sl := s.filter.slices[i]
+		if !sl.mayHold(h) {
+			continue
+		}
+		raw, ok, err := s.db.Get(s.key(sl.n, kb))
+		if err != nil {
+			return 0, nil, false, err
+		}
+		if ok {
+			return sl.n, raw, true, nil
+		}
+	}
+	s.absent, s.absentKnown = append(s.absent[:0], kb...), true
+	return 0, nil, false, nil
+}
+
+// buildFilter fills the filter from the entries, as of the pending
+// writes, from the low mark on.
+func (s *Segmented[K, V]) buildFilter() error {
+	f := s.filter
+	f.slices = f.slices[:0]
+	low, err := s.low()
+	if err != nil {
+		return err
+	}
+	lower := bytes.Clone(s.key(low, nil))
+	upper := prefixEnd(append(bytes.Clone(s.prefix), segEntries))
+	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	n := len(s.prefix) + 1
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		f.addTo(int64(binary.BigEndian.Uint64(k[n:])^1<<63), k[n+8:])
+	}
+	err = it.Error()
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("state: %s: build key filter: %w", s.name(), err)
+	}
+	f.built, f.fresh = true, true
+	return nil
+}
+
+// dropFilterSlices drops the filters of the segments the committed passes
+// dropped.
+func (s *Segmented[K, V]) dropFilterSlices() {
+	f := s.filter
+	if !f.built || len(f.slices) == 0 {
+		return
+	}
+	low, err := s.low()
+	if err != nil {
+		f.built = false
+		return
+	}
+	i := 0
+	for i < len(f.slices) && f.slices[i].n < low {
+		i++
+	}
+	f.slices = append(f.slices[:0], f.slices[i:]...)
+}
+
+// Get returns k's value and expiry, and whether k exists, as of the open
+// transaction's writes (an entry past its expiry that Expire has not
+// dropped yet included).
+func (s *Segmented[K, V]) Get(k K) (v V, expires time.Time, found bool, err error) {
+	kb, err := s.encodeKey(k)
+	if err != nil {
+		return v, expires, false, err
+	}
+	_, raw, ok, err := s.find(kb)
+	if err != nil || !ok {
+		return v, expires, false, err
+	}
+	exp, vb, err := splitExpiry(s.name(), raw)
+	if err != nil {
+		return v, expires, false, err
+	}
+	if v, err = s.vs.Decode(vb); err != nil {
+		return v, expires, false, fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+	}
+	return v, time.UnixMilli(exp), true, nil
+}
+
+// Put sets k to v, expiring at expires (millisecond precision), and
+// appends the change to the changelog: k's entry in another segment, if
+// any, is deleted (a tombstone for it too).
+func (s *Segmented[K, V]) Put(k K, v V, expires time.Time) error {
+	kb, err := s.encodeKey(k)
+	if err != nil {
+		return err
+	}
+	vb, err := s.vs.Encode(v)
+	if err != nil {
+		return fmt.Errorf("state: %s: encode value: %w", s.name(), err)
+	}
+	exp := expires.UnixMilli()
+	n := s.segment(exp)
+	raw := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(vb)), uint64(exp))
+	raw = append(raw, vb...)
+	old, _, found, err := s.find(kb)
+	if err != nil {
+		return err
+	}
+	s.absentKnown = false
+	write := s.db.writeBlind // a new key, in this segment: nothing to read for Rollback
+	if found && old != n {
+		if err := s.db.Delete(s.key(old, kb)); err != nil {
+			return err
+		}
+		s.logWrite(old, kb, nil)
+	} else if found {
+		write = s.db.write // read by find: in the map
+	}
+	if err := write(s.key(n, kb), raw); err != nil {
+		return err
+	}
+	if s.filter.built {
+		s.filter.addTo(n, kb)
+	}
+	if low, err := s.low(); err != nil {
+		return err
+	} else if n < low {
+		if err := s.setLow(n); err != nil { // a pass must find it
+			return err
+		}
+	}
+	s.logWrite(n, kb, raw)
+	return nil
+}
+
+func (s *Segmented[K, V]) logWrite(n int64, kb, raw []byte) {
+	if s.log != nil {
+		s.log.Append(s.changelog, s.changelogKey(n, kb), raw)
+	}
+}
+
+// Expire drops every segment that ends at or before now: each entry
+// expiring before the start of now's segment is removed, in segment
+// order and key order within a segment, with each (if not nil) called
+// before; each must not use the store. A tombstone of every removed
+// entry goes to the changelog. An error from each stops the pass and is
+// returned; the entries removed before it stay removed in the pending
+// writes.
+func (s *Segmented[K, V]) Expire(now time.Time, each func(k K, v V) error) error {
+	end := s.segment(now.UnixMilli()+1) - 1 // the last segment that ended
+	low, err := s.low()
+	if err != nil {
+		return err
+	}
+	if end < low {
+		return nil
+	}
+	lower := bytes.Clone(s.key(low, nil))
+	upper := bytes.Clone(s.key(end+1, nil))
+	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	type due struct{ key, value []byte }
+	var all []due
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			break
+		}
+		all = append(all, due{bytes.Clone(it.Key()), bytes.Clone(v)})
+	}
+	err = it.Error()
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("state: %s: expire: %w", s.name(), err)
+	}
+	n := len(s.prefix) + 1
+	for _, d := range all {
+		seg, kb := int64(binary.BigEndian.Uint64(d.key[n:])^1<<63), d.key[n+8:]
+		if each != nil {
+			_, vb, err := splitExpiry(s.name(), d.value)
+			if err != nil {
+				return err
+			}
+			k, err := s.ks.Decode(kb)
+			if err != nil {
+				return fmt.Errorf("state: %s: decode key: %w", s.name(), err)
+			}
+			v, err := s.vs.Decode(vb)
+			if err != nil {
+				return fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+			}
+			if err := each(k, v); err != nil {
+				return err
+			}
+		}
+		if err := s.db.writeBlind(d.key, nil); err != nil {
+			return err
+		}
+		s.logWrite(seg, kb, nil)
+	}
+	return s.setLow(end + 1)
+}
+
+// Scan calls each with every entry, as of the pending writes, in segment
+// order and key order within a segment: those past their expiry that
+// Expire has not dropped yet included (compare expires with the stream
+// time to skip them). An error from each stops the scan and is returned;
+// each must not write to the store.
+func (s *Segmented[K, V]) Scan(each func(k K, v V, expires time.Time) error) error {
+	entries := append(bytes.Clone(s.prefix), segEntries)
+	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: entries, UpperBound: prefixEnd(entries)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	n := len(s.prefix) + 1
+	for ok := it.First(); ok; ok = it.Next() {
+		raw, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		exp, vb, err := splitExpiry(s.name(), raw)
+		if err != nil {
+			return err
+		}
+		k, err := s.ks.Decode(it.Key()[n+8:])
+		if err != nil {
+			return fmt.Errorf("state: %s: decode key: %w", s.name(), err)
+		}
+		v, err := s.vs.Decode(vb)
+		if err != nil {
+			return fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+		}
+		if err := each(k, v, time.UnixMilli(exp)); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Restore writes one restored changelog record of the store (see
+// DB.ApplyRestored).
+func (s *Segmented[K, V]) Restore(key, value []byte) error {
+	if len(key) < 8 {
+		return fmt.Errorf("state: %s: changelog key of %d bytes has no segment", s.name(), len(key))
+	}
+	s.filter.built, s.absentKnown = false, false // built again from the entries at the next lookup
+	if err := s.db.ApplyRestored(append(bytes.Clone(s.prefix), segEntries), key, value); err != nil || value == nil {
+		return err
+	}
+	n := int64(binary.BigEndian.Uint64(key) ^ 1<<63)
+	if !s.restoreLowKnown {
+		s.restoreLow, s.restoreLowKnown = math.MinInt64, true
+		if raw, ok, err := s.db.GetApplied(s.lowKey()); err != nil {
+			return err
+		} else if ok && len(raw) == 8 {
+			s.restoreLow = int64(binary.BigEndian.Uint64(raw))
+		}
+	}
+	if n < s.restoreLow {
+		s.restoreLow = n // a pass must find the restored entry
+		return s.db.ApplyRestored(s.lowKey(), nil, binary.BigEndian.AppendUint64(nil, uint64(n)))
+	}
+	return nil
+}
+
+// splitExpiry returns the expiry and the encoded value of an entry's DB
+// value.
+func splitExpiry(store string, raw []byte) (int64, []byte, error) {
+	if len(raw) < 8 {
+		return 0, nil, fmt.Errorf("state: %s: entry of %d bytes has no expiry", store, len(raw))
+	}
+	return int64(binary.BigEndian.Uint64(raw)), raw[8:], nil
+}

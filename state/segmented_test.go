@@ -1,0 +1,258 @@
+package state_test
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/stream/serde"
+)
+
+const segWidth = 10 * time.Millisecond
+
+func segmented(t *testing.T, db *state.DB, log state.Changelog) *state.Segmented[string, string] {
+	t.Helper()
+	s, err := state.NewSegmented(db, "ids", "app-ids-changelog", log, serde.String, serde.String, segWidth)
+	require.NoError(t, err)
+	return s
+}
+
+// dropAll runs a pass at now and returns "key=value" of what it removed,
+// in its order.
+func dropAll(t *testing.T, s *state.Segmented[string, string], now int64) []string {
+	t.Helper()
+	var got []string
+	require.NoError(t, s.Expire(ms(now), func(k, v string) error {
+		got = append(got, k+"="+v)
+		return nil
+	}))
+	return got
+}
+
+func getSeg(t *testing.T, s *state.Segmented[string, string], k string) string {
+	t.Helper()
+	v, exp, ok, err := s.Get(k)
+	require.NoError(t, err)
+	if !ok {
+		return "<none>"
+	}
+	return fmt.Sprintf("%s@%d", v, exp.UnixMilli())
+}
+
+// A pass drops the segments that ended by now, whole, in segment order
+// and key order within one; an entry of a segment that has not ended
+// stays, past its expiry (Get returns it, with that expiry); a moved
+// entry leaves its old segment; every removal is a tombstone whose key
+// names the segment.
+func TestSegmentedDropsWholeSegments(t *testing.T) {
+	log := &changelog{}
+	s := segmented(t, open(t, vfs.NewMem()), recorder{log})
+	require.NoError(t, s.Put("b", "1", ms(12))) // segment 1: [10, 20)
+	require.NoError(t, s.Put("a", "2", ms(15)))
+	require.NoError(t, s.Put("c", "3", ms(3)))  // segment 0
+	require.NoError(t, s.Put("d", "4", ms(25))) // segment 2
+	require.NoError(t, s.Put("d", "5", ms(4)))  // moved to segment 0
+	require.Equal(t, "5@4", getSeg(t, s, "d"))
+
+	require.Equal(t, []string{"c=3", "d=5"}, dropAll(t, s, 9))
+	require.Empty(t, dropAll(t, s, 15), "segment 1 has not ended")
+	require.Equal(t, "2@15", getSeg(t, s, "a"), "past its expiry, not dropped yet")
+	require.Equal(t, []string{"a=2", "b=1"}, dropAll(t, s, 19))
+	require.Equal(t, "<none>", getSeg(t, s, "a"))
+	require.Empty(t, dropAll(t, s, 100), "d left segment 2")
+
+	var tombstones []string
+	for _, r := range log.raw {
+		if r.value == nil {
+			start, id, err := state.SegmentedChangelogKey(r.key, segWidth)
+			require.NoError(t, err)
+			tombstones = append(tombstones, fmt.Sprintf("%s@%d", id, start.UnixMilli()))
+		}
+	}
+	require.Equal(t, []string{"d@20", "c@0", "d@0", "a@10", "b@10"}, tombstones)
+}
+
+// Against a model (a map, whose entries a pass at now drops when their
+// segment ended by now), through random puts, moves, lookups of present
+// and absent keys, passes, commits, discards, rolled-back records, and
+// restarts on a fresh database restored from the committed changelog:
+// the store answers as the model at every step, and each pass removes
+// exactly what the model drops.
+func TestSegmentedAnswersAsAModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	type ent struct {
+		v   string
+		exp int64
+	}
+	var (
+		log       = &txnLog{}
+		fs        = vfs.NewMem()
+		dbs       = 0
+		db        *state.DB
+		s         *state.Segmented[string, string]
+		model     = map[string]ent{}
+		committed = map[string]ent{}
+		now       int64
+	)
+	reopen := func(restore bool) {
+		if db != nil {
+			require.NoError(t, db.Close())
+		}
+		dbs++
+		var err error
+		db, err = state.Open("db"+strconv.Itoa(dbs), state.Options{FS: fs})
+		require.NoError(t, err)
+		s = segmented(t, db, log)
+		if restore {
+			for _, r := range log.committed {
+				require.NoError(t, s.Restore(r.key, r.value))
+			}
+			require.NoError(t, db.Commit(state.Checkpoint{Offsets: map[string]int64{"app-ids-changelog": int64(len(log.committed))}}))
+		}
+	}
+	reopen(false)
+	defer func() { require.NoError(t, db.Close()) }()
+	segment := func(exp int64) int64 { return floorDivTest(exp, segWidth.Milliseconds()) }
+	check := func(k string) {
+		t.Helper()
+		want := "<none>"
+		if e, ok := model[k]; ok {
+			want = fmt.Sprintf("%s@%d", e.v, e.exp)
+		}
+		require.Equal(t, want, getSeg(t, s, k), "key %s", k)
+	}
+	for step := range 4000 {
+		k := "k" + strconv.Itoa(rng.IntN(300))
+		switch r := rng.IntN(100); {
+		case r < 50: // put, mostly ahead of now
+			e := ent{v: strconv.Itoa(step), exp: now + int64(rng.IntN(60)) - 5}
+			require.NoError(t, s.Put(k, e.v, ms(e.exp)))
+			model[k] = e
+		case r < 70:
+			check(k)
+			check("absent" + strconv.Itoa(step))
+		case r < 80: // a pass
+			now += int64(rng.IntN(15))
+			end := segment(now+1) - 1
+			var want []string
+			for mk, e := range model {
+				if segment(e.exp) <= end {
+					want = append(want, mk+"="+e.v)
+					delete(model, mk)
+				}
+			}
+			got := dropAll(t, s, now)
+			require.ElementsMatch(t, want, got, "pass at %d", now)
+		case r < 85: // a record rolled back
+			db.Mark()
+			saved := maps.Clone(model)
+			n := len(log.pending)
+			for range 3 {
+				k := "k" + strconv.Itoa(rng.IntN(300))
+				require.NoError(t, s.Put(k, "rolled back", ms(now+int64(rng.IntN(40)))))
+			}
+			dropAll(t, s, now+int64(rng.IntN(20)))
+			db.Rollback()
+			log.pending = log.pending[:n]
+			model = saved
+		case r < 95:
+			require.NoError(t, db.Commit(state.Checkpoint{StreamTime: now}))
+			log.commit()
+			committed = maps.Clone(model)
+		case r < 98:
+			require.NoError(t, db.Discard())
+			log.pending = log.pending[:0]
+			model = maps.Clone(committed)
+		default: // a restart on a fresh database, restored
+			require.NoError(t, db.Discard())
+			log.pending = log.pending[:0]
+			model = maps.Clone(committed)
+			reopen(true)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(model)) {
+		check(k)
+	}
+}
+
+// txnLog keeps a Segmented store's changelog records: those of the open
+// transaction apart until it commits.
+type txnLog struct{ pending, committed []rawRecord }
+
+func (l *txnLog) Append(_ string, key, value []byte) {
+	l.pending = append(l.pending, rawRecord{key: slices.Clone(key), value: slices.Clone(value)})
+}
+
+func (l *txnLog) commit() {
+	l.committed = append(l.committed, l.pending...)
+	l.pending = l.pending[:0]
+}
+
+func floorDivTest(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// Looking up or putting keys the
+// store never held reads nothing from the database but for about 1% of
+// them, with a filter per segment probed.
+func TestSegmentedSparesLookupsOfNewKeys(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	defer db.Close()
+	s := segmented(t, db, nil)
+	for i := range 1000 {
+		require.NoError(t, s.Put("old"+strconv.Itoa(i), "v", ms(int64(i/10))))
+	}
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	before := state.Lookups(db)
+	for i := range 1000 {
+		k := "new" + strconv.Itoa(i)
+		_, _, found, err := s.Get(k)
+		require.NoError(t, err)
+		require.False(t, found)
+		require.NoError(t, s.Put(k, "v", ms(int64(200+i/10))))
+	}
+	require.Less(t, state.Lookups(db)-before, uint64(30), "about 1%% false positives of 1,000 new keys over 20 segments")
+}
+
+// A filter built while the open transaction has dropped a segment is
+// built again after that transaction is discarded or the record rolled
+// back: the entries are back, and the filter must know them.
+func TestSegmentedFilterBuiltMidTransaction(t *testing.T) {
+	for _, undo := range []string{"discard", "rollback"} {
+		t.Run(undo, func(t *testing.T) {
+			fs := vfs.NewMem()
+			db := open(t, fs)
+			s := segmented(t, db, nil)
+			require.NoError(t, s.Put("a", "1", ms(5)))
+			require.NoError(t, s.Put("b", "2", ms(25)))
+			require.NoError(t, db.Commit(state.Checkpoint{}))
+			require.NoError(t, db.Close())
+			db, err := state.Open("db", state.Options{FS: fs}) // no filter yet
+			require.NoError(t, err)
+			defer db.Close()
+			s = segmented(t, db, nil)
+
+			db.Mark()
+			require.Equal(t, []string{"a=1"}, dropAll(t, s, 15))
+			require.Equal(t, "<none>", getSeg(t, s, "a"), "the filter is built now, without a")
+			if undo == "discard" {
+				require.NoError(t, db.Discard())
+			} else {
+				db.Rollback()
+			}
+			require.Equal(t, "1@5", getSeg(t, s, "a"))
+		})
+	}
+}
