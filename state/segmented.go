@@ -27,14 +27,16 @@ import (
 // Under the store's prefix:
 //
 //	prefix 0x01 segment (8 bytes) key -> expiry (8 bytes) value   the entries
-//	prefix 0x02                       -> low mark (8 bytes)
+//	prefix 0x02                       -> low mark: segment (8 bytes) [key]
 //
 // A segment is a number: the entries expiring in [n*width, (n+1)*width)
 // are segment n, encoded so that byte order is number order. The low
-// mark is the first segment not dropped: Expire iterates from it, so it
-// never walks what earlier passes deleted. Like Expiring's, it is a
-// pending write that commits, rolls back and is discarded with the
-// deletions it covers, and a restore lowers it to the restored entries.
+// mark is where the next pass starts: the first segment not dropped, and
+// within it, when a pass stopped part way (ExpireSome), the last key it
+// removed. A pass iterates from it, so it never walks what earlier
+// passes deleted. Like Expiring's, it is a pending write that commits,
+// rolls back and is discarded with the deletions it covers; a Put or a
+// restore behind it moves it back to the start of the entry's segment.
 //
 // A key filter (see Expiring.KeepFilter) is always kept, a bloom filter
 // per segment: Get probes only the segments whose filter may hold the
@@ -69,6 +71,7 @@ type Segmented[K, V any] struct {
 	// restoreLow is the low mark as the restore in progress left it
 	// (restoreLowKnown false: not read yet).
 	restoreLow      int64
+	restoreLowAfter bool // the low mark is part way through its segment
 	restoreLowKnown bool
 }
 
@@ -148,17 +151,31 @@ func (s *Segmented[K, V]) lowKey() []byte {
 }
 
 // low returns the low mark: the first segment not dropped
-// (math.MinInt64 when none was).
-func (s *Segmented[K, V]) low() (int64, error) {
+// (math.MinInt64 when none was), and the last key a pass removed from it
+// (nil: none).
+func (s *Segmented[K, V]) low() (n int64, after []byte, err error) {
 	raw, ok, err := s.db.Get(s.lowKey())
-	if err != nil || !ok || len(raw) != 8 {
-		return math.MinInt64, err
+	if err != nil || !ok {
+		return math.MinInt64, nil, err
 	}
-	return int64(binary.BigEndian.Uint64(raw)), nil
+	return decodeLow(raw)
 }
 
-func (s *Segmented[K, V]) setLow(n int64) error {
-	return s.db.write(s.lowKey(), binary.BigEndian.AppendUint64(nil, uint64(n)))
+func decodeLow(raw []byte) (n int64, after []byte, err error) {
+	if len(raw) < 8 {
+		return 0, nil, fmt.Errorf("state: segmented store low mark of %d bytes", len(raw))
+	}
+	n = int64(binary.BigEndian.Uint64(raw))
+	if len(raw) > 8 {
+		after = raw[8:]
+	}
+	return n, after, nil
+}
+
+// setLow makes segment n, after encoded key after (nil: from its
+// start), the low mark.
+func (s *Segmented[K, V]) setLow(n int64, after []byte) error {
+	return s.db.write(s.lowKey(), append(binary.BigEndian.AppendUint64(nil, uint64(n)), after...))
 }
 
 func (s *Segmented[K, V]) encodeKey(k K) ([]byte, error) {
@@ -203,7 +220,7 @@ func (s *Segmented[K, V]) find(kb []byte) (n int64, raw []byte, found bool, err 
 func (s *Segmented[K, V]) buildFilter() error {
 	f := s.filter
 	f.slices = f.slices[:0]
-	low, err := s.low()
+	low, _, err := s.low()
 	if err != nil {
 		return err
 	}
@@ -236,7 +253,7 @@ func (s *Segmented[K, V]) dropFilterSlices() {
 	if !f.built || len(f.slices) == 0 {
 		return
 	}
-	low, err := s.low()
+	low, _, err := s.low()
 	if err != nil {
 		f.built = false
 		return
@@ -306,10 +323,10 @@ func (s *Segmented[K, V]) Put(k K, v V, expires time.Time) error {
 	if s.filter.built {
 		s.filter.addTo(n, kb)
 	}
-	if low, err := s.low(); err != nil {
+	if low, after, err := s.low(); err != nil {
 		return err
-	} else if n < low {
-		if err := s.setLow(n); err != nil { // a pass must find it
+	} else if n < low || n == low && after != nil {
+		if err := s.setLow(n, nil); err != nil { // a pass must find it
 			return err
 		}
 	}
@@ -331,23 +348,41 @@ func (s *Segmented[K, V]) logWrite(n int64, kb, raw []byte) {
 // returned; the entries removed before it stay removed in the pending
 // writes.
 func (s *Segmented[K, V]) Expire(now time.Time, each func(k K, v V) error) error {
+	_, err := s.ExpireSome(now, math.MaxInt, each)
+	return err
+}
+
+// ExpireSome is Expire removing at most limit entries (at least one),
+// from where the last pass stopped; more reports whether entries of the
+// segments that ended are left for another call. Passes of a few
+// thousand entries each keep the transactions they fall in small, where
+// one pass would remove a whole segment of entries in one.
+func (s *Segmented[K, V]) ExpireSome(now time.Time, limit int, each func(k K, v V) error) (more bool, err error) {
+	limit = max(limit, 1)
 	end := s.segment(now.UnixMilli()+1) - 1 // the last segment that ended
-	low, err := s.low()
+	low, after, err := s.low()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if end < low {
-		return nil
+		return false, nil
 	}
-	lower := bytes.Clone(s.key(low, nil))
+	lower := bytes.Clone(s.key(low, after))
+	if after != nil {
+		lower = append(lower, 0) // after the key the last pass removed
+	}
 	upper := bytes.Clone(s.key(end+1, nil))
 	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return err
+		return false, err
 	}
 	type due struct{ key, value []byte }
 	var all []due
 	for ok := it.First(); ok; ok = it.Next() {
+		if len(all) == limit {
+			more = true
+			break
+		}
 		v, err := it.ValueAndErr()
 		if err != nil {
 			break
@@ -359,7 +394,7 @@ func (s *Segmented[K, V]) Expire(now time.Time, each func(k K, v V) error) error
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("state: %s: expire: %w", s.name(), err)
+		return false, fmt.Errorf("state: %s: expire: %w", s.name(), err)
 	}
 	n := len(s.prefix) + 1
 	for _, d := range all {
@@ -367,26 +402,30 @@ func (s *Segmented[K, V]) Expire(now time.Time, each func(k K, v V) error) error
 		if each != nil {
 			_, vb, err := splitExpiry(s.name(), d.value)
 			if err != nil {
-				return err
+				return false, err
 			}
 			k, err := s.ks.Decode(kb)
 			if err != nil {
-				return fmt.Errorf("state: %s: decode key: %w", s.name(), err)
+				return false, fmt.Errorf("state: %s: decode key: %w", s.name(), err)
 			}
 			v, err := s.vs.Decode(vb)
 			if err != nil {
-				return fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+				return false, fmt.Errorf("state: %s: decode value: %w", s.name(), err)
 			}
 			if err := each(k, v); err != nil {
-				return err
+				return false, err
 			}
 		}
 		if err := s.db.writeBlind(d.key, nil); err != nil {
-			return err
+			return false, err
 		}
 		s.logWrite(seg, kb, nil)
 	}
-	return s.setLow(end + 1)
+	if more {
+		last := all[len(all)-1].key
+		return true, s.setLow(int64(binary.BigEndian.Uint64(last[n:])^1<<63), last[n+8:])
+	}
+	return false, s.setLow(end+1, nil)
 }
 
 // Scan calls each with every entry, as of the pending writes, in segment
@@ -438,15 +477,20 @@ func (s *Segmented[K, V]) Restore(key, value []byte) error {
 	}
 	n := int64(binary.BigEndian.Uint64(key) ^ 1<<63)
 	if !s.restoreLowKnown {
-		s.restoreLow, s.restoreLowKnown = math.MinInt64, true
+		s.restoreLow, s.restoreLowAfter, s.restoreLowKnown = math.MinInt64, false, true
 		if raw, ok, err := s.db.GetApplied(s.lowKey()); err != nil {
 			return err
-		} else if ok && len(raw) == 8 {
-			s.restoreLow = int64(binary.BigEndian.Uint64(raw))
+		} else if ok {
+			low, after, err := decodeLow(raw)
+			if err != nil {
+				return err
+			}
+			s.restoreLow, s.restoreLowAfter = low, after != nil
 		}
 	}
-	if n < s.restoreLow {
-		s.restoreLow = n // a pass must find the restored entry
+	if n < s.restoreLow || n == s.restoreLow && s.restoreLowAfter {
+		// A pass must find the restored entry.
+		s.restoreLow, s.restoreLowAfter = n, false
 		return s.db.ApplyRestored(s.lowKey(), nil, binary.BigEndian.AppendUint64(nil, uint64(n)))
 	}
 	return nil

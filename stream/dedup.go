@@ -37,11 +37,18 @@ func (s Stream[K, V]) DedupByKey(name string, keySerde serde.Serde[K], span time
 	return dedup(s, func(k K, _ V) K { return k }, keySerde, span, "dedupbykey", named(name))
 }
 
-// dedupSegments is how many segments of expiry time a span holds (see
-// state.Segmented): ids live at most span*(1+1/dedupSegments) past the
-// record that stored them, an expiry pass drops the ids of one segment,
-// and a lookup probes the key filter of each segment.
-const dedupSegments = 10
+const (
+	// dedupSegments is how many segments of expiry time a span holds
+	// (see state.Segmented): an expiry pass drops the ids of one
+	// segment, and a lookup probes the key filter of each segment.
+	dedupSegments = 10
+	// A pass removes at most dedupPassChunk ids every dedupPassEvery
+	// records: ids leave twice as fast as one new id a record arrives,
+	// and no transaction holds a whole segment's removals (the peak of
+	// the state's memory).
+	dedupPassChunk = 2000
+	dedupPassEvery = 1000
+)
 
 func dedup[K, V, ID any](s Stream[K, V], id func(K, V) ID, idSerde serde.Serde[ID], span time.Duration, op string, opts []nodeOption) Stream[K, V] {
 	b := s.b
@@ -68,11 +75,15 @@ type dedupNode[K, V, ID any] struct {
 	span, segment time.Duration
 	next          sink[K, V]
 	// passed is the segment of stream time (its number since the epoch)
-	// at which the last expiry pass ran; a pass drops the segments of
-	// ids that expire before the one stream time is in. Only a hint: a
-	// pass that a discard undid runs again when the next segment begins,
-	// and what is a duplicate never depends on when passes run.
+	// at which the last expiry pass began; a pass drops the segments of
+	// ids that expire before the one stream time is in, dedupPassChunk
+	// ids at a time while more is set, every dedupPassEvery records
+	// (wait counts them down). Only hints: a pass that a discard undid
+	// goes on at the next segment, and what is a duplicate never depends
+	// on when passes run.
 	passed int64
+	more   bool
+	wait   int
 }
 
 func (d *dedupNode[K, V, ID]) push(r Record[K, V]) error {
@@ -105,18 +116,27 @@ func (d *dedupNode[K, V, ID]) push(r Record[K, V]) error {
 	return d.next.push(r)
 }
 
-// expire drops the segments of ids forgotten by the start of the
-// segment that stream time is in: they live at most a segment past
-// their span.
+// expire drops, a chunk at a time, the segments of ids forgotten by the
+// start of the segment that stream time is in: they live a segment past
+// their span, and the time the pass takes.
 func (d *dedupNode[K, V, ID]) expire() error {
 	n := d.t.streamTime.UnixMilli() / d.segment.Milliseconds()
-	if n == d.passed {
+	if n != d.passed {
+		d.passed, d.more, d.wait = n, true, 0
+	}
+	if !d.more {
 		return nil
 	}
-	d.passed = n
+	if d.wait > 0 {
+		d.wait--
+		return nil
+	}
+	d.wait = dedupPassEvery - 1
 	// An id seen at t expires at t+span: forgotten once stream time is
 	// past it.
-	return d.ids.Expire(time.UnixMilli(n*d.segment.Milliseconds()-1), nil)
+	more, err := d.ids.ExpireSome(time.UnixMilli(n*d.segment.Milliseconds()-1), dedupPassChunk, nil)
+	d.more = more
+	return err
 }
 
 func absDiff(a, b time.Time) time.Duration {

@@ -114,6 +114,35 @@ func TestDedupStateIsBounded(t *testing.T) {
 	require.GreaterOrEqual(t, maxLive, 60, "an id lives at least its span")
 }
 
+// A segment of ids leaves the store a chunk at a time: no record's batch
+// writes more than 2,000 tombstones, however many ids the segment holds,
+// and every id leaves once enough records came after.
+func TestDedupDropsASegmentInChunks(t *testing.T) {
+	d, in, _ := dedupDriver(t)
+	changelog := streamtest.Output(d, "dd-ids-changelog", serde.String, serde.Bytes)
+	const ids = 5000
+	for i := range ids { // all of them in the segment of expiries [60 s, 66 s)
+		require.NoError(t, in.Pipe("k", fmt.Sprintf("old-%d", i), sec(float64(i)/1000)))
+	}
+	_, err := changelog.ReadAll()
+	require.NoError(t, err)
+	most, gone := 0, 0
+	for i := 0; gone < ids; i++ {
+		require.Less(t, i, 10_000, "the segment was not dropped within 10,000 records: %d of %d ids gone", gone, ids)
+		require.NoError(t, in.Pipe("k", fmt.Sprintf("new-%d", i), sec(70)))
+		recs, err := changelog.ReadAll()
+		require.NoError(t, err)
+		n := 0
+		for _, r := range recs {
+			if r.Value == nil {
+				n++
+			}
+		}
+		most, gone = max(most, n), gone+n
+	}
+	require.Equal(t, 2000, most, "tombstones of one record's batch")
+}
+
 // DedupByKey uses the record's key as its id.
 func TestDedupByKey(t *testing.T) {
 	b := stream.NewBuilder("dk")
