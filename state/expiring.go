@@ -221,10 +221,7 @@ func (s *Expiring[K, V]) Get(k K) (v V, expires time.Time, found bool, err error
 
 // split returns the expiry and the encoded value of an entry's DB value.
 func (s *Expiring[K, V]) split(raw []byte) (int64, []byte, error) {
-	if len(raw) < 8 {
-		return 0, nil, fmt.Errorf("state: %s: entry of %d bytes has no expiry", s.name(), len(raw))
-	}
-	return int64(binary.BigEndian.Uint64(raw)), raw[8:], nil
+	return splitExpiry(s.name(), raw)
 }
 
 // Put sets k to v, expiring at expires (millisecond precision), and

@@ -8,8 +8,6 @@ import (
 	"math/bits"
 	"slices"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // KeepFilter makes the store keep, in memory, a filter of its keys: Get,
@@ -71,20 +69,11 @@ func (s *Expiring[K, V]) buildFilter() error {
 func (s *Expiring[K, V]) scanIndex(from int64, each func(kb []byte, exp int64)) error {
 	lower := binary.BigEndian.AppendUint64(append(bytes.Clone(s.prefix), expIndex), orderedMillis(from))
 	upper := append(bytes.Clone(s.prefix), expIndex+1)
-	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return err
-	}
 	n := len(s.prefix) + 1
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
+	return s.db.scan(lower, upper, func(k, _ []byte) bool {
 		each(k[n+8:], int64(binary.BigEndian.Uint64(k[n:])^1<<63))
-	}
-	err = it.Error()
-	if cerr := it.Close(); err == nil {
-		err = cerr
-	}
-	return err
+		return true
+	})
 }
 
 // filterAdd adds encoded key kb, expiring at exp, to a built filter.

@@ -22,9 +22,15 @@ func expiring(t *testing.T, db *state.DB, log state.Changelog) *state.Expiring[s
 
 func ms(n int64) time.Time { return time.UnixMilli(n) }
 
+// timedStore is what Expiring and Segmented stores of strings share.
+type timedStore interface {
+	Expire(now time.Time, each func(k, v string) error) error
+	Get(k string) (v string, expires time.Time, found bool, err error)
+}
+
 // expireAll runs a pass at now and returns "key=value" of what it removed,
 // in its order.
-func expireAll(t *testing.T, s *state.Expiring[string, string], now int64) []string {
+func expireAll(t *testing.T, s timedStore, now int64) []string {
 	t.Helper()
 	var got []string
 	require.NoError(t, s.Expire(ms(now), func(k, v string) error {
@@ -34,7 +40,7 @@ func expireAll(t *testing.T, s *state.Expiring[string, string], now int64) []str
 	return got
 }
 
-func getExp(t *testing.T, s *state.Expiring[string, string], k string) string {
+func getExp(t *testing.T, s timedStore, k string) string {
 	t.Helper()
 	v, exp, ok, err := s.Get(k)
 	require.NoError(t, err)

@@ -2,10 +2,33 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
 )
+
+// scan calls each with every key in [lower, upper) and its value, as of
+// the pending writes, in key order, until each returns false. Both are
+// valid during the call only.
+func (d *DB) scan(lower, upper []byte, each func(key, value []byte) bool) error {
+	it, err := d.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	var verr error
+	for ok := it.First(); ok; ok = it.Next() {
+		var v []byte
+		if v, verr = it.ValueAndErr(); verr != nil || !each(it.Key(), v) {
+			break
+		}
+	}
+	err = errors.Join(verr, it.Error())
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // newIter returns a Pebble iterator over the database as of the pending
 // writes.

@@ -226,19 +226,11 @@ func (s *Segmented[K, V]) buildFilter() error {
 	}
 	lower := bytes.Clone(s.key(low, nil))
 	upper := prefixEnd(append(bytes.Clone(s.prefix), segEntries))
-	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return err
-	}
 	n := len(s.prefix) + 1
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
+	err = s.db.scan(lower, upper, func(k, _ []byte) bool {
 		f.addTo(int64(binary.BigEndian.Uint64(k[n:])^1<<63), k[n+8:])
-	}
-	err = it.Error()
-	if cerr := it.Close(); err == nil {
-		err = cerr
-	}
+		return true
+	})
 	if err != nil {
 		return fmt.Errorf("state: %s: build key filter: %w", s.name(), err)
 	}
@@ -372,27 +364,16 @@ func (s *Segmented[K, V]) ExpireSome(now time.Time, limit int, each func(k K, v 
 		lower = append(lower, 0) // after the key the last pass removed
 	}
 	upper := bytes.Clone(s.key(end+1, nil))
-	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return false, err
-	}
 	type due struct{ key, value []byte }
 	var all []due
-	for ok := it.First(); ok; ok = it.Next() {
+	err = s.db.scan(lower, upper, func(k, v []byte) bool {
 		if len(all) == limit {
 			more = true
-			break
+			return false
 		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			break
-		}
-		all = append(all, due{bytes.Clone(it.Key()), bytes.Clone(v)})
-	}
-	err = it.Error()
-	if cerr := it.Close(); err == nil {
-		err = cerr
-	}
+		all = append(all, due{bytes.Clone(k), bytes.Clone(v)})
+		return true
+	})
 	if err != nil {
 		return false, fmt.Errorf("state: %s: expire: %w", s.name(), err)
 	}

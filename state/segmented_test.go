@@ -25,28 +25,6 @@ func segmented(t *testing.T, db *state.DB, log state.Changelog) *state.Segmented
 	return s
 }
 
-// dropAll runs a pass at now and returns "key=value" of what it removed,
-// in its order.
-func dropAll(t *testing.T, s *state.Segmented[string, string], now int64) []string {
-	t.Helper()
-	var got []string
-	require.NoError(t, s.Expire(ms(now), func(k, v string) error {
-		got = append(got, k+"="+v)
-		return nil
-	}))
-	return got
-}
-
-func getSeg(t *testing.T, s *state.Segmented[string, string], k string) string {
-	t.Helper()
-	v, exp, ok, err := s.Get(k)
-	require.NoError(t, err)
-	if !ok {
-		return "<none>"
-	}
-	return fmt.Sprintf("%s@%d", v, exp.UnixMilli())
-}
-
 // A pass drops the segments that ended by now, whole, in segment order
 // and key order within one; an entry of a segment that has not ended
 // stays, past its expiry (Get returns it, with that expiry); a moved
@@ -60,14 +38,14 @@ func TestSegmentedDropsWholeSegments(t *testing.T) {
 	require.NoError(t, s.Put("c", "3", ms(3)))  // segment 0
 	require.NoError(t, s.Put("d", "4", ms(25))) // segment 2
 	require.NoError(t, s.Put("d", "5", ms(4)))  // moved to segment 0
-	require.Equal(t, "5@4", getSeg(t, s, "d"))
+	require.Equal(t, "5@4", getExp(t, s, "d"))
 
-	require.Equal(t, []string{"c=3", "d=5"}, dropAll(t, s, 9))
-	require.Empty(t, dropAll(t, s, 15), "segment 1 has not ended")
-	require.Equal(t, "2@15", getSeg(t, s, "a"), "past its expiry, not dropped yet")
-	require.Equal(t, []string{"a=2", "b=1"}, dropAll(t, s, 19))
-	require.Equal(t, "<none>", getSeg(t, s, "a"))
-	require.Empty(t, dropAll(t, s, 100), "d left segment 2")
+	require.Equal(t, []string{"c=3", "d=5"}, expireAll(t, s, 9))
+	require.Empty(t, expireAll(t, s, 15), "segment 1 has not ended")
+	require.Equal(t, "2@15", getExp(t, s, "a"), "past its expiry, not dropped yet")
+	require.Equal(t, []string{"a=2", "b=1"}, expireAll(t, s, 19))
+	require.Equal(t, "<none>", getExp(t, s, "a"))
+	require.Empty(t, expireAll(t, s, 100), "d left segment 2")
 
 	var tombstones []string
 	for _, r := range log.raw {
@@ -128,7 +106,7 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 		if e, ok := model[k]; ok {
 			want = fmt.Sprintf("%s@%d", e.v, e.exp)
 		}
-		require.Equal(t, want, getSeg(t, s, k), "key %s", k)
+		require.Equal(t, want, getExp(t, s, k), "key %s", k)
 	}
 	for step := range 4000 {
 		k := "k" + strconv.Itoa(rng.IntN(300))
@@ -150,7 +128,7 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 					delete(model, mk)
 				}
 			}
-			got := dropAll(t, s, now)
+			got := expireAll(t, s, now)
 			require.ElementsMatch(t, want, got, "pass at %d", now)
 		case r < 80: // part of a pass: what it removes is due
 			now += int64(rng.IntN(15))
@@ -174,7 +152,7 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 				k := "k" + strconv.Itoa(rng.IntN(300))
 				require.NoError(t, s.Put(k, "rolled back", ms(now+int64(rng.IntN(40)))))
 			}
-			dropAll(t, s, now+int64(rng.IntN(20)))
+			expireAll(t, s, now+int64(rng.IntN(20)))
 			db.Rollback()
 			log.pending = log.pending[:n]
 			model = saved
@@ -260,14 +238,14 @@ func TestSegmentedFilterBuiltMidTransaction(t *testing.T) {
 			s = segmented(t, db, nil)
 
 			db.Mark()
-			require.Equal(t, []string{"a=1"}, dropAll(t, s, 15))
-			require.Equal(t, "<none>", getSeg(t, s, "a"), "the filter is built now, without a")
+			require.Equal(t, []string{"a=1"}, expireAll(t, s, 15))
+			require.Equal(t, "<none>", getExp(t, s, "a"), "the filter is built now, without a")
 			if undo == "discard" {
 				require.NoError(t, db.Discard())
 			} else {
 				db.Rollback()
 			}
-			require.Equal(t, "1@5", getSeg(t, s, "a"))
+			require.Equal(t, "1@5", getExp(t, s, "a"))
 		})
 	}
 }
