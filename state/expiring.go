@@ -232,13 +232,11 @@ func (s *Expiring[K, V]) Put(k K, v V, expires time.Time) error {
 	if err != nil {
 		return err
 	}
-	vb, err := s.vs.Encode(v)
-	if err != nil {
-		return fmt.Errorf("state: %s: encode value: %w", s.name(), err)
-	}
 	exp := expires.UnixMilli()
-	raw := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(vb)), uint64(exp))
-	raw = append(raw, vb...)
+	raw, err := encodeEntry(s.name(), s.vs, v, exp)
+	if err != nil {
+		return err
+	}
 	may, err := s.mayHold(kb)
 	if err != nil {
 		return err

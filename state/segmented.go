@@ -287,14 +287,12 @@ func (s *Segmented[K, V]) Put(k K, v V, expires time.Time) error {
 	if err != nil {
 		return err
 	}
-	vb, err := s.vs.Encode(v)
-	if err != nil {
-		return fmt.Errorf("state: %s: encode value: %w", s.name(), err)
-	}
 	exp := expires.UnixMilli()
 	n := s.segment(exp)
-	raw := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(vb)), uint64(exp))
-	raw = append(raw, vb...)
+	raw, err := encodeEntry(s.name(), s.vs, v, exp)
+	if err != nil {
+		return err
+	}
 	old, _, found, err := s.find(kb)
 	if err != nil {
 		return err
@@ -475,6 +473,16 @@ func (s *Segmented[K, V]) Restore(key, value []byte) error {
 		return s.db.ApplyRestored(s.lowKey(), nil, binary.BigEndian.AppendUint64(nil, uint64(n)))
 	}
 	return nil
+}
+
+// encodeEntry returns the DB value of an entry of store expiring at exp
+// with value v: the expiry (8 bytes), then v encoded.
+func encodeEntry[V any](store string, vs Codec[V], v V, exp int64) ([]byte, error) {
+	vb, err := vs.Encode(v)
+	if err != nil {
+		return nil, fmt.Errorf("state: %s: encode value: %w", store, err)
+	}
+	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(vb)), uint64(exp)), vb...), nil
 }
 
 // splitExpiry returns the expiry and the encoded value of an entry's DB
