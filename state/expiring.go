@@ -117,7 +117,9 @@ func (s *Expiring[K, V]) rolledBack() {
 
 func (s *Expiring[K, V]) discarded() {
 	s.nextKnown = false
-	s.checkedKnown, s.restoring = false, false // a discarded restore may have raised it
+	// A discarded restore may have raised the checked mark and lowered
+	// the low mark.
+	s.checkedKnown, s.restoring, s.restoreLowKnown = false, false, false
 	s.filterUndone()
 }
 

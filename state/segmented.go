@@ -116,7 +116,10 @@ func (s *Segmented[K, V]) committed() {
 
 func (s *Segmented[K, V]) rolledBack() { s.undone() }
 
-func (s *Segmented[K, V]) discarded() { s.undone() }
+func (s *Segmented[K, V]) discarded() {
+	s.restoreLowKnown = false // a discarded restore's low mark is gone
+	s.undone()
+}
 
 // undone is told of a rollback or discard: a filter built since the last
 // commit may lack entries the undone writes had removed (see
