@@ -247,7 +247,19 @@ func (d *DB) reap() {
 		return
 	}
 	d.applied = r.gen
-	d.clean.push(r.entries...)
+	// The entries of blind writes no one read leave the map at once: a
+	// cache of keys written once, as a dedup's ids are, only makes the
+	// map larger (and each of its lookups slower). The others wait for
+	// evict.
+	kept := r.entries[:0]
+	for _, e := range r.entries {
+		if e.unread && !e.dirty && !d.unapplied(e) && d.entries[e.key] == e {
+			delete(d.entries, e.key)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	d.clean.push(kept...)
 	if cap(r.entries) <= maxSpare {
 		clear(r.entries)
 		d.spareQueued = r.entries[:0]

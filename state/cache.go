@@ -24,6 +24,9 @@ type entry struct {
 	// lagged: in DB.viewLag, so that a key written again and again
 	// before the next iterator goes into the view once.
 	lagged bool
+	// unread: made by a blind write and not read since, as a dedup's new
+	// ids are: once its write is applied it is no cache worth keeping.
+	unread bool
 }
 
 // unapplied reports whether e holds a committed write that the database

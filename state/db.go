@@ -181,6 +181,7 @@ func (d *DB) Get(key []byte) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	e.unread = false
 	return e.value, e.value != nil, nil
 }
 

@@ -46,7 +46,7 @@ func (d *DB) writeBlind(key, value []byte) error {
 	if d.full() {
 		d.evict()
 	}
-	e := &entry{key: string(key), blind: true}
+	e := &entry{key: string(key), blind: true, unread: true}
 	d.entries[e.key] = e
 	d.set(e, value)
 	return nil

@@ -301,3 +301,26 @@ func TestEvictFindsEveryCleanEntry(t *testing.T) {
 		}
 	}
 }
+
+// The entry of a key written blind and not read leaves the map once its
+// commit is applied: a cache of keys written once (a dedup's new ids)
+// would only grow the map. A key read since stays, as cached reads do.
+func TestUnreadBlindWritesLeaveTheMap(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	defer db.Close()
+	for i := range 1000 {
+		require.NoError(t, state.WriteBlind(db, []byte("new"+strconv.Itoa(i)), []byte("v")))
+	}
+	_, ok, err := db.Get([]byte("new7"))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	require.NoError(t, state.Wait(db))
+	_, _, err = db.Get([]byte("other")) // reaps the apply
+	require.NoError(t, err)
+	require.Equal(t, 2, state.Entries(db), "the key read, and the one read now")
+	v, ok, err := db.Get([]byte("new8"))
+	require.NoError(t, err)
+	require.True(t, ok, "the database has it")
+	require.Equal(t, "v", string(v))
+}
