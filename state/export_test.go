@@ -78,3 +78,20 @@ func EvictNow(d *DB) int {
 	}
 	return n
 }
+
+// Scans returns "key=value" of every key in [lower, upper) as of the
+// pending writes, read through the view and read by merging the
+// database with the map.
+func Scans(d *DB, lower, upper string) (view, merged []string, err error) {
+	collect := func(out *[]string) func(k, v []byte) bool {
+		return func(k, v []byte) bool {
+			*out = append(*out, string(k)+"="+string(v))
+			return true
+		}
+	}
+	if err := d.scan([]byte(lower), []byte(upper), collect(&view)); err != nil {
+		return nil, nil, err
+	}
+	err = d.scanMerged([]byte(lower), []byte(upper), collect(&merged))
+	return view, merged, err
+}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -22,6 +24,55 @@ func (d *DB) scan(lower, upper []byte, each func(key, value []byte) bool) error 
 		if v, verr = it.ValueAndErr(); verr != nil || !each(it.Key(), v) {
 			break
 		}
+	}
+	err = errors.Join(verr, it.Error())
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// scanMerged is scan without the view: the database's applied keys
+// merged with the map's entries in [lower, upper), which it finds by
+// walking the whole map. For a range iterated now and then (a segmented
+// store's expiry pass), where keeping the view current would cost an
+// insert into its skiplist per write, and the memory of every unapplied
+// write twice.
+func (d *DB) scanMerged(lower, upper []byte, each func(key, value []byte) bool) error {
+	if d.lost {
+		return d.failed
+	}
+	lo, hi := string(lower), string(upper)
+	var over []*entry
+	for k, e := range d.entries {
+		if k >= lo && k < hi {
+			over = append(over, e)
+		}
+	}
+	slices.SortFunc(over, func(a, b *entry) int { return strings.Compare(a.key, b.key) })
+	it, err := d.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	var verr error
+	ok := it.First()
+	for ok || len(over) > 0 {
+		if len(over) > 0 && (!ok || over[0].key <= string(it.Key())) {
+			e := over[0]
+			over = over[1:]
+			if ok && e.key == string(it.Key()) {
+				ok = it.Next() // the entry is newer than the database
+			}
+			if e.value != nil && !each([]byte(e.key), e.value) {
+				break
+			}
+			continue
+		}
+		var v []byte
+		if v, verr = it.ValueAndErr(); verr != nil || !each(it.Key(), v) {
+			break
+		}
+		ok = it.Next()
 	}
 	err = errors.Join(verr, it.Error())
 	if cerr := it.Close(); err == nil {

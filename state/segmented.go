@@ -230,7 +230,7 @@ func (s *Segmented[K, V]) buildFilter() error {
 	lower := bytes.Clone(s.key(low, nil))
 	upper := prefixEnd(append(bytes.Clone(s.prefix), segEntries))
 	n := len(s.prefix) + 1
-	err = s.db.scan(lower, upper, func(k, _ []byte) bool {
+	err = s.db.scanMerged(lower, upper, func(k, _ []byte) bool {
 		f.addTo(int64(binary.BigEndian.Uint64(k[n:])^1<<63), k[n+8:])
 		return true
 	})
@@ -367,7 +367,7 @@ func (s *Segmented[K, V]) ExpireSome(now time.Time, limit int, each func(k K, v 
 	upper := bytes.Clone(s.key(end+1, nil))
 	type due struct{ key, value []byte }
 	var all []due
-	err = s.db.scan(lower, upper, func(k, v []byte) bool {
+	err = s.db.scanMerged(lower, upper, func(k, v []byte) bool {
 		if len(all) == limit {
 			more = true
 			return false

@@ -87,7 +87,7 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 		}
 		dbs++
 		var err error
-		db, err = state.Open("db"+strconv.Itoa(dbs), state.Options{FS: fs})
+		db, err = state.Open("db"+strconv.Itoa(dbs), state.Options{FS: fs, MaxUnapplied: 200})
 		require.NoError(t, err)
 		s = segmented(t, db, log)
 		if restore {
@@ -156,8 +156,12 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 			db.Rollback()
 			log.pending = log.pending[:n]
 			model = saved
-		case r < 95:
-			require.NoError(t, db.Commit(state.Checkpoint{StreamTime: now}))
+		case r < 95: // mostly left unapplied (in the map), as a worker commits
+			commit := db.CommitAsync
+			if rng.IntN(4) == 0 {
+				commit = db.Commit
+			}
+			require.NoError(t, commit(state.Checkpoint{StreamTime: now}))
 			log.commit()
 			committed = maps.Clone(model)
 		case r < 98:

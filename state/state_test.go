@@ -324,3 +324,52 @@ func TestUnreadBlindWritesLeaveTheMap(t *testing.T) {
 	require.True(t, ok, "the database has it")
 	require.Equal(t, "v", string(v))
 }
+
+// A scan that merges the database's applied keys with the map's entries
+// sees what a scan through the view sees: through random writes, blind
+// writes, deletes, rolled-back records, commits left unapplied, applied
+// commits, discards and evictions.
+func TestScanMergedAnswersAsTheView(t *testing.T) {
+	db := openWith(t, state.Options{FS: vfs.NewMem(), MaxUnapplied: 300})
+	defer db.Close()
+	rng := rand.New(rand.NewPCG(3, 4))
+	key := func() []byte { return []byte(fmt.Sprintf("k%04d", rng.IntN(3000))) }
+	for step := range 20_000 {
+		switch r := rng.IntN(100); {
+		case r < 30:
+			require.NoError(t, state.WriteBlind(db, key(), []byte(strconv.Itoa(step))))
+		case r < 50:
+			k := key()
+			_, _, err := db.Get(k)
+			require.NoError(t, err)
+			require.NoError(t, state.WriteBlind(db, k, []byte(strconv.Itoa(step))))
+		case r < 60:
+			require.NoError(t, db.Delete(key()))
+		case r < 70: // reads: the map grows, evictions run
+			_, _, err := db.Get([]byte(fmt.Sprintf("other%d", rng.IntN(40_000))))
+			require.NoError(t, err)
+		case r < 73:
+			db.Mark()
+			require.NoError(t, state.WriteBlind(db, key(), []byte("rolled back")))
+			require.NoError(t, db.Delete(key()))
+			db.Rollback()
+		case r < 80:
+			require.NoError(t, db.CommitAsync(state.Checkpoint{}))
+		case r < 81:
+			require.NoError(t, db.Commit(state.Checkpoint{}))
+		case r < 83:
+			require.NoError(t, db.Discard())
+		}
+		db.Mark()
+		if step%500 == 0 {
+			from := rng.IntN(3000)
+			lo, hi := fmt.Sprintf("k%04d", from), fmt.Sprintf("k%04d", from+rng.IntN(300))
+			view, merged, err := state.Scans(db, lo, hi)
+			require.NoError(t, err)
+			require.Equal(t, view, merged, "step %d, [%s, %s)", step, lo, hi)
+			view, merged, err = state.Scans(db, "k", "l")
+			require.NoError(t, err)
+			require.Equal(t, view, merged, "step %d, all", step)
+		}
+	}
+}
