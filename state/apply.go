@@ -259,6 +259,9 @@ func (d *DB) reap() {
 		}
 		kept = append(kept, e)
 	}
+	if len(kept) < len(r.entries) {
+		d.drops++ // an entry held across a call (KeyValue.Update) may be gone
+	}
 	d.clean.push(kept...)
 	if cap(r.entries) <= maxSpare {
 		clear(r.entries)

@@ -36,6 +36,7 @@ func (d *DB) unapplied(e *entry) bool { return e.gen > d.applied }
 // entry returns key's entry, loading it from the database if needed.
 func (d *DB) entry(key []byte) (*entry, error) {
 	if e := d.entries[string(key)]; e != nil {
+		e.unread = false
 		return e, nil
 	}
 	if d.lost {

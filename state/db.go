@@ -181,7 +181,6 @@ func (d *DB) Get(key []byte) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	e.unread = false
 	return e.value, e.value != nil, nil
 }
 
