@@ -68,6 +68,12 @@ type Segmented[K, V any] struct {
 	// filter again.
 	absent      []byte
 	absentKnown bool
+	// lowSeg and lowAfter are the low mark as of the pending writes,
+	// when lowKnown: a Put reads it, and a map lookup per record for it
+	// would cost.
+	lowSeg   int64
+	lowAfter []byte
+	lowKnown bool
 	// restoreLow is the low mark as the restore in progress left it
 	// (restoreLowKnown false: not read yet).
 	restoreLow      int64
@@ -114,10 +120,14 @@ func (s *Segmented[K, V]) committed() {
 	s.dropFilterSlices()
 }
 
-func (s *Segmented[K, V]) rolledBack() { s.undone() }
+func (s *Segmented[K, V]) rolledBack() {
+	s.lowKnown = false
+	s.undone()
+}
 
 func (s *Segmented[K, V]) discarded() {
 	s.restoreLowKnown = false // a discarded restore's low mark is gone
+	s.lowKnown = false
 	s.undone()
 }
 
@@ -157,11 +167,21 @@ func (s *Segmented[K, V]) lowKey() []byte {
 // (math.MinInt64 when none was), and the last key a pass removed from it
 // (nil: none).
 func (s *Segmented[K, V]) low() (n int64, after []byte, err error) {
-	raw, ok, err := s.db.Get(s.lowKey())
-	if err != nil || !ok {
-		return math.MinInt64, nil, err
+	if s.lowKnown {
+		return s.lowSeg, s.lowAfter, nil
 	}
-	return decodeLow(raw)
+	raw, ok, err := s.db.Get(s.lowKey())
+	if err != nil {
+		return 0, nil, err
+	}
+	n, after = math.MinInt64, nil
+	if ok {
+		if n, after, err = decodeLow(raw); err != nil {
+			return 0, nil, err
+		}
+	}
+	s.lowSeg, s.lowAfter, s.lowKnown = n, after, true
+	return n, after, nil
 }
 
 func decodeLow(raw []byte) (n int64, after []byte, err error) {
@@ -178,7 +198,16 @@ func decodeLow(raw []byte) (n int64, after []byte, err error) {
 // setLow makes segment n, after encoded key after (nil: from its
 // start), the low mark.
 func (s *Segmented[K, V]) setLow(n int64, after []byte) error {
-	return s.db.write(s.lowKey(), append(binary.BigEndian.AppendUint64(nil, uint64(n)), after...))
+	raw := append(binary.BigEndian.AppendUint64(nil, uint64(n)), after...)
+	if err := s.db.write(s.lowKey(), raw); err != nil {
+		s.lowKnown = false
+		return err
+	}
+	s.lowSeg, s.lowAfter, s.lowKnown = n, raw[8:], true
+	if len(after) == 0 {
+		s.lowAfter = nil
+	}
+	return nil
 }
 
 func (s *Segmented[K, V]) encodeKey(k K) ([]byte, error) {
@@ -453,7 +482,7 @@ func (s *Segmented[K, V]) Restore(key, value []byte) error {
 	if len(key) < 8 {
 		return fmt.Errorf("state: %s: changelog key of %d bytes has no segment", s.name(), len(key))
 	}
-	s.filter.built, s.absentKnown = false, false // built again from the entries at the next lookup
+	s.filter.built, s.absentKnown, s.lowKnown = false, false, false // built again from the entries at the next lookup
 	if err := s.db.ApplyRestored(append(bytes.Clone(s.prefix), segEntries), key, value); err != nil || value == nil {
 		return err
 	}
