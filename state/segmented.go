@@ -29,9 +29,13 @@ import (
 //	prefix 0x01 segment (8 bytes) key -> expiry (8 bytes) value   the entries
 //	prefix 0x02                       -> low mark: segment (8 bytes) [key]
 //
-// A segment is a number: the entries expiring in [n*width, (n+1)*width)
-// are segment n, encoded so that byte order is number order. The low
-// mark is where the next pass starts: the first segment not dropped, and
+// A segment is named by its end: the entries expiring in [e-width, e),
+// e a multiple of width, are segment e (milliseconds, encoded so that
+// byte order is time order), and it has ended once stream time reaches
+// e-1. Named so, not numbered, a segment ends where it did when the
+// store is reopened with another width (a dedup whose span changed): its
+// entries leave when they would have, and new ones go to segments of the
+// new width. The low mark is where the next pass starts: the first segment not dropped, and
 // within it, when a pass stopped part way (ExpireSome), the last key it
 // removed. A pass iterates from it, so it never walks what earlier
 // passes deleted. Like Expiring's, it is a pending write that commits,
@@ -89,9 +93,8 @@ const (
 // NewSegmented returns the segmented store called name inside db, whose
 // segments are width wide (rounded down to milliseconds, at least one),
 // and whose writes are also appended to log for the changelog topic.
-// Store names must be unique within a DB and stable, and so must width:
-// a store reopened with another width finds its entries in the wrong
-// segments.
+// Store names must be unique within a DB and stable; width may change
+// from one opening to the next.
 func NewSegmented[K, V any](db *DB, name, changelogTopic string, log Changelog, ks Codec[K], vs Codec[V], width time.Duration) (*Segmented[K, V], error) {
 	if name == "" || len(name) > 255 {
 		return nil, fmt.Errorf("state: store name %q must have 1 to 255 bytes", name)
@@ -104,14 +107,13 @@ func NewSegmented[K, V any](db *DB, name, changelogTopic string, log Changelog, 
 }
 
 // SegmentedChangelogKey splits the key of a Segmented store's changelog
-// record into the segment's start (the earliest expiry it holds) and the
-// encoded key.
-func SegmentedChangelogKey(key []byte, width time.Duration) (start time.Time, encoded []byte, err error) {
+// record into the segment's end (every expiry it holds is before it) and
+// the encoded key.
+func SegmentedChangelogKey(key []byte) (end time.Time, encoded []byte, err error) {
 	if len(key) < 8 {
 		return time.Time{}, nil, fmt.Errorf("state: segmented changelog key of %d bytes has no segment", len(key))
 	}
-	n := int64(binary.BigEndian.Uint64(key) ^ 1<<63)
-	return time.UnixMilli(n * max(width.Milliseconds(), 1)), key[8:], nil
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(key) ^ 1<<63)), key[8:], nil
 }
 
 func (s *Segmented[K, V]) committed() {
@@ -143,8 +145,8 @@ func (s *Segmented[K, V]) undone() {
 
 func (s *Segmented[K, V]) name() string { return string(s.prefix[1:]) }
 
-// segment returns the segment of expiry exp.
-func (s *Segmented[K, V]) segment(exp int64) int64 { return floorDiv(exp, s.width) }
+// segment returns the segment of expiry exp: its end.
+func (s *Segmented[K, V]) segment(exp int64) int64 { return (floorDiv(exp, s.width) + 1) * s.width }
 
 // key returns the DB key of encoded key kb in segment n, in s.buf.
 func (s *Segmented[K, V]) key(n int64, kb []byte) []byte {
@@ -381,7 +383,7 @@ func (s *Segmented[K, V]) Expire(now time.Time, each func(k K, v V) error) error
 // one pass would remove a whole segment of entries in one.
 func (s *Segmented[K, V]) ExpireSome(now time.Time, limit int, each func(k K, v V) error) (more bool, err error) {
 	limit = max(limit, 1)
-	end := s.segment(now.UnixMilli()+1) - 1 // the last segment that ended
+	end := now.UnixMilli() + 1 // every segment ending at or before it has ended
 	low, after, err := s.low()
 	if err != nil {
 		return false, err

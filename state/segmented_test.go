@@ -50,12 +50,12 @@ func TestSegmentedDropsWholeSegments(t *testing.T) {
 	var tombstones []string
 	for _, r := range log.raw {
 		if r.value == nil {
-			start, id, err := state.SegmentedChangelogKey(r.key, segWidth)
+			end, id, err := state.SegmentedChangelogKey(r.key)
 			require.NoError(t, err)
-			tombstones = append(tombstones, fmt.Sprintf("%s@%d", id, start.UnixMilli()))
+			tombstones = append(tombstones, fmt.Sprintf("%s@%d", id, end.UnixMilli()))
 		}
 	}
-	require.Equal(t, []string{"d@20", "c@0", "d@0", "a@10", "b@10"}, tombstones)
+	require.Equal(t, []string{"d@30", "c@10", "d@10", "a@20", "b@20"}, tombstones, "by segment end")
 }
 
 // Against a model (a map, whose entries a pass at now drops when their
@@ -252,4 +252,29 @@ func TestSegmentedFilterBuiltMidTransaction(t *testing.T) {
 			require.Equal(t, "1@5", getExp(t, s, "a"))
 		})
 	}
+}
+
+// Segments are named by their end: a store reopened with another width
+// (a dedup whose span changed) drops the entries it holds when their old
+// segments end, and puts new ones in segments of the new width.
+func TestSegmentedWidthChange(t *testing.T) {
+	fs := vfs.NewMem()
+	db := open(t, fs)
+	s := segmented(t, db, nil)                  // 10 ms
+	require.NoError(t, s.Put("a", "1", ms(12))) // segment ending at 20
+	require.NoError(t, s.Put("b", "2", ms(27))) // at 30
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	require.NoError(t, db.Close())
+
+	db, err := state.Open("db", state.Options{FS: fs})
+	require.NoError(t, err)
+	defer db.Close()
+	wide, err := state.NewSegmented(db, "ids", "app-ids-changelog", nil, serde.String, serde.String, 100*time.Millisecond)
+	require.NoError(t, err)
+	require.NoError(t, wide.Put("c", "3", ms(15))) // at 100
+	require.Equal(t, []string{"a=1"}, expireAll(t, wide, 19))
+	require.Equal(t, []string{"b=2"}, expireAll(t, wide, 29))
+	require.Equal(t, "3@15", getExp(t, wide, "c"), "its segment is 100 ms wide")
+	require.Empty(t, expireAll(t, wide, 98))
+	require.Equal(t, []string{"c=3"}, expireAll(t, wide, 99))
 }

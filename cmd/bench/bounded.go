@@ -276,7 +276,7 @@ func measureBounded(ctx context.Context, o options, e env, adm *kadm.Client, pre
 	}
 	res.diskFinal = dirSize(a.dir)
 	res.diskMax = max(res.diskMax, res.diskFinal)
-	if res.live, res.entries, err = countLiveIDs(a.dir, in.streamTime, o.boundedDedupSpan/10); err != nil {
+	if res.live, res.entries, err = countLiveIDs(a.dir, in.streamTime); err != nil {
 		return res, fmt.Errorf("reading the ids kept: %w", err)
 	}
 	vctx, vcancel := context.WithTimeout(ctx, o.timeout)
@@ -307,9 +307,7 @@ func dirSize(dir string) int64 {
 // countLiveIDs opens every task database under dir (its worker stopped)
 // and counts the dedup store's entries: live, those whose expiry is
 // after their task's stream time (streamTime, by partition), and all.
-// segment is the width of the store's segments: a tenth of the dedup's
-// span, as stream.Dedup makes them.
-func countLiveIDs(dir string, streamTime map[int32]time.Time, segment time.Duration) (live, all int64, err error) {
+func countLiveIDs(dir string, streamTime map[int32]time.Time) (live, all int64, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, 0, err
@@ -320,7 +318,7 @@ func countLiveIDs(dir string, streamTime map[int32]time.Time, segment time.Durat
 		if !ok || sub != "0" || perr != nil || !de.IsDir() {
 			continue
 		}
-		l, n, err := countTaskIDs(filepath.Join(dir, de.Name()), streamTime[int32(p)], segment)
+		l, n, err := countTaskIDs(filepath.Join(dir, de.Name()), streamTime[int32(p)])
 		if err != nil {
 			return 0, 0, fmt.Errorf("task %s: %w", de.Name(), err)
 		}
@@ -329,15 +327,16 @@ func countLiveIDs(dir string, streamTime map[int32]time.Time, segment time.Durat
 	return live, all, nil
 }
 
-func countTaskIDs(dir string, streamTime time.Time, segment time.Duration) (live, all int64, err error) {
+func countTaskIDs(dir string, streamTime time.Time) (live, all int64, err error) {
 	db, err := state.Open(dir, state.Options{})
 	if err != nil {
 		return 0, 0, err
 	}
 	defer db.Close()
 	// The dedup's store as stream.DedupByKey declares it: string ids, no
-	// value, segments a tenth of the span.
-	ids, err := state.NewSegmented(db, dedupStore, "", nil, state.Codec[string](serde.String), state.Codec[[]byte](serde.Bytes), segment)
+	// value. Its segments' width is the writer's concern (they are named
+	// by their end): any reads them.
+	ids, err := state.NewSegmented(db, dedupStore, "", nil, state.Codec[string](serde.String), state.Codec[[]byte](serde.Bytes), time.Minute)
 	if err != nil {
 		return 0, 0, err
 	}
