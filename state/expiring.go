@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -357,13 +358,14 @@ func (s *Expiring[K, V]) Expire(now time.Time, each func(k K, v V) error) error 
 			s.next, found = exp, true
 			break
 		}
-		v, err := it.ValueAndErr()
-		if err != nil {
+		v, verr := it.ValueAndErr()
+		if verr != nil {
+			err = verr
 			break
 		}
 		due = append(due, dueEntry{exp: exp, index: bytes.Clone(key), value: bytes.Clone(v)})
 	}
-	err = it.Error()
+	err = errors.Join(err, it.Error())
 	s.passPoints = it.Stats().InternalStats.PointCount
 	if cerr := it.Close(); err == nil {
 		err = cerr
