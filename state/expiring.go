@@ -418,13 +418,9 @@ func (s *Expiring[K, V]) expire(d dueEntry, check bool, each func(k K, v V) erro
 		vb = entryValue
 	}
 	if each != nil {
-		k, err := s.ks.Decode(kb)
+		k, v, err := decodeEntry(s.name(), s.ks, s.vs, kb, vb)
 		if err != nil {
-			return fmt.Errorf("state: %s: decode key: %w", s.name(), err)
-		}
-		v, err := s.vs.Decode(vb)
-		if err != nil {
-			return fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+			return err
 		}
 		if err := each(k, v); err != nil {
 			return err

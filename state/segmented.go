@@ -3,12 +3,11 @@ package state
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // Segmented is a typed store of one task whose every entry carries the
@@ -417,13 +416,9 @@ func (s *Segmented[K, V]) ExpireSome(now time.Time, limit int, each func(k K, v 
 			if err != nil {
 				return false, err
 			}
-			k, err := s.ks.Decode(kb)
+			k, v, err := decodeEntry(s.name(), s.ks, s.vs, kb, vb)
 			if err != nil {
-				return false, fmt.Errorf("state: %s: decode key: %w", s.name(), err)
-			}
-			v, err := s.vs.Decode(vb)
-			if err != nil {
-				return false, fmt.Errorf("state: %s: decode value: %w", s.name(), err)
+				return false, err
 			}
 			if err := each(k, v); err != nil {
 				return false, err
@@ -448,34 +443,21 @@ func (s *Segmented[K, V]) ExpireSome(now time.Time, limit int, each func(k K, v 
 // each must not write to the store.
 func (s *Segmented[K, V]) Scan(each func(k K, v V, expires time.Time) error) error {
 	entries := append(bytes.Clone(s.prefix), segEntries)
-	it, err := s.db.newIter(&pebble.IterOptions{LowerBound: entries, UpperBound: prefixEnd(entries)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
 	n := len(s.prefix) + 1
-	for ok := it.First(); ok; ok = it.Next() {
-		raw, err := it.ValueAndErr()
-		if err != nil {
-			return err
-		}
+	var eachErr error
+	err := s.db.scanMerged(entries, prefixEnd(entries), func(key, raw []byte) bool {
 		exp, vb, err := splitExpiry(s.name(), raw)
-		if err != nil {
-			return err
+		if err == nil {
+			var k K
+			var v V
+			if k, v, err = decodeEntry(s.name(), s.ks, s.vs, key[n+8:], vb); err == nil {
+				err = each(k, v, time.UnixMilli(exp))
+			}
 		}
-		k, err := s.ks.Decode(it.Key()[n+8:])
-		if err != nil {
-			return fmt.Errorf("state: %s: decode key: %w", s.name(), err)
-		}
-		v, err := s.vs.Decode(vb)
-		if err != nil {
-			return fmt.Errorf("state: %s: decode value: %w", s.name(), err)
-		}
-		if err := each(k, v, time.UnixMilli(exp)); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+		eachErr = err
+		return err == nil
+	})
+	return errors.Join(eachErr, err)
 }
 
 // Restore writes one restored changelog record of the store (see
@@ -517,6 +499,18 @@ func encodeEntry[V any](store string, vs Codec[V], v V, exp int64) ([]byte, erro
 		return nil, fmt.Errorf("state: %s: encode value: %w", store, err)
 	}
 	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(vb)), uint64(exp)), vb...), nil
+}
+
+// decodeEntry decodes the encoded key kb and value vb of an entry of
+// store.
+func decodeEntry[K, V any](store string, ks Codec[K], vs Codec[V], kb, vb []byte) (k K, v V, err error) {
+	if k, err = ks.Decode(kb); err != nil {
+		return k, v, fmt.Errorf("state: %s: decode key: %w", store, err)
+	}
+	if v, err = vs.Decode(vb); err != nil {
+		return k, v, fmt.Errorf("state: %s: decode value: %w", store, err)
+	}
+	return k, v, nil
 }
 
 // splitExpiry returns the expiry and the encoded value of an entry's DB

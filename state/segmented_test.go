@@ -63,8 +63,9 @@ func TestSegmentedDropsWholeSegments(t *testing.T) {
 // and absent keys, passes, passes stopped part way (ExpireSome), commits,
 // discards, rolled-back records, and restarts on a fresh database
 // restored from the committed changelog: the store answers as the model
-// at every step, a part of a pass removes only what is due, and a whole
-// pass removes exactly what the model drops, whatever parts ran before.
+// at every step, a part of a pass removes only what is due, a whole pass
+// removes exactly what the model drops, whatever parts ran before, and
+// Scan at the end lists the model's entries.
 func TestSegmentedAnswersAsAModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	type ent struct {
@@ -175,9 +176,16 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 			reopen(true)
 		}
 	}
+	var want, scanned []string
 	for _, k := range slices.Sorted(maps.Keys(model)) {
 		check(k)
+		want = append(want, fmt.Sprintf("%s=%s@%d", k, model[k].v, model[k].exp))
 	}
+	require.NoError(t, s.Scan(func(k, v string, expires time.Time) error {
+		scanned = append(scanned, fmt.Sprintf("%s=%s@%d", k, v, expires.UnixMilli()))
+		return nil
+	}))
+	require.ElementsMatch(t, want, scanned, "Scan")
 }
 
 // txnLog keeps a Segmented store's changelog records: those of the open
