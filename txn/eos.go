@@ -98,7 +98,14 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		return false, &FatalError{Cause: "invalid client configuration", Err: err}
 	}
 	w.m.sessions.Inc()
-	defer sess.Close()
+	defer w.closeBounded("the transactional session's client", sess.Close)
+	defer func() {
+		if IsFenced(err) {
+			if h := w.hijacked(ctx, sess.Client()); h != nil {
+				err = h
+			}
+		}
+	}()
 	c := w.newCore()
 	defer w.closeCore(c)
 
@@ -399,4 +406,52 @@ func (w *Worker) fetchErr(f kgo.Fetches) error {
 		}
 	}
 	return nil
+}
+
+// hijacked tells a fenced session whether another live process runs with
+// this worker's instance id: the group holds a member with that instance
+// id under a member id that is not this session's. Both would otherwise
+// go on forever, each new session's producer fencing the other's, as
+// static membership alone fences the older one only when its heartbeat
+// comes before its next session joins again. The answer is a
+// *FatalError (FENCED_INSTANCE_ID), so that one of the two stops; nil
+// when no other member has the id (a fence by the broker, at a
+// transaction timeout, or the group dropped this worker past its session
+// timeout), or when the group cannot be described.
+func (w *Worker) hijacked(ctx context.Context, cl *kgo.Client) error {
+	member, _ := cl.GroupMetadata()
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	groups, err := kadm.NewClient(cl).DescribeGroups(dctx, w.topo.AppID())
+	if err != nil {
+		return nil
+	}
+	for _, m := range groups[w.topo.AppID()].Members {
+		if m.InstanceID != nil && *m.InstanceID == w.cfg.Instance && m.MemberID != member {
+			return classify(fmt.Errorf("%w: group %s member %s (client %s on %s) has instance id %s; this worker's member id is %q",
+				kerr.FencedInstanceID, w.topo.AppID(), m.MemberID, m.ClientID, m.ClientHost, w.cfg.Instance, member))
+		}
+	}
+	return nil
+}
+
+// closeBounded runs closeClient, a Kafka client's Close, and waits for it at
+// most a session timeout. franz-go's Close waits for a JoinGroup in
+// flight, which the broker may hold until the group's rebalance timeout
+// (a minute) when this worker's instance id was just taken by another
+// process: a stop must not wait that long. The close goes on in the
+// background; the broker ends the join in time.
+func (w *Worker) closeBounded(what string, closeClient func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		closeClient()
+	}()
+	t := time.NewTimer(w.cfg.SessionTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		w.log.Warn("closing "+what+" takes longer than the session timeout; it goes on in the background", "timeout", w.cfg.SessionTimeout)
+	}
 }
