@@ -81,7 +81,11 @@ func ReadCheckpoint(dir string, opts Options) (Checkpoint, error) {
 	if err := opts.Validate(); err != nil {
 		return Checkpoint{}, err
 	}
-	popts := opts.EnsureDefaults().pebbleOptions()
+	opts = opts.EnsureDefaults()
+	if _, err := opts.FS.Stat(dir); err != nil {
+		return Checkpoint{}, fmt.Errorf("state: no database in %s: %w", dir, err)
+	}
+	popts := opts.pebbleOptions(dir)
 	popts.ReadOnly = true
 	pdb, err := openPebble(dir, popts)
 	if err != nil {

@@ -140,7 +140,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	opts = opts.EnsureDefaults()
-	pdb, err := openPebble(dir, opts.pebbleOptions())
+	if markedCorrupt(opts.FS, dir) {
+		return nil, fmt.Errorf("%w: %s was found damaged while in use (%s)", ErrCorrupt, dir, corruptMarker)
+	}
+	pdb, err := openPebble(dir, opts.pebbleOptions(dir))
 	if err != nil {
 		return nil, err
 	}
@@ -153,17 +156,22 @@ func Open(dir string, opts Options) (*DB, error) {
 		flushWrites: opts.FlushWrites, maxQueued: opts.MaxUnapplied}, nil
 }
 
-// openPebble opens the Pebble database in dir, reporting corruption with
-// ErrCorrupt.
-func openPebble(dir string, popts *pebble.Options) (*pebble.DB, error) {
-	pdb, err := pebble.Open(dir, popts)
-	switch {
-	case err != nil && pebble.IsCorruptionError(err):
-		return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, dir, err)
-	case err != nil:
-		// Not corruption (a lock held by another worker, permissions):
-		// never wiped.
-		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+// openPebble opens the Pebble database in dir, reporting damage with
+// ErrCorrupt (openError).
+func openPebble(dir string, popts *pebble.Options) (pdb *pebble.DB, err error) {
+	defer func() {
+		// Pebble reports some damage it finds while opening through
+		// its logger's Fatalf.
+		if p := recover(); p != nil {
+			cp, ok := p.(*CorruptionPanic)
+			if !ok {
+				panic(p)
+			}
+			pdb, err = nil, fmt.Errorf("%w: open %s: %s", ErrCorrupt, dir, cp.Msg)
+		}
+	}()
+	if pdb, err = pebble.Open(dir, popts); err != nil {
+		return nil, openError(dir, err)
 	}
 	return pdb, nil
 }

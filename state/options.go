@@ -75,10 +75,10 @@ func (o Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-// pebbleOptions returns the options of the task's Pebble database, o
-// having its defaults.
-func (o Options) pebbleOptions() *pebble.Options {
-	popts := &pebble.Options{FS: o.FS, Logger: quietLogger{}}
+// pebbleOptions returns the options of the task's Pebble database in dir,
+// o having its defaults.
+func (o Options) pebbleOptions(dir string) *pebble.Options {
+	popts := &pebble.Options{FS: o.FS, Logger: corruptionLogger{fs: o.FS, dir: dir}}
 	// Every store access is a point lookup, half of them (a key's first
 	// aggregate) for keys that do not exist: bloom filters on every level
 	// spare reading data blocks for those.
@@ -116,12 +116,3 @@ const SharedCacheBytes = 64 << 20
 var sharedCache = sync.OnceValue(func() *pebble.Cache {
 	return pebble.NewCache(SharedCacheBytes) // held for the process's life
 })
-
-// quietLogger drops Pebble's informational logs and keeps its fatal ones.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
-}

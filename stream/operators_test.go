@@ -3,6 +3,7 @@ package stream_test
 import (
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/state"
 	"strconv"
 	"strings"
 	"testing"
@@ -1141,4 +1142,25 @@ func TestErrorPolicyString(t *testing.T) {
 	} {
 		require.Equal(t, want, p.String())
 	}
+}
+
+// A damaged state database (state.CorruptionPanic) is no fault of the
+// record being processed: it is not dead-lettered, the panic goes on, and
+// the task's next open restores (state marks the directory).
+func TestCorruptionPanicIsNotDeadLettered(t *testing.T) {
+	damage := &state.CorruptionPanic{Dir: "db", Msg: "checksum mismatch"}
+	b := stream.NewBuilder("shop")
+	fromIn(b).MapValues(func(v string) string {
+		if v == "" {
+			panic(damage)
+		}
+		return v
+	}).To("out", serde.String, serde.String)
+	_, d := newDriver(t, b)
+	var got any
+	func() {
+		defer func() { got = recover() }()
+		pipe(t, d, rec("a", "x", 1), rec("b", "", 2))
+	}()
+	require.Same(t, damage, got)
 }

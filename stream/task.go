@@ -174,10 +174,15 @@ func (t *task) advance(ts time.Time) {
 	}
 }
 
-// push runs one record, turning a panic into an error.
+// push runs one record, turning a panic into an error; but for a damaged
+// state database (a *state.CorruptionPanic), which is no fault of the
+// record's: it panics on, and the next open of the task restores.
 func (t *task) push(src rawSink, rec *kgo.Record) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
+			if cp, ok := p.(*state.CorruptionPanic); ok {
+				panic(cp)
+			}
 			err = &PanicError{Value: p}
 		}
 	}()
