@@ -7,7 +7,7 @@ GO ?= go
 GOFMT = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) env GOROOT)/bin/gofmt
 BIN := bin
 
-.PHONY: all build test vet fmt kcat bench demo clean
+.PHONY: all build test vet fmt kcat bench demo chaos clean
 
 all: build
 
@@ -45,6 +45,14 @@ bench:
 
 demo: build
 	$(BIN)/runner demo passthrough
+
+# The chaos suite (cmd/chaos): the four apps' worker processes under faults
+# drawn from a seed, for DURATION, then checked. `make test` runs a short,
+# fixed-seed run of it (TestChaosShort).
+DURATION ?= 20m
+CHAOS_FLAGS ?=
+chaos: build kcat
+	$(GO) run ./cmd/chaos -runner $(BIN)/runner -duration $(DURATION) $(CHAOS_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sluicehq/sluice/examples/dedup"
+	"github.com/sluicehq/sluice/txn/topology"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The dedup app's topics under chaos: its defaults.
+const (
+	dedupIn  = "events"
+	dedupOut = "events-unique"
+)
+
+// dedupApp is the dedup example app under chaos: events to events-unique,
+// by event_id, with its default window of an hour. Its input is that of
+// cmd/runner's dedup demo: event seq keyed x<seq>, every 10th repeating
+// the event_id of the one five before (under another key: a duplicate the
+// app must drop), every 97th malformed.
+type dedupApp struct{}
+
+// newDedup returns the dedup app under chaos.
+func newDedup() *dedupApp { return &dedupApp{} }
+
+// name implements app.
+func (*dedupApp) name() string { return "dedup" }
+
+// topics implements app: events and events-unique, 8 partitions each.
+func (*dedupApp) topics() []topicSpec {
+	return []topicSpec{{name: dedupIn, partitions: 8}, {name: dedupOut, partitions: 8}}
+}
+
+// args implements app: dedup's defaults are the chaos topics.
+func (a *dedupApp) args() []string { return []string{a.name()} }
+
+// setup implements app: dedup needs nothing in place.
+func (*dedupApp) setup(context.Context, *kgo.Client) error { return nil }
+
+// dedupEventID returns the event_id number of event seq: its own, or, for
+// every 10th event, that of the event five before it.
+func dedupEventID(seq int64) int64 {
+	if seq%10 == 9 {
+		return seq - 5
+	}
+	return seq
+}
+
+// record implements app: key x<seq>, value
+// {"event_id":"e<id>","seq":<seq>} (id: dedupEventID), or for every 97th
+// a broken object ending in seq=<seq>. The timestamp is left to the
+// producer (the wall clock), so every event is within the hour's window
+// of every other.
+func (*dedupApp) record(seq int64) *kgo.Record {
+	v := fmt.Appendf(nil, `{"event_id":"e%d","seq":%d}`, dedupEventID(seq), seq)
+	if malformedSeq(seq) {
+		v = brokenJSON(fmt.Sprintf(`{"event_id":"e%d"`, dedupEventID(seq)), seq)
+	}
+	return &kgo.Record{Topic: dedupIn, Key: fmt.Appendf(nil, "x%d", seq), Value: v}
+}
+
+// finish implements app: nothing to close.
+func (*dedupApp) finish(int64) []*kgo.Record { return nil }
+
+// outputs implements app.
+func (a *dedupApp) outputs() []string { return []string{dedupOut, topology.DLQTopic(a.name())} }
+
+// verify implements app. From the input read back, decoded as the app
+// decodes it (dedup.EventSerde): exactly one output record per distinct
+// event_id of the valid events, each an unchanged copy (key, value,
+// headers, timestamp) of one input event with that id; no other output;
+// every malformed event in the DLQ (checkDLQ).
+func (a *dedupApp) verify(ctx context.Context, brokers []string) (appReport, error) {
+	rep := appReport{app: a.name(), counts: map[string]int64{}}
+	events := dedup.EventSerde("event_id")
+	in, err := readInput(ctx, brokers, dedupIn)
+	if err != nil {
+		return rep, err
+	}
+	rep.input = int64(len(in))
+	byID := map[string][]*kgo.Record{}
+	malformed := map[int64]bool{}
+	for _, r := range in {
+		e, err := events.Decode(r.Value)
+		if err != nil {
+			seq, ok := seqOf(r.Value)
+			if !ok {
+				return rep, fmt.Errorf("chaos: %s[%d]@%d: an input record the feeder did not write: %q", dedupIn, r.Partition, r.Offset, r.Value)
+			}
+			malformed[seq] = true
+			continue
+		}
+		byID[e.ID] = append(byID[e.ID], r)
+	}
+	want := map[string]int{}
+	for id := range byID {
+		want[id] = 1
+	}
+	rep.expected = int64(len(want))
+
+	out, err := readOutput(ctx, brokers, dedupOut)
+	if err != nil {
+		return rep, err
+	}
+	rep.counts[dedupOut] = int64(len(out))
+	got := map[string]int{}
+	for _, r := range out {
+		e, err := events.Decode(r.Value)
+		if err != nil || byID[e.ID] == nil {
+			rep.mismatches++
+			rep.note("%s[%d]@%d: a record that is no input event: %q", dedupOut, r.Partition, r.Offset, r.Value)
+			continue
+		}
+		var diff string
+		for _, sent := range byID[e.ID] {
+			if diff = recordDiff(sent, r); diff == "" {
+				break
+			}
+		}
+		if diff != "" {
+			rep.mismatches++
+			rep.note("%s[%d]@%d: event_id %s is no unchanged copy of an input event with that id: %s", dedupOut, r.Partition, r.Offset, e.ID, diff)
+			continue
+		}
+		got[e.ID]++
+	}
+	tally(&rep, dedupOut, want, got)
+	if err := checkDLQ(ctx, brokers, &rep, malformed); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
