@@ -33,6 +33,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -352,9 +353,13 @@ func (c *chaos) startFeeders(ctx context.Context, brokers []string) (feeders, er
 }
 
 // inject draws faults from kinds, a mean gap apart, for the run's
-// duration; between faults it restarts workers that exited on their own.
+// duration: first each kind once, in an order drawn from the seed (so
+// that a short run has them all), then by their weights. Between faults
+// it restarts workers that exited on their own.
 func (c *chaos) inject(ctx context.Context, kinds []fault) error {
 	end := c.started.Add(c.o.duration)
+	first := slices.Clone(kinds)
+	c.rng.Shuffle(len(first), func(i, j int) { first[i], first[j] = first[j], first[i] })
 	for time.Now().Before(end) && ctx.Err() == nil {
 		gap := time.Duration(c.rng.ExpFloat64() * float64(c.o.gap))
 		c.pause(ctx, min(gap, time.Until(end)))
@@ -365,6 +370,9 @@ func (c *chaos) inject(ctx context.Context, kinds []fault) error {
 			return err
 		}
 		f := pick(c.rng, kinds)
+		if len(first) > 0 {
+			f, first = first[0], first[1:]
+		}
 		if err := f.inject(c, ctx); err != nil {
 			return fmt.Errorf("chaos: %s: %w", f.name, err)
 		}
