@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/sluicehq/sluice/examples/dedup"
+	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -130,5 +132,73 @@ func (a *dedupApp) verify(ctx context.Context, brokers []string) (appReport, err
 	if err := checkDLQ(ctx, brokers, &rep, malformed); err != nil {
 		return rep, err
 	}
+	if err := checkDedupStore(ctx, brokers, &rep, byID); err != nil {
+		return rep, err
+	}
 	return rep, nil
+}
+
+// dedupStore is the example dedup app's store (examples/dedup).
+const dedupStore = "event-ids"
+
+// checkDedupStore checks the dedup's store, as its changelog restores it
+// (the last record of each key; a tombstone deletes), against the input:
+// each id it holds is an input event's, in one segment only, and it
+// holds every id seen within the last span less two segments of the
+// newest input's time (older ids may have expired).
+func checkDedupStore(ctx context.Context, brokers []string, rep *appReport, byID map[string][]*kgo.Record) error {
+	topic := topology.ChangelogTopic(rep.app, dedupStore)
+	log, err := readOutput(ctx, brokers, topic)
+	if err != nil {
+		return err
+	}
+	rep.counts[topic] = int64(len(log))
+	table := map[string][]byte{}
+	for _, r := range log { // each key's records are in one partition, in order
+		if r.Value == nil {
+			delete(table, string(r.Key))
+		} else {
+			table[string(r.Key)] = r.Value
+		}
+	}
+	segments := map[string]int{}
+	for k := range table {
+		_, id, err := state.SegmentedChangelogKey([]byte(k))
+		if err != nil {
+			rep.mismatches++
+			rep.note("%s: key %q: %v", topic, k, err)
+			continue
+		}
+		if byID[string(id)] == nil {
+			rep.mismatches++
+			rep.note("%s: the store holds id %q, which no input event has", topic, id)
+			continue
+		}
+		if segments[string(id)]++; segments[string(id)] == 2 {
+			rep.mismatches++
+			rep.note("%s: the store holds id %q in two segments", topic, id)
+		}
+	}
+	var newest time.Time
+	for _, rs := range byID {
+		for _, r := range rs {
+			if r.Timestamp.After(newest) {
+				newest = r.Timestamp
+			}
+		}
+	}
+	const span, segment = time.Hour, time.Hour / 10 // the app's default window, a tenth of it a segment
+	for id, rs := range byID {
+		first := rs[0].Timestamp
+		for _, r := range rs[1:] {
+			if r.Timestamp.Before(first) {
+				first = r.Timestamp
+			}
+		}
+		if first.After(newest.Add(-span+2*segment)) && segments[id] == 0 {
+			rep.lost++
+			rep.note("%s: id %q, first seen at %v, is not in the store", topic, id, first)
+		}
+	}
+	return nil
 }

@@ -455,3 +455,35 @@ func TestEnrichDetectsStaleCustomer(t *testing.T) {
 	rep = rig.verify()
 	require.EqualValues(t, 2, rep.mismatches, "%s", rep)
 }
+
+// TestDedupStoreCheck checks that the dedup's store check fails when the
+// store, as its changelog restores it, lacks an id the input calls for
+// (a tombstone for it) or holds one no input has.
+func TestDedupStoreCheck(t *testing.T) {
+	a := newDedup()
+	rig := startAppTestRig(t, a)
+	rig.feed(300)
+	rig.waitConsumed()
+	require.True(t, rig.verify().clean())
+	require.NoError(t, rig.stop())
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	topic := topology.ChangelogTopic(a.name(), dedupStore)
+	log, err := readOutput(ctx, rig.brokers, topic)
+	require.NoError(t, err)
+	require.NotEmpty(t, log)
+	live := log[len(log)-1]
+	require.NotNil(t, live.Value)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(rig.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	defer cl.Close()
+	foreign := append(append([]byte(nil), live.Key[:8]...), "e-never-sent"...)
+	require.NoError(t, produceAll(ctx, cl, []*kgo.Record{
+		{Topic: topic, Partition: live.Partition, Key: live.Key}, // a tombstone: the id is gone
+		{Topic: topic, Partition: live.Partition, Key: foreign, Value: live.Value},
+	}))
+	rep := rig.verify()
+	require.EqualValues(t, 1, rep.lost, "%s", rep)
+	require.EqualValues(t, 1, rep.mismatches, "%s", rep)
+}
