@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -111,6 +112,7 @@ type revenueOpen struct {
 	result revenue.Result
 	closes time.Time
 	task   int32
+	closed bool // by its task's stream time at the end
 }
 
 // verify implements app. It recomputes the output from rev-orders read
@@ -134,13 +136,16 @@ func (a *revenueApp) verify(ctx context.Context, brokers []string) (appReport, e
 		return rep, err
 	}
 	rep.input = int64(len(in))
-	closed, malformed, _, err := a.recompute(in)
+	windows, malformed, _, err := a.recompute(in)
 	if err != nil {
 		return rep, err
 	}
+	closed := map[revenueWindowKey]*revenueOpen{}
 	want := map[revenueWindowKey]int{}
-	for k := range closed {
-		want[k] = 1
+	for k, w := range windows {
+		if w.closed {
+			closed[k], want[k] = w, 1
+		}
 	}
 	rep.expected = int64(len(want))
 
@@ -176,17 +181,83 @@ func (a *revenueApp) verify(ctx context.Context, brokers []string) (appReport, e
 	if err := checkDLQ(ctx, brokers, &rep, malformed); err != nil {
 		return rep, err
 	}
+	if err := checkRevenueStore(ctx, brokers, &rep, windows); err != nil {
+		return rep, err
+	}
 	return rep, nil
 }
 
-// recompute returns what the app must make of the input in: the closed
-// windows' results, the seqs of the malformed orders, and how many valid
-// orders are late.
-func (a *revenueApp) recompute(in []*kgo.Record) (closed map[revenueWindowKey]*revenueOpen, malformed map[int64]bool, late int, err error) {
+// revenueStore is the revenue app's window store (examples/revenue).
+const revenueStore = "revenue"
+
+// checkRevenueStore checks the window store, as its changelog restores it,
+// against the recomputed windows: the last aggregate written for each
+// window is its recomputed totals, and the windows left (tombstones
+// deleted the closed ones) are exactly those still open. A changelog key
+// is the customer's bytes, then the window's start and end in ms (sign bit
+// flipped); a value the entry's expiry in ms, then the JSON totals.
+func checkRevenueStore(ctx context.Context, brokers []string, rep *appReport, windows map[revenueWindowKey]*revenueOpen) error {
+	topic := topology.ChangelogTopic(rep.app, revenueStore)
+	log, err := readOutput(ctx, brokers, topic)
+	if err != nil {
+		return err
+	}
+	rep.counts[topic] = int64(len(log))
+	last := map[revenueWindowKey]revenue.Totals{}
+	live := map[revenueWindowKey]bool{}
+	for _, r := range log { // each key's records are in one partition, in order
+		if len(r.Key) < 16 || r.Value != nil && len(r.Value) < 8 {
+			rep.mismatches++
+			rep.note("%s[%d]@%d: a record that is no window entry: %q=%q", topic, r.Partition, r.Offset, r.Key, r.Value)
+			continue
+		}
+		n := len(r.Key) - 16
+		start := time.UnixMilli(int64(binary.BigEndian.Uint64(r.Key[n:]) ^ 1<<63)).UTC()
+		k := revenueWindowKey{string(r.Key[:n]), start.Format(revenue.TimeFormat)}
+		if r.Value == nil {
+			delete(live, k)
+			continue
+		}
+		var tot revenue.Totals
+		if err := json.Unmarshal(r.Value[8:], &tot); err != nil {
+			rep.mismatches++
+			rep.note("%s[%d]@%d: %s %s: aggregate %q: %v", topic, r.Partition, r.Offset, k.customer, k.start, r.Value[8:], err)
+			continue
+		}
+		last[k], live[k] = tot, true
+	}
+	for k, w := range windows {
+		want := revenue.Totals{Orders: w.result.Orders, RevenueCents: w.result.RevenueCents}
+		switch got, ok := last[k]; {
+		case !ok:
+			rep.lost++
+			rep.note("%s: %s %s was never in the store", topic, k.customer, k.start)
+		case got != want:
+			rep.mismatches++
+			rep.note("%s: %s %s: the store's last aggregate %+v, want %+v", topic, k.customer, k.start, got, want)
+		}
+		if live[k] == w.closed {
+			rep.mismatches++
+			rep.note("%s: %s %s: in the store %v, closed %v", topic, k.customer, k.start, live[k], w.closed)
+		}
+	}
+	for k := range last {
+		if windows[k] == nil {
+			rep.mismatches++
+			rep.note("%s: %s %s: a window with no on-time order", topic, k.customer, k.start)
+		}
+	}
+	return nil
+}
+
+// recompute returns what the app must make of the input in: every
+// window's result (closed or still open), the seqs of the malformed
+// orders, and how many valid orders are late.
+func (a *revenueApp) recompute(in []*kgo.Record) (windows map[revenueWindowKey]*revenueOpen, malformed map[int64]bool, late int, err error) {
 	partitioner := kgo.StickyKeyPartitioner(nil).ForTopic(revenueIn)
 	tumbling := window.Tumbling{Size: revenueWindowSize, Grace: revenueGracePeriod}
 	streamTime := map[int32]time.Time{}
-	windows := map[revenueWindowKey]*revenueOpen{}
+	windows = map[revenueWindowKey]*revenueOpen{}
 	malformed = map[int64]bool{}
 	parts := inPartitionOrder(in)
 	for _, p := range partitionsInOrder(parts) {
@@ -228,10 +299,8 @@ func (a *revenueApp) recompute(in []*kgo.Record) (closed map[revenueWindowKey]*r
 			open.result.RevenueCents += cents
 		}
 	}
-	for k, w := range windows {
-		if w.closes.After(streamTime[w.task]) {
-			delete(windows, k) // still open: no output yet
-		}
+	for _, w := range windows {
+		w.closed = !w.closes.After(streamTime[w.task])
 	}
 	return windows, malformed, late, nil
 }

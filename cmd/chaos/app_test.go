@@ -487,3 +487,42 @@ func TestDedupStoreCheck(t *testing.T) {
 	require.EqualValues(t, 1, rep.lost, "%s", rep)
 	require.EqualValues(t, 1, rep.mismatches, "%s", rep)
 }
+
+// TestRevenueStoreCheck checks that the revenue store check fails when
+// the window store, as its changelog restores it, lost an open window (a
+// tombstone for it) or holds a window with a wrong aggregate.
+func TestRevenueStoreCheck(t *testing.T) {
+	a := newRevenue()
+	rig := startAppTestRig(t, a)
+	rig.feed(1_000)
+	rig.waitConsumed()
+	require.True(t, rig.verify().clean())
+	require.NoError(t, rig.stop())
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	topic := topology.ChangelogTopic(a.name(), revenueStore)
+	log, err := readOutput(ctx, rig.brokers, topic)
+	require.NoError(t, err)
+	require.NotEmpty(t, log)
+	open := log[len(log)-1] // a closer's window: open
+	require.NotNil(t, open.Value)
+	var closedEntry *kgo.Record
+	for _, r := range log {
+		if r.Value != nil && r.Partition == open.Partition && !bytes.Equal(r.Key, open.Key) {
+			closedEntry = r
+			break
+		}
+	}
+	require.NotNil(t, closedEntry)
+	wrong := append(append([]byte(nil), closedEntry.Value[:8]...), `{"orders":1,"revenue_cents":-1}`...)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(rig.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	defer cl.Close()
+	require.NoError(t, produceAll(ctx, cl, []*kgo.Record{
+		{Topic: topic, Partition: open.Partition, Key: open.Key},                      // the open window gone
+		{Topic: topic, Partition: open.Partition, Key: closedEntry.Key, Value: wrong}, // a closed one back, wrong
+	}))
+	rep := rig.verify()
+	require.EqualValues(t, 3, rep.mismatches, "%s", rep) // gone while open; wrong aggregate; live while closed
+}
