@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/txn/batch"
@@ -130,12 +133,31 @@ func (w *Worker) prepare(ctx context.Context) error {
 		return fmt.Errorf("txn: client: %w", err)
 	}
 	defer cl.Close()
-	l, err := prepareTopics(ctx, kadm.NewClient(cl), w.topo, w.topo.SinkTopics())
-	if err != nil {
-		return err
+	for attempt := 0; ; attempt++ {
+		l, err := prepareTopics(ctx, kadm.NewClient(cl), w.topo, w.topo.SinkTopics())
+		if err == nil {
+			w.layout = l
+			return nil
+		}
+		// A broker that cannot be reached (restarting, or not up yet)
+		// is waited for, as a session waits for it: only what the user
+		// must fix stops the worker.
+		if !unreachable(err) {
+			return err
+		}
+		w.log.Warn("the brokers cannot be reached; retrying", "err", err, "attempt", attempt+1)
+		if !backoff(ctx, attempt) {
+			return ctx.Err()
+		}
 	}
-	w.layout = l
-	return nil
+}
+
+// unreachable reports whether err means no broker answered: a refused or
+// reset connection, a dial that failed or timed out, a request cut off.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 func (w *Worker) baseOpts() []kgo.Opt {
