@@ -155,6 +155,10 @@ type worker struct {
 	stateDir string
 	p        *proc
 	stopped  bool // SIGSTOPped
+	// damaged: the harness corrupted a file of its state directory, so
+	// an exit because the database found the damage in use is expected.
+	damaged bool
+	log     string // its log file
 }
 
 func (w *worker) String() string { return w.app.name() + "/" + w.instance }
@@ -171,6 +175,10 @@ type fleet struct {
 	workers []*worker // every worker that should run, by app and instance
 	exits   int       // workers that exited without the harness killing them
 	exitLog []string  // what they exited with
+	// corruptionExits are exits of damaged workers whose database found
+	// the damage while in use (state.CorruptionPanic): the designed way
+	// out, the restart restoring in full. Not violations.
+	corruptionExits int
 }
 
 // start starts instance of a (its state directory kept across restarts)
@@ -184,6 +192,7 @@ func (f *fleet) start(a app, instance string) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.log = f.logs.path(a.name() + "-" + instance)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	w.p, w.stopped = p, false
@@ -257,6 +266,10 @@ func (f *fleet) reap() error {
 	for _, w := range f.workers {
 		if w.p.exited() && !w.p.expected {
 			dead = append(dead, w)
+			if w.damaged && strings.Contains(tail(w.log, 64<<10), corruptionPanic) {
+				f.corruptionExits++
+				continue
+			}
 			f.exits++
 			f.exitLog = append(f.exitLog, fmt.Sprintf("%s exited: %v", w, w.p.err))
 		}
@@ -296,7 +309,7 @@ func (l *logs) open(name string) io.Writer {
 	if f := l.files[name]; f != nil {
 		return f
 	}
-	f, err := os.OpenFile(filepath.Join(l.dir, strings.ReplaceAll(name, "/", "-")+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(l.path(name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return io.Discard
 	}
@@ -305,6 +318,33 @@ func (l *logs) open(name string) io.Writer {
 	}
 	l.files[name] = f
 	return f
+}
+
+// path is the file of the log called name.
+func (l *logs) path(name string) string {
+	return filepath.Join(l.dir, strings.ReplaceAll(name, "/", "-")+".log")
+}
+
+// corruptionPanic starts what a worker prints when its database found
+// damage while in use (state.CorruptionPanic).
+const corruptionPanic = "panic: state: database in "
+
+// tail returns the last n bytes of the file at path ("" if unreadable).
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	b := make([]byte, min(n, st.Size()))
+	if _, err := f.ReadAt(b, st.Size()-int64(len(b))); err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 func (l *logs) close() {

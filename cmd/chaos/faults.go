@@ -93,6 +93,7 @@ func (c *chaos) killWorker(ctx context.Context, damage string) error {
 			return err
 		}
 		c.counts.corruptions++
+		w.damaged = true
 		c.logf("kill %s, %s", w, what)
 	default:
 		c.logf("kill %s", w)

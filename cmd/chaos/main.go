@@ -139,6 +139,9 @@ type result struct {
 	crossDiff []string
 	counts    counts
 	exits     []string
+	// corruptionExits are workers that stopped on damage the harness
+	// made to their state, found in use (expected: they restore).
+	corruptionExits int
 }
 
 func (r result) clean() bool {
@@ -246,6 +249,7 @@ func run(ctx context.Context, o options, out io.Writer) (res result, err error) 
 	c.logf("drained; checking")
 	res.counts = c.counts
 	res.exits = c.fleet.exitLog
+	res.corruptionExits = c.fleet.corruptionExits
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	for _, a := range c.apps {
@@ -289,9 +293,9 @@ func (r result) figure(o options) string {
 		mism += rep.mismatches
 	}
 	c := r.counts
-	return fmt.Sprintf("chaos: seed=%d duration=%v records=%d kills=%d wipes=%d corruptions=%d zombies=%d rebalances=%d scalings=%d broker_restarts=%d broker_kills=%d hijacks=%d unfenced_hijacks=%d worker_exits=%d cross_client_diffs=%d duplicates=%d lost=%d mismatches=%d broker_anomalies=%d",
+	return fmt.Sprintf("chaos: seed=%d duration=%v records=%d kills=%d wipes=%d corruptions=%d zombies=%d rebalances=%d scalings=%d broker_restarts=%d broker_kills=%d hijacks=%d unfenced_hijacks=%d corruption_exits=%d worker_exits=%d cross_client_diffs=%d duplicates=%d lost=%d mismatches=%d broker_anomalies=%d",
 		o.seed, o.duration, r.records, c.kills, c.wipes, c.corruptions, c.zombies, c.rebalances, c.scalings,
-		c.brokerRestarts, c.brokerKills, c.hijacks, c.unfencedHijacks, len(r.exits), len(r.crossDiff), dups, lost, mism, r.anomalies)
+		c.brokerRestarts, c.brokerKills, c.hijacks, c.unfencedHijacks, r.corruptionExits, len(r.exits), len(r.crossDiff), dups, lost, mism, r.anomalies)
 }
 
 func selectFaults(list string) ([]fault, error) {
