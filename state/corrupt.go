@@ -51,10 +51,10 @@ func (l corruptionLogger) Fatalf(format string, args ...any) {
 }
 
 // openError classifies a failure of pebble.Open: ErrCorrupt unless the
-// directory is merely in use (locked by another process), not accessible,
-// or holds no database (a read-only open), which a wipe must not answer. A database whose files are
-// missing, cut short or unreadable is corrupt whatever Pebble calls it
-// (a truncated table is "object size mismatch", not a corruption error).
+// directory is merely in use (locked by another process) or not
+// accessible, which a wipe must not answer. A database whose files are
+// missing, cut short or unreadable is corrupt whatever Pebble calls it (a
+// truncated table is "object size mismatch", not a corruption error).
 func openError(dir string, err error) error {
 	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, os.ErrPermission) {
 		return fmt.Errorf("state: open %s: %w", dir, err)
