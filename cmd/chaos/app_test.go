@@ -456,32 +456,38 @@ func TestEnrichDetectsStaleCustomer(t *testing.T) {
 	require.EqualValues(t, 2, rep.mismatches, "%s", rep)
 }
 
+// storeCheckRig runs a over n records, requires a clean check, stops the
+// worker, and returns the rig, the records of store's changelog, and a
+// client that writes to the partition a record names.
+func storeCheckRig(t *testing.T, a app, n int64, store string) (*appTestRig, []*kgo.Record, *kgo.Client) {
+	t.Helper()
+	rig := startAppTestRig(t, a)
+	rig.feed(n)
+	rig.waitConsumed()
+	require.True(t, rig.verify().clean())
+	require.NoError(t, rig.stop())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	log, err := readOutput(ctx, rig.brokers, topology.ChangelogTopic(a.name(), store))
+	require.NoError(t, err)
+	require.NotEmpty(t, log)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(rig.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	return rig, log, cl
+}
+
 // TestDedupStoreCheck checks that the dedup's store check fails when the
 // store, as its changelog restores it, lacks an id the input calls for
 // (a tombstone for it) or holds one no input has.
 func TestDedupStoreCheck(t *testing.T) {
-	a := newDedup()
-	rig := startAppTestRig(t, a)
-	rig.feed(300)
-	rig.waitConsumed()
-	require.True(t, rig.verify().clean())
-	require.NoError(t, rig.stop())
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	topic := topology.ChangelogTopic(a.name(), dedupStore)
-	log, err := readOutput(ctx, rig.brokers, topic)
-	require.NoError(t, err)
-	require.NotEmpty(t, log)
+	rig, log, cl := storeCheckRig(t, newDedup(), 300, dedupStore)
 	live := log[len(log)-1]
 	require.NotNil(t, live.Value)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(rig.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	require.NoError(t, err)
-	defer cl.Close()
 	foreign := append(append([]byte(nil), live.Key[:8]...), "e-never-sent"...)
-	require.NoError(t, produceAll(ctx, cl, []*kgo.Record{
-		{Topic: topic, Partition: live.Partition, Key: live.Key}, // a tombstone: the id is gone
-		{Topic: topic, Partition: live.Partition, Key: foreign, Value: live.Value},
+	require.NoError(t, produceAll(context.Background(), cl, []*kgo.Record{
+		{Topic: live.Topic, Partition: live.Partition, Key: live.Key}, // a tombstone: the id is gone
+		{Topic: live.Topic, Partition: live.Partition, Key: foreign, Value: live.Value},
 	}))
 	rep := rig.verify()
 	require.EqualValues(t, 1, rep.lost, "%s", rep)
@@ -492,19 +498,7 @@ func TestDedupStoreCheck(t *testing.T) {
 // the window store, as its changelog restores it, lost an open window (a
 // tombstone for it) or holds a window with a wrong aggregate.
 func TestRevenueStoreCheck(t *testing.T) {
-	a := newRevenue()
-	rig := startAppTestRig(t, a)
-	rig.feed(1_000)
-	rig.waitConsumed()
-	require.True(t, rig.verify().clean())
-	require.NoError(t, rig.stop())
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	topic := topology.ChangelogTopic(a.name(), revenueStore)
-	log, err := readOutput(ctx, rig.brokers, topic)
-	require.NoError(t, err)
-	require.NotEmpty(t, log)
+	rig, log, cl := storeCheckRig(t, newRevenue(), 1_000, revenueStore)
 	open := log[len(log)-1] // a closer's window: open
 	require.NotNil(t, open.Value)
 	var closedEntry *kgo.Record
@@ -516,12 +510,9 @@ func TestRevenueStoreCheck(t *testing.T) {
 	}
 	require.NotNil(t, closedEntry)
 	wrong := append(append([]byte(nil), closedEntry.Value[:8]...), `{"orders":1,"revenue_cents":-1}`...)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(rig.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	require.NoError(t, err)
-	defer cl.Close()
-	require.NoError(t, produceAll(ctx, cl, []*kgo.Record{
-		{Topic: topic, Partition: open.Partition, Key: open.Key},                      // the open window gone
-		{Topic: topic, Partition: open.Partition, Key: closedEntry.Key, Value: wrong}, // a closed one back, wrong
+	require.NoError(t, produceAll(context.Background(), cl, []*kgo.Record{
+		{Topic: open.Topic, Partition: open.Partition, Key: open.Key},                      // the open window gone
+		{Topic: open.Topic, Partition: open.Partition, Key: closedEntry.Key, Value: wrong}, // a closed one back, wrong
 	}))
 	rep := rig.verify()
 	require.EqualValues(t, 3, rep.mismatches, "%s", rep) // gone while open; wrong aggregate; live while closed
