@@ -17,8 +17,7 @@ import (
 // the Kafka commit and the local apply, or an unknown outcome) are.
 //
 // committed holds the group's committed offset of each source topic's
-// partition of the task, where processing resumes (-1: none yet, so from
-// the start). The input between the
+// partition of the task, where processing resumes. The input between the
 // checkpoint's and there is read too (StatefulTask.SeeInput), for the
 // stream time that input set.
 func (w *Worker) restore(ctx context.Context, id topology.TaskID, st topology.StatefulTask, committed map[string]int64) error {
@@ -125,11 +124,9 @@ func (s restoreSpan) from() int64 {
 func (s restoreSpan) end() int64 { return max(s.restoreEnd, s.seeEnd) }
 
 // restoreSpans returns the spans a restore reads: each changelog from its
-// checkpoint (from; -2: the start) to its read_committed end — a source
-// topic read as a table's changelog only up to the group's committed
-// offset (committed; -1: none, the start) —, and each source topic from
-// the input the checkpoint covers (inputFrom) to the group's committed
-// offset. Spans with nothing to read are left out, and
+// checkpoint (from; -2: the start) to its read_committed end, and each
+// source topic from the input the checkpoint covers (inputFrom) to the
+// group's committed offset. Spans with nothing to read are left out, and
 // so are records deleted since. next holds every changelog's end.
 func restoreSpans(ctx context.Context, adm *kadm.Client, partition int32, from, inputFrom, committed map[string]int64) (map[string]restoreSpan, map[string]int64, error) {
 	topics := make([]string, 0, len(from)+len(inputFrom))
@@ -163,20 +160,9 @@ func restoreSpans(ctx context.Context, adm *kadm.Client, partition int32, from, 
 			if !ok || end.Err != nil {
 				return nil, nil, fmt.Errorf("end of changelog %s: %v", topic, end.Err)
 			}
-			to := end.Offset
-			if c, ok := committed[topic]; ok {
-				// A source topic that is also a table's changelog (a
-				// source table): restored up to where processing
-				// resumes, as the task consumes the rest again. A table
-				// restored past it would go back to older values as the
-				// task read them again, and records joined meanwhile
-				// would see them (Kafka Streams restores source tables
-				// to the committed offset too).
-				to = min(to, max(c, first))
-			}
-			next[topic] = to
-			if off = max(off, first); off < to {
-				s.restore, s.restoreEnd = off, to
+			next[topic] = end.Offset
+			if off = max(off, first); off < end.Offset {
+				s.restore, s.restoreEnd = off, end.Offset
 			}
 		}
 		if off, ok := inputFrom[topic]; ok {
