@@ -33,7 +33,7 @@ kcat:
 		command -v kcat >/dev/null; }
 
 test: kcat fmt vet
-	$(GO) test -race -timeout 9m ./...
+	$(GO) test -race -timeout 13m ./...
 
 # The per-record step on the test driver, then sluice's loops against a raw
 # franz-go transactional loop on one embedded broker (see cmd/bench).
