@@ -301,11 +301,7 @@ func TestAppsDetectWrongOutput(t *testing.T) {
 	for _, a := range apps() {
 		t.Run(a.name(), func(t *testing.T) {
 			t.Parallel()
-			rig := startAppTestRig(t, a)
-			rig.feed(300)
-			rig.waitConsumed()
-			require.True(t, rig.verify().clean())
-			require.NoError(t, rig.stop())
+			rig := cleanRig(t, a, 300)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			sink := a.outputs()[0]
@@ -333,11 +329,7 @@ func TestAppsDetectDeadLetters(t *testing.T) {
 	for _, a := range []app{newPassthrough(), newDedup()} {
 		t.Run(a.name(), func(t *testing.T) {
 			t.Parallel()
-			rig := startAppTestRig(t, a)
-			rig.feed(300)
-			rig.waitConsumed()
-			require.True(t, rig.verify().clean())
-			require.NoError(t, rig.stop())
+			rig := cleanRig(t, a, 300)
 			rig.produce(&kgo.Record{Topic: topology.DLQTopic(a.name()), Value: []byte("not malformed seq=5")})
 			rep := rig.verify()
 			require.EqualValues(t, 1, rep.mismatches, "%s", rep)
@@ -415,11 +407,7 @@ func TestEnrichInput(t *testing.T) {
 // never deleted.
 func TestEnrichDetectsStaleCustomer(t *testing.T) {
 	a := newEnrich()
-	rig := startAppTestRig(t, a)
-	rig.feed(1000)
-	rig.waitConsumed()
-	require.True(t, rig.verify().clean())
-	require.NoError(t, rig.stop())
+	rig := cleanRig(t, a, 1000)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := readOutput(ctx, rig.brokers, enrichOut)
@@ -456,16 +444,25 @@ func TestEnrichDetectsStaleCustomer(t *testing.T) {
 	require.EqualValues(t, 2, rep.mismatches, "%s", rep)
 }
 
-// storeCheckRig runs a over n records, requires a clean check, stops the
-// worker, and returns the rig, the records of store's changelog, and a
-// client that writes to the partition a record names.
-func storeCheckRig(t *testing.T, a app, n int64, store string) (*appTestRig, []*kgo.Record, *kgo.Client) {
+// cleanRig runs a over n records, requires a clean check and stops the
+// worker: the tests that then write what the app could not have written
+// start from it.
+func cleanRig(t *testing.T, a app, n int64) *appTestRig {
 	t.Helper()
 	rig := startAppTestRig(t, a)
 	rig.feed(n)
 	rig.waitConsumed()
 	require.True(t, rig.verify().clean())
 	require.NoError(t, rig.stop())
+	return rig
+}
+
+// storeCheckRig runs a over n records, requires a clean check, stops the
+// worker, and returns the rig, the records of store's changelog, and a
+// client that writes to the partition a record names.
+func storeCheckRig(t *testing.T, a app, n int64, store string) (*appTestRig, []*kgo.Record, *kgo.Client) {
+	t.Helper()
+	rig := cleanRig(t, a, n)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	log, err := readOutput(ctx, rig.brokers, topology.ChangelogTopic(a.name(), store))

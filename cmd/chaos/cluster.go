@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -196,7 +197,7 @@ func (f *fleet) start(a app, instance string) (*worker, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	w.p, w.stopped = p, false
-	if !containsWorker(f.workers, w) {
+	if !slices.Contains(f.workers, w) {
 		f.workers = append(f.workers, w)
 	}
 	return w, nil
@@ -209,15 +210,6 @@ func (f *fleet) spawn(a app, instance, stateDir, logName string) (*proc, error) 
 	args = append(args, "--brokers", f.broker.addr, "--instance", instance, "--state-dir", stateDir,
 		"--metrics-addr", "", "--session-timeout", f.session.String())
 	return startProc(a.name()+"/"+instance, f.bin, args, f.logs.open(a.name()+"-"+logName), nil)
-}
-
-func containsWorker(ws []*worker, w *worker) bool {
-	for _, x := range ws {
-		if x == w {
-			return true
-		}
-	}
-	return false
 }
 
 func (f *fleet) find(a app, instance string) *worker {
