@@ -19,7 +19,13 @@
 //     after the restart left unrestored (kfake would let them commit);
 //   - zombie.go: a producer fenced by another with its transactional id
 //     stays fenced: its EndTxn is refused with PRODUCER_FENCED (kfake
-//     takes an abort for a retry and hands it its successor's epoch).
+//     takes an abort for a retry and hands it its successor's epoch);
+//   - torn.go: a transaction whose commit a crash cut is completed on
+//     restart, in every partition and with its offsets (kfake ends a
+//     transaction in steps and logs no decision first);
+//   - index.go: a segment index a crash left short of its segment is
+//     rebuilt before kfake loads it (kfake reads a batch without an entry
+//     as written outside any transaction, and shifts every later entry).
 //
 // The conformance suite (conformance_test.go) checks the guarantees
 // themselves, read by franz-go and by librdkafka.
@@ -97,12 +103,14 @@ func Start(cfg Config) (*kfake.Cluster, string, error) {
 type fixes uint8
 
 const (
-	fixFetch     fixes = 1 << iota // uncutFetches
-	fixStable                      // watchStableOffsets
-	fixRecovery                    // abortCrashedTxns
-	fixZombieEnd                   // watchFencedEnds
-	fixRestored                    // replayUnrestoredTxns
-	allFixes     = fixFetch | fixStable | fixRecovery | fixZombieEnd | fixRestored
+	fixFetch      fixes = 1 << iota // uncutFetches
+	fixStable                       // watchStableOffsets
+	fixRecovery                     // abortCrashedTxns
+	fixZombieEnd                    // watchFencedEnds
+	fixRestored                     // replayUnrestoredTxns
+	fixTornCommit                   // committing
+	fixIndex                        // repairIndexes
+	allFixes      = fixFetch | fixStable | fixRecovery | fixZombieEnd | fixRestored | fixTornCommit | fixIndex
 )
 
 func start(cfg Config, fix fixes) (*kfake.Cluster, string, error) {
@@ -113,6 +121,16 @@ func start(cfg Config, fix fixes) (*kfake.Cluster, string, error) {
 	if fix&fixRestored != 0 {
 		if err := replayUnrestoredTxns(cfg.DataDir); err != nil {
 			return nil, "", fmt.Errorf("broker: read data dir %s: %w", cfg.DataDir, err)
+		}
+	}
+	if fix&fixIndex != 0 {
+		if err := repairIndexes(cfg.DataDir); err != nil {
+			return nil, "", fmt.Errorf("broker: repair the segment indexes of data dir %s: %w", cfg.DataDir, err)
+		}
+	}
+	if fix&fixTornCommit != 0 {
+		if err := completeTornCommit(cfg.DataDir); err != nil {
+			return nil, "", fmt.Errorf("broker: complete the transaction a crash cut in data dir %s: %w", cfg.DataDir, err)
 		}
 	}
 	var crashed []crashedTxn
@@ -166,6 +184,12 @@ func start(cfg Config, fix fixes) (*kfake.Cluster, string, error) {
 	}
 	if fix&fixZombieEnd != 0 {
 		watchFencedEnds(cluster, listening)
+	}
+	if fix&fixTornCommit != 0 && cfg.DataDir != "" {
+		if err := watchCommits(cluster, cfg.DataDir, cfg.Sync); err != nil {
+			cluster.Close()
+			return nil, "", fmt.Errorf("broker: data dir %s: %w", cfg.DataDir, err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

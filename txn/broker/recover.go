@@ -1,13 +1,10 @@
 package broker
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -31,15 +28,81 @@ type crashedTxn struct {
 
 // crashedTxns returns the transactions kfake will abort when it loads
 // dataDir: in each partition it recovers from a crash, those with data
-// batches and no control batch after them. It reads kfake's layout
-// (topics.json, and partitions/<topic>-<n>/ with snapshot.json and
-// <base>.dat segments of raw record batches) and mirrors kfake's own
+// batches and no control batch after them. It mirrors kfake's own
 // recovery, so a transaction open at a clean shutdown, which kfake
 // restores as open, is left alone.
 func crashedTxns(dataDir string) ([]crashedTxn, error) {
+	var crashed []crashedTxn
+	err := eachReplayedPartition(dataDir, func(topic string, p int32, dir string, bases []int64) error {
+		open := make(map[int64]int16)
+		for _, base := range bases {
+			batches, _, err := readSegment(segmentPath(dir, base))
+			if err != nil {
+				return err
+			}
+			for _, b := range batches {
+				switch {
+				case b.control != notControl: // a commit or abort marker
+					delete(open, b.producerID)
+				case b.transactional:
+					if _, ok := open[b.producerID]; !ok {
+						open[b.producerID] = b.producerEpoch
+					}
+				}
+			}
+		}
+		for pid, epoch := range open {
+			crashed = append(crashed, crashedTxn{topic, p, pid, epoch})
+		}
+		return nil
+	})
+	return crashed, err
+}
+
+// eachReplayedPartition calls fn with each partition of dataDir that kfake
+// replays from its segments when it loads (those it does not load from a
+// snapshot, see snapshotMatches), with the partition's directory and the
+// base offsets of its segments, in order. It reads kfake's layout:
+// topics.json, and partitions/<topic>-<n>/ with snapshot.json and
+// <base>.dat segments of raw record batches.
+func eachReplayedPartition(dataDir string, fn func(topic string, p int32, dir string, bases []int64) error) error {
 	if dataDir == "" {
-		return nil, nil
+		return nil
 	}
+	topics, err := readTopics(dataDir)
+	if err != nil {
+		return err
+	}
+	for _, t := range topics {
+		for p := range t.Partitions {
+			dir := filepath.Join(dataDir, "partitions", fmt.Sprintf("%s-%d", url.PathEscape(t.Name), p))
+			bases, err := segmentsIn(dir)
+			if err != nil {
+				return err
+			}
+			if len(bases) == 0 || snapshotMatches(dir, bases) {
+				continue
+			}
+			if err := fn(t.Name, p, dir, bases); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// persistedTopic is a topic as kfake's topics.json holds it.
+type persistedTopic struct {
+	Name string `json:"name"`
+	// ID is the topic id; kfake writes it in base64, as encoding/json
+	// reads a []byte.
+	ID         []byte `json:"id"`
+	Partitions int32  `json:"partitions"`
+}
+
+// readTopics returns the topics of dataDir's topics.json; none when there
+// is no such file.
+func readTopics(dataDir string) ([]persistedTopic, error) {
 	raw, err := os.ReadFile(filepath.Join(dataDir, "topics.json"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -47,35 +110,17 @@ func crashedTxns(dataDir string) ([]crashedTxn, error) {
 		return nil, err
 	}
 	var topics struct {
-		Topics []struct {
-			Name       string `json:"name"`
-			Partitions int32  `json:"partitions"`
-		} `json:"topics"`
+		Topics []persistedTopic `json:"topics"`
 	}
 	if err := json.Unmarshal(raw, &topics); err != nil {
 		return nil, fmt.Errorf("topics.json: %w", err)
 	}
-	var crashed []crashedTxn
-	for _, t := range topics.Topics {
-		for p := range t.Partitions {
-			dir := filepath.Join(dataDir, "partitions", fmt.Sprintf("%s-%d", url.PathEscape(t.Name), p))
-			open, err := openTxns(dir)
-			if err != nil {
-				return nil, err
-			}
-			for pid, epoch := range open {
-				crashed = append(crashed, crashedTxn{t.Name, p, pid, epoch})
-			}
-		}
-	}
-	return crashed, nil
+	return topics.Topics, nil
 }
 
-// openTxns scans the segments of one partition directory in offset order
-// and returns the producers whose last transactional data batch has no
-// control batch after it, with that batch's epoch. It returns none for a
-// partition kfake loads from its snapshot, without crash recovery.
-func openTxns(dir string) (map[int64]int16, error) {
+// segmentsIn returns the base offsets of the segments in a partition
+// directory, in order; none when the directory does not exist.
+func segmentsIn(dir string) ([]int64, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -93,21 +138,7 @@ func openTxns(dir string) (map[int64]int16, error) {
 		}
 	}
 	slices.Sort(bases)
-	if snapshotMatches(dir, bases) {
-		return nil, nil
-	}
-	open := make(map[int64]int16)
-	for _, base := range bases {
-		if err := scanSegment(segmentPath(dir, base), open); err != nil {
-			return nil, err
-		}
-	}
-	return open, nil
-}
-
-// segmentPath returns the path of the segment file starting at base.
-func segmentPath(dir string, base int64) string {
-	return filepath.Join(dir, strconv.FormatInt(base, 10)+".dat")
+	return bases, nil
 }
 
 // snapshotMatches reports whether dir's snapshot.json lists exactly its
@@ -134,40 +165,6 @@ func snapshotMatches(dir string, bases []int64) bool {
 		}
 	}
 	return true
-}
-
-// scanSegment reads the record batch headers of one segment file into open.
-// A torn batch at the end (a crash mid-write) ends the scan, as it ends
-// kfake's load.
-func scanSegment(path string, open map[int64]int16) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	r := bufio.NewReader(f)
-	// Batch header fields: Length at 8, Attributes at 21, ProducerID at 43,
-	// ProducerEpoch at 51; the header is 61 bytes, the batch 12+Length.
-	var h [61]byte
-	for {
-		if _, err := io.ReadFull(r, h[:]); err != nil {
-			return nil // EOF, or a torn header
-		}
-		length := int(binary.BigEndian.Uint32(h[8:]))
-		attrs := binary.BigEndian.Uint16(h[21:])
-		pid := int64(binary.BigEndian.Uint64(h[43:]))
-		switch {
-		case attrs&0x20 != 0: // control: a commit or abort marker
-			delete(open, pid)
-		case attrs&0x10 != 0: // transactional data
-			if _, ok := open[pid]; !ok {
-				open[pid] = int16(binary.BigEndian.Uint16(h[51:]))
-			}
-		}
-		if _, err := r.Discard(12 + length - len(h)); err != nil {
-			return nil // a torn batch
-		}
-	}
 }
 
 // abortCrashedTxns writes an abort marker for each crashed transaction

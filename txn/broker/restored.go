@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -152,21 +151,12 @@ func snapshotHoldsOpenTxn(dir string) (bool, error) {
 	if json.Unmarshal(raw, &snap) != nil || snap.LastStableOffset >= snap.HighWatermark {
 		return false, nil
 	}
-	entries, err := os.ReadDir(dir)
+	bases, err := segmentsIn(dir)
 	if err != nil {
 		return false, fmt.Errorf("partition %s: %w", dir, err)
-	}
-	var bases []int64
-	for _, e := range entries {
-		if name, ok := strings.CutSuffix(e.Name(), ".dat"); ok {
-			if base, err := strconv.ParseInt(name, 10, 64); err == nil {
-				bases = append(bases, base)
-			}
-		}
 	}
 	if len(bases) == 0 {
 		return false, nil // kfake loads no snapshot without segments
 	}
-	slices.Sort(bases)
 	return snapshotMatches(dir, bases), nil
 }
