@@ -99,10 +99,20 @@ func (d *DB) CommitAsync(cp Checkpoint) error {
 			e.gen = 0
 		}
 		d.gen, d.handed, d.applied = 0, 0, 0
-	case len(d.queued) >= d.maxQueued || d.sinceFlush >= d.flushWrites || d.inputSinceFlush >= d.flushWrites:
+	case d.heldKeys() >= d.maxQueued || d.sinceFlush >= d.flushWrites || d.inputSinceFlush >= d.flushWrites:
 		return d.handOver()
 	}
 	return nil
+}
+
+// heldKeys returns how many keys the commits not handed to an apply
+// wrote.
+func (d *DB) heldKeys() int {
+	n := len(d.queued)
+	for _, h := range d.holders {
+		n += h.held()
+	}
+	return n
 }
 
 // applyAll hands every commit not handed over yet to an apply, and waits
@@ -135,6 +145,12 @@ func (d *DB) handOver() error {
 	for _, e := range d.queued {
 		writes = append(writes, kv{e, e.value})
 	}
+	var held []func(*pebble.Batch) error
+	for _, h := range d.holders {
+		if f := h.hand(); f != nil {
+			held = append(held, f)
+		}
+	}
 	entries := d.queued
 	d.queued = d.spareQueued[:0]
 	d.spareQueued = nil
@@ -148,7 +164,7 @@ func (d *DB) handOver() error {
 	hook := d.applyHook
 	go func() {
 		defer close(run.done)
-		run.writes, run.err = d.write1(writes, b, hook, flush)
+		run.writes, run.err = d.write1(writes, held, b, hook, flush)
 	}()
 	return nil
 }
@@ -157,7 +173,7 @@ func (d *DB) handOver() error {
 // Pebble batch, in key order, which makes Pebble's memtable inserts
 // cheaper, and starts a flush after it if asked to. It runs on apply's
 // goroutine, and returns writes for reuse.
-func (d *DB) write1(writes []kv, cp []byte, hook func() error, flush bool) ([]kv, error) {
+func (d *DB) write1(writes []kv, held []func(*pebble.Batch) error, cp []byte, hook func() error, flush bool) ([]kv, error) {
 	defer clear(writes) // no references to values
 	if hook != nil {
 		if err := hook(); err != nil {
@@ -178,6 +194,9 @@ func (d *DB) write1(writes []kv, cp []byte, hook func() error, flush bool) ([]kv
 		} else {
 			err = batch.Set([]byte(w.e.key), w.value, nil)
 		}
+	}
+	for i := 0; i < len(held) && err == nil; i++ {
+		err = held[i](batch)
 	}
 	if err == nil {
 		// There is no log to sync: the batch is durable once a flush
@@ -247,6 +266,9 @@ func (d *DB) reap() {
 		return
 	}
 	d.applied = r.gen
+	for _, h := range d.holders {
+		h.handedApplied()
+	}
 	// The entries of blind writes no one read leave the map at once: a
 	// cache of keys written once, as a dedup's ids are, only makes the
 	// map larger (and each of its lookups slower). The others wait for

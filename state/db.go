@@ -55,7 +55,9 @@ var ErrCorrupt = errors.New("state: database corrupt")
 // committed but not yet applied to the database, always has one; other
 // entries are a cache of the database, bounded by cacheSize. A read or a
 // read-modify-write therefore costs one map lookup, and Pebble only for a
-// key not seen recently.
+// key not seen recently. The keys of a Segmented store have no entry: the
+// store holds its writes itself (see segWrites), and the DB applies them
+// with its own.
 //
 // # Concurrency
 //
@@ -126,6 +128,7 @@ type DB struct {
 	applyHook func() error // tests: runs in apply's goroutine before the write
 
 	listeners []listener // stores told of commits, discards and rollbacks
+	holders   []holder   // stores that hold their writes themselves
 
 	flushWrites int // Options.FlushWrites
 }
@@ -190,6 +193,22 @@ func (d *DB) Get(key []byte) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	return e.value, e.value != nil, nil
+}
+
+// getDirect returns the value of key in Pebble, for a key that never has
+// an entry (a holder's): what the database has is its value as of every
+// write but the holder's own.
+func (d *DB) getDirect(key []byte) ([]byte, bool, error) {
+	d.lookups++
+	v, closer, err := d.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state: get: %w", err)
+	}
+	defer closer.Close()
+	return append(make([]byte, 0, len(v)), v...), true, nil
 }
 
 // GetApplied returns the value of key as applied to the database, ignoring

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/sluicehq/sluice/state"
@@ -102,4 +103,103 @@ func TestCrashLeavesAPrefixOfCommits(t *testing.T) {
 	defer db.Close()
 	require.Equal(t, int64(commits), db.Checkpoint().Offsets["app-s-changelog"])
 	require.Equal(t, recompute(commits), contents(kv(t, db, &changelog{})), fmt.Sprint("after ", commits, " commits"))
+}
+
+// A Segmented store holds its writes itself, not in the DB's entries, and
+// the DB applies them with its own: what a crash leaves on disk is still
+// a prefix of the commits with their checkpoint. Puts, moves between
+// segments and expiry passes, applied a few commits at a time, some
+// applies still running at the crashes: the crashed store scans as a
+// recomputation of exactly the commits its checkpoint claims.
+func TestSegmentedCrashLeavesAPrefixOfCommits(t *testing.T) {
+	const (
+		commits = 400
+		keys    = 37
+	)
+	type ent struct {
+		v   string
+		exp int64
+	}
+	width := segWidth.Milliseconds()
+	// commit runs commit i's writes on the store (s not nil) or the model.
+	commit := func(i int, s *state.Segmented[string, string], model map[string]ent) {
+		for j := range 5 {
+			k := "k" + strconv.Itoa((i*5+j*3)%keys)
+			e := ent{strconv.Itoa(i), int64(i + (j*7)%20)}
+			if s != nil {
+				require.NoError(t, s.Put(k, e.v, ms(e.exp)))
+			} else {
+				model[k] = e
+			}
+		}
+		if i%10 == 0 {
+			now := int64(i - 10)
+			if s != nil {
+				expireAll(t, s, now)
+			} else {
+				for k, e := range model {
+					if floorDivTest(e.exp, width) <= floorDivTest(now+1, width)-1 {
+						delete(model, k)
+					}
+				}
+			}
+		}
+	}
+	recompute := func(c int) []string {
+		model := map[string]ent{}
+		for i := 1; i <= c; i++ {
+			commit(i, nil, model)
+		}
+		var want []string
+		for k, e := range model {
+			want = append(want, fmt.Sprintf("%s=%s@%d", k, e.v, e.exp))
+		}
+		slices.Sort(want)
+		return want
+	}
+	contents := func(s *state.Segmented[string, string]) []string {
+		var got []string
+		require.NoError(t, s.Scan(func(k, v string, expires time.Time) error {
+			got = append(got, fmt.Sprintf("%s=%s@%d", k, v, expires.UnixMilli()))
+			return nil
+		}))
+		slices.Sort(got)
+		return got
+	}
+	restoredCP := func(c int64) state.Checkpoint {
+		return state.Checkpoint{Offsets: map[string]int64{"app-ids-changelog": c}}
+	}
+
+	fs := vfs.NewCrashableMem()
+	db := openWith(t, state.Options{FS: fs, FlushWrites: 23, MaxUnapplied: 9})
+	s := segmented(t, db, nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var seen []int64
+	for i := 1; i <= commits; i++ {
+		commit(i, s, nil)
+		if i%7 != 0 {
+			require.NoError(t, db.CommitAsync(restoredCP(int64(i))))
+		} else {
+			require.NoError(t, db.Commit(restoredCP(int64(i))))
+		}
+		if i%23 != 0 {
+			continue
+		}
+		crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rng})
+		cdb, err := state.Open("db", state.Options{FS: crashed})
+		require.NoError(t, err, "crash after commit %d", i)
+		c := cdb.Checkpoint().Offsets["app-ids-changelog"]
+		require.LessOrEqual(t, c, int64(i))
+		require.Equal(t, recompute(int(c)), contents(segmented(t, cdb, nil)), "crash after commit %d: state against checkpoint %d", i, c)
+		require.NoError(t, cdb.Close())
+		seen = append(seen, c)
+	}
+	require.NoError(t, db.Close())
+	t.Logf("checkpoints left by the crashes: %v", seen)
+	require.Positive(t, slices.Max(seen), "applied commits reach the disk without a Close")
+
+	db = open(t, fs)
+	defer db.Close()
+	require.Equal(t, int64(commits), db.Checkpoint().Offsets["app-ids-changelog"])
+	require.Equal(t, recompute(commits), contents(segmented(t, db, nil)))
 }

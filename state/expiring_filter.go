@@ -156,8 +156,9 @@ func (sl *filterSlice) add(h uint64) {
 }
 
 func (sl *filterSlice) mayHold(h uint64) bool {
+	delta := probes(h)
 	for _, b := range sl.blooms {
-		if b.mayHold(h) {
+		if b.mayHoldProbes(h, delta) {
 			return true
 		}
 	}
@@ -172,7 +173,10 @@ func (f *keyFilter) add(kb []byte, exp int64) *filterSlice {
 }
 
 // addTo adds kb to slice n, and returns the slice.
-func (f *keyFilter) addTo(n int64, kb []byte) *filterSlice {
+func (f *keyFilter) addTo(n int64, kb []byte) *filterSlice { return f.addHash(n, f.hash(kb)) }
+
+// addHash adds the key of hash h to slice n, and returns the slice.
+func (f *keyFilter) addHash(n int64, h uint64) *filterSlice {
 	i, found := slices.BinarySearchFunc(f.slices, n, func(sl *filterSlice, n int64) int {
 		switch {
 		case sl.n < n:
@@ -193,7 +197,7 @@ func (f *keyFilter) addTo(n int64, kb []byte) *filterSlice {
 		f.slices = slices.Insert(f.slices, i, &filterSlice{n: n, blooms: []*blockBloom{newBloom(room)}})
 	}
 	sl := f.slices[i]
-	sl.add(f.hash(kb))
+	sl.add(h)
 	return sl
 }
 
@@ -267,9 +271,12 @@ func (b *blockBloom) add(h uint64) {
 	b.count++
 }
 
-func (b *blockBloom) mayHold(h uint64) bool {
+func (b *blockBloom) mayHold(h uint64) bool { return b.mayHoldProbes(h, probes(h)) }
+
+// mayHoldProbes is mayHold with probes(h) computed once for all the
+// filters a lookup probes.
+func (b *blockBloom) mayHoldProbes(h, delta uint64) bool {
 	blk := b.block(h)
-	delta := probes(h)
 	for range bloomProbes {
 		bit := delta >> 55
 		if blk[bit>>6]&(1<<(bit&63)) == 0 {

@@ -43,13 +43,28 @@ func (d *DB) scanMerged(lower, upper []byte, each func(key, value []byte) bool) 
 		return d.failed
 	}
 	lo, hi := string(lower), string(upper)
-	var over []*entry
+	var es []*entry
 	for k, e := range d.entries {
 		if k >= lo && k < hi {
-			over = append(over, e)
+			es = append(es, e)
 		}
 	}
-	slices.SortFunc(over, func(a, b *entry) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(es, func(a, b *entry) int { return strings.Compare(a.key, b.key) })
+	over := make([]overlay, len(es))
+	for i, e := range es {
+		over[i] = overlay{[]byte(e.key), e.value}
+	}
+	return d.scanOverlay(lower, upper, over, each)
+}
+
+// overlay is a write the database does not have: a nil value deletes.
+type overlay struct{ key, value []byte }
+
+// scanOverlay calls each with every key in [lower, upper) and its value,
+// in key order, until each returns false: the database's applied keys
+// merged with over, the writes it does not have in that range, in key
+// order, each key once.
+func (d *DB) scanOverlay(lower, upper []byte, over []overlay, each func(key, value []byte) bool) error {
 	it, err := d.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
@@ -57,13 +72,13 @@ func (d *DB) scanMerged(lower, upper []byte, each func(key, value []byte) bool) 
 	var verr error
 	ok := it.First()
 	for ok || len(over) > 0 {
-		if len(over) > 0 && (!ok || over[0].key <= string(it.Key())) {
+		if len(over) > 0 && (!ok || bytes.Compare(over[0].key, it.Key()) <= 0) {
 			e := over[0]
 			over = over[1:]
-			if ok && e.key == string(it.Key()) {
+			if ok && bytes.Equal(e.key, it.Key()) {
 				ok = it.Next() // the entry is newer than the database
 			}
-			if e.value != nil && !each([]byte(e.key), e.value) {
+			if e.value != nil && !each(e.key, e.value) {
 				break
 			}
 			continue
@@ -268,4 +283,25 @@ func (it *Iterator[K, V]) Close() error {
 		it.pit = nil
 	}
 	return it.err
+}
+
+// Size returns how many keys start with prefix (a store's, StorePrefix)
+// as of the pending writes, and Pebble's estimate of the bytes on disk of
+// the files that hold them (writes not flushed yet are not on disk).
+// Counting walks the keys, and the DB's entries: call it now and then,
+// not per write. It reads nothing the apply running in the background
+// changes, and writes nothing.
+func (d *DB) Size(prefix []byte) (keys int64, diskBytes uint64, err error) {
+	end := prefixEnd(prefix)
+	err = d.scanMerged(prefix, end, func(_, _ []byte) bool {
+		keys++
+		return true
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if diskBytes, err = d.pdb.EstimateDiskUsage(prefix, end); err != nil {
+		return 0, 0, fmt.Errorf("state: estimate disk usage: %w", err)
+	}
+	return keys, diskBytes, nil
 }

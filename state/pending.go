@@ -1,5 +1,7 @@
 package state
 
+import "github.com/cockroachdb/pebble/v2"
+
 // dirtied is an entry written in the open transaction, with the value it
 // had before (its committed one).
 type dirtied struct {
@@ -76,7 +78,12 @@ func (d *DB) set(e *entry, value []byte) {
 }
 
 // Mark starts a new input record: Rollback undoes the writes made since.
-func (d *DB) Mark() { d.undo = d.undo[:0] }
+func (d *DB) Mark() {
+	d.undo = d.undo[:0]
+	for _, h := range d.holders {
+		h.marked()
+	}
+}
 
 // Rollback undoes the pending writes made since Mark: a failed record's
 // state changes are discarded with its outputs. It restores values held
@@ -139,6 +146,23 @@ func (d *DB) Discard() error {
 		return err
 	}
 	return nil
+}
+
+// holder is a store that keeps its writes itself, out of the DB's entries
+// (Segmented, see segWrites): its keys never have an entry, and it reads
+// the database with getDirect. It counts its writes in DB.writes, undoes
+// them when told (listener), and the DB applies them with everything
+// else, in the same batch and with the same checkpoint.
+type holder interface {
+	listener
+	marked()   // Mark: a new record starts
+	held() int // keys of the committed writes not handed to an apply
+	// hand hands every committed write (nothing is pending) to the next
+	// apply, which calls the function returned (nil: nothing) on its
+	// goroutine to write them into its batch; the holder keeps them for
+	// reads until handedApplied.
+	hand() func(*pebble.Batch) error
+	handedApplied() // the writes handed last are in the database
 }
 
 // listener is told what becomes of the pending writes, for a store that

@@ -2,12 +2,16 @@ package state
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
+	"slices"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Segmented is a typed store of one task whose every entry carries the
@@ -63,9 +67,12 @@ type Segmented[K, V any] struct {
 	log       Changelog
 	ks        Codec[K]
 	vs        Codec[V]
-	width     int64 // of a segment, in milliseconds
+	width     int64       // of a segment, in milliseconds
+	ka        appender[K] // ks, if it is one
 	filter    *keyFilter
 	buf       []byte
+	kbuf      []byte // the last key encoded (encodeKey)
+	vbuf      []byte // the last value encoded (Put)
 	// absent is the encoded key the last lookup found absent, before any
 	// write since: a Put after a Get of a new key does not probe the
 	// filter again.
@@ -82,6 +89,15 @@ type Segmented[K, V any] struct {
 	restoreLow      int64
 	restoreLowAfter bool // the low mark is part way through its segment
 	restoreLowKnown bool
+	absentHash      uint64 // the filter hash of absent
+
+	// Writes of entries the database does not have (see segWrites):
+	// active holds the open transaction's from txnStart on (from
+	// recordStart on, the record's), and the committed ones before;
+	// handed, when not nil, those of the apply in progress. Entry keys
+	// never enter the DB's entries: reads look here, then in Pebble.
+	active, handed, spare *segWrites
+	txnStart, recordStart int
 }
 
 const (
@@ -99,9 +115,11 @@ func NewSegmented[K, V any](db *DB, name, changelogTopic string, log Changelog, 
 		return nil, fmt.Errorf("state: store name %q must have 1 to 255 bytes", name)
 	}
 	w := max(width.Milliseconds(), 1)
-	s := &Segmented[K, V]{db: db, prefix: StorePrefix(name), changelog: changelogTopic, log: log, ks: ks, vs: vs,
-		width: w, filter: &keyFilter{slice: w, seed: maphash.MakeSeed()}}
+	ka, _ := ks.(appender[K])
+	s := &Segmented[K, V]{db: db, prefix: StorePrefix(name), changelog: changelogTopic, log: log, ks: ks, ka: ka, vs: vs,
+		width: w, filter: &keyFilter{slice: w, seed: maphash.MakeSeed()}, active: &segWrites{}}
 	db.listeners = append(db.listeners, s)
+	db.holders = append(db.holders, s)
 	return s, nil
 }
 
@@ -116,20 +134,122 @@ func SegmentedChangelogKey(key []byte) (end time.Time, encoded []byte, err error
 }
 
 func (s *Segmented[K, V]) committed() {
+	s.txnStart, s.recordStart = len(s.active.recs), len(s.active.recs)
 	s.restoreLowKnown = false
 	s.filter.fresh = false
 	s.dropFilterSlices()
 }
 
 func (s *Segmented[K, V]) rolledBack() {
+	s.db.writes -= len(s.active.recs) - s.recordStart
+	s.active.truncate(s.recordStart)
 	s.lowKnown = false
 	s.undone()
 }
 
 func (s *Segmented[K, V]) discarded() {
+	s.active.truncate(s.txnStart)
+	s.recordStart = s.txnStart
 	s.restoreLowKnown = false // a discarded restore's low mark is gone
 	s.lowKnown = false
 	s.undone()
+}
+
+func (s *Segmented[K, V]) marked() { s.recordStart = len(s.active.recs) }
+
+func (s *Segmented[K, V]) held() int { return s.active.used }
+
+// hand hands the committed writes (every write: there are none pending)
+// to an apply, which calls the function returned on its goroutine.
+func (s *Segmented[K, V]) hand() func(*pebble.Batch) error {
+	if len(s.active.recs) == 0 {
+		return nil
+	}
+	w := s.active
+	s.handed, s.active, s.spare = w, cmp.Or(s.spare, &segWrites{}), nil
+	s.txnStart, s.recordStart = 0, 0
+	return w.writeTo
+}
+
+// handedApplied is told that the writes handed last are in the database.
+func (s *Segmented[K, V]) handedApplied() {
+	if s.handed == nil {
+		return
+	}
+	if cap(s.handed.recs) <= maxSpareWrites {
+		s.handed.reset()
+		s.spare = s.handed
+	} // else a large transaction's: not kept
+	s.handed = nil
+}
+
+// maxSpareWrites bounds the writes a write set kept for reuse has room
+// for.
+const maxSpareWrites = 4 * DefaultMaxUnapplied
+
+// writeEntry makes value (nil: a delete) the pending value of the entry
+// of encoded key kb (filter hash h) in segment n, and appends it to the
+// changelog.
+func (s *Segmented[K, V]) writeEntry(n int64, kb []byte, h uint64, value []byte) {
+	s.db.writes++
+	key, value := s.active.put(segHash(h, n), s.key(n, kb), value)
+	if s.log != nil {
+		// The value is the held one: it stays as it is until the
+		// transaction is over (see segWrites).
+		s.log.Append(s.changelog, key[len(s.prefix)+1:], value)
+	}
+}
+
+// readEntry returns the value of the entry of encoded key kb (filter hash
+// h) in segment n, as of the pending writes.
+func (s *Segmented[K, V]) readEntry(n int64, kb []byte, h uint64) ([]byte, bool, error) {
+	key, sh := s.key(n, kb), segHash(h, n)
+	if v, ok := s.active.get(sh, key); ok {
+		return v, v != nil, nil
+	}
+	if s.handed != nil {
+		if v, ok := s.handed.get(sh, key); ok {
+			return v, v != nil, nil
+		}
+	}
+	return s.db.getDirect(key)
+}
+
+// scanEntries is DB.scanMerged for the store's entries: the database
+// merged with the writes it does not have.
+func (s *Segmented[K, V]) scanEntries(lower, upper []byte, each func(key, value []byte) bool) error {
+	if s.db.lost {
+		return s.db.failed // as every read after a failed apply
+	}
+	type kv struct {
+		key, value []byte
+		newer      bool
+	}
+	var over []kv
+	if s.handed != nil {
+		s.handed.newest(lower, upper, func(k, v []byte) { over = append(over, kv{k, v, false}) })
+	}
+	s.active.newest(lower, upper, func(k, v []byte) { over = append(over, kv{k, v, true}) })
+	slices.SortFunc(over, func(a, b kv) int {
+		if c := bytes.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		if a.newer == b.newer {
+			return 0
+		}
+		if a.newer {
+			return 1
+		}
+		return -1
+	})
+	merged := make([]overlay, 0, len(over))
+	for i, o := range over {
+		if i+1 < len(over) && bytes.Equal(over[i+1].key, o.key) {
+			continue // the active set's write is newer
+		}
+		merged = append(merged, overlay{o.key, o.value})
+	}
+	return s.db.scanOverlay(lower, upper, merged, each)
 }
 
 // undone is told of a rollback or discard: a filter built since the last
@@ -151,13 +271,8 @@ func (s *Segmented[K, V]) segment(exp int64) int64 { return (floorDiv(exp, s.wid
 func (s *Segmented[K, V]) key(n int64, kb []byte) []byte {
 	s.buf = append(append(s.buf[:0], s.prefix...), segEntries)
 	s.buf = binary.BigEndian.AppendUint64(s.buf, orderedMillis(n))
-	return append(s.buf, kb...)
-}
-
-// changelogKey returns the changelog key of encoded key kb in segment n:
-// the DB key without the store's prefix.
-func (s *Segmented[K, V]) changelogKey(n int64, kb []byte) []byte {
-	return s.key(n, kb)[len(s.prefix)+1:]
+	s.buf = append(s.buf, kb...) // kept: the next key reuses its room
+	return s.buf
 }
 
 func (s *Segmented[K, V]) lowKey() []byte {
@@ -211,8 +326,17 @@ func (s *Segmented[K, V]) setLow(n int64, after []byte) error {
 	return nil
 }
 
+// encodeKey returns k encoded, in a buffer the next encodeKey reuses
+// when the codec can append.
 func (s *Segmented[K, V]) encodeKey(k K) ([]byte, error) {
-	kb, err := s.ks.Encode(k)
+	var kb []byte
+	var err error
+	if s.ka != nil {
+		s.kbuf, err = s.ka.AppendEncode(s.kbuf[:0], k)
+		kb = s.kbuf
+	} else {
+		kb, err = s.ks.Encode(k)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("state: %s: encode key: %w", s.name(), err)
 	}
@@ -221,31 +345,35 @@ func (s *Segmented[K, V]) encodeKey(k K) ([]byte, error) {
 
 // find returns the segment and DB value of the entry of encoded key kb,
 // as of the pending writes: the latest segment that holds it.
-func (s *Segmented[K, V]) find(kb []byte) (n int64, raw []byte, found bool, err error) {
+// h is kb's filter hash.
+func (s *Segmented[K, V]) find(kb []byte) (n int64, raw []byte, h uint64, found bool, err error) {
 	if s.absentKnown && bytes.Equal(s.absent, kb) {
-		return 0, nil, false, nil
+		return 0, nil, s.absentHash, false, nil
+	}
+	if s.db.lost {
+		return 0, nil, 0, false, s.db.failed
 	}
 	if !s.filter.built {
 		if err := s.buildFilter(); err != nil {
-			return 0, nil, false, err
+			return 0, nil, 0, false, err
 		}
 	}
-	h := s.filter.hash(kb)
+	h = s.filter.hash(kb)
 	for i := len(s.filter.slices) - 1; i >= 0; i-- {
 		sl := s.filter.slices[i]
 		if !sl.mayHold(h) {
 			continue
 		}
-		raw, ok, err := s.db.Get(s.key(sl.n, kb))
+		raw, ok, err := s.readEntry(sl.n, kb, h)
 		if err != nil {
-			return 0, nil, false, err
+			return 0, nil, 0, false, err
 		}
 		if ok {
-			return sl.n, raw, true, nil
+			return sl.n, raw, h, true, nil
 		}
 	}
-	s.absent, s.absentKnown = append(s.absent[:0], kb...), true
-	return 0, nil, false, nil
+	s.absent, s.absentHash, s.absentKnown = append(s.absent[:0], kb...), h, true
+	return 0, nil, h, false, nil
 }
 
 // buildFilter fills the filter from the entries, as of the pending
@@ -260,7 +388,7 @@ func (s *Segmented[K, V]) buildFilter() error {
 	lower := bytes.Clone(s.key(low, nil))
 	upper := prefixEnd(append(bytes.Clone(s.prefix), segEntries))
 	n := len(s.prefix) + 1
-	err = s.db.scanMerged(lower, upper, func(k, _ []byte) bool {
+	err = s.scanEntries(lower, upper, func(k, _ []byte) bool {
 		f.addTo(int64(binary.BigEndian.Uint64(k[n:])^1<<63), k[n+8:])
 		return true
 	})
@@ -298,7 +426,7 @@ func (s *Segmented[K, V]) Get(k K) (v V, expires time.Time, found bool, err erro
 	if err != nil {
 		return v, expires, false, err
 	}
-	_, raw, ok, err := s.find(kb)
+	_, raw, _, ok, err := s.find(kb)
 	if err != nil || !ok {
 		return v, expires, false, err
 	}
@@ -322,29 +450,23 @@ func (s *Segmented[K, V]) Put(k K, v V, expires time.Time) error {
 	}
 	exp := expires.UnixMilli()
 	n := s.segment(exp)
-	raw, err := encodeEntry(s.name(), s.vs, v, exp)
+	vb, err := s.vs.Encode(v)
 	if err != nil {
-		return err
+		return fmt.Errorf("state: %s: encode value: %w", s.name(), err)
 	}
-	old, _, found, err := s.find(kb)
+	s.vbuf = append(binary.BigEndian.AppendUint64(s.vbuf[:0], uint64(exp)), vb...) // copied by writeEntry
+	raw := s.vbuf
+	old, _, h, found, err := s.find(kb)
 	if err != nil {
 		return err
 	}
 	s.absentKnown = false
-	write := s.db.writeBlind // a new key, in this segment: nothing to read for Rollback
 	if found && old != n {
-		if err := s.db.Delete(s.key(old, kb)); err != nil {
-			return err
-		}
-		s.logWrite(old, kb, nil)
-	} else if found {
-		write = s.db.write // read by find: in the map
+		s.writeEntry(old, kb, h, nil)
 	}
-	if err := write(s.key(n, kb), raw); err != nil {
-		return err
-	}
+	s.writeEntry(n, kb, h, raw)
 	if s.filter.built {
-		s.filter.addTo(n, kb)
+		s.filter.addHash(n, h)
 	}
 	if low, after, err := s.low(); err != nil {
 		return err
@@ -353,14 +475,7 @@ func (s *Segmented[K, V]) Put(k K, v V, expires time.Time) error {
 			return err
 		}
 	}
-	s.logWrite(n, kb, raw)
 	return nil
-}
-
-func (s *Segmented[K, V]) logWrite(n int64, kb, raw []byte) {
-	if s.log != nil {
-		s.log.Append(s.changelog, s.changelogKey(n, kb), raw)
-	}
 }
 
 // Expire drops every segment that ends at or before now: each entry
@@ -397,7 +512,7 @@ func (s *Segmented[K, V]) ExpireSome(now time.Time, limit int, each func(k K, v 
 	upper := bytes.Clone(s.key(end+1, nil))
 	type due struct{ key, value []byte }
 	var all []due
-	err = s.db.scanMerged(lower, upper, func(k, v []byte) bool {
+	err = s.scanEntries(lower, upper, func(k, v []byte) bool {
 		if len(all) == limit {
 			more = true
 			return false
@@ -424,10 +539,7 @@ func (s *Segmented[K, V]) ExpireSome(now time.Time, limit int, each func(k K, v 
 				return false, err
 			}
 		}
-		if err := s.db.writeBlind(d.key, nil); err != nil {
-			return false, err
-		}
-		s.logWrite(seg, kb, nil)
+		s.writeEntry(seg, kb, s.filter.hash(kb), nil)
 	}
 	if more {
 		last := all[len(all)-1].key
@@ -445,7 +557,7 @@ func (s *Segmented[K, V]) Scan(each func(k K, v V, expires time.Time) error) err
 	entries := append(bytes.Clone(s.prefix), segEntries)
 	n := len(s.prefix) + 1
 	var eachErr error
-	err := s.db.scanMerged(entries, prefixEnd(entries), func(key, raw []byte) bool {
+	err := s.scanEntries(entries, prefixEnd(entries), func(key, raw []byte) bool {
 		exp, vb, err := splitExpiry(s.name(), raw)
 		if err == nil {
 			var k K

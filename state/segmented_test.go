@@ -286,3 +286,31 @@ func TestSegmentedWidthChange(t *testing.T) {
 	require.Empty(t, expireAll(t, wide, 98))
 	require.Equal(t, []string{"c=3"}, expireAll(t, wide, 99))
 }
+
+// A Put of a new id and a Get of one allocate nothing once the store's
+// buffers have grown: a dedup does both for every record.
+func TestSegmentedNewKeysAllocateNothing(t *testing.T) {
+	s, err := state.NewSegmented(open(t, vfs.NewMem()), "ids", "app-ids-changelog", nil, serde.String, serde.Bytes, time.Hour)
+	require.NoError(t, err)
+	const n = 4000
+	ids := make([]string, 2*n)
+	for i := range ids {
+		ids[i] = "id-" + strconv.Itoa(i)
+	}
+	exp := ms(int64(time.Hour / time.Millisecond))
+	for _, id := range ids[:n] { // the buffers grow
+		require.NoError(t, s.Put(id, nil, exp))
+	}
+	i := n
+	allocs := testing.AllocsPerRun(n-1, func() {
+		_, _, found, err := s.Get(ids[i])
+		if err != nil || found {
+			t.Fatalf("Get(%s): found %v, err %v", ids[i], found, err)
+		}
+		if err := s.Put(ids[i], nil, exp); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	})
+	require.Zero(t, allocs, "allocations per new id")
+}
