@@ -3,6 +3,8 @@ package stream
 import (
 	"fmt"
 	"time"
+
+	"github.com/sluicehq/sluice/txn/topology"
 )
 
 // Processor is the low-level operator API: user code that sees one record
@@ -176,4 +178,58 @@ func (e *emitter[K, V]) Emit(r Record[K, V]) error {
 		return err
 	}
 	return nil
+}
+
+// Metrics makes a processor's own metrics: see ProcessorContext.Metrics.
+type Metrics = topology.Metrics
+
+// Counter, Gauge and Histogram are the metrics Metrics makes; the
+// Prometheus types of the same names implement them, and are what the
+// runtime returns.
+type (
+	Counter   = topology.Counter
+	Gauge     = topology.Gauge
+	Histogram = topology.Histogram
+)
+
+// Metrics returns the worker's maker of user-defined metrics, for a
+// processor to count or observe something of its own, as Kafka Streams'
+// context.metrics() does. Make each metric once, in Init, and use it in
+// Process:
+//
+//	func (e *enricher) Init(ctx stream.ProcessorContext) (err error) {
+//		e.misses, err = ctx.Metrics().Counter("enrich_customer_misses_total",
+//			"Orders whose customer was not in the table.")
+//		return err
+//	}
+//
+// The worker registers them where it registers its own (txn.Config's
+// Registerer: the runner serves them at /metrics), with its app and
+// instance labels. Every task of the worker that asks for a name gets the
+// same metric, safe for concurrent use. A metric counts what processors
+// did in transactions that aborted too, as sluice_records_processed_total
+// does; it must never decide output. Where no runtime provides metrics
+// (the probe task of Build, a test driving a task), they work and nobody
+// reads them.
+func (c ProcessorContext) Metrics() Metrics {
+	if m := c.t.cfg.Metrics; m != nil {
+		return m
+	}
+	return discardMetrics{}
+}
+
+// discardMetrics makes metrics that nobody reads.
+type discardMetrics struct{}
+
+type discardMetric struct{}
+
+func (discardMetric) Inc()            {}
+func (discardMetric) Add(float64)     {}
+func (discardMetric) Set(float64)     {}
+func (discardMetric) Observe(float64) {}
+
+func (discardMetrics) Counter(string, string) (Counter, error) { return discardMetric{}, nil }
+func (discardMetrics) Gauge(string, string) (Gauge, error)     { return discardMetric{}, nil }
+func (discardMetrics) Histogram(string, string, []float64) (Histogram, error) {
+	return discardMetric{}, nil
 }

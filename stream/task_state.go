@@ -6,7 +6,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -307,4 +309,25 @@ func (t statefulTask) Restored() int64 { return t.restored }
 
 func taskDir(id topology.TaskID) string {
 	return strconv.Itoa(id.Subtopology) + "_" + strconv.FormatInt(int64(id.Partition), 10)
+}
+
+var _ topology.StoreSizer = statefulTask{}
+
+// StoreSizes implements topology.StoreSizer: it counts every store's
+// keys, committed and pending (the runtime asks between batches, when
+// none are pending), by walking them.
+func (t statefulTask) StoreSizes() ([]topology.StoreSize, error) {
+	if t.closed {
+		return nil, errTaskClosed
+	}
+	sizes := make([]topology.StoreSize, 0, len(t.stores))
+	for s := range t.stores {
+		keys, disk, err := t.db.Size(state.StorePrefix(s.name))
+		if err != nil {
+			return nil, fmt.Errorf("stream: task %d_%d: size of store %s: %w", t.id.Subtopology, t.id.Partition, s.name, err)
+		}
+		sizes = append(sizes, topology.StoreSize{Store: s.name, Keys: keys, DiskBytes: disk})
+	}
+	slices.SortFunc(sizes, func(a, b topology.StoreSize) int { return strings.Compare(a.Store, b.Store) })
+	return sizes, nil
 }

@@ -99,6 +99,8 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 	}
 	w.m.sessions.Inc()
 	defer w.closeBounded("the transactional session's client", sess.Close)
+	w.health.client.Store(sess.Client())
+	defer w.health.client.Store(nil)
 	defer func() {
 		if IsFenced(err) {
 			if h := w.hijacked(ctx, sess.Client()); h != nil {
@@ -119,7 +121,9 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		if err := w.fetchErr(fetches); err != nil {
 			return progressed, err
 		}
+		w.closeRevoked(c)
 		if fetches.NumRecords() == 0 {
+			w.measureStores(c) // the poll may have ended for it
 			if !w.punctuationDue(c) {
 				continue
 			}
@@ -152,7 +156,9 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 // task and goes on); and the error that ends the session (a record that
 // failed under the fail policy, a failed produce, an unknown outcome).
 func (w *Worker) transact(ctx context.Context, sess *kgo.GroupTransactSession, c *batch.Core, fetches kgo.Fetches) (committed bool, unprepared kgo.Fetches, err error) {
+	w.batchBegins()
 	if err := sess.Begin(); err != nil {
+		w.batchEnds(false, 0)
 		return false, nil, fmt.Errorf("txn: begin: %w", err)
 	}
 	w.txnOpen.Store(true)
@@ -166,6 +172,7 @@ func (w *Worker) transact(ctx context.Context, sess *kgo.GroupTransactSession, c
 	var procErr error
 	if fetches.NumRecords() > 0 {
 		records, procErr = w.collect(ctx, fetches, sess.PollRecords, func(f kgo.Fetches) error {
+			w.checkPartitioning(f)
 			err := c.Process(f)
 			if errors.Is(err, batch.ErrUnprepared) {
 				// A partition assigned while the transaction is open: its
@@ -179,15 +186,16 @@ func (w *Worker) transact(ctx context.Context, sess *kgo.GroupTransactSession, c
 		procErr = w.punctuate(c) // in this transaction
 	}
 	counts := c.Finish() // every output is handed to franz-go before the flush
-	w.count(counts)
-	abort := "" // commit
+	abort := ""          // commit
 	switch {
 	case unprepared != nil:
-		abort = "new_task"
+		abort = abortNewTask
 	case procErr != nil:
-		abort = "processing_error"
+		abort = abortProcessingError
 	}
 	o, why := w.end(sess, &p, abort, records, counts.Produced)
+	w.count(counts, o == batch.Committed)
+	w.batchEnds(o == batch.Committed, records)
 	if w.advance(c, o).Recreate {
 		err = why
 	}
@@ -200,16 +208,34 @@ func (w *Worker) transact(ctx context.Context, sess *kgo.GroupTransactSession, c
 	return o == batch.Committed, nil, err
 }
 
+// closeRevoked closes, between batches, the tasks of the partitions
+// revoked since the last batch ended. A task that fails to close is gone
+// either way.
+func (w *Worker) closeRevoked(c *batch.Core) {
+	revoked := w.takeRevoked()
+	if len(revoked) == 0 {
+		return
+	}
+	if err := c.CloseRevoked(revoked); err != nil {
+		w.log.Warn("closing the tasks of revoked partitions", "err", err)
+	}
+	w.setTasks(c.Open())
+	w.sizes.dirty = true
+}
+
 // advance tells the core how the batch ended, with the partitions revoked
 // meanwhile, and returns the step the core took. A task closed because
 // it failed to apply, discard or close is logged: it restores from its
 // changelog before its partition's next batch.
 func (w *Worker) advance(c *batch.Core, o batch.Outcome) batch.Step {
+	open := c.Open()
 	s, err := c.Advance(o, w.takeRevoked())
 	if err != nil {
 		w.log.Warn("tasks closed after the batch", "outcome", o.String(), "err", err)
 	}
-	w.m.tasks.Set(float64(c.Open()))
+	w.setTasks(c.Open())
+	w.sizes.dirty = w.sizes.dirty || o == batch.Committed || c.Open() != open
+	w.measureStores(c)
 	return s
 }
 
@@ -276,6 +302,7 @@ func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches,
 	for {
 		n := fetches.NumRecords()
 		records += n
+		w.observe(fetches)
 		start := w.now()
 		err = process(fetches)
 		w.pace.observe(n, w.now().Sub(start))
@@ -339,11 +366,11 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, p *promises, abort string, 
 	}
 	switch {
 	case err != nil:
-		w.m.txnAborted.WithLabelValues("unknown_outcome").Inc()
+		w.m.txnAborted.WithLabelValues(abortUnknownOutcome).Inc()
 		w.log.Warn("transaction outcome unknown; dropping pending work", "err", err, "records", records)
 		return batch.Unknown, fmt.Errorf("txn: end transaction: %w", err)
 	case produceErr != nil || flushErr != nil:
-		w.m.txnAborted.WithLabelValues("produce_error").Inc()
+		w.m.txnAborted.WithLabelValues(abortProduceError).Inc()
 		if fe := classify(produceErr); fe != nil {
 			return batch.ProduceFailed, fe
 		}
@@ -355,7 +382,7 @@ func (w *Worker) end(sess *kgo.GroupTransactSession, p *promises, abort string, 
 	case !committed:
 		// A rebalance (or a group-level commit error the session treats
 		// as abortable): franz-go rewound every partition, reprocess.
-		w.m.txnAborted.WithLabelValues("rebalance").Inc()
+		w.m.txnAborted.WithLabelValues(abortRebalance).Inc()
 		w.log.Info("transaction aborted by a rebalance; reprocessing", "records", records)
 		return batch.Aborted, nil
 	}
@@ -401,6 +428,13 @@ func (w *Worker) fetchErr(f kgo.Fetches) error {
 		default:
 			if fatal := classify(fe.Err); fatal != nil {
 				return fatal
+			}
+			if errors.Is(fe.Err, kerr.InconsistentGroupProtocol) {
+				// A rolling upgrade from a sluice that balanced by
+				// partition: the worker joins once the others are gone.
+				w.log.Warn("the group has members that do not balance by task ("+taskBalancerProtocol+"), such as workers of an older sluice: this worker joins when they have left; stop them",
+					"group", w.topo.AppID(), "err", fe.Err)
+				continue
 			}
 			w.log.Warn("fetch error; retrying", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
 		}

@@ -109,16 +109,7 @@ func TestPlainWorkerStopsMidBatch(t *testing.T) {
 // processed returns the worker's sluice_records_processed_total (0 when
 // the registry cannot be read).
 func processed(reg *prometheus.Registry) float64 {
-	mfs, _ := reg.Gather()
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() == "sluice_records_processed_total" {
-			for _, m := range mf.GetMetric() {
-				v += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return v
+	return counterValue(reg, "sluice_records_processed_total")
 }
 
 // readAll reads topic, which no one writes anymore, with read_committed

@@ -31,6 +31,8 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 		return false, &FatalError{Cause: "invalid client configuration", Err: err}
 	}
 	w.m.sessions.Inc()
+	w.health.client.Store(cl)
+	defer w.health.client.Store(nil)
 	// Close would wait forever for a rebalance this loop still blocks on
 	// some return paths; allow it first.
 	defer cl.CloseAllowingRebalance()
@@ -48,7 +50,9 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 		if err := w.fetchErr(fetches); err != nil {
 			return progressed, err
 		}
+		w.closeRevoked(c)
 		if fetches.NumRecords() == 0 {
+			w.measureStores(c) // the poll may have ended for it
 			if !w.punctuationDue(c) {
 				cl.AllowRebalance()
 				continue
@@ -63,11 +67,13 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 		// outputs, and at_least_once commits what it produced, so a
 		// graceful stop loses nothing and repeats nothing.
 		pctx := context.WithoutCancel(ctx)
+		w.batchBegins()
 		c.Begin(func(r *kgo.Record) { cl.Produce(pctx, r, p.promise) })
 		var polled []*kgo.Record
+		var records int
 		var procErr error
 		if fetches.NumRecords() > 0 {
-			_, procErr = w.collect(ctx, fetches, cl.PollRecords, func(f kgo.Fetches) error {
+			records, procErr = w.collect(ctx, fetches, cl.PollRecords, func(f kgo.Fetches) error {
 				if w.cfg.Guarantee == AtMostOnce {
 					if err := cl.CommitRecords(pctx, f.Records()...); err != nil {
 						return fmt.Errorf("txn: commit offsets before processing: %w", err)
@@ -79,16 +85,19 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 				if err := w.prepareTasks(ctx, c, cl.CommittedOffsets, f); err != nil {
 					return err
 				}
+				w.checkPartitioning(f)
 				return processErr(c.Process(f))
 			})
 		}
 		if procErr == nil {
 			procErr = w.punctuate(c)
 		}
-		w.count(c.Finish()) // every output is handed to franz-go before the flush
+		counts := c.Finish() // every output is handed to franz-go before the flush
 		fctx, cancel := context.WithTimeout(pctx, w.cfg.SessionTimeout)
 		o, err := w.finishPlain(fctx, cl, &p, polled, procErr)
 		cancel()
+		w.count(counts, o == batch.Committed)
+		w.batchEnds(o == batch.Committed, records)
 		if w.advance(c, o).Recreate {
 			return progressed, err
 		}

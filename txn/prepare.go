@@ -44,7 +44,7 @@ func (w *Worker) prepareTasks(ctx context.Context, c *batch.Core, committed func
 			c.Add(ids[i], t)
 		}
 	}
-	w.m.tasks.Set(float64(c.Open()))
+	w.setTasks(c.Open())
 	return errors.Join(errs...)
 }
 
@@ -52,8 +52,8 @@ func (w *Worker) prepareTasks(ctx context.Context, c *batch.Core, committed func
 const maxParallelTaskCreations = 8
 
 // createTask instantiates task id and restores its state, committed
-// holding the committed offset of each of its source partitions that has
-// one. It may run for several tasks at once (Topology.NewTask and restore
+// holding the committed offset of each of its source partitions (-1:
+// none yet). It may run for several tasks at once (Topology.NewTask and restore
 // are safe for that).
 func (w *Worker) createTask(ctx context.Context, id topology.TaskID, committed map[string]int64) (topology.Task, error) {
 	t, err := w.topo.NewTask(id, w.taskConfig())
@@ -70,10 +70,11 @@ func (w *Worker) createTask(ctx context.Context, id topology.TaskID, committed m
 }
 
 // committedOf returns, of the group's committed offsets all, those of
-// partition p of topics that exist.
+// partition p of topics: -1 for a topic with none yet.
 func committedOf(all map[string]map[int32]kgo.EpochOffset, topics []string, p int32) map[string]int64 {
 	offs := map[string]int64{}
 	for _, topic := range topics {
+		offs[topic] = -1 // no commit: processing starts at the start
 		if eo, ok := all[topic][p]; ok && eo.Offset >= 0 {
 			offs[topic] = eo.Offset
 		}

@@ -16,13 +16,33 @@ import (
 
 // pollContext returns the context to poll with: ctx, with a deadline at the
 // next wall-clock punctuation when an open task has one, so that a quiet
-// input does not hold it back. cancel must be called.
-func (w *Worker) pollContext(ctx context.Context, c *batch.Core) (_ context.Context, cancel context.CancelFunc) {
-	due, ok := c.NextPunctuation()
-	if !ok {
-		return ctx, func() {}
+// input does not hold it back (nor the next measure of the stores, after
+// a commit: measureStores), and cancelled when a rebalance revokes
+// partitions (onRevoked), so that an idle worker closes their tasks at
+// once. cancel must be called.
+func (w *Worker) pollContext(ctx context.Context, c *batch.Core) (context.Context, context.CancelFunc) {
+	stop := func() {}
+	if due, ok := c.NextPunctuation(); ok {
+		ctx, stop = context.WithTimeout(ctx, due.Sub(w.cfg.Clock()))
 	}
-	return context.WithTimeout(ctx, due.Sub(w.cfg.Clock()))
+	if w.sizes.dirty {
+		// The store metrics are measured when due, idle or not.
+		var stopSizes context.CancelFunc
+		ctx, stopSizes = context.WithDeadline(ctx, w.sizes.next)
+		stopPunct := stop
+		stop = func() { stopSizes(); stopPunct() }
+	}
+	pctx, wake := context.WithCancel(ctx)
+	w.mu.Lock()
+	w.wake = wake
+	w.mu.Unlock()
+	return pctx, func() {
+		w.mu.Lock()
+		w.wake = nil
+		w.mu.Unlock()
+		wake()
+		stop()
+	}
 }
 
 // punctuationDue reports whether a wall-clock punctuator of an open task

@@ -1,11 +1,17 @@
 package txn_test
 
 import (
+	"context"
+	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/txn"
 	"github.com/sluicehq/sluice/txn/txntest"
@@ -67,7 +73,7 @@ func TestPartitionsAssignedMidTransactionRestoreOutsideIt(t *testing.T) {
 	start := time.Now()
 	deadline := start.Add(2 * time.Minute)
 	round := 0
-	for labeledCounter(reg, "sluice_transactions_aborted_total", "reason", "new_task") == 0 {
+	for labeledValue(reg, "sluice_transactions_aborted_total", "reason", "new_task") == 0 {
 		require.True(t, time.Now().Before(deadline), "w1 never had a partition assigned while a transaction was open (%d rounds)", round)
 		round++
 		ws.start("w2")
@@ -86,9 +92,9 @@ func TestPartitionsAssignedMidTransactionRestoreOutsideIt(t *testing.T) {
 	ws.requireNoErrors()
 }
 
-// labeledCounter returns the value of the series of counter name in reg
-// whose label is value (0 when there is none).
-func labeledCounter(reg *prometheus.Registry, name, label, value string) float64 {
+// labeledValue returns the value of the series of counter or gauge name
+// in reg whose label is value (0 when there is none).
+func labeledValue(reg *prometheus.Registry, name, label, value string) float64 {
 	mfs, _ := reg.Gather()
 	var v float64
 	for _, mf := range mfs {
@@ -98,10 +104,107 @@ func labeledCounter(reg *prometheus.Registry, name, label, value string) float64
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == label && l.GetValue() == value {
-					v += m.GetCounter().GetValue()
+					v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 				}
 			}
 		}
 	}
 	return v
+}
+
+// A worker that is idle when a rebalance revokes its partitions closes
+// their tasks at once, not after its next transaction (its sluice_tasks
+// drops while it stays idle): another worker then builds on their state,
+// and when the partitions come back the worker restores them instead of
+// going on from the state it had.
+func TestTasksRevokedWhileIdleClose(t *testing.T) {
+	const keys, step = 40, 2_000
+	c := newCluster(t, 8, "in", "out")
+	topo, err := sumTopology("idle", "in", "out")
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	ws := c.workers(topo, txn.Config{SessionTimeout: 3 * time.Second, StateDir: t.TempDir(), Registerer: reg})
+	ctx := c.ctx(2 * time.Minute)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers...), kgo.DefaultProduceTopic("in"))
+	require.NoError(t, err)
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	want := map[string]int64{}
+	var n int64
+	// produce writes the next step records, keyed in turn by the keys
+	// given, and waits until all are out.
+	produce := func(keys []string) {
+		for seq := n; seq < n+step; seq++ {
+			key := keys[seq%int64(len(keys))]
+			want[key] += amount(seq)
+			require.NoError(t, cl.ProduceSync(ctx, &kgo.Record{Key: []byte(key), Value: txntest.SeqValue(seq, 10)}).FirstErr())
+		}
+		n += step
+		rep := verifyOutput(t, c.brokers, n, time.Minute)
+		require.True(t, rep.Clean(), "%s", rep)
+	}
+	var all []string
+	for k := range keys {
+		all = append(all, fmt.Sprintf("k%d", k))
+	}
+	ws.start("w1")
+	produce(all)
+	ws.start("w2") // w1 is idle when it gives up partitions
+	moved := waitAssigned(ctx, t, adm, "idle", map[string]int{"w1": 4, "w2": 4})["w2"]
+	for labeledValue(reg, "sluice_tasks", "instance", "w1") != 4 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("w1 holds %v tasks while idle, after 4 of its 8 partitions were revoked", labeledValue(reg, "sluice_tasks", "instance", "w1"))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// Only w2's partitions get records: w1 stays idle.
+	var theirs []string
+	byKey := kgo.StickyKeyPartitioner(nil).ForTopic("in")
+	for _, k := range all {
+		if slices.Contains(moved, int32(byKey.Partition(&kgo.Record{Key: []byte(k)}, 8))) {
+			theirs = append(theirs, k)
+		}
+	}
+	require.NotEmpty(t, theirs)
+	produce(theirs) // w2 adds to the sums of its partitions
+	ws.halt("w2")
+	waitAssigned(ctx, t, adm, "idle", map[string]int{"w1": 8})
+	produce(all) // w1 has them back
+	table, err := txntest.ReadTable(ctx, c.brokers, "idle-sums-changelog")
+	require.NoError(t, err)
+	require.Equal(t, want, table)
+	ws.stopAll()
+	ws.requireNoErrors()
+}
+
+// waitAssigned waits until the members of group, by instance id, hold
+// the given numbers of partitions of topic "in", and no other member any;
+// it returns the partitions each holds.
+func waitAssigned(ctx context.Context, t *testing.T, adm *kadm.Client, group string, want map[string]int) map[string][]int32 {
+	t.Helper()
+	for {
+		got := map[string]int{}
+		parts := map[string][]int32{}
+		if groups, err := adm.DescribeGroups(ctx, group); err == nil {
+			for _, m := range groups[group].Members {
+				if a, ok := m.Assigned.AsConsumer(); ok && m.InstanceID != nil {
+					for _, tp := range a.Topics {
+						if tp.Topic == "in" {
+							got[*m.InstanceID] += len(tp.Partitions)
+							parts[*m.InstanceID] = append(parts[*m.InstanceID], tp.Partitions...)
+						}
+					}
+				}
+			}
+		}
+		if maps.Equal(got, want) {
+			return parts
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("assignment %v, want %v", got, want)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

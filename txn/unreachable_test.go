@@ -1,11 +1,9 @@
 package txn_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +13,6 @@ import (
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A worker started while its broker is down (restarting, or not up yet)
 // waits for it instead of exiting: it retries checking its topics, then
@@ -48,7 +28,7 @@ func TestWorkerWaitsForAnUnreachableBroker(t *testing.T) {
 
 	topo, err := passthrough.Build("unreachable", "in", "out")
 	require.NoError(t, err)
-	var log syncBuffer
+	var log txntest.SyncBuffer
 	w, err := txn.NewWorker(topo, txn.Config{Brokers: []string{addr}, Instance: "w1", SessionTimeout: 3 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	require.NoError(t, err)

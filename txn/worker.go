@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +39,8 @@ type Worker struct {
 	m    *metrics
 
 	layout *layout
+	// partitions checks where co-partitioned source records sit.
+	partitions *partitionCheck
 
 	global topology.Global // the worker's global tables, or nil
 	// replaying bounds the tasks replaying changelog records at once to
@@ -53,8 +57,15 @@ type Worker struct {
 	// the machine is.
 	now func() time.Time
 
+	health health     // what Health reports
+	obs    observed   // the loop's, for the latency and lag
+	sizes  storeSizes // the loop's, for the store metrics
+
 	mu      sync.Mutex
 	revoked map[string][]int32 // since the last commit, from group callbacks
+	wake    context.CancelFunc // ends the poll in progress (pollContext); nil: none
+	// assignment is the current session's partitions.
+	assignment assignment
 }
 
 // NewWorker validates cfg and returns a worker for topo. It does not
@@ -70,6 +81,8 @@ func NewWorker(topo topology.Topology, cfg Config) (*Worker, error) {
 	log := cfg.Logger.With("app", topo.AppID(), "instance", cfg.Instance)
 	w := &Worker{topo: topo, cfg: cfg, log: log, m: newMetrics(cfg.Registerer, topo.AppID(), cfg.Instance),
 		replaying: make(chan struct{}, runtime.GOMAXPROCS(0)), now: time.Now}
+	w.sizes.every = storeSizesEvery
+	w.sizes.next = time.Now().Add(w.sizes.every)
 	return w, nil
 }
 
@@ -83,6 +96,8 @@ func NewWorker(topo topology.Topology, cfg Config) (*Worker, error) {
 //
 // Run must be called once.
 func (w *Worker) Run(parent context.Context) error {
+	w.health.running.Store(true)
+	defer w.health.running.Store(false)
 	ctx, fail := context.WithCancelCause(parent)
 	defer fail(nil)
 	if err := w.prepare(ctx); err != nil {
@@ -137,6 +152,7 @@ func (w *Worker) prepare(ctx context.Context) error {
 		l, err := prepareTopics(ctx, kadm.NewClient(cl), w.topo, w.topo.SinkTopics())
 		if err == nil {
 			w.layout = l
+			w.partitions = newPartitionCheck(w.topo, l.partitions)
 			return nil
 		}
 		// A broker that cannot be reached (restarting, or not up yet)
@@ -171,6 +187,7 @@ func (w *Worker) groupOpts() []kgo.Opt {
 	for _, s := range w.topo.Subtopologies() {
 		sources = append(sources, s.SourceTopics...)
 	}
+	held := &heldPartitions{w: w}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(w.cfg.Brokers...),
 		kgo.ConsumerGroup(w.topo.AppID()),
@@ -180,7 +197,7 @@ func (w *Worker) groupOpts() []kgo.Opt {
 		// Kafka's rule: at most a third of the session timeout, so that one
 		// late heartbeat never expires a member.
 		kgo.HeartbeatInterval(min(3*time.Second, w.cfg.SessionTimeout/3)),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.Balancers(newTaskBalancer(w.topo.Subtopologies(), held.synced)),
 		kgo.DisableAutoCommit(),
 		// Batches never exceed a topic's max.message.bytes: a batch the
 		// broker rejects would abort the transaction.
@@ -192,8 +209,23 @@ func (w *Worker) groupOpts() []kgo.Opt {
 		// 10 ms only holds records back that the flush then waits for.
 		kgo.ProducerLinger(0),
 		kgo.WithLogger(kgoLogger{w.log}),
-		kgo.OnPartitionsRevoked(w.onRevoked),
-		kgo.OnPartitionsLost(w.onRevoked),
+		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+			// Called at every join of the group, with what it added.
+			w.m.rebalances.Inc()
+			w.m.tasksAssigned.Add(float64(w.logTasks(slog.LevelInfo, "tasks assigned", assigned)))
+			w.assign(cl, assigned, false)
+		}),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+			w.m.tasksRevoked.Add(float64(w.logTasks(slog.LevelInfo, "tasks revoked", revoked)))
+			w.assign(cl, revoked, true)
+			w.onRevoked(ctx, cl, revoked)
+		}),
+		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+			w.m.tasksRevoked.Add(float64(w.logTasks(slog.LevelWarn, "tasks lost: the group moved on without this worker (a session timeout, or fenced)", lost)))
+			w.assign(cl, lost, true)
+			w.onRevoked(ctx, cl, lost)
+			held.forget()
+		}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Buffered fetch responses, decompressed, are the bulk of a
 		// worker's memory (docs/architecture.md, "Fetch size").
@@ -204,7 +236,8 @@ func (w *Worker) groupOpts() []kgo.Opt {
 }
 
 // onRevoked records partitions whose tasks close after the open transaction
-// ends. It runs in franz-go's group goroutine and must not call End.
+// ends, or at once when the loop is waiting for records: it ends that poll.
+// It runs in franz-go's group goroutine and must not call End.
 func (w *Worker) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -212,16 +245,58 @@ func (w *Worker) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string]
 		w.revoked = map[string][]int32{}
 	}
 	for t, ps := range revoked {
-		w.revoked[t] = append(w.revoked[t], ps...)
+		for _, p := range ps {
+			if !slices.Contains(w.revoked[t], p) {
+				w.revoked[t] = append(w.revoked[t], p)
+			}
+		}
+	}
+	if w.wake != nil && len(revoked) > 0 {
+		w.wake() // an idle loop closes the tasks now
 	}
 }
 
-// takeRevoked returns and clears the partitions revoked since last asked.
+// logTasks logs msg with the tasks of parts, if there are any, and
+// returns how many there are.
+func (w *Worker) logTasks(level slog.Level, msg string, parts map[string][]int32) int {
+	tasks := w.tasksOf(parts)
+	if len(tasks) > 0 {
+		w.log.Log(context.Background(), level, msg, "tasks", tasks)
+	}
+	return len(tasks)
+}
+
+// tasksOf names the tasks of the given partitions, in order ("1_3" is
+// partition 3 of sub-topology 1).
+func (w *Worker) tasksOf(parts map[string][]int32) []string {
+	var ids []topology.TaskID
+	for _, sub := range w.topo.Subtopologies() {
+		for _, topic := range sub.SourceTopics {
+			for _, p := range parts[topic] {
+				if id := (topology.TaskID{Subtopology: sub.ID, Partition: p}); !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	slices.SortFunc(ids, func(a, b topology.TaskID) int {
+		return cmp.Or(cmp.Compare(a.Subtopology, b.Subtopology), cmp.Compare(a.Partition, b.Partition))
+	})
+	tasks := make([]string, len(ids))
+	for i, id := range ids {
+		tasks[i] = fmt.Sprintf("%d_%d", id.Subtopology, id.Partition)
+	}
+	return tasks
+}
+
+// takeRevoked returns and clears the partitions revoked since last asked,
+// and drops their lag series. Only the loop's goroutine calls it.
 func (w *Worker) takeRevoked() map[string][]int32 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r := w.revoked
 	w.revoked = nil
+	w.forgetLag(r, false)
 	return r
 }
 
@@ -237,7 +312,10 @@ func (w *Worker) closeCore(c *batch.Core) {
 	if err := c.Close(); err != nil {
 		w.log.Warn("closing the session's tasks", "err", err)
 	}
-	w.m.tasks.Set(0)
+	w.setTasks(0)
+	w.forgetLag(nil, true)
+	w.forgetStores()
+	w.unassign()
 }
 
 func (w *Worker) taskConfig() topology.TaskConfig {
@@ -247,6 +325,7 @@ func (w *Worker) taskConfig() topology.TaskConfig {
 		Global:           w.global,
 		Clock:            w.cfg.Clock,
 		MaxMessageBytes:  func(topic string) int { return int(w.maxMessageBytes(topic)) },
+		Metrics:          w.m.user,
 	}
 }
 

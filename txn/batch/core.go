@@ -148,6 +148,18 @@ func (c *Core) Advance(o Outcome, revoked map[string][]int32) (Step, error) {
 	return s, err
 }
 
+// CloseRevoked closes, between batches, the tasks of partitions revoked
+// or lost since the last Advance, so that none outlives its partition
+// while the worker is idle: a partition that comes back must find its
+// task closed, and restore it from the changelog another worker wrote.
+func (c *Core) CloseRevoked(revoked map[string][]int32) error {
+	c.mustBeIdle("CloseRevoked")
+	if err := c.tasks.close(revoked); err != nil {
+		return fmt.Errorf("batch: closing revoked tasks: %w", err)
+	}
+	return nil
+}
+
 // Close closes every task. The core can be used again afterwards.
 func (c *Core) Close() error {
 	if c.lanes.open {

@@ -103,6 +103,63 @@ type TaskConfig struct {
 	// Global is the worker's global table state (nil without global
 	// tables).
 	Global Global
+	// Metrics makes the metrics processors keep of their own; nil: the
+	// task keeps none (its processors still get working ones).
+	Metrics Metrics
+}
+
+// Metrics makes a worker's user-defined metrics, registered where the
+// runtime's own are, with the same constant labels (the runtime's: app
+// and instance). Asking again for a name returns the metric made first,
+// shared by every task of the worker; a name used for another kind of
+// metric, or with another help text or buckets, is an error, as is a name
+// the metrics system does not accept. Implementations are safe for
+// concurrent use, and so are the metrics they return.
+type Metrics interface {
+	// Counter returns the counter name.
+	Counter(name, help string) (Counter, error)
+	// Gauge returns the gauge name.
+	Gauge(name, help string) (Gauge, error)
+	// Histogram returns the histogram name with the given bucket upper
+	// bounds (nil: the metrics system's default ones).
+	Histogram(name, help string, buckets []float64) (Histogram, error)
+}
+
+// Counter is a value that only goes up (Prometheus' prometheus.Counter
+// implements it).
+type Counter interface {
+	Inc()
+	// Add adds v, which must not be negative.
+	Add(v float64)
+}
+
+// Gauge is a value that goes up and down (prometheus.Gauge implements
+// it).
+type Gauge interface {
+	Set(v float64)
+	Add(v float64)
+}
+
+// Histogram counts observations in buckets (prometheus.Histogram
+// implements it).
+type Histogram interface {
+	Observe(v float64)
+}
+
+// StoreSizer is a StatefulTask that tells how large its stores are. The
+// runtime asks now and then, between batches, never while the task
+// processes.
+type StoreSizer interface {
+	// StoreSizes returns, for each store of the task, how many keys it
+	// holds and an estimate of its bytes on disk.
+	StoreSizes() ([]StoreSize, error)
+}
+
+// StoreSize is the size of one store of a task.
+type StoreSize struct {
+	Store     string
+	Keys      int64
+	DiskBytes uint64
 }
 
 // Task is the deterministic per-record step of one task: no I/O, no
