@@ -1,0 +1,273 @@
+// Command sinkbench measures the Postgres sink (txn/pgsink) against the
+// loop it must keep up with: a plain consumer that inserts each polled
+// batch with the same statement and keeps no offsets (no exactly-once:
+// a crash duplicates or loses a batch). Both run in one process, against
+// one embedded broker and one throwaway Postgres (txn/pgtest, fsync off),
+// on the same topic, -runs times each, interleaved, and it prints the
+// records/s of each run, the medians and the ratio sink/plain (target
+// ≥ 0.8, issue 15).
+//
+//	go run ./cmd/sinkbench [-records 200000] [-partitions 8] [-batch 5000] [-runs 3]
+//
+// Each variant's clock starts when its first batch reaches the write
+// function (after the group join, which both pay) and stops when the
+// last record is committed.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/sluicehq/sluice/txn/broker"
+	"github.com/sluicehq/sluice/txn/pgsink"
+	"github.com/sluicehq/sluice/txn/pgtest"
+)
+
+// Order is the benchmark's record value.
+type Order struct {
+	ID      int64  `json:"id"`
+	Account string `json:"account"`
+	Amount  int64  `json:"amount"`
+}
+
+var orderSerde = serde.JSON[Order]()
+
+func main() {
+	records := flag.Int("records", 200_000, "records in the topic, each variant reads them all")
+	partitions := flag.Int("partitions", 8, "partitions of the topic")
+	batch := flag.Int("batch", 5000, "most records per poll, and so per insert / transaction")
+	runs := flag.Int("runs", 3, "runs of each variant, interleaved")
+	flag.Parse()
+	if err := run(*records, int32(*partitions), *batch, *runs); err != nil {
+		fmt.Fprintln(os.Stderr, "sinkbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n int, partitions int32, batch, runs int) error {
+	ctx := context.Background()
+	pg, err := pgtest.Start(ctx, pgtest.Options{})
+	if err != nil {
+		return err
+	}
+	defer pg.Stop()
+	if err := pg.CreateDB(ctx, "bench"); err != nil {
+		return err
+	}
+	conn := pg.ConnString("bench")
+	pool, err := pgxpool.New(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `CREATE TABLE orders (id bigint PRIMARY KEY, account text NOT NULL, amount bigint NOT NULL)`); err != nil {
+		return err
+	}
+
+	cluster, addr, err := broker.Start(broker.Config{})
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	brokers := []string{addr}
+	if err := produce(ctx, brokers, n, partitions); err != nil {
+		return err
+	}
+	fmt.Printf("sinkbench: %d records (%d partitions), batches of at most %d, %d runs each\n", n, partitions, batch, runs)
+
+	var plain, sink []float64
+	for i := range runs {
+		for _, v := range []struct {
+			name string
+			fn   func(context.Context, []string, string, *pgxpool.Pool, int, int, string) (time.Duration, error)
+			out  *[]float64
+		}{{"plain", runPlain, &plain}, {"sink", runSink, &sink}} {
+			if _, err := pool.Exec(ctx, "TRUNCATE orders"); err != nil {
+				return err
+			}
+			d, err := v.fn(ctx, brokers, conn, pool, n, batch, v.name+"-"+strconv.Itoa(i))
+			if err != nil {
+				return fmt.Errorf("%s: %w", v.name, err)
+			}
+			var rows int
+			if err := pool.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&rows); err != nil {
+				return err
+			}
+			if rows != n {
+				return fmt.Errorf("%s wrote %d rows, want %d", v.name, rows, n)
+			}
+			rate := float64(n) / d.Seconds()
+			*v.out = append(*v.out, rate)
+			fmt.Printf("run %d %-5s %9.0f records/s (%v)\n", i+1, v.name, rate, d.Round(time.Millisecond))
+		}
+	}
+	mp, ms := median(plain), median(sink)
+	fmt.Printf("plain_insert %9.0f records/s (median)\n", mp)
+	fmt.Printf("pgsink       %9.0f records/s (median)\n", ms)
+	fmt.Printf("pgsink/plain_insert %.2f (target >= 0.80; per-run ratios", ms/mp)
+	for i := range plain {
+		fmt.Printf(" %.2f", sink[i]/plain[i])
+	}
+	fmt.Println(")")
+	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// produce writes orders 0..n-1, order i to partition i mod partitions.
+func produce(ctx context.Context, brokers []string, n int, partitions int32) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(100_000))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, "orders")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	for i := range n {
+		v, _ := json.Marshal(Order{ID: int64(i), Account: "acct-" + strconv.Itoa(i%1000), Amount: int64(i%97 + 1)})
+		cl.Produce(ctx, &kgo.Record{Topic: "orders", Partition: int32(i) % partitions, Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+const insert = `INSERT INTO orders (id, account, amount)
+	SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ON CONFLICT (id) DO NOTHING`
+
+// insertOrders is the write both variants share: one multi-row insert.
+func insertOrders(ctx context.Context, exec func(context.Context, string, ...any) (pgconn.CommandTag, error), orders []Order) error {
+	ids := make([]int64, len(orders))
+	accounts := make([]string, len(orders))
+	amounts := make([]int64, len(orders))
+	for i, o := range orders {
+		ids[i], accounts[i], amounts[i] = o.ID, o.Account, o.Amount
+	}
+	_, err := exec(ctx, insert, ids, accounts, amounts)
+	return err
+}
+
+// runPlain is the baseline: poll, decode, insert (one implicit
+// transaction per batch), no offsets anywhere.
+func runPlain(ctx context.Context, brokers []string, _ string, pool *pgxpool.Pool, n, batch int, group string) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	var start time.Time
+	done := 0
+	for done < n {
+		fs := cl.PollRecords(ctx, batch)
+		if err := fs.Err0(); err != nil {
+			return 0, err
+		}
+		orders := make([]Order, 0, fs.NumRecords())
+		for _, r := range fs.Records() {
+			o, err := orderSerde.Decode(r.Value)
+			if err != nil {
+				return 0, err
+			}
+			orders = append(orders, o)
+		}
+		if len(orders) == 0 {
+			continue
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		if err := insertOrders(ctx, pool.Exec, orders); err != nil {
+			return 0, err
+		}
+		done += len(orders)
+	}
+	return time.Since(start), nil
+}
+
+// runSink runs the Postgres sink with the same insert, until every
+// record is committed.
+func runSink(ctx context.Context, brokers []string, conn string, _ *pgxpool.Pool, n, batch int, group string) (time.Duration, error) {
+	var start time.Time
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := pgsink.New(pgsink.Config{
+		Brokers: brokers, Group: group, Topics: []string{"orders"}, Postgres: conn, MaxBatchRecords: batch,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, serde.Bytes, orderSerde, func(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[[]byte, Order]) error {
+		if start.IsZero() {
+			start = time.Now()
+		}
+		orders := make([]Order, len(b.Records))
+		for i, r := range b.Records {
+			orders[i] = r.Value
+		}
+		return insertOrders(ctx, tx.Exec, orders)
+	})
+	if err != nil {
+		return 0, err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	// The write function cannot see its own commit: watch the counter.
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-errc:
+			if err == nil {
+				err = errors.New("the sink stopped")
+			}
+			return 0, err
+		case <-tick.C:
+			if s.Stats().Records >= int64(n) {
+				end := time.Now()
+				cancel()
+				if err := <-errc; err != nil {
+					return 0, err
+				}
+				return end.Sub(start), nil
+			}
+		}
+	}
+}

@@ -1,0 +1,48 @@
+package pgtest_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/sluicehq/sluice/txn/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// Each test gets a database of its own, usable at once and empty.
+func TestPoolIsolated(t *testing.T) {
+	ctx := context.Background()
+	a, b := pgtest.Pool(t), pgtest.Pool(t)
+	if _, err := a.Exec(ctx, "CREATE TABLE x (n int PRIMARY KEY); INSERT INTO x VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := a.QueryRow(ctx, "SELECT n FROM x").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("n = %d, %v", n, err)
+	}
+	if _, err := b.Exec(ctx, "SELECT n FROM x"); err == nil {
+		t.Fatal("the second database sees the first's table")
+	}
+}
+
+// A server of its own starts, serves and stops, leaving no directory.
+func TestStartStop(t *testing.T) {
+	ctx := context.Background()
+	s, err := pgtest.Start(ctx, pgtest.Options{Settings: map[string]string{"work_mem": "8MB"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateDB(ctx, "one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.Dir); !os.IsNotExist(err) {
+		t.Fatalf("%s still there: %v", s.Dir, err)
+	}
+	if err := s.CreateDB(ctx, "two"); err == nil {
+		t.Fatal("a stopped server took a CREATE DATABASE")
+	}
+}
