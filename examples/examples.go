@@ -1,6 +1,8 @@
 // Package examples lists the example apps that `runner run` and `runner
 // demo` know, each with its own flags. The apps themselves live in the
 // sub-packages; their topics and record formats are fixed by CONTRACT.md.
+// examples/largeorders is different: a program of its own, the way a
+// topology of one's own runs with txn/service's Main.
 package examples
 
 import (

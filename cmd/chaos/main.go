@@ -23,6 +23,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -173,6 +174,10 @@ func run(ctx context.Context, o options, out io.Writer) (res result, err error) 
 		}
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
+	} else if left, err := os.ReadDir(dir); err != nil || len(left) > 0 {
+		// A broker data directory or worker state from another run
+		// would be taken as this run's.
+		return res, cmp.Or(err, fmt.Errorf("chaos: -logs %s is not empty (another run's broker data and state); name a new directory or remove it", dir))
 	}
 	lg := &logs{dir: dir}
 	defer lg.close()

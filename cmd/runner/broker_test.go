@@ -411,6 +411,8 @@ func TestUsage(t *testing.T) {
 		{name: "help broker", args: []string{"help", "broker"}, code: 0, stdoutIs: brokerUsage},
 		{name: "broker help", args: []string{"broker", "--help"}, code: 0, stdoutIs: brokerUsage},
 		{name: "help unknown", args: []string{"help", "nope"}, code: 2, stderrHas: "unknown command", stdoutNone: true},
+		{name: "describe app help", args: []string{"describe", "dedup", "--help"}, code: 0, stdoutHas: "Flags of runner describe dedup:\n  -id-field string"},
+		{name: "run app help", args: []string{"run", "revenue", "--help"}, code: 0, stdoutHas: "  -grace duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -472,4 +474,19 @@ func TestBrokerEnv(t *testing.T) {
 	b = startRunner(t, []string{"SLUICE_ADDR=nowhere"}, "broker", "--addr", "127.0.0.1:0")
 	b.waitListening(t)
 	require.Equal(t, 0, b.signal(t, syscall.SIGTERM), "stderr:\n%s", b.stderr())
+}
+
+// TestContractCopyIsVerbatim checks that docs/contract.md is the runner
+// contract in the shared folder beside the repository, when there, byte
+// for byte: outside checks drive the project through it.
+func TestContractCopyIsVerbatim(t *testing.T) {
+	t.Parallel()
+	shared, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "CONTRACT.md"))
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skip("no shared/CONTRACT.md beside the repository")
+	}
+	require.NoError(t, err)
+	copied, err := os.ReadFile(filepath.Join("..", "..", "docs", "contract.md"))
+	require.NoError(t, err)
+	require.Equal(t, string(shared), string(copied), "docs/contract.md must be the contract verbatim; document additions elsewhere")
 }

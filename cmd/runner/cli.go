@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
+
+	"github.com/sluicehq/sluice/txn/service"
 )
 
 // usageError is a command line runner cannot act on: an unknown flag, a
@@ -23,15 +21,19 @@ func (e *usageError) Error() string { return e.err.Error() }
 // Unwrap returns the underlying error.
 func (e *usageError) Unwrap() error { return e.err }
 
+// helpError is a request for a command's help (it is flag.ErrHelp) that
+// knows more than the command's usage: the flags of the app it names.
+type helpError struct{ more string }
+
+// Error returns flag.ErrHelp's message.
+func (*helpError) Error() string { return flag.ErrHelp.Error() }
+
+// Unwrap returns flag.ErrHelp.
+func (*helpError) Unwrap() error { return flag.ErrHelp }
+
 // usageErrorf returns a *usageError with a formatted message.
 func usageErrorf(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
-}
-
-// envName returns the environment variable that sets flag name:
-// data-dir => SLUICE_DATA_DIR.
-func envName(flagName string) string {
-	return "SLUICE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // parseFlags parses a subcommand's args into fs. Every flag defined in fs
@@ -46,7 +48,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
+		name := service.EnvName(f.Name)
 		v, ok := os.LookupEnv(name)
 		if !ok || err != nil {
 			return
@@ -65,13 +67,4 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return usageErrorf("runner: %s: %v", fs.Name(), err)
 	}
 	return nil
-}
-
-// signalContext returns a context cancelled by the first SIGINT or SIGTERM.
-// That first signal also restores the default handling, so a second one
-// kills the process at once: the way out of a shutdown that hangs.
-func signalContext() (context.Context, context.CancelFunc) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	context.AfterFunc(ctx, stop)
-	return ctx, stop
 }

@@ -17,6 +17,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/sluicehq/sluice/txn/service"
 )
 
 // command is one subcommand of runner. Each lives in its own file as a
@@ -41,11 +43,14 @@ var commands = []command{
 	runCommand,
 	demoCommand,
 	describeCommand,
+	topicsCommand,
+	resetCommand,
 	appsCommand,
+	sinkCommand,
 }
 
 func main() {
-	ctx, stop := signalContext()
+	ctx, stop := service.SignalContext(context.Background())
 	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -84,6 +89,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(stdout, cmd.usage)
+		if he, ok := errors.AsType[*helpError](err); ok {
+			fmt.Fprint(stdout, he.more)
+		}
 		return 0
 	case errors.As(err, &uerr):
 		fmt.Fprintf(stderr, "%v\n\n%s", err, cmd.usage)

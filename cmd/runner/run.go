@@ -6,20 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluicehq/sluice/examples"
 	"github.com/sluicehq/sluice/stream"
-	"github.com/sluicehq/sluice/txn"
+	"github.com/sluicehq/sluice/txn/service"
 )
 
 // runUsage is the run entry of CONTRACT.md.
@@ -27,6 +18,8 @@ const runUsage = `runner run APP [--brokers 127.0.0.1:9092] [--app-id ID] [--ins
                [--state-dir DIR] [--guarantee exactly_once|at_least_once|at_most_once]
                [--commit-interval 100ms] [--session-timeout 10s]
                [--metrics-addr 127.0.0.1:9100]
+               [--config FILE] [--log-level info] [--log-format text|json]
+               [--print-config]
                [APP's own flags]
     One worker of APP. Workers with the same --app-id (default: APP) form one
     consumer group; --app-id also prefixes the transactional id and the
@@ -45,6 +38,11 @@ const runUsage = `runner run APP [--brokers 127.0.0.1:9092] [--app-id ID] [--ins
     Run "runner apps" for the apps and "runner describe APP" for a topology;
     an --metrics-addr that cannot be bound only logs a warning, and "" turns
     metrics off.
+    --config FILE (or SLUICE_CONFIG) is YAML keyed by flag name, APP's own
+    flags included; a flag wins over its SLUICE_ variable, which wins over
+    the file. An unknown key is a usage error; a SLUICE_ variable that
+    names no flag is logged and ignored. --print-config prints the
+    effective settings as such a file and exits 0. Logs go to stderr.
 `
 
 var runCommand = command{
@@ -54,41 +52,29 @@ var runCommand = command{
 	run:     runRun,
 }
 
-// workerFlags are the flags of runner run, before the app's own.
-type workerFlags struct {
-	brokers        string
-	appID          string
-	instance       string
-	stateDir       string
-	guarantee      string
-	commitInterval time.Duration
-	sessionTimeout time.Duration
-	metricsAddr    string
-}
-
-func (f *workerFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.brokers, "brokers", "127.0.0.1:9092", "comma-separated seed brokers")
-	fs.StringVar(&f.appID, "app-id", "", "application id: consumer group, transactional id and internal topic prefix (default: APP)")
-	fs.StringVar(&f.instance, "instance", "", "stable id of this worker (default: hostname)")
-	fs.StringVar(&f.stateDir, "state-dir", "", "local state directory (default: ./state/<app-id>/<instance>)")
-	fs.StringVar(&f.guarantee, "guarantee", "exactly_once", "exactly_once, at_least_once or at_most_once")
-	fs.DurationVar(&f.commitInterval, "commit-interval", 100*time.Millisecond, "longest a transaction collects records")
-	fs.DurationVar(&f.sessionTimeout, "session-timeout", 10*time.Second, "group session timeout")
-	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9100", "serve Prometheus metrics on this address; empty: off")
-}
-
-// parseApp parses `APP [flags]` for run and describe: the app name, then
-// the shared flags and the app's own on one flag set.
-func parseApp(name string, args []string, register func(*flag.FlagSet)) (examples.App, func(string) (*stream.Topology, error), error) {
+// lookupApp returns the app args[0] names, for the commands that take
+// `APP [flags]`.
+func lookupApp(name string, args []string) (examples.App, error) {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			return examples.App{}, nil, flag.ErrHelp
+			return examples.App{}, flag.ErrHelp
 		}
-		return examples.App{}, nil, usageErrorf("runner: %s: missing APP (one of: %s)", name, appNames())
+		return examples.App{}, usageErrorf("runner: %s: missing APP (one of: %s)", name, appNames())
 	}
 	app, ok := examples.Lookup(args[0])
 	if !ok {
-		return examples.App{}, nil, usageErrorf("runner: %s: unknown app %q (one of: %s)", name, args[0], appNames())
+		return examples.App{}, usageErrorf("runner: %s: unknown app %q (one of: %s)", name, args[0], appNames())
+	}
+	return app, nil
+}
+
+// parseApp parses `APP [flags]` for describe, topics create and reset:
+// the app name, then the command's flags and the app's own on one flag
+// set.
+func parseApp(name string, args []string, register func(*flag.FlagSet)) (examples.App, func(string) (*stream.Topology, error), error) {
+	app, err := lookupApp(name, args)
+	if err != nil {
+		return app, nil, err
 	}
 	fs := flag.NewFlagSet(name+" "+app.Name, flag.ContinueOnError)
 	if register != nil {
@@ -96,12 +82,24 @@ func parseApp(name string, args []string, register func(*flag.FlagSet)) (example
 	}
 	build := app.Flags(fs)
 	if err := parseFlags(fs, args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			var b strings.Builder
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return app, nil, &helpError{more: appFlags(name, app, b.String())}
+		}
 		return app, nil, err
 	}
 	if fs.NArg() > 0 {
 		return app, nil, usageErrorf("runner: %s: unexpected arguments %q", name, fs.Args())
 	}
 	return app, build, nil
+}
+
+// appFlags is the part of a command's help that lists its flags with
+// APP's.
+func appFlags(name string, app examples.App, flags string) string {
+	return fmt.Sprintf("\nFlags of runner %s %s:\n%s", name, app.Name, flags)
 }
 
 func appNames() string {
@@ -112,69 +110,22 @@ func appNames() string {
 	return strings.Join(names, ", ")
 }
 
+// runRun runs a worker of an example app with service.Run, the worker
+// main any program can use; its messages start "runner: run APP:".
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var f workerFlags
-	app, build, err := parseApp("run", args, f.register)
+	app, err := lookupApp("run", args)
 	if err != nil {
 		return err
 	}
-	guarantee, err := txn.ParseGuarantee(f.guarantee)
+	err = service.Run(ctx, service.App{Name: app.Name, Flags: app.Flags}, args[1:], stdout, stderr)
+	if help, ok := errors.AsType[*service.HelpError](err); ok {
+		return &helpError{more: appFlags("run", app, help.Flags)}
+	}
+	if _, ok := errors.AsType[*service.UsageError](err); ok {
+		return &usageError{fmt.Errorf("runner: run %w", err)}
+	}
 	if err != nil {
-		return usageErrorf("runner: run: --guarantee: %v", err)
+		return fmt.Errorf("runner: run %w", err)
 	}
-	if f.appID == "" {
-		f.appID = app.Name
-	}
-	if f.instance == "" {
-		if f.instance, err = os.Hostname(); err != nil || f.instance == "" {
-			return errors.New("runner: run: no --instance and no hostname: pass --instance")
-		}
-	}
-	if f.stateDir == "" {
-		f.stateDir = filepath.Join("state", f.appID, f.instance)
-	}
-	topo, err := build(f.appID)
-	if err != nil {
-		return fmt.Errorf("runner: run %s: %w", app.Name, err)
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if f.metricsAddr != "" {
-		serveMetrics(ctx, f.metricsAddr, reg, log)
-	}
-	w, err := txn.NewWorker(topo, txn.Config{
-		Brokers:        strings.Split(f.brokers, ","),
-		Instance:       f.instance,
-		StateDir:       f.stateDir,
-		Guarantee:      guarantee,
-		CommitInterval: f.commitInterval,
-		SessionTimeout: f.sessionTimeout,
-		Logger:         log,
-		Registerer:     reg,
-	})
-	if err != nil {
-		return usageErrorf("runner: run: %v", err)
-	}
-	if err := w.Run(ctx); err != nil {
-		return fmt.Errorf("runner: run %s: %w", app.Name, err)
-	}
-	log.Info("worker stopped")
 	return nil
-}
-
-// serveMetrics serves /metrics until ctx is done. A port that cannot be
-// bound is a warning, not a failure: several local workers share a host.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		log.Warn("metrics off: cannot listen", "addr", addr, "err", err)
-		return
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	context.AfterFunc(ctx, func() { srv.Close() })
-	log.Info("serving metrics", "addr", ln.Addr().String())
 }

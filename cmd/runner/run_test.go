@@ -2,6 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // startTestBroker starts an in-process embedded broker with topics.
@@ -143,4 +150,164 @@ func TestDemoDedup(t *testing.T) {
 func TestDemoRevenue(t *testing.T) {
 	demoReport(t, "revenue", "duplicates:       0", "missing:          0", "wrong totals:     0", "unexpected:       0",
 		"DLQ'd:            103 (0 not as expected)")
+}
+
+// The metrics address serves the probes: /healthz (and /livez) while the
+// loop runs, /readyz once the worker is in its group with nothing to
+// restore, and /metrics.
+func TestRunServesProbes(t *testing.T) {
+	addr := startTestBroker(t, 4, "in", "out")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	probes := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	p := startRunner(t, nil, "run", "passthrough", "--brokers", addr, "--instance", "w1",
+		"--metrics-addr", probes, "--session-timeout", "3s", "--input", "in", "--output", "out")
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + probes + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, body := get("/readyz")
+		if code == http.StatusOK {
+			require.Contains(t, body, "ok")
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "/readyz: %d %s; stderr:\n%s", code, body, p.stderr())
+		time.Sleep(20 * time.Millisecond) // polling a probe, as Kubernetes does
+	}
+	for _, path := range []string{"/healthz", "/livez"} {
+		code, body := get(path)
+		require.Equal(t, http.StatusOK, code, "%s: %s", path, body)
+	}
+	code, body := get("/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "sluice_tasks")
+	require.Equal(t, 0, p.signal(t, syscall.SIGTERM), "stderr:\n%s", p.stderr())
+}
+
+// runner topics create makes an app's topics: the missing sources and
+// sinks with the partitions asked for, and the internal topics; run again,
+// it creates nothing; sources that are not co-partitioned stop it with a
+// message that says so.
+func TestTopicsCreate(t *testing.T) {
+	addr := startTestBroker(t, 1, "unrelated")
+	p := startRunner(t, nil, "topics", "create", "enrich", "--brokers", addr, "--partitions", "3")
+	require.Equal(t, 0, p.wait(t), "stderr:\n%s", p.stderr())
+	var created []string
+	for l := range p.lines {
+		created = append(created, l)
+	}
+	want := []string{"customers", "enrich-dlq", "enrich-orders-by-customer-repartition", "orders", "orders-enriched"}
+	require.Equal(t, want, created)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	details, err := newAdmin(t, addr).ListTopics(ctx, want...)
+	require.NoError(t, err)
+	for _, topic := range want {
+		require.Len(t, details[topic].Partitions, 3, topic)
+	}
+
+	p = startRunner(t, nil, "topics", "create", "enrich", "--brokers", addr, "--partitions", "3")
+	require.Equal(t, 0, p.wait(t), "stderr:\n%s", p.stderr())
+	for l := range p.lines {
+		t.Errorf("created again: %s", l)
+	}
+
+	addr = startTestBroker(t, 2, "customers")
+	p = startRunner(t, nil, "topics", "create", "enrich", "--brokers", addr, "--partitions", "3")
+	require.Equal(t, 1, p.wait(t))
+	require.Contains(t, p.stderr(), `need the same partition count`)
+}
+
+// runner reset refuses while a worker runs; once it has stopped, it
+// deletes the group and the changelog and removes the local state, and
+// the next worker processes the input again from its start.
+func TestReset(t *testing.T) {
+	addr := startTestBroker(t, 2, "events", "events-unique")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := newClient(t, addr)
+	const n = 50
+	for i := range n {
+		r := &kgo.Record{Topic: "events", Value: fmt.Appendf(nil, `{"event_id":"e%d"}`, i)}
+		require.NoError(t, cl.ProduceSync(ctx, r).FirstErr())
+	}
+	states := filepath.Join(t.TempDir(), "state", "dedup")
+	run := func() *runnerProc {
+		return startRunner(t, nil, "run", "dedup", "--brokers", addr, "--instance", "w1", "--state-dir", filepath.Join(states, "w1"),
+			"--metrics-addr", "", "--session-timeout", "3s")
+	}
+	// out waits until events-unique holds want records and returns them.
+	out := func(want int) int {
+		got := 0
+		require.NoError(t, txntest.ReadCommitted(ctx, []string{addr}, "events-unique", func(*kgo.Record) { got++ }, func() bool { return got >= want }))
+		return got
+	}
+	w := run()
+	require.Equal(t, n, out(n))
+
+	p := startRunner(t, nil, "reset", "dedup", "--brokers", addr, "--state-dir", states)
+	require.Equal(t, 1, p.wait(t))
+	require.Contains(t, p.stderr(), "workers of dedup are still running (w1 on")
+	require.DirExists(t, states)
+
+	require.Equal(t, 0, w.signal(t, syscall.SIGTERM), "stderr:\n%s", w.stderr())
+	p = startRunner(t, nil, "reset", "dedup", "--brokers", addr, "--state-dir", states)
+	require.Equal(t, 0, p.wait(t), "stderr:\n%s", p.stderr())
+	var deleted []string
+	for l := range p.lines {
+		deleted = append(deleted, l)
+	}
+	require.Equal(t, []string{"dedup-event-ids-changelog", "dedup-events-by-id-repartition"}, deleted)
+	require.NoDirExists(t, states)
+
+	w = run() // starts over: every event is new again
+	require.Equal(t, 2*n, out(2*n))
+	require.Equal(t, 0, w.signal(t, syscall.SIGTERM), "stderr:\n%s", w.stderr())
+}
+
+// runner run takes its settings from a config file too, below the
+// environment and the command line; --print-config prints them and exits
+// 0; an unknown key of the file is a usage error naming it; --help lists
+// the new flags with the app's.
+func TestRunConfig(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "w.yaml")
+	require.NoError(t, os.WriteFile(config, []byte("brokers: file:9092\ninput: file-in\noutput: file-out\nguarantee: at_most_once\n"), 0o600))
+	p := startRunner(t, []string{"SLUICE_INPUT=env-in", "SLUICE_CONFIG=" + config}, "run", "passthrough",
+		"--instance", "w1", "--output", "flag-out", "--print-config")
+	var out []string
+	for l := range p.lines {
+		out = append(out, l)
+	}
+	require.Equal(t, 0, p.wait(t), "stderr:\n%s", p.stderr())
+	all := strings.Join(out, "\n")
+	for _, want := range []string{"brokers: file:9092 # " + config, "input: env-in # SLUICE_INPUT", "output: flag-out # flag",
+		"guarantee: at_most_once # " + config, "app-id: passthrough # default", "state-dir: state/passthrough/w1 # default"} {
+		require.Contains(t, all, want)
+	}
+
+	require.NoError(t, os.WriteFile(config, []byte("brokers: a:1\ninptu: x\n"), 0o600))
+	p = startRunner(t, nil, "run", "passthrough", "--config", config)
+	require.Equal(t, 2, p.wait(t))
+	require.Contains(t, p.stderr(), `runner: run passthrough: config file `+config+`: line 2: unknown key "inptu"`)
+	require.Contains(t, p.stderr(), "runner run APP [--brokers", "a usage error is followed by the usage")
+
+	p = startRunner(t, nil, "run", "passthrough", "--help")
+	out = nil
+	for l := range p.lines {
+		out = append(out, l)
+	}
+	require.Equal(t, 0, p.wait(t))
+	all = strings.Join(out, "\n")
+	for _, want := range []string{"[--config FILE] [--log-level info] [--log-format text|json]", "Flags of runner run passthrough:",
+		"-print-config", "-log-format value", "-input string"} {
+		require.Contains(t, all, want)
+	}
 }

@@ -1,0 +1,76 @@
+package service_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/sluicehq/sluice/stream"
+	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/sluicehq/sluice/txn/service"
+)
+
+// ordersApp is a topology of one's own with one setting of its own: the
+// orders of at least --min-cents go to --output.
+var ordersApp = service.App{
+	Name: "orders-app",
+	Flags: func(fs *flag.FlagSet) func(appID string) (*stream.Topology, error) {
+		input := fs.String("input", "orders", "source topic")
+		output := fs.String("output", "large-orders", "sink topic")
+		minCents := fs.Int64("min-cents", 10_000, "smallest amount that makes an order large")
+		return func(appID string) (*stream.Topology, error) {
+			b := stream.NewBuilder(appID)
+			stream.From(b, *input, serde.String, serde.Int64).
+				Filter(func(_ string, cents int64) bool { return cents >= *minCents }).
+				To(*output, serde.String, serde.Int64)
+			return b.Build()
+		}
+	},
+}
+
+// A worker program's main is one call. The program then takes the
+// worker's flags (--brokers, --instance, ...) and the app's (--input,
+// --output, --min-cents), each also as SLUICE_<FLAG> and as a key of a
+// --config file, serves metrics and probes, and stops cleanly on SIGTERM.
+func ExampleMain() {
+	service.Main(ordersApp) // exits
+}
+
+// Run is Main without the exit: --print-config shows every setting in
+// effect, as a config file, with where its value came from.
+func ExampleRun() {
+	args := []string{"--instance", "worker-1", "--brokers", "kafka-1:9092", "--min-cents", "500", "--print-config"}
+	if err := service.Run(context.Background(), ordersApp, args, os.Stdout, os.Stderr); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// # comma-separated seed brokers
+	// brokers: kafka-1:9092 # flag
+	// # application id: consumer group, transactional id and internal topic prefix (default: APP)
+	// app-id: orders-app # default
+	// # stable id of this worker: static group member id, transactional id <app-id>-<instance> (default: hostname)
+	// instance: worker-1 # flag
+	// # local state directory: the stores of this worker's tasks (default: ./state/<app-id>/<instance>)
+	// state-dir: state/orders-app/worker-1 # default
+	// # exactly_once, at_least_once or at_most_once
+	// guarantee: exactly_once # default
+	// # longest a transaction collects records
+	// commit-interval: 100ms # default
+	// # group session timeout, also the transaction timeout: how long a dead worker's partitions wait before they move
+	// session-timeout: 10s # default
+	// # serve Prometheus metrics and the probes on this address; empty: off
+	// metrics-addr: 127.0.0.1:9100 # default
+	// # debug, info, warn or error
+	// log-level: info # default
+	// # text or json (log/slog's handlers, on stderr)
+	// log-format: text # default
+	// # The settings of orders-app itself.
+	//
+	// # source topic
+	// input: orders # default
+	// # smallest amount that makes an order large
+	// min-cents: "500" # flag
+	// # sink topic
+	// output: large-orders # default
+}

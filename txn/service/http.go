@@ -1,0 +1,68 @@
+package service
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sluicehq/sluice/txn"
+)
+
+// Handler serves a worker's metrics and probes, for a program that runs
+// its own HTTP server (Run serves it on --metrics-addr):
+//
+//   - /metrics: reg's metrics, in Prometheus' formats;
+//   - /healthz and /livez: 200 "ok: N tasks" while w.Health().Live, else
+//     503 with what keeps it from being live;
+//   - /readyz: the same for Live and Ready.
+//
+// It is safe for concurrent use, before, during and after w.Run.
+func Handler(w *txn.Worker, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", probe(w, func(h txn.Health) bool { return h.Live }))
+	mux.HandleFunc("/livez", probe(w, func(h txn.Health) bool { return h.Live }))
+	mux.HandleFunc("/readyz", probe(w, func(h txn.Health) bool { return h.Live && h.Ready }))
+	return mux
+}
+
+// probe answers 200 "ok" when ok(w.Health()), else 503 with what keeps
+// the worker from it.
+func probe(w *txn.Worker, ok func(txn.Health) bool) http.HandlerFunc {
+	return func(rw http.ResponseWriter, _ *http.Request) {
+		h := w.Health()
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ok(h) {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(rw, "%s\n", h.Why)
+			return
+		}
+		fmt.Fprintf(rw, "ok: %d tasks\n", h.Tasks)
+	}
+}
+
+// serve serves h on addr until the returned function is called. An
+// address that cannot be bound is a warning, not a failure: several local
+// workers share a host.
+func serve(addr string, h http.Handler, log *slog.Logger) (stop func()) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Warn("metrics and probes off: cannot listen", "addr", addr, "err", err)
+		return func() {}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	log.Info("serving metrics and probes", "addr", ln.Addr().String())
+	return func() {
+		srv.Close()
+		<-done
+	}
+}
