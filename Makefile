@@ -7,7 +7,7 @@ GO ?= go
 GOFMT = $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) env GOROOT)/bin/gofmt
 BIN := bin
 
-.PHONY: all build test vet fmt kcat bench demo chaos clean
+.PHONY: all build test vet fmt kcat postgres bench demo chaos clean
 
 all: build
 
@@ -32,16 +32,31 @@ kcat:
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat >/dev/null && \
 		command -v kcat >/dev/null; }
 
-test: kcat fmt vet
+# A Postgres server (Debian's postgresql package) for the Postgres sink's
+# tests and benchmarks (txn/pgtest starts a throwaway server from its
+# binaries, as an unprivileged user when run as root).
+# Installed once, with apt-get, when missing; silent when present.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+		echo "installing postgresql with apt-get (the Postgres sink's tests start a server from it)"; \
+		sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null && \
+		ls /usr/lib/postgresql/*/bin/postgres >/dev/null; }
+
+test: kcat postgres fmt vet
 	$(GO) test -race -timeout 13m ./...
 
 # The per-record step on the test driver, then sluice's loops against a raw
-# franz-go transactional loop on one embedded broker (see cmd/bench).
+# franz-go transactional loop on one embedded broker (see cmd/bench), then
+# the Postgres sink against a plain batched insert loop (see cmd/sinkbench).
 BENCH_FLAGS ?= -runs 5 -rss
-bench:
+SINKBENCH_FLAGS ?= -runs 5
+bench: postgres
 	$(GO) test -run '^$$' -bench . -benchmem ./stream/...
 	$(GO) test -run '^$$' -bench ExpiringBehind -benchtime 200000x ./state/
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
+	$(GO) run ./cmd/sinkbench $(SINKBENCH_FLAGS)
 
 demo: build
 	$(BIN)/runner demo passthrough
