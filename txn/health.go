@@ -17,7 +17,9 @@ type Health struct {
 	// rebalance, or restoring, is live.
 	Live bool
 	// Ready: the worker is a member of its group, with a session that has
-	// joined it, and none of its tasks is restoring. A worker with no
+	// joined it, and every task of the partitions assigned to it is
+	// restored and open (a task is created and restored when its
+	// partition is assigned, records or not). A worker with no
 	// partitions (more workers than partitions) is ready.
 	Ready bool
 	// Why says what keeps the worker from being live or ready; "" when it
@@ -61,10 +63,19 @@ func (w *Worker) Health() Health {
 		h.Why = "joining the group"
 	case h.Restoring > 0:
 		h.Why = fmt.Sprintf("%d tasks restoring", h.Restoring)
+	case w.unprepared():
+		h.Why = "tasks assigned and not restored yet"
 	default:
 		h.Ready = true
 	}
 	return h
+}
+
+// unprepared reports whether partitions are assigned to the session
+// whose tasks the loop has not prepared yet.
+func (w *Worker) unprepared() bool {
+	s := w.starts.Load()
+	return s != nil && s.pending()
 }
 
 // joined reports whether cl's group session has joined its group.

@@ -3,9 +3,11 @@ package txn_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,43 +55,117 @@ func TestStatefulSumAcrossRebalances(t *testing.T) {
 
 // Partitions assigned to a worker while its transaction is open (a
 // cooperative rebalance that revokes nothing does not abort it) get their
-// tasks restored after that transaction, never inside it: the first poll
-// that brings their records aborts the transaction (reason new_task), the
-// tasks are restored, and the records are processed in the next one. A
-// restore while a transaction is open would fail the worker
-// (Worker.restore refuses it). w2 builds up state (a key per record) and
-// leaves, w1 takes its partitions over, with input arriving all along and
-// the CPU busy, until w1 has aborted for a new task; the sums stay exact.
-func TestPartitionsAssignedMidTransactionRestoreOutsideIt(t *testing.T) {
+// tasks restored after that transaction, never inside it (Worker.restore
+// refuses that, and the worker would fail): the loop prepares them when
+// the transaction ends, or, if the open transaction polls their records
+// first, that transaction aborts (reason new_task) and the records are
+// processed in the next one; which comes first depends on when franz-go
+// fetches them. w2 builds up state (a key per record) and leaves while
+// w1's transaction is held open (its processor waits on a gate), with
+// input arriving all along and the CPU busy; w1 takes every task over,
+// and the sums stay exact.
+func TestPartitionsAssignedMidTransaction(t *testing.T) {
 	busyCPU(t)
 	c := newCluster(t, 8, "in", "out")
-	topo, err := sumTopology("mid", "in", "out")
-	require.NoError(t, err)
-	reg := prometheus.NewRegistry()
-	ws := c.workers(topo, txn.Config{SessionTimeout: 3 * time.Second, CommitInterval: time.Second, StateDir: t.TempDir(), Registerer: reg})
+	ctx := c.ctx(3 * time.Minute)
 	feed := startKeyedFeeder(t, c.brokers, "in", 0, math.MaxInt64, 200, 10*time.Millisecond, 0)
-
-	ws.start("w1")
-	start := time.Now()
-	deadline := start.Add(2 * time.Minute)
-	round := 0
-	for labeledValue(reg, "sluice_transactions_aborted_total", "reason", "new_task") == 0 {
-		require.True(t, time.Now().Before(deadline), "w1 never had a partition assigned while a transaction was open (%d rounds)", round)
-		round++
-		ws.start("w2")
-		feed.waitIssued(feed.issued.Load() + 5000) // w2 builds up state
-		ws.halt("w2")
-		feed.waitIssued(feed.issued.Load() + 2000) // w1 takes its partitions over
+	cfg := txn.Config{
+		Brokers: c.brokers, SessionTimeout: 3 * time.Second,
+		// One transaction outlasts the gate and the rebalance, and keeps
+		// polling after them.
+		CommitInterval: 8 * time.Second, TransactionTimeout: 30 * time.Second, MaxBatchRecords: 1_000_000,
+		Logger: slog.New(slog.DiscardHandler),
 	}
-	t.Logf("w1 aborted for a new task after %d rounds (%v)", round, time.Since(start).Round(time.Millisecond))
+	type worker struct {
+		w    *txn.Worker
+		reg  *prometheus.Registry
+		gate *gate
+		stop func()
+	}
+	start := func(instance string) worker {
+		g := &gate{}
+		topo, err := gatedSumTopology("mid", "in", "out", g.pass)
+		require.NoError(t, err)
+		cfg := cfg
+		reg := prometheus.NewRegistry()
+		cfg.Instance, cfg.StateDir, cfg.Registerer = instance, t.TempDir(), reg
+		w, err := txn.NewWorker(topo, cfg)
+		require.NoError(t, err)
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- w.Run(runCtx) }()
+		return worker{w, reg, g, func() { stop(); require.NoError(t, <-done) }}
+	}
+	w1 := start("w1")
+	w2 := start("w2")
+	waitHealth(ctx, t, w2.w, func(h txn.Health) bool { return h.Ready && h.Tasks > 0 })
+	feed.waitIssued(feed.issued.Load() + 5000) // w2 builds up state
+
+	// w1's next record holds its transaction open; w2 leaves meanwhile.
+	release := w1.gate.close()
+	w1.gate.waitHeld(ctx, t)
+	heldAt := time.Now()
+	w2.stop()
+	waitHealth(ctx, t, w1.w, func(h txn.Health) bool {
+		return gaugeValue(w1.reg, "sluice_assigned_tasks") == 8 && h.Why == "tasks assigned and not restored yet"
+	})
+	t.Logf("w1 assigned every task %v after its transaction was held", time.Since(heldAt))
+	release()
+	waitHealth(ctx, t, w1.w, func(h txn.Health) bool { return h.Ready && h.Tasks == 8 })
+	t.Logf("transactions aborted for a new task: %v", labeledValue(w1.reg, "sluice_transactions_aborted_total", "reason", "new_task"))
 	n := feed.stop()
 	rep := verifyOutput(t, c.brokers, n, 2*time.Minute)
 	require.True(t, rep.Clean(), "%s", rep)
 	table, err := txntest.ReadTable(c.ctx(time.Minute), c.brokers, "mid-sums-changelog")
 	require.NoError(t, err)
 	require.Equal(t, expectedSums(n, 0), table)
-	ws.stopAll()
-	ws.requireNoErrors()
+	w1.stop()
+}
+
+// gate holds a processor's record while it is closed: the first record
+// that passes a closed gate waits until it opens.
+type gate struct {
+	mu      sync.Mutex
+	closed  chan struct{} // closed to open the gate; nil: open
+	held    chan struct{} // closed when a record waits at the gate
+	holding bool
+}
+
+// close closes the gate and returns the function that opens it.
+func (g *gate) close() (open func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed, g.held, g.holding = make(chan struct{}), make(chan struct{}), false
+	opened := g.closed
+	return func() { close(opened) }
+}
+
+// pass lets a record through, waiting while the gate is closed.
+func (g *gate) pass() {
+	g.mu.Lock()
+	wait := g.closed
+	if wait != nil && !g.holding {
+		g.holding = true
+		close(g.held)
+	}
+	g.closed = nil // one record waits; the gate is open after it
+	g.mu.Unlock()
+	if wait != nil {
+		<-wait
+	}
+}
+
+// waitHeld waits until a record waits at the closed gate.
+func (g *gate) waitHeld(ctx context.Context, t *testing.T) {
+	t.Helper()
+	g.mu.Lock()
+	held := g.held
+	g.mu.Unlock()
+	select {
+	case <-held:
+	case <-ctx.Done():
+		require.FailNow(t, "no record came to the gate")
+	}
 }
 
 // labeledValue returns the value of the series of counter or gauge name

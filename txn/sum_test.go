@@ -20,9 +20,14 @@ func amount(seq int64) int64 { return seq%10 + 1 }
 // sequence value for Verify.
 type summer struct {
 	sums *stream.KeyValueStore[string, int64]
+	// before, if set, is called before each record.
+	before func()
 }
 
 func (s summer) Process(ctx stream.ProcessorContext, rec stream.Record[string, []byte], out stream.Emitter[string, []byte]) error {
+	if s.before != nil {
+		s.before()
+	}
 	seq, err := txntest.ParseSeq(rec.Value())
 	if err != nil {
 		return err
@@ -44,10 +49,16 @@ func (s summer) Process(ctx stream.ProcessorContext, rec stream.Record[string, [
 // `<appID>-sums-changelog`. Exactly once holds only if every input record
 // is added exactly once, across crashes and restores.
 func sumTopology(appID, input, output string) (*stream.Topology, error) {
+	return gatedSumTopology(appID, input, output, nil)
+}
+
+// gatedSumTopology is sumTopology whose processor calls before, if set,
+// before each record.
+func gatedSumTopology(appID, input, output string, before func()) (*stream.Topology, error) {
 	b := stream.NewBuilder(appID)
 	sums := stream.NewKeyValueStore(b, "sums", serde.String, serde.Int64)
 	stream.From(b, input, serde.String, serde.Bytes).
-		Process(func() summer { return summer{sums: sums} }, stream.Named("sum"), stream.WithStores(sums)).
+		Process(func() summer { return summer{sums: sums, before: before} }, stream.Named("sum"), stream.WithStores(sums)).
 		To(output, serde.String, serde.Bytes)
 	return b.Build()
 }

@@ -66,6 +66,9 @@ type Worker struct {
 	wake    context.CancelFunc // ends the poll in progress (pollContext); nil: none
 	// assignment is the current session's partitions.
 	assignment assignment
+	// starts is the current session's partitions whose tasks the loop is
+	// to prepare (prepareAssigned).
+	starts atomic.Pointer[startOffsets]
 }
 
 // NewWorker validates cfg and returns a worker for topo. It does not
@@ -188,6 +191,7 @@ func (w *Worker) groupOpts() []kgo.Opt {
 		sources = append(sources, s.SourceTopics...)
 	}
 	held := &heldPartitions{w: w}
+	starts := w.newStartOffsets()
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(w.cfg.Brokers...),
 		kgo.ConsumerGroup(w.topo.AppID()),
@@ -214,15 +218,19 @@ func (w *Worker) groupOpts() []kgo.Opt {
 			w.m.rebalances.Inc()
 			w.m.tasksAssigned.Add(float64(w.logTasks(slog.LevelInfo, "tasks assigned", assigned)))
 			w.assign(cl, assigned, false)
+			starts.assigned(assigned)
 		}),
+		kgo.AdjustFetchOffsetsFn(w.offsetsFetched(starts)),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 			w.m.tasksRevoked.Add(float64(w.logTasks(slog.LevelInfo, "tasks revoked", revoked)))
 			w.assign(cl, revoked, true)
+			starts.revoked(revoked)
 			w.onRevoked(ctx, cl, revoked)
 		}),
 		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 			w.m.tasksRevoked.Add(float64(w.logTasks(slog.LevelWarn, "tasks lost: the group moved on without this worker (a session timeout, or fenced)", lost)))
 			w.assign(cl, lost, true)
+			starts.revoked(lost)
 			w.onRevoked(ctx, cl, lost)
 			held.forget()
 		}),
