@@ -206,6 +206,9 @@ func (w *Worker) prepareAssigned(ctx context.Context, c *batch.Core) error {
 	s.mu.Unlock()
 	var ids []topology.TaskID
 	for _, sub := range w.topo.Subtopologies() {
+		if len(sub.SourceTopics) == 0 {
+			continue
+		}
 		for p := range all[sub.SourceTopics[0]] {
 			id := topology.TaskID{Subtopology: sub.ID, Partition: p}
 			whole := !slices.ContainsFunc(sub.SourceTopics, func(topic string) bool {
