@@ -16,7 +16,7 @@ var topicsCommand = command{
 	name:    "topics",
 	summary: "create the topics an app needs",
 	usage: `runner topics create APP [--brokers 127.0.0.1:9092] [--app-id ID]
-               [--partitions 4] [APP's own flags]
+               [--partitions 8] [APP's own flags]
     Create APP's missing source and sink topics with --partitions
     partitions each (the brokers' default replication), then, as a worker's
     start does, check that co-partitioned sources agree and create the
@@ -38,7 +38,7 @@ func runTopics(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	app, build, err := parseApp("topics create", args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&brokers, "brokers", "127.0.0.1:9092", "comma-separated seed brokers")
 		fs.StringVar(&appID, "app-id", "", "application id: internal topic prefix (default: APP)")
-		fs.IntVar(&partitions, "partitions", 4, "partitions of each source and sink topic created")
+		fs.IntVar(&partitions, "partitions", 8, "partitions of each source and sink topic created")
 	})
 	if err != nil {
 		return err
