@@ -237,6 +237,43 @@ func TestTopicsCreate(t *testing.T) {
 	require.Contains(t, p.stderr(), `need the same partition count`)
 }
 
+// runner topics create --topics makes the topics named, and none twice;
+// started before its broker, as a script that runs "runner broker &"
+// does, it waits for the broker.
+func TestTopicsCreateList(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	p := startRunner(t, nil, "topics", "create", "--topics", "b,a", "--brokers", addr, "--partitions", "2")
+	b := startRunner(t, nil, "broker", "--addr", addr)
+	b.waitListening(t)
+	require.Equal(t, 0, p.wait(t), "stderr:\n%s", p.stderr())
+	var created []string
+	for l := range p.lines {
+		created = append(created, l)
+	}
+	require.Equal(t, []string{"a", "b"}, created)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	details, err := newAdmin(t, addr).ListTopics(ctx, "a", "b")
+	require.NoError(t, err)
+	for _, topic := range created {
+		require.Len(t, details[topic].Partitions, 2, topic)
+	}
+
+	p = startRunner(t, nil, "topics", "create", "--topics", "a,c", "--brokers", addr)
+	require.Equal(t, 0, p.wait(t), "stderr:\n%s", p.stderr())
+	created = created[:0]
+	for l := range p.lines {
+		created = append(created, l)
+	}
+	require.Equal(t, []string{"c"}, created)
+	require.Equal(t, 0, b.signal(t, syscall.SIGTERM), "stderr:\n%s", b.stderr())
+
+	p = startRunner(t, nil, "topics", "create", "--topics", "a", "extra")
+	require.Equal(t, 2, p.wait(t))
+	require.Contains(t, p.stderr(), `unexpected arguments ["extra"]`)
+}
+
 // runner reset refuses while a worker runs; once it has stopped, it
 // deletes the group and the changelog and removes the local state, and
 // the next worker processes the input again from its start.
