@@ -116,7 +116,7 @@ func TestGettingStarted(t *testing.T) {
 	defer lock.Close()
 	require.NoError(t, syscall.Flock(int(lock.Fd()), syscall.LOCK_EX))
 	require.NoError(t, os.RemoveAll(work))
-	t.Cleanup(func() { os.RemoveAll(work) })
+	defer os.RemoveAll(work) // before the lock goes: the next run may be waiting
 	origin := filepath.Join(work, "origin")
 	snapshot(t, root, origin)
 	run := filepath.Join(work, "run")
