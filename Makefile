@@ -58,8 +58,24 @@ bench: postgres
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 	$(GO) run ./cmd/sinkbench $(SINKBENCH_FLAGS)
 
+# Three example apps end to end, each on an embedded broker of its own
+# with three worker processes, one of them SIGKILLed and restarted, and
+# its output verified with read_committed readers: enrich (a repartition
+# and a table join), dedup, and the windowed revenue (runner demo APP;
+# progress on stderr, each report on stdout). About 30 s on 2 cores.
+DEMO_RECORDS ?= 200000
 demo: build
-	$(BIN)/runner demo passthrough
+	$(BIN)/runner demo enrich --records $(DEMO_RECORDS)
+	$(BIN)/runner demo dedup --records $(DEMO_RECORDS)
+	$(BIN)/runner demo revenue --records $(DEMO_RECORDS)
+	@echo
+	@echo 'Where to look: a worker serves its metrics, probes and queries on --metrics-addr'
+	@echo '(default 127.0.0.1:9100). With a broker and a worker of your own running'
+	@echo '(docs/getting-started.md; "bin/runner broker", "bin/runner topics create enrich",'
+	@echo '"bin/runner run enrich --instance w1"):'
+	@echo '  http://127.0.0.1:9100/metrics               sluice_* metrics (docs/operations.md)'
+	@echo '  http://127.0.0.1:9100/readyz                ready once every task is restored'
+	@echo '  http://127.0.0.1:9100/stores/{store}/{key}  a store value, e.g. /stores/customers/c7'
 
 # The chaos suite (cmd/chaos): the four apps' worker processes under faults
 # drawn from a seed, for DURATION, then checked. `make test` runs a short,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/examples"
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -32,6 +34,10 @@ var demoCommand = command{
     APP defaults to passthrough. The workers are child processes running
     "runner run", so the crash is a real SIGKILL: one worker is killed
     mid-run and restarted with the same --instance.
+    Progress goes to stderr: each step, and once a second the input sent
+    so far and what the workers' /metrics say (records processed,
+    transactions committed and aborted, dead letters, drops, crashes,
+    restores). The report alone goes to stdout.
 `,
 	run: runDemo,
 }
@@ -71,44 +77,28 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // an in-process broker, SIGKILLs one of them halfway and restarts it, and
 // verifies every input record reached the output exactly once.
 func demoPassthrough(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers int) error {
-	cluster, addr, err := broker.Start(broker.Config{})
+	rig, err := startDemo(ctx, newDemoProgress(stderr, "passthrough", "records", n), []string{"in", "out"}, 8, nworkers,
+		"passthrough", "--input", "in", "--output", "out")
 	if err != nil {
 		return err
 	}
-	defer cluster.Close()
-	brokers := []string{addr}
-	fmt.Fprintf(stdout, "demo: embedded broker on %s\n", addr)
-	if err := broker.CreateTopics(ctx, brokers, 8, "in", "out"); err != nil {
-		return err
-	}
-	ws, err := startDemoWorkers(addr, stderr, nworkers, "passthrough", "--input", "in", "--output", "out")
-	if err != nil {
-		return err
-	}
-	defer ws.stopAll()
-
+	defer rig.close()
 	start := time.Now()
-	half := n / 2
-	if err := produceDemo(ctx, brokers, 0, half); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "demo: %d records in\n", half)
-	if err := ws.crashOne(stdout); err != nil {
-		return err
-	}
-	if err := produceDemo(ctx, brokers, half, n); err != nil {
+	if err := rig.feed(ctx, n, func(from, to int64) error { return produceDemo(ctx, rig.brokers, rig.progress, from, to) }); err != nil {
 		return err
 	}
 	vctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	rep, err := txntest.Verify(vctx, brokers, "out", n)
+	rig.progress.say("reading out with read_committed to verify it")
+	rep, err := txntest.Verify(vctx, rig.brokers, "out", n)
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
-	if err := ws.failed(); err != nil {
+	if err := rig.ws.failed(); err != nil {
 		return err
 	}
+	rig.progress.finish()
 	fmt.Fprintf(stdout, `demo report (passthrough, %d workers, 1 SIGKILL + restart)
   records in:   %d
   records out:  %d
@@ -126,41 +116,68 @@ func demoPassthrough(ctx context.Context, stdout, stderr io.Writer, n int64, nwo
 }
 
 // demoRig is what a demo runs on: an embedded broker with the app's
-// topics, a client to produce with, and the app's workers. close stops
-// all three.
+// topics, a client to produce with, the app's workers, and the progress
+// they make. close stops them all.
 type demoRig struct {
-	brokers []string
-	cl      *kgo.Client
-	ws      *demoWorkers
-	close   func()
+	brokers  []string
+	cl       *kgo.Client
+	ws       *demoWorkers
+	progress *demoProgress
+	close    func()
 }
 
 // startDemo starts a broker with topics of partitions partitions each, a
-// client, and nworkers workers of app (with its flags).
-func startDemo(ctx context.Context, stdout, stderr io.Writer, topics []string, partitions int32, nworkers int, app ...string) (*demoRig, error) {
+// client, and nworkers workers of app (with its flags). p tells what
+// happens; the rig's close finishes it.
+func startDemo(ctx context.Context, p *demoProgress, topics []string, partitions int32, nworkers int, app ...string) (*demoRig, error) {
+	return startDemoWith(ctx, p, topics, nil, partitions, nworkers, nil, app...)
+}
+
+// startDemoWith is startDemo with topic configs (by topic name; a topic
+// without any gets the broker's defaults) and prepare, when not nil,
+// which runs once the topics exist and before the workers start: input
+// the workers must find there at their start.
+func startDemoWith(ctx context.Context, p *demoProgress, topics []string, configs map[string]map[string]*string, partitions int32,
+	nworkers int, prepare func(*kgo.Client) error, app ...string,
+) (*demoRig, error) {
 	cluster, addr, err := broker.Start(broker.Config{})
 	if err != nil {
+		p.finish()
 		return nil, err
 	}
-	fmt.Fprintf(stdout, "demo: embedded broker on %s\n", addr)
-	r := &demoRig{brokers: []string{addr}}
+	r := &demoRig{brokers: []string{addr}, progress: p}
 	fail := func(err error) (*demoRig, error) {
 		if r.cl != nil {
 			r.cl.Close()
 		}
 		cluster.Close()
+		p.finish()
 		return nil, err
-	}
-	if err := broker.CreateTopics(ctx, r.brokers, partitions, topics...); err != nil {
-		return fail(err)
 	}
 	if r.cl, err = kgo.NewClient(kgo.SeedBrokers(addr)); err != nil {
 		return fail(err)
 	}
-	if r.ws, err = startDemoWorkers(addr, stderr, nworkers, app...); err != nil {
+	adm := kadm.NewClient(r.cl)
+	for _, topic := range topics {
+		resp, err := adm.CreateTopic(ctx, partitions, -1, configs[topic], topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			return fail(fmt.Errorf("runner: demo: create topic %s: %w", topic, err))
+		}
+	}
+	p.say("embedded broker on %s; topics %s (%d partitions each)", addr, strings.Join(topics, ", "), partitions)
+	if prepare != nil {
+		if err := prepare(r.cl); err != nil {
+			return fail(err)
+		}
+	}
+	if r.ws, err = startDemoWorkers(addr, p, nworkers, app...); err != nil {
 		return fail(err)
 	}
 	r.close = func() {
+		p.finish()
 		r.ws.stopAll()
 		r.cl.Close()
 		cluster.Close()
@@ -168,24 +185,27 @@ func startDemo(ctx context.Context, stdout, stderr io.Writer, topics []string, p
 	return r, nil
 }
 
-// feed produces records [0, n) with produce, SIGKILLing a worker and
-// restarting it halfway.
-func (r *demoRig) feed(stdout io.Writer, n int64, what string, produce func(from, to int64) error) error {
+// feed produces input [0, n) with produce, SIGKILLing a worker and
+// restarting it halfway, once it has committed some of the first half.
+func (r *demoRig) feed(ctx context.Context, n int64, produce func(from, to int64) error) error {
+	p := r.progress
+	p.say("producing %s [0, %d)", p.what, n/2)
 	if err := produce(0, n/2); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "demo: %d %s in\n", n/2, what)
-	if err := r.ws.crashOne(stdout); err != nil {
+	if err := r.ws.crashOne(ctx); err != nil {
 		return err
 	}
+	p.say("producing %s [%d, %d)", p.what, n/2, n)
 	return produce(n/2, n)
 }
 
 // produceDemo writes sequence numbers [from, to) to "in". Every 50th
 // record repeats the key and body of the one before (a duplicate event with
 // its own sequence number), and every 97th ends in bytes that are not valid
-// UTF-8 or JSON: passthrough must copy both exactly.
-func produceDemo(ctx context.Context, brokers []string, from, to int64) error {
+// UTF-8 or JSON: passthrough must copy both exactly. p counts what the
+// broker acknowledged.
+func produceDemo(ctx context.Context, brokers []string, p *demoProgress, from, to int64) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("in"))
 	if err != nil {
 		return err
@@ -198,6 +218,9 @@ func produceDemo(ctx context.Context, brokers []string, from, to int64) error {
 		defer mu.Unlock()
 		if err != nil && firstErr == nil {
 			firstErr = err
+		}
+		if err == nil {
+			p.acked()
 		}
 	}
 	for seq := from; seq < to; seq++ {
@@ -223,8 +246,9 @@ func produceDemo(ctx context.Context, brokers []string, from, to int64) error {
 }
 
 // startDemoWorkers starts n child workers w1..wn of app (with its flags),
-// each with its own state directory; stopAll stops them and removes it.
-func startDemoWorkers(addr string, log io.Writer, n int, app ...string) (*demoWorkers, error) {
+// each with its own state directory and its metrics on a port of its
+// own, which p scrapes; stopAll stops them and removes the directories.
+func startDemoWorkers(addr string, p *demoProgress, n int, app ...string) (*demoWorkers, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("runner: demo: find own executable: %w", err)
@@ -233,30 +257,48 @@ func startDemoWorkers(addr string, log io.Writer, n int, app ...string) (*demoWo
 	if err != nil {
 		return nil, err
 	}
-	ws := &demoWorkers{bin: self, addr: addr, log: log, stateDir: stateDir, app: app, n: n}
+	ws := &demoWorkers{bin: self, addr: addr, progress: p, stateDir: stateDir, app: app, n: n}
 	for i := 1; i <= n; i++ {
 		if err := ws.start(fmt.Sprintf("w%d", i)); err != nil {
 			ws.stopAll()
 			return nil, err
 		}
 	}
+	p.say("%d workers started: runner run %s", n, strings.Join(app, " "))
 	return ws, nil
 }
 
 // crashOne SIGKILLs worker w2 (w1 when alone) and restarts it with the same
-// instance id.
-func (d *demoWorkers) crashOne(stdout io.Writer) error {
+// instance id. It waits first, up to crashWait, until the victim has
+// committed a transaction, so that the crash interrupts work and the
+// restarted worker has state to restore.
+func (d *demoWorkers) crashOne(ctx context.Context) error {
 	victim := fmt.Sprintf("w%d", min(2, d.n))
-	fmt.Fprintf(stdout, "demo: SIGKILL %s\n", victim)
+	p := d.progress
+	if n, err := p.waitCommitted(ctx, victim, crashAfter, crashWait); err != nil {
+		return err
+	} else if n < crashAfter {
+		p.say("%s committed %d transactions in %v, not %d: SIGKILL anyway", victim, n, crashWait, crashAfter)
+	}
+	p.say("SIGKILL %s", victim)
 	if err := d.kill(victim); err != nil {
 		return err
 	}
+	d.progress.crashed()
 	if err := d.start(victim); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "demo: %s restarted with the same instance id\n", victim)
+	d.progress.say("%s restarted with the same instance id", victim)
 	return nil
 }
+
+// What crashOne waits for before it kills: a worker that has committed
+// this many transactions is in the middle of its work; one that has not
+// within crashWait (no partition of its own, say) is killed all the same.
+const (
+	crashAfter = 1
+	crashWait  = 10 * time.Second
+)
 
 // demoWorkers are child `runner run APP` processes.
 type demoWorkers struct {
@@ -264,7 +306,7 @@ type demoWorkers struct {
 	app       []string // APP and its flags
 	n         int      // workers started at first
 	stateDir  string
-	log       io.Writer
+	progress  *demoProgress // where the workers' progress and warnings go
 
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd
@@ -273,7 +315,7 @@ type demoWorkers struct {
 
 func (d *demoWorkers) start(instance string) error {
 	args := append([]string{"run"}, d.app...)
-	args = append(args, "--brokers", d.addr, "--instance", instance, "--metrics-addr", "", "--session-timeout", "6s",
+	args = append(args, "--brokers", d.addr, "--instance", instance, "--metrics-addr", "127.0.0.1:0", "--session-timeout", "6s",
 		"--state-dir", filepath.Join(d.stateDir, instance))
 	cmd := exec.Command(d.bin, args...)
 	cmd.Env = os.Environ()
@@ -284,7 +326,7 @@ func (d *demoWorkers) start(instance string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("runner: demo: start worker %s: %w", instance, err)
 	}
-	go d.relay(instance, out)
+	go d.relay(instance, d.progress.started(instance), out)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	d.mu.Lock()
@@ -296,18 +338,32 @@ func (d *demoWorkers) start(instance string) error {
 	return nil
 }
 
-// relay copies a worker's warnings and errors to the demo's log.
-func (d *demoWorkers) relay(instance string, r io.Reader) {
+// relay reads the log of process gen of a worker: it tells the demo's
+// progress where the process serves its metrics, and copies its warnings
+// and errors to the demo's stderr.
+func (d *demoWorkers) relay(instance string, gen int, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		if line := sc.Text(); strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
-			fmt.Fprintf(d.log, "[%s] %s\n", instance, line)
+		line := sc.Text()
+		switch {
+		case strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR"):
+			d.progress.print(fmt.Sprintf("[%s] %s\n", instance, line))
+		case strings.Contains(line, `msg="serving metrics and probes"`):
+			if m := logAddr.FindStringSubmatch(line); m != nil {
+				d.progress.listening(instance, gen, m[1])
+			}
 		}
 	}
 }
 
-// kill SIGKILLs a worker and waits for it to die.
+// logAddr finds the address in the worker's text log line that says where
+// it serves its metrics.
+var logAddr = regexp.MustCompile(` addr=(\S+)`)
+
+// kill takes a last scrape of a worker's metrics, SIGKILLs it and waits
+// for it to die.
 func (d *demoWorkers) kill(instance string) error {
+	d.progress.retire(instance)
 	d.mu.Lock()
 	cmd, done := d.procs[instance], d.done[instance]
 	delete(d.procs, instance)
@@ -343,7 +399,7 @@ func (d *demoWorkers) stopAll() {
 		select {
 		case err := <-d.done[name]:
 			if err != nil {
-				fmt.Fprintf(d.log, "demo: worker %s stopped: %v\n", name, err)
+				d.progress.say("worker %s stopped: %v", name, err)
 			}
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()

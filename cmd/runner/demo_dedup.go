@@ -19,14 +19,14 @@ import (
 // carries a unique "seq"; the check is that each event_id comes out
 // exactly once.
 func demoDedup(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers int) error {
-	rig, err := startDemo(ctx, stdout, stderr, []string{"events", "events-unique"}, 8, nworkers, "dedup")
+	rig, err := startDemo(ctx, newDemoProgress(stderr, "dedup", "events", n), []string{"events", "events-unique"}, 8, nworkers, "dedup")
 	if err != nil {
 		return err
 	}
 	defer rig.close()
 	brokers, ws := rig.brokers, rig.ws
 	start := time.Now()
-	if err := rig.feed(stdout, n, "events", func(from, to int64) error { return produceEvents(ctx, rig.cl, from, to) }); err != nil {
+	if err := rig.feed(ctx, n, func(from, to int64) error { return produceEvents(ctx, rig.cl, rig.progress, from, to) }); err != nil {
 		return err
 	}
 
@@ -44,6 +44,7 @@ func demoDedup(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers 
 	}
 	vctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	rig.progress.say("reading events-unique and the DLQ with read_committed to verify them")
 	out, wrong, err := readSeqs(vctx, brokers, "events-unique", int64(len(ids)), func(r *kgo.Record) (int64, bool) {
 		var e struct {
 			ID  string `json:"event_id"`
@@ -66,6 +67,7 @@ func demoDedup(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers 
 	if err := ws.failed(); err != nil {
 		return err
 	}
+	rig.progress.finish()
 	var dups, missing, extra, dlqWrong int64
 	for id := range ids {
 		switch c := out[id]; {
@@ -111,8 +113,9 @@ func eventID(seq int64) int64 {
 	return seq
 }
 
-// produceEvents writes events [from, to), keyed x<seq>.
-func produceEvents(ctx context.Context, cl *kgo.Client, from, to int64) error {
+// produceEvents writes events [from, to), keyed x<seq>; p counts what the
+// broker acknowledged.
+func produceEvents(ctx context.Context, cl *kgo.Client, p *demoProgress, from, to int64) error {
 	var firstErr error
 	errs := make(chan error, 1)
 	for seq := from; seq < to; seq++ {
@@ -126,7 +129,9 @@ func produceEvents(ctx context.Context, cl *kgo.Client, from, to int64) error {
 				case errs <- err:
 				default:
 				}
+				return
 			}
+			p.acked()
 		})
 	}
 	if err := cl.Flush(ctx); err != nil {

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/topology"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -20,58 +19,48 @@ import (
 const demoCustomers = 200
 
 // demoEnrich runs the enrich app like demoPassthrough: customers first,
-// then n orders, one worker SIGKILLed and restarted halfway. Every 50th
+// then, once the workers have loaded them, n orders, one worker SIGKILLed
+// and restarted halfway. Every 50th
 // order repeats the order_id of the one before (a duplicate event: it must
 // come out twice, as enrich does not deduplicate), every 97th is malformed
 // and must land in the DLQ. Every order carries a unique "seq".
 func demoEnrich(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers int) error {
-	cluster, addr, err := broker.Start(broker.Config{})
-	if err != nil {
-		return err
-	}
-	defer cluster.Close()
-	brokers := []string{addr}
-	fmt.Fprintf(stdout, "demo: embedded broker on %s\n", addr)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	p := newDemoProgress(stderr, "enrich", "orders", n)
 	compact := "compact"
-	for topic, configs := range map[string]map[string]*string{
-		"orders": nil, "orders-enriched": nil, "customers": {"cleanup.policy": &compact},
-	} {
-		if _, err := adm.CreateTopic(ctx, 8, -1, configs, topic); err != nil {
-			return fmt.Errorf("runner: demo: create %s: %w", topic, err)
-		}
-	}
-	for i := range demoCustomers {
-		cl.Produce(ctx, &kgo.Record{Topic: "customers", Key: fmt.Appendf(nil, "c%d", i), Value: fmt.Appendf(nil, `{"name":"customer %d"}`, i)}, nil)
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-
-	ws, err := startDemoWorkers(addr, stderr, nworkers, "enrich")
+	rig, err := startDemoWith(ctx, p, []string{"customers", "orders", "orders-enriched"},
+		map[string]map[string]*string{"customers": {"cleanup.policy": &compact}}, 8, nworkers,
+		func(cl *kgo.Client) error {
+			for i := range demoCustomers {
+				cl.Produce(ctx, &kgo.Record{Topic: "customers", Key: fmt.Appendf(nil, "c%d", i), Value: fmt.Appendf(nil, `{"name":"customer %d"}`, i)}, nil)
+			}
+			if err := cl.Flush(ctx); err != nil {
+				return err
+			}
+			p.say("%d customers in the customers table", demoCustomers)
+			return nil
+		}, "enrich")
 	if err != nil {
 		return err
 	}
-	defer ws.stopAll()
+	defer rig.close()
+	brokers, ws := rig.brokers, rig.ws
+	// A task reads its partitions' records in the order they are fetched,
+	// not merged by timestamp (docs/joins.md): an order fetched in the
+	// same poll as, and before, its customer joins an empty table. So the
+	// orders start once the group has committed the whole customers topic:
+	// from then on a task's table is restored before it processes again.
+	if err := waitConsumed(ctx, rig.cl, "enrich", "customers", time.Minute); err != nil {
+		return err
+	}
+	p.say("the workers have loaded the customers table (the group's offsets are at its end)")
 	start := time.Now()
-	if err := produceOrders(ctx, cl, 0, n/2); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "demo: %d orders in\n", n/2)
-	if err := ws.crashOne(stdout); err != nil {
-		return err
-	}
-	if err := produceOrders(ctx, cl, n/2, n); err != nil {
+	if err := rig.feed(ctx, n, func(from, to int64) error { return produceOrders(ctx, rig.cl, p, from, to) }); err != nil {
 		return err
 	}
 
 	vctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	p.say("reading orders-enriched and the DLQ with read_committed to verify them")
 	var malformed int64
 	for seq := range n {
 		if isMalformed(seq) {
@@ -100,6 +89,7 @@ func demoEnrich(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers
 	if err := ws.failed(); err != nil {
 		return err
 	}
+	p.finish()
 	var dups, missing, dlqWrong int64
 	for seq := range n {
 		switch c := out[seq]; {
@@ -131,6 +121,40 @@ func demoEnrich(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers
 
 func isMalformed(seq int64) bool { return seq%97 == 96 }
 
+// waitConsumed waits, up to limit, until group's committed offset of every
+// partition of topic is at the partition's end.
+func waitConsumed(ctx context.Context, cl *kgo.Client, group, topic string, limit time.Duration) error {
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("runner: demo: end offsets of %s: %w", topic, err)
+	}
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	var behind []string
+	for {
+		committed, err := adm.FetchOffsets(ctx, group)
+		if err == nil {
+			behind = behind[:0]
+			ends.Each(func(end kadm.ListedOffset) {
+				if c, ok := committed.Lookup(topic, end.Partition); (!ok && end.Offset > 0) || c.At < end.Offset {
+					behind = append(behind, fmt.Sprintf("%s/%d at %d of %d", topic, end.Partition, c.At, end.Offset))
+				}
+			})
+			if len(behind) == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("runner: demo: group %s has not consumed %s within %v: %s (%v)", group, topic, limit, strings.Join(behind, ", "), err)
+		case <-poll.C:
+		}
+	}
+}
+
 // readDLQ reads app's DLQ as readSeqs does, until want records: the demos'
 // malformed records end in "seq=<n>", and every dead letter must carry
 // headers (where it came from, and why).
@@ -151,8 +175,9 @@ func countAll(m map[int64]int) int64 {
 	return n
 }
 
-// produceOrders writes orders [from, to).
-func produceOrders(ctx context.Context, cl *kgo.Client, from, to int64) error {
+// produceOrders writes orders [from, to); p counts what the broker
+// acknowledged.
+func produceOrders(ctx context.Context, cl *kgo.Client, p *demoProgress, from, to int64) error {
 	var mu sync.Mutex
 	var firstErr error
 	for seq := from; seq < to; seq++ {
@@ -169,7 +194,9 @@ func produceOrders(ctx context.Context, cl *kgo.Client, from, to int64) error {
 				mu.Lock()
 				firstErr = err
 				mu.Unlock()
+				return
 			}
+			p.acked()
 		})
 	}
 	if err := cl.Flush(ctx); err != nil {

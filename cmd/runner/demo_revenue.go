@@ -119,7 +119,8 @@ func revenueClosers(n int64) []*kgo.Record {
 // closed (customer, window) must come out exactly once with the totals of
 // its on-time orders, every malformed order in the DLQ.
 func demoRevenue(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers int) error {
-	rig, err := startDemo(ctx, stdout, stderr, []string{"orders", "revenue-per-minute"}, revenuePartitions, nworkers,
+	p := newDemoProgress(stderr, "revenue", "orders", n)
+	rig, err := startDemo(ctx, p, []string{"orders", "revenue-per-minute"}, revenuePartitions, nworkers,
 		"revenue", "--window", revenueWindow.String(), "--grace", revenueGrace.String())
 	if err != nil {
 		return err
@@ -127,16 +128,22 @@ func demoRevenue(ctx context.Context, stdout, stderr io.Writer, n int64, nworker
 	defer rig.close()
 	brokers, ws, cl := rig.brokers, rig.ws, rig.cl
 	start := time.Now()
-	err = rig.feed(stdout, n, "orders", func(from, to int64) error {
+	acked := func(_ *kgo.Record, err error) {
+		if err == nil {
+			p.acked()
+		}
+	}
+	err = rig.feed(ctx, n, func(from, to int64) error {
 		for seq := from; seq < to; seq++ {
 			key, value, ts := revenueOrder(seq)
-			cl.Produce(ctx, &kgo.Record{Topic: "orders", Key: key, Value: value, Timestamp: ts}, nil)
+			cl.Produce(ctx, &kgo.Record{Topic: "orders", Key: key, Value: value, Timestamp: ts}, acked)
 		}
 		return cl.Flush(ctx)
 	})
 	if err != nil {
 		return err
 	}
+	p.say("producing an order per customer an hour later, to close every window")
 	for _, r := range revenueClosers(n) {
 		cl.Produce(ctx, r, nil)
 	}
@@ -153,6 +160,7 @@ func demoRevenue(ctx context.Context, stdout, stderr io.Writer, n int64, nworker
 	}
 	vctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	p.say("reading revenue-per-minute and the DLQ with read_committed to verify them")
 	got, err := readRevenue(vctx, brokers, int64(len(want)))
 	if err != nil {
 		return err
@@ -165,6 +173,7 @@ func demoRevenue(ctx context.Context, stdout, stderr io.Writer, n int64, nworker
 	if err := ws.failed(); err != nil {
 		return err
 	}
+	p.finish()
 	var dups, missing, wrong, unexpected, dlqWrong int64
 	var firstWrong string
 	for k, totals := range want {

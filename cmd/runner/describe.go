@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 
@@ -36,6 +37,9 @@ var appsCommand = command{
     List the example apps with one line each.
 `,
 	run: func(_ context.Context, args []string, stdout, _ io.Writer) error {
+		if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
 		if len(args) > 0 {
 			return usageErrorf("runner: apps takes no arguments, got %q", args)
 		}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,19 +80,10 @@ func TestRunUsage(t *testing.T) {
 	require.Contains(t, p.stderr(), `unknown app "nosuchapp"`)
 }
 
-// runner demo runs end to end, with a SIGKILLed worker, and reports clean.
+// runner demo runs end to end, with a SIGKILLed worker, and reports clean:
+// the report alone on stdout, the progress on stderr.
 func TestDemoPassthrough(t *testing.T) {
-	p := startRunner(t, nil, "demo", "passthrough", "--records", "20000")
-	var out []string
-	for line := range p.lines {
-		out = append(out, line)
-	}
-	require.Equal(t, 0, p.wait(t), "stdout:\n%s\nstderr:\n%s", strings.Join(out, "\n"), p.stderr())
-	all := strings.Join(out, "\n")
-	require.Contains(t, all, "SIGKILL w2")
-	require.Contains(t, all, "duplicates:   0")
-	require.Contains(t, all, "missing:      0")
-	require.Contains(t, all, "demo: clean")
+	demoReport(t, "passthrough", 20000, "duplicates:   0", "missing:      0", "demo: clean")
 }
 
 func TestDescribeAndApps(t *testing.T) {
@@ -114,11 +107,13 @@ func TestDescribeAndApps(t *testing.T) {
 	require.Contains(t, all, "passthrough-dlq (dlq)")
 }
 
-// demoReport runs "runner demo APP" on 10,000 records, requires a clean
-// exit and every line of want in its report, and returns the report.
-func demoReport(t *testing.T, app string, want ...string) string {
+// demoReport runs "runner demo APP" on n records, requires a clean exit
+// and every line of want in its report, and returns the report. The
+// report must be all of stdout, and stderr must tell the progress: the
+// crash, and the final totals from the workers' metrics.
+func demoReport(t *testing.T, app string, n int, want ...string) string {
 	t.Helper()
-	p := startRunner(t, nil, "demo", app, "--records", "10000")
+	p := startRunner(t, nil, "demo", app, "--records", strconv.Itoa(n))
 	var out []string
 	for line := range p.lines {
 		out = append(out, line)
@@ -128,19 +123,35 @@ func demoReport(t *testing.T, app string, want ...string) string {
 	for _, w := range want {
 		require.Contains(t, all, w)
 	}
+	require.True(t, strings.HasPrefix(all, "demo report ("+app+", "), "stdout holds more than the report:\n%s", all)
+
+	progress := p.stderr()
+	require.Contains(t, progress, "] SIGKILL w2\n")
+	require.Contains(t, progress, "] w2 restarted with the same instance id\n")
+	m := demoDone.FindStringSubmatch(progress)
+	require.NotNil(t, m, "no final progress line on stderr:\n%s", progress)
+	require.Equal(t, strconv.Itoa(n), m[1], "input acknowledged: %s", m[0])
+	processed, _ := strconv.Atoi(m[2])
+	committed, _ := strconv.Atoi(m[3])
+	require.Positive(t, processed, m[0])
+	require.Positive(t, committed, m[0])
+	require.Equal(t, "1", m[4], "crashes: %s", m[0])
 	return all
 }
 
+// demoDone is the final progress line of runner demo.
+var demoDone = regexp.MustCompile(`\] done: (\d+)/\d+ \w+ in \| processed (\d+) \| transactions (\d+) committed, \d+ aborted.* \| crashes (\d+) \| restores \d+ \(\d+ records\)\n`)
+
 // runner demo enrich: repartition, table, join and DLQ through a SIGKILL.
 func TestDemoEnrich(t *testing.T) {
-	demoReport(t, "enrich", "duplicates:       0", "missing:          0", "wrong customer:   0",
+	demoReport(t, "enrich", 10000, "duplicates:       0", "missing:          0", "wrong customer:   0",
 		"DLQ'd:            103 (0 not as expected)")
 }
 
 // runner demo dedup: repeats dropped, each event_id once, through a
 // repartition, the dedup store's restore after a SIGKILL, and the DLQ.
 func TestDemoDedup(t *testing.T) {
-	demoReport(t, "dedup", "events in:        10000 (980 repeat an earlier event_id; 103 malformed)",
+	demoReport(t, "dedup", 10000, "events in:        10000 (980 repeat an earlier event_id; 103 malformed)",
 		"unique out:       8917", "duplicates:       0", "missing:          0", "DLQ'd:            103 (0 not as expected)")
 }
 
@@ -148,7 +159,7 @@ func TestDemoDedup(t *testing.T) {
 // late orders dropped, through a repartition, a window store restored
 // after a SIGKILL, and the DLQ.
 func TestDemoRevenue(t *testing.T) {
-	demoReport(t, "revenue", "duplicates:       0", "missing:          0", "wrong totals:     0", "unexpected:       0",
+	demoReport(t, "revenue", 10000, "duplicates:       0", "missing:          0", "wrong totals:     0", "unexpected:       0",
 		"DLQ'd:            103 (0 not as expected)")
 }
 
@@ -224,6 +235,43 @@ func TestTopicsCreate(t *testing.T) {
 	p = startRunner(t, nil, "topics", "create", "enrich", "--brokers", addr, "--partitions", "3")
 	require.Equal(t, 1, p.wait(t))
 	require.Contains(t, p.stderr(), `need the same partition count`)
+}
+
+// runner topics create --topics makes the topics named, and none twice;
+// started before its broker, as a script that runs "runner broker &"
+// does, it waits for the broker.
+func TestTopicsCreateList(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	p := startRunner(t, nil, "topics", "create", "--topics", "b,a", "--brokers", addr, "--partitions", "2")
+	b := startRunner(t, nil, "broker", "--addr", addr)
+	b.waitListening(t)
+	require.Equal(t, 0, p.wait(t), "stderr:\n%s", p.stderr())
+	var created []string
+	for l := range p.lines {
+		created = append(created, l)
+	}
+	require.Equal(t, []string{"a", "b"}, created)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	details, err := newAdmin(t, addr).ListTopics(ctx, "a", "b")
+	require.NoError(t, err)
+	for _, topic := range created {
+		require.Len(t, details[topic].Partitions, 2, topic)
+	}
+
+	p = startRunner(t, nil, "topics", "create", "--topics", "a,c", "--brokers", addr)
+	require.Equal(t, 0, p.wait(t), "stderr:\n%s", p.stderr())
+	created = created[:0]
+	for l := range p.lines {
+		created = append(created, l)
+	}
+	require.Equal(t, []string{"c"}, created)
+	require.Equal(t, 0, b.signal(t, syscall.SIGTERM), "stderr:\n%s", b.stderr())
+
+	p = startRunner(t, nil, "topics", "create", "--topics", "a", "extra")
+	require.Equal(t, 2, p.wait(t))
+	require.Contains(t, p.stderr(), `unexpected arguments ["extra"]`)
 }
 
 // runner reset refuses while a worker runs; once it has stopped, it
