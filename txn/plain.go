@@ -51,6 +51,9 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 			return progressed, err
 		}
 		w.closeRevoked(c)
+		if err := w.serveQueries(ctx, c, cl); err != nil {
+			return progressed, err
+		}
 		if fetches.NumRecords() == 0 {
 			w.measureStores(c) // the poll may have ended for it
 			if !w.punctuationDue(c) {

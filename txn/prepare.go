@@ -26,7 +26,13 @@ func (w *Worker) prepareTasks(ctx context.Context, c *batch.Core, committed func
 	if err != nil || len(ids) == 0 {
 		return err
 	}
-	all := committed()
+	return w.openTasks(ctx, c, ids, committed())
+}
+
+// openTasks creates and restores tasks ids, in parallel, and adds them
+// to the core; all holds the group's committed offsets, where processing
+// resumes. The loop calls it only while no transaction is open.
+func (w *Worker) openTasks(ctx context.Context, c *batch.Core, ids []topology.TaskID, all map[string]map[int32]kgo.EpochOffset) error {
 	made := make([]topology.Task, len(ids))
 	errs := make([]error, len(ids))
 	sem := make(chan struct{}, maxParallelTaskCreations)
