@@ -26,12 +26,15 @@ import (
 )
 
 // countsApp counts the records of each key of "in", in all ("counts")
-// and per minute ("per-minute", windows that close an hour late).
+// and per minute ("per-minute", windows that close an hour late), and
+// keeps the table "prices" (a source table: its topic is its
+// changelog).
 func countsApp(appID string) (*stream.Topology, error) {
 	b := stream.NewBuilder(appID)
 	in := stream.From(b, "in", serde.String, serde.Int64)
 	in.GroupByKey(serde.String, serde.Int64).Count("counts").ToStream().To("out", serde.String, serde.Int64)
 	stream.WindowedBy(in.GroupByKey(serde.String, serde.Int64), window.Tumbling{Size: time.Minute, Grace: time.Hour}).Count("per-minute")
+	stream.FromTable(b, "prices", serde.String, serde.Int64)
 	return b.Build()
 }
 
@@ -82,9 +85,12 @@ func get(t *testing.T, client *http.Client, url string) (int, string, string) {
 // advertises: once both are ready and have processed the input, a query
 // of either answers every key, the keys of its own tasks with their
 // value (200), the others' with a redirect to the worker that holds them
-// (307), which answers with the value when followed. A key never seen
-// is absent (404) on its owner, and a redirect leads there. Window
-// stores answer a key's windows.
+// (307), which answers with the value when followed; the second worker
+// opens the tasks it takes over for the queries, before any record
+// arrives, restoring what the first wrote (the aggregates from their
+// changelogs, the table from its source topic, up to the group's
+// committed offset). A key never seen is absent (404) on its owner, and
+// a redirect leads there. Window stores answer a key's windows.
 func TestQueriesAcrossTwoWorkers(t *testing.T) {
 	const keys = 30
 	_, addr, err := broker.Start(broker.Config{})
@@ -92,7 +98,7 @@ func TestQueriesAcrossTwoWorkers(t *testing.T) {
 	brokers := []string{addr}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	require.NoError(t, broker.CreateTopics(ctx, brokers, 4, "in", "out"))
+	require.NoError(t, broker.CreateTopics(ctx, brokers, 4, "in", "out", "prices"))
 	minute := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	require.NoError(t, err)
@@ -103,6 +109,12 @@ func TestQueriesAcrossTwoWorkers(t *testing.T) {
 		want[key] = i%3 + 1
 		for j := range want[key] {
 			cl.Produce(ctx, &kgo.Record{Topic: "in", Key: []byte(key), Value: binary.BigEndian.AppendUint64(nil, uint64(j)), Timestamp: minute.Add(time.Duration(j) * time.Second)}, nil)
+		}
+	}
+	const prices = 12
+	for v := range 3 { // the last version of each price is 2
+		for i := range prices {
+			cl.Produce(ctx, &kgo.Record{Topic: "prices", Key: []byte("p" + strconv.Itoa(i)), Value: binary.BigEndian.AppendUint64(nil, uint64(v))}, nil)
 		}
 	}
 	require.NoError(t, cl.Flush(ctx))
@@ -119,34 +131,42 @@ func TestQueriesAcrossTwoWorkers(t *testing.T) {
 	url := func(w queryWorker, store, key string) string {
 		return "http://" + w.addr + "/stores/" + store + "/" + key
 	}
-	// waitAnswers waits until w1 answers every key right, itself or
-	// through w2 as many times as redirects wants, and returns which
-	// keys it answered itself.
+	// The keys each store must answer, with their values.
+	answers := map[string]map[string]int{"counts": want, "prices": {}}
+	for i := range prices {
+		answers["prices"]["p"+strconv.Itoa(i)] = 2
+	}
+	// waitAnswers waits until w1 answers every key of both stores
+	// right, itself or through w2 as many times as redirects wants, and
+	// returns which keys of counts it answered itself.
 	var w1, w2 queryWorker
 	waitAnswers := func(redirects func(int) bool) map[string]bool {
 		t.Helper()
 		deadline := time.Now().Add(time.Minute)
 		for {
 			local := map[string]bool{}
-			right, redirected := 0, 0
-			for key, n := range want {
-				code, loc, body := get(t, noFollow, url(w1, "counts", key))
-				if code == http.StatusTemporaryRedirect {
-					require.Equal(t, url(w2, "counts", key), loc, "the redirect goes to the other worker's advertised address")
-					redirected++
-					code, loc, body = get(t, noFollow, loc)
-					require.NotEqual(t, http.StatusTemporaryRedirect, code, "w2 sends %s back: %s", key, loc)
-				} else if code == http.StatusOK {
-					local[key] = true
-				}
-				if code == http.StatusOK && body == fmt.Sprintln(n) {
-					right++
+			right, redirected, all := 0, 0, 0
+			for store, values := range answers {
+				for key, n := range values {
+					all++
+					code, loc, body := get(t, noFollow, url(w1, store, key))
+					if code == http.StatusTemporaryRedirect {
+						require.Equal(t, url(w2, store, key), loc, "the redirect goes to the other worker's advertised address")
+						redirected++
+						code, loc, body = get(t, noFollow, loc)
+						require.NotEqual(t, http.StatusTemporaryRedirect, code, "w2 sends %s back: %s", key, loc)
+					} else if code == http.StatusOK && store == "counts" {
+						local[key] = true
+					}
+					if code == http.StatusOK && body == fmt.Sprintln(n) {
+						right++
+					}
 				}
 			}
-			if right == keys && redirects(redirected) {
+			if right == all && redirects(redirected) {
 				return local
 			}
-			require.True(t, time.Now().Before(deadline), "after a minute, %d of %d keys answer right, %d through w2", right, keys, redirected)
+			require.True(t, time.Now().Before(deadline), "after a minute, %d of %d keys answer right, %d through w2", right, all, redirected)
 			time.Sleep(20 * time.Millisecond) // polling the workers' answers, as a probe would
 		}
 	}
@@ -156,7 +176,7 @@ func TestQueriesAcrossTwoWorkers(t *testing.T) {
 	// w2 joins, takes tasks over with no record to process: it opens
 	// them for the queries, restoring what w1 wrote.
 	w2 = startQueryWorker(t, ctx, topo, brokers, "w2", &log)
-	local := waitAnswers(func(n int) bool { return n > 0 && n < keys })
+	local := waitAnswers(func(n int) bool { return n > 0 && n < keys+prices })
 	require.Contains(t, log.String(), `msg="opening a task for a query" test_worker=w2`)
 
 	var mine, theirs string // a key w1 holds, one w2 holds
@@ -197,7 +217,7 @@ func TestQueriesAcrossTwoWorkers(t *testing.T) {
 	}
 	code, _, body = get(t, noFollow, url(w1, "nope", mine))
 	require.Equal(t, http.StatusNotFound, code, body)
-	require.Contains(t, body, "the queryable stores are counts, per-minute")
+	require.Contains(t, body, "the queryable stores are counts, per-minute, prices")
 
 	// The window store: the key's minute, followed to its owner.
 	for _, key := range []string{mine, theirs} {
