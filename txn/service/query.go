@@ -54,9 +54,10 @@ func storesHandler(q querier) http.HandlerFunc {
 			return
 		}
 		params := r.URL.Query()
+		stores := q.QueryableStores()
 		window := false
-		if i := slices.IndexFunc(q.QueryableStores(), func(s topology.QueryableStore) bool { return s.Name == store }); i >= 0 {
-			window = q.QueryableStores()[i].Kind == topology.WindowStore
+		if i := slices.IndexFunc(stores, func(s topology.QueryableStore) bool { return s.Name == store }); i >= 0 {
+			window = stores[i].Kind == topology.WindowStore
 		}
 		from, to := earliest, latest
 		var err error
