@@ -77,6 +77,12 @@ func (d *DB) set(e *entry, value []byte) {
 	d.lag(e)
 }
 
+// Pending returns how many writes the open transaction has made (a key
+// written twice counts twice): 0 between transactions, after Commit,
+// CommitAsync or Discard. Reads that must see committed state only (an
+// interactive query) check it.
+func (d *DB) Pending() int { return d.writes }
+
 // Mark starts a new input record: Rollback undoes the writes made since.
 func (d *DB) Mark() {
 	d.undo = d.undo[:0]

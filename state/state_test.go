@@ -373,3 +373,21 @@ func TestScanMergedAnswersAsTheView(t *testing.T) {
 		}
 	}
 }
+
+// Pending counts the open transaction's writes, and is 0 again once they
+// are committed or discarded.
+func TestPending(t *testing.T) {
+	db := open(t, vfs.NewMem())
+	kv, err := state.NewKeyValue(db, "s", "c", &changelog{}, serde.String, serde.String)
+	require.NoError(t, err)
+	require.Zero(t, db.Pending())
+	require.NoError(t, kv.Put("a", "1"))
+	require.NoError(t, kv.Put("a", "2"))
+	require.Equal(t, 2, db.Pending())
+	require.NoError(t, db.Discard())
+	require.Zero(t, db.Pending())
+	require.NoError(t, kv.Delete("b"))
+	require.Equal(t, 1, db.Pending())
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	require.Zero(t, db.Pending())
+}

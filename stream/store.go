@@ -20,6 +20,8 @@ type storeSpec struct {
 	sourceTopic string
 	// open creates the store's handle in a task's database.
 	open func(t *task) (any, error)
+	// query answers interactive queries; nil: the store answers none.
+	query *storeQuery
 }
 
 // changelogTopic is `<app-id>-<store>-changelog`, or the source topic of a
@@ -57,7 +59,7 @@ type KeyValueStore[K, V any] struct {
 // stable: the changelog topic and the on-disk layout derive from it. Keys
 // are ordered by their encoded bytes (see state.KeyValue).
 func NewKeyValueStore[K, V any](b *Builder, name string, keySerde serde.Serde[K], valueSerde serde.Serde[V]) *KeyValueStore[K, V] {
-	s := &storeSpec{name: name}
+	s := &storeSpec{name: name, query: keyValueQuery[K, V](keySerde)}
 	s.open = func(t *task) (any, error) {
 		var log state.Changelog // none when the source topic is the changelog
 		if s.sourceTopic == "" {

@@ -212,7 +212,7 @@ type windowStore[K, A any] struct{ s *storeSpec }
 func (s windowStore[K, A]) spec() *storeSpec { return s.s }
 
 func newWindowStore[K, A any](b *Builder, name string, ks serde.Serde[K], as serde.Serde[A]) windowStore[K, A] {
-	s := &storeSpec{name: name}
+	s := &storeSpec{name: name, query: windowQuery[K, A](ks)}
 	s.open = func(t *task) (any, error) {
 		topic := s.changelogTopic(b.appID)
 		return state.NewExpiring(t.db, name, topic, t.newChangelogWriter(topic), windowKeyCodec[K]{ks: ks}, state.Codec[A](as))

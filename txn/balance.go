@@ -30,13 +30,17 @@ import (
 //
 // Join metadata and assignments are those of franz-go's cooperative-sticky
 // balancer (kmsg.ConsumerMemberMetadata with owned partitions); only the
-// balancing differs, under its own protocol name.
+// balancing differs, under its own protocol name. A member with an
+// advertised address puts it in its metadata's UserData (member.go),
+// which the balancing never reads.
 type taskBalancer struct {
 	kgo.GroupBalancer // metadata and assignment encoding
 	groups            [][]string
 	// synced, when set, is called on this member with the whole of each
 	// assignment the group gives it (ParseSyncAssignment).
 	synced func(map[string][]int32)
+	// advertise is this member's advertised address ("": none).
+	advertise string
 }
 
 // newTaskBalancer returns the balancer for the sub-topologies subs: the
@@ -60,6 +64,13 @@ func (*taskBalancer) ProtocolName() string { return taskBalancerProtocol }
 
 // IsCooperative implements kgo.GroupBalancer.
 func (*taskBalancer) IsCooperative() bool { return true }
+
+// JoinGroupMetadata implements kgo.GroupBalancer: the cooperative-sticky
+// metadata, with this member's advertised address in UserData when it
+// has one.
+func (b *taskBalancer) JoinGroupMetadata(interests []string, current map[string][]int32, generation int32) []byte {
+	return withAddress(b.GroupBalancer.JoinGroupMetadata(interests, current, generation), b.advertise)
+}
 
 // ParseSyncAssignment implements kgo.GroupBalancer: it decodes this
 // member's assignment and hands the whole of it to synced.

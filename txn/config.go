@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"time"
@@ -99,6 +100,14 @@ type Config struct {
 	// open transaction blocks read_committed readers and the partitions'
 	// next owner. Default: SessionTimeout.
 	TransactionTimeout time.Duration
+	// AdvertiseAddr is the host:port at which other workers and clients
+	// reach this worker's HTTP server (its interactive queries). The
+	// worker publishes it to its group in its join metadata, and answers
+	// a query for a key another worker owns with that worker's
+	// address. Default: none; the worker's queries still answer for its
+	// own keys, and others' queries for them say that it advertises no
+	// address.
+	AdvertiseAddr string
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, receives the worker's Prometheus metrics.
@@ -155,8 +164,29 @@ func (c Config) Validate() error {
 	if c.StateFlushWrites < 0 {
 		errs = append(errs, fmt.Errorf("txn: StateFlushWrites is %d: it must be positive, or 0 for the default", c.StateFlushWrites))
 	}
+	if c.AdvertiseAddr != "" {
+		if err := checkAdvertiseAddr(c.AdvertiseAddr); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if d.TransactionTimeout < d.CommitInterval {
 		errs = append(errs, fmt.Errorf("txn: transaction timeout %v is shorter than the commit interval %v", d.TransactionTimeout, d.CommitInterval))
 	}
 	return errors.Join(errs...)
+}
+
+// checkAdvertiseAddr checks that addr is a host:port others can dial: a
+// host (a name or an address that is not unspecified) and a port.
+func checkAdvertiseAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	switch {
+	case err != nil:
+		return fmt.Errorf("txn: advertised address %q: want host:port (runner: --advertise-addr): %w", addr, err)
+	case host == "" || port == "" || port == "0":
+		return fmt.Errorf("txn: advertised address %q: want a host and a port others can reach, such as worker-1.example:9100 (runner: --advertise-addr)", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("txn: advertised address %q: %s is no address others can reach; give this worker's host name or IP (runner: --advertise-addr)", addr, host)
+	}
+	return nil
 }

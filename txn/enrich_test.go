@@ -1,10 +1,12 @@
 package txn_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,6 +140,28 @@ func TestEnrichTableNeverGoesBackWhenTasksMove(t *testing.T) {
 	// customer updates it consumes again.
 	ws := c.workers(topo, txn.Config{SessionTimeout: 3 * time.Second, StateDir: t.TempDir(), MaxBatchRecords: 20,
 		ClientOpts: []kgo.Opt{kgo.FetchMaxPartitionBytes(1000)}})
+	// Every worker is asked for the customers all along: the tasks it
+	// holds and has not opened yet open for the queries, between the
+	// moves, and must start from the same state as those records open.
+	var found atomic.Int64
+	ws.query = func(ctx context.Context, w *txn.Worker) error {
+		for i := 0; ctx.Err() == nil; i++ {
+			res, err := w.QueryKey(ctx, "customers", fmt.Sprintf("c%d", i%customers))
+			switch {
+			case ctx.Err() != nil:
+			case err != nil:
+				return err
+			case res.Status == txn.QueryFound:
+				found.Add(1)
+			default: // another worker's, or not ready: ask a bit later
+				select {
+				case <-ctx.Done():
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}
+		return nil
+	}
 	ws.start("w1")
 	ws.start("w2")
 	// Each step, at a tenth of the orders, moves tasks: a worker leaves
@@ -203,6 +227,7 @@ func TestEnrichTableNeverGoesBackWhenTasksMove(t *testing.T) {
 	}
 	ws.stopAll()
 	ws.requireNoErrors()
+	require.Positive(t, found.Load(), "no query found a customer")
 }
 
 // mapsLen returns the length of each slice in m.

@@ -61,3 +61,16 @@ func (h *heldPartitions) forget() {
 	h.parts = nil
 	h.mu.Unlock()
 }
+
+// has reports whether the member holds partition p of any of topics (a
+// task's source topics: it holds all or none).
+func (h *heldPartitions) has(topics []string, p int32) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, t := range topics {
+		if slices.Contains(h.parts[t], p) {
+			return true
+		}
+	}
+	return false
+}

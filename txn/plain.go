@@ -54,6 +54,7 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 		if err := w.prepareAssigned(ctx, c); err != nil {
 			return progressed, err
 		}
+		w.serveQueries(c)
 		if fetches.NumRecords() == 0 {
 			w.measureStores(c) // the poll may have ended for it
 			if !w.punctuationDue(c) {

@@ -19,7 +19,8 @@ import (
 // input does not hold it back (nor the next measure of the stores, after
 // a commit: measureStores), and cancelled when a rebalance revokes
 // partitions (onRevoked), so that an idle worker closes their tasks at
-// once. cancel must be called.
+// once, or when a query waits for the loop (askLoop). cancel must be
+// called.
 func (w *Worker) pollContext(ctx context.Context, c *batch.Core) (context.Context, context.CancelFunc) {
 	stop := func() {}
 	if due, ok := c.NextPunctuation(); ok {
@@ -35,6 +36,9 @@ func (w *Worker) pollContext(ctx context.Context, c *batch.Core) (context.Contex
 	pctx, wake := context.WithCancel(ctx)
 	w.mu.Lock()
 	w.wake = wake
+	if len(w.queries) > 0 {
+		wake() // queued while the last batch ran: answered after this poll
+	}
 	w.mu.Unlock()
 	return pctx, func() {
 		w.mu.Lock()

@@ -61,6 +61,16 @@ type Worker struct {
 	obs    observed   // the loop's, for the latency and lag
 	sizes  storeSizes // the loop's, for the store metrics
 
+	// Interactive queries (query.go): the queryable stores, where their
+	// keys live (set once the topics are read), the queries waiting for
+	// the loop, what the session's member holds, and which member holds
+	// what else.
+	qstores []topology.QueryableStore
+	routes  atomic.Pointer[map[int]queryRoute]
+	queries chan *queryRequest
+	held    atomic.Pointer[heldPartitions]
+	dir     directory
+
 	mu      sync.Mutex
 	revoked map[string][]int32 // since the last commit, from group callbacks
 	wake    context.CancelFunc // ends the poll in progress (pollContext); nil: none
@@ -83,7 +93,11 @@ func NewWorker(topo topology.Topology, cfg Config) (*Worker, error) {
 	}
 	log := cfg.Logger.With("app", topo.AppID(), "instance", cfg.Instance)
 	w := &Worker{topo: topo, cfg: cfg, log: log, m: newMetrics(cfg.Registerer, topo.AppID(), cfg.Instance),
-		replaying: make(chan struct{}, runtime.GOMAXPROCS(0)), now: time.Now}
+		replaying: make(chan struct{}, runtime.GOMAXPROCS(0)), now: time.Now,
+		queries: make(chan *queryRequest, queryQueue), dir: directory{group: topo.AppID()}}
+	if q, ok := topo.(topology.Queryable); ok {
+		w.qstores = q.QueryableStores()
+	}
 	w.sizes.every = storeSizesEvery
 	w.sizes.next = time.Now().Add(w.sizes.every)
 	return w, nil
@@ -156,6 +170,8 @@ func (w *Worker) prepare(ctx context.Context) error {
 		if err == nil {
 			w.layout = l
 			w.partitions = newPartitionCheck(w.topo, l.partitions)
+			routes := newQueryRoutes(w.topo, l.partitions)
+			w.routes.Store(&routes)
 			return nil
 		}
 		// A broker that cannot be reached (restarting, or not up yet)
@@ -192,6 +208,9 @@ func (w *Worker) groupOpts() []kgo.Opt {
 	}
 	held := &heldPartitions{w: w}
 	starts := w.newStartOffsets()
+	w.held.Store(held)
+	balancer := newTaskBalancer(w.topo.Subtopologies(), held.synced)
+	balancer.advertise = w.cfg.AdvertiseAddr
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(w.cfg.Brokers...),
 		kgo.ConsumerGroup(w.topo.AppID()),
@@ -201,7 +220,7 @@ func (w *Worker) groupOpts() []kgo.Opt {
 		// Kafka's rule: at most a third of the session timeout, so that one
 		// late heartbeat never expires a member.
 		kgo.HeartbeatInterval(min(3*time.Second, w.cfg.SessionTimeout/3)),
-		kgo.Balancers(newTaskBalancer(w.topo.Subtopologies(), held.synced)),
+		kgo.Balancers(balancer),
 		kgo.DisableAutoCommit(),
 		// Batches never exceed a topic's max.message.bytes: a batch the
 		// broker rejects would abort the transaction.
@@ -324,6 +343,7 @@ func (w *Worker) closeCore(c *batch.Core) {
 	w.forgetLag(nil, true)
 	w.forgetStores()
 	w.unassign()
+	w.dir.forget()
 }
 
 func (w *Worker) taskConfig() topology.TaskConfig {

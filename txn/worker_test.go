@@ -68,6 +68,9 @@ type workers struct {
 	stop map[string]context.CancelFunc
 	done map[string]chan struct{}
 	errs []error
+	// query, when set, is asked of each worker all along it runs (it
+	// gets its own address to advertise), with its context.
+	query func(ctx context.Context, w *txn.Worker) error
 }
 
 func (c *cluster) workers(topo topology.Topology, cfg txn.Config) *workers {
@@ -90,6 +93,9 @@ func (w *workers) start(instance string) {
 	if cfg.StateDir != "" {
 		cfg.StateDir = filepath.Join(cfg.StateDir, instance) // as runner's default
 	}
+	if w.query != nil {
+		cfg.AdvertiseAddr = instance + ".invalid:9100"
+	}
 	wk, err := txn.NewWorker(w.topo, cfg)
 	require.NoError(w.c.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -108,6 +114,15 @@ func (w *workers) start(instance string) {
 			w.mu.Unlock()
 		}
 	}()
+	if w.query != nil {
+		w.wg.Go(func() {
+			if err := w.query(ctx, wk); err != nil {
+				w.mu.Lock()
+				w.errs = append(w.errs, fmt.Errorf("%s: query: %w", instance, err))
+				w.mu.Unlock()
+			}
+		})
+	}
 }
 
 // halt stops a worker gracefully and waits until it has left the group: a

@@ -17,7 +17,7 @@ import (
 const runUsage = `runner run APP [--brokers 127.0.0.1:9092] [--app-id ID] [--instance ID]
                [--state-dir DIR] [--guarantee exactly_once|at_least_once|at_most_once]
                [--commit-interval 100ms] [--session-timeout 10s]
-               [--metrics-addr 127.0.0.1:9100]
+               [--metrics-addr 127.0.0.1:9100] [--advertise-addr HOST:PORT]
                [--config FILE] [--log-level info] [--log-format text|json]
                [--print-config]
                [APP's own flags]
@@ -37,7 +37,9 @@ const runUsage = `runner run APP [--brokers 127.0.0.1:9092] [--app-id ID] [--ins
     leave the group, exit 0.
     Run "runner apps" for the apps and "runner describe APP" for a topology;
     an --metrics-addr that cannot be bound only logs a warning, and "" turns
-    metrics off.
+    metrics off. It also serves GET /stores/{store}/{key}, a query of the
+    app's stores; a key another worker holds redirects to that worker's
+    --advertise-addr (HOST:PORT at which others reach its --metrics-addr).
     --config FILE (or SLUICE_CONFIG) is YAML keyed by flag name, APP's own
     flags included; a flag wins over its SLUICE_ variable, which wins over
     the file. An unknown key is a usage error; a SLUICE_ variable that

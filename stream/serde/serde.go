@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 )
 
 // Serde encodes values of type T to bytes and decodes them back.
@@ -50,12 +51,23 @@ type Appender[T any] interface {
 	AppendEncode(dst []byte, v T) ([]byte, error)
 }
 
+// TextParser is a Serde whose values can also be written as text, for
+// keys typed by people: an interactive query's URL carries its key as
+// text (docs/operations.md, "Interactive queries"). ParseText returns
+// the value text stands for. Int64 and OrderedInt64 implement it (decimal
+// integers); a serde that does not is given the text's bytes to Decode,
+// which reads them as they are for String and Bytes, and as JSON for
+// JSON.
+type TextParser[T any] interface {
+	ParseText(text string) (T, error)
+}
+
 // Error is returned by every serde in this package when encoding or decoding
 // fails. It names the serde, the Go type and the operation.
 type Error struct {
 	Serde string // "json", "int64", ... or the name given to Func
 	Type  string // the Go type, e.g. "main.Order"
-	Op    string // "encode" or "decode"
+	Op    string // "encode", "decode" or "parse" (TextParser)
 	Err   error
 }
 
@@ -117,6 +129,15 @@ func (s int64Serde) Encode(v int64) ([]byte, error) {
 
 func (s int64Serde) AppendEncode(dst []byte, v int64) ([]byte, error) {
 	return binary.BigEndian.AppendUint64(dst, uint64(v)^s.flip), nil
+}
+
+// ParseText implements TextParser: a decimal integer.
+func (s int64Serde) ParseText(text string) (int64, error) {
+	v, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		return 0, &Error{Serde: s.name, Type: "int64", Op: "parse", Err: err}
+	}
+	return v, nil
 }
 
 func (s int64Serde) Decode(b []byte) (int64, error) {

@@ -424,3 +424,21 @@ func TestAppendEncodeMatchesEncode(t *testing.T) {
 		}
 	}
 }
+
+// Int64 and OrderedInt64 read a key's text as a decimal; a text that is
+// not one is an *Error naming the serde.
+func TestInt64ParseText(t *testing.T) {
+	for _, s := range []serde.Serde[int64]{serde.Int64, serde.OrderedInt64} {
+		p, ok := s.(serde.TextParser[int64])
+		require.True(t, ok)
+		v, err := p.ParseText("-42")
+		require.NoError(t, err)
+		require.Equal(t, int64(-42), v)
+		_, err = p.ParseText("4x")
+		var se *serde.Error
+		require.ErrorAs(t, err, &se)
+		require.Equal(t, "parse", se.Op)
+	}
+	_, ok := serde.String.(serde.TextParser[string])
+	require.False(t, ok, "a string's text is its bytes: Decode reads it")
+}

@@ -68,6 +68,13 @@ func (c *Core) Open() int { return len(c.tasks.open) }
 // Has reports whether task id is open.
 func (c *Core) Has(id topology.TaskID) bool { return c.tasks.get(id) != nil }
 
+// Task returns the open task id, and whether it is open. Between
+// batches (after Advance) a stateful task holds only committed state.
+func (c *Core) Task(id topology.TaskID) (topology.Task, bool) {
+	t := c.tasks.open[id]
+	return t, t != nil
+}
+
 // Tasks returns the open tasks, in no particular order. The core must not
 // change while they are iterated.
 func (c *Core) Tasks() iter.Seq2[topology.TaskID, topology.Task] {

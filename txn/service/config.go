@@ -40,6 +40,7 @@ type workerFlags struct {
 	commitInterval time.Duration
 	sessionTimeout time.Duration
 	metricsAddr    string
+	advertiseAddr  string
 	logLevel       slog.Level
 	logFormat      string
 	config         string
@@ -73,7 +74,8 @@ func (f *workerFlags) register(fs *flag.FlagSet) []string {
 	val(guaranteeValue{&f.guarantee}, "guarantee", "exactly_once, at_least_once or at_most_once")
 	dur(&f.commitInterval, "commit-interval", 100*time.Millisecond, "longest a transaction collects records")
 	dur(&f.sessionTimeout, "session-timeout", 10*time.Second, "group session timeout, also the transaction timeout: how long a dead worker's partitions wait before they move")
-	str(&f.metricsAddr, "metrics-addr", "127.0.0.1:9100", "serve Prometheus metrics and the probes on this address; empty: off")
+	str(&f.metricsAddr, "metrics-addr", "127.0.0.1:9100", "serve Prometheus metrics, the probes and interactive queries on this address; empty: off")
+	str(&f.advertiseAddr, "advertise-addr", "", "host:port at which other workers and clients reach this worker's --metrics-addr, published to the group: a query of a key another worker holds redirects there; empty: none")
 	f.logLevel = slog.LevelInfo
 	val(levelValue{&f.logLevel}, "log-level", "debug, info, warn or error")
 	f.logFormat = "text"

@@ -59,8 +59,10 @@ func ExampleRun() {
 	// commit-interval: 100ms # default
 	// # group session timeout, also the transaction timeout: how long a dead worker's partitions wait before they move
 	// session-timeout: 10s # default
-	// # serve Prometheus metrics and the probes on this address; empty: off
+	// # serve Prometheus metrics, the probes and interactive queries on this address; empty: off
 	// metrics-addr: 127.0.0.1:9100 # default
+	// # host:port at which other workers and clients reach this worker's --metrics-addr, published to the group: a query of a key another worker holds redirects there; empty: none
+	// advertise-addr: "" # default
 	// # debug, info, warn or error
 	// log-level: info # default
 	// # text or json (log/slog's handlers, on stderr)

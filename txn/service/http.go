@@ -18,7 +18,21 @@ import (
 //   - /metrics: reg's metrics, in Prometheus' formats;
 //   - /healthz and /livez: 200 "ok: N tasks" while w.Health().Live, else
 //     503 with what keeps it from being live;
-//   - /readyz: the same for Live and Ready.
+//   - /readyz: the same for Live and Ready;
+//   - GET /stores/{store}/{key}: an interactive query (Worker.QueryKey)
+//     of the key, written as text (a string key as it is, URL-escaped),
+//     in a key-value store: 200 with the value as JSON; 404 when the key
+//     has none, and for a store the topology has not (or cannot query);
+//     307 to http://OWNER/stores/{store}/{key} when another worker holds
+//     the key (OWNER: its --advertise-addr); 503 while the worker cannot
+//     tell (not running, joining its group, restoring, rebalancing; with
+//     Retry-After), and when the owner advertises no address; 400 for a
+//     key the store's key serde cannot read, or a bad time range. A
+//     window store's query (Worker.QueryWindows) takes ?from=&to=
+//     (milliseconds since the epoch, or RFC 3339; default: every window)
+//     and answers a JSON list of {"start", "end", "value"}, the windows
+//     whose start is in [from, to). Every answer but a 200 is a JSON
+//     object whose "status" and "message" say what happened.
 //
 // It is safe for concurrent use, before, during and after w.Run.
 func Handler(w *txn.Worker, reg *prometheus.Registry) http.Handler {
@@ -27,6 +41,7 @@ func Handler(w *txn.Worker, reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("/healthz", probe(w, func(h txn.Health) bool { return h.Live }))
 	mux.HandleFunc("/livez", probe(w, func(h txn.Health) bool { return h.Live }))
 	mux.HandleFunc("/readyz", probe(w, func(h txn.Health) bool { return h.Live && h.Ready }))
+	mux.HandleFunc("GET /stores/{store}/{key...}", storesHandler(w))
 	return mux
 }
 
@@ -51,7 +66,7 @@ func probe(w *txn.Worker, ok func(txn.Health) bool) http.HandlerFunc {
 func serve(addr string, h http.Handler, log *slog.Logger) (stop func()) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		log.Warn("metrics and probes off: cannot listen", "addr", addr, "err", err)
+		log.Warn("metrics, probes and queries off: cannot listen", "addr", addr, "err", err)
 		return func() {}
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
@@ -60,7 +75,7 @@ func serve(addr string, h http.Handler, log *slog.Logger) (stop func()) {
 		defer close(done)
 		srv.Serve(ln)
 	}()
-	log.Info("serving metrics and probes", "addr", ln.Addr().String())
+	log.Info("serving metrics, probes and queries", "addr", ln.Addr().String())
 	return func() {
 		srv.Close()
 		<-done

@@ -148,6 +148,7 @@ func Run(ctx context.Context, app App, args []string, stdout, stderr io.Writer) 
 		Guarantee:      p.guarantee,
 		CommitInterval: p.commitInterval,
 		SessionTimeout: p.sessionTimeout,
+		AdvertiseAddr:  p.advertiseAddr,
 		Logger:         log,
 		Registerer:     reg,
 	})
