@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/sluicehq/sluice/txn/batch"
 	"github.com/sluicehq/sluice/txn/topology"
 )

@@ -81,7 +81,6 @@ func contractCLI(t *testing.T) []contractEntry {
 // not offer yet, each with the work that adds it. The test passes over
 // them, and fails once one is there: then delete its line.
 var contractPending = map[string]string{
-	"run --advertise-addr": "interactive queries (issue 14, item 4) add the flag",
 	"demo outbox":          "the outbox relay and Postgres sink demo adds the command",
 }
 
