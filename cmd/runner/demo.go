@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/examples"
 	"github.com/sluicehq/sluice/txn/broker"
+	"github.com/sluicehq/sluice/txn/service"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -348,7 +349,7 @@ func (d *demoWorkers) relay(instance string, gen int, r io.Reader) {
 		switch {
 		case strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR"):
 			d.progress.print(fmt.Sprintf("[%s] %s\n", instance, line))
-		case strings.Contains(line, `msg="serving metrics and probes"`):
+		case strings.Contains(line, `msg="`+service.ServingMessage+`"`):
 			if m := logAddr.FindStringSubmatch(line); m != nil {
 				d.progress.listening(instance, gen, m[1])
 			}

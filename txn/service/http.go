@@ -35,6 +35,13 @@ import (
 //     object whose "status" and "message" say what happened.
 //
 // It is safe for concurrent use, before, during and after w.Run.
+// ServingMessage is the message of the info log line with which a worker
+// says where it serves its metrics, probes and queries (attribute addr,
+// the address it listens on: with a port of 0, the one it got). Programs
+// that start workers and read their logs, as runner demo does, look for
+// it.
+const ServingMessage = "serving metrics, probes and queries"
+
 func Handler(w *txn.Worker, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -75,7 +82,7 @@ func serve(addr string, h http.Handler, log *slog.Logger) (stop func()) {
 		defer close(done)
 		srv.Serve(ln)
 	}()
-	log.Info("serving metrics, probes and queries", "addr", ln.Addr().String())
+	log.Info(ServingMessage, "addr", ln.Addr().String())
 	return func() {
 		srv.Close()
 		<-done

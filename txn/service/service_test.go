@@ -83,7 +83,7 @@ func TestRun(t *testing.T) {
 
 	stray := logLine(t, &log, "ignoring an environment variable that sets no setting", done)
 	require.Equal(t, "SLUICE_BROKER", stray["var"])
-	probes := logLine(t, &log, "serving metrics, probes and queries", done)["addr"].(string)
+	probes := logLine(t, &log, ServingMessage, done)["addr"].(string)
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + probes + path)
 		require.NoError(t, err)
