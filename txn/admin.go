@@ -24,9 +24,10 @@ const defaultMaxMessageBytes = 1048588
 
 // prepareTopics checks that every source and sink topic exists, that the
 // sources of each sub-topology are co-partitioned, creates missing internal
-// topics and validates existing ones, and reads max.message.bytes of every
-// topic the topology writes. Each error says what to fix.
-func prepareTopics(ctx context.Context, adm *kadm.Client, topo topology.Topology, sinks []string) (*layout, error) {
+// topics (with replication replicas each, -1 for the brokers' default) and
+// validates existing ones, and reads max.message.bytes of every topic the
+// topology writes. Each error says what to fix.
+func prepareTopics(ctx context.Context, adm *kadm.Client, topo topology.Topology, sinks []string, replication int16) (*layout, error) {
 	internal := map[string]topology.InternalTopic{}
 	for _, it := range topo.InternalTopics() {
 		internal[it.Name] = it
@@ -77,7 +78,7 @@ func prepareTopics(ctx context.Context, adm *kadm.Client, topo topology.Topology
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if err := ensureInternal(ctx, adm, topo.InternalTopics(), subPartitions, maxSource, l); err != nil {
+	if err := ensureInternal(ctx, adm, topo.InternalTopics(), subPartitions, maxSource, replication, l); err != nil {
 		return nil, err
 	}
 	written := slices.Concat(sinks, internalNames(topo))
@@ -153,10 +154,11 @@ func internalNames(topo topology.Topology) []string {
 	return names
 }
 
-// ensureInternal creates missing internal topics and checks the partition
-// count of existing ones: that of the sub-topology the topic belongs to, or
-// the largest source partition count.
-func ensureInternal(ctx context.Context, adm *kadm.Client, topics []topology.InternalTopic, subPartitions map[int]int32, maxSource int32, l *layout) error {
+// ensureInternal creates missing internal topics, with replication replicas
+// each (-1: the brokers' default), and checks the partition count of
+// existing ones: that of the sub-topology the topic belongs to, or the
+// largest source partition count.
+func ensureInternal(ctx context.Context, adm *kadm.Client, topics []topology.InternalTopic, subPartitions map[int]int32, maxSource int32, replication int16, l *layout) error {
 	if len(topics) == 0 {
 		return nil
 	}
@@ -182,14 +184,37 @@ func ensureInternal(ctx context.Context, adm *kadm.Client, topics []topology.Int
 		for k, v := range it.Configs {
 			configs[k] = &v
 		}
-		resp, err := adm.CreateTopic(ctx, want, -1, configs, it.Name)
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		resp, err := adm.CreateTopic(ctx, want, replication, configs, it.Name)
+		switch {
+		case errors.Is(err, kerr.InvalidReplicationFactor):
+			errs = append(errs, fmt.Errorf("txn: create internal %s topic %q with replication factor %s: %w %s: the cluster has fewer brokers, or its minimum is higher (runner: --replication-factor)",
+				it.Purpose, it.Name, replicationName(replication), err, resp.ErrMessage))
+			continue
+		case err != nil && !errors.Is(err, kerr.TopicAlreadyExists):
 			errs = append(errs, fmt.Errorf("txn: create internal %s topic %q: %w %s", it.Purpose, it.Name, err, resp.ErrMessage))
 			continue
 		}
 		l.partitions[it.Name] = want
 	}
 	return errors.Join(errs...)
+}
+
+// replicationName says what a replication factor given to CreateTopics
+// asks for.
+func replicationName(replication int16) string {
+	if replication < 0 {
+		return "the brokers' default"
+	}
+	return strconv.Itoa(int(replication))
+}
+
+// replicationOf is Config.ReplicationFactor as CreateTopics takes it: -1
+// for the brokers' default.
+func replicationOf(factor int) int16 {
+	if factor <= 0 {
+		return -1
+	}
+	return int16(factor)
 }
 
 func internalNamesOf(topics []topology.InternalTopic) []string {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/state"
 )
 
 // Guarantee is a processing guarantee. All three run the same operators.
@@ -84,13 +87,14 @@ type Config struct {
 	// collects records. Default 100ms.
 	CommitInterval time.Duration
 	// MaxBatchRecords bounds how many input records one transaction
-	// covers. Default 20,000.
+	// covers. Default 20,000 (0); negative is invalid.
 	MaxBatchRecords int
 	// Lanes is how many goroutines run a batch's records through their
 	// tasks, each handing its outputs to the producer from a goroutine of
 	// its own. A task always runs on the same lane (its partition number
 	// modulo Lanes), so its records are processed, and its outputs
-	// produced, in order. Default: GOMAXPROCS, at most 8.
+	// produced, in order. Default: GOMAXPROCS, at most 8 (0); negative
+	// is invalid.
 	Lanes int
 	// SessionTimeout is the group session timeout: how long a dead,
 	// not-restarted worker's partitions wait before they move. Default 10s.
@@ -98,8 +102,18 @@ type Config struct {
 	// TransactionTimeout is how long the broker lets a transaction stay
 	// open before aborting it itself. It bounds how long a dead worker's
 	// open transaction blocks read_committed readers and the partitions'
-	// next owner. Default: SessionTimeout.
+	// next owner. It must not be shorter than CommitInterval, nor longer
+	// than the brokers allow (Kafka's transaction.max.timeout.ms, 15
+	// minutes by default): the producer's first InitProducerID fails
+	// with INVALID_TRANSACTION_TIMEOUT otherwise. Default: SessionTimeout.
 	TransactionTimeout time.Duration
+	// ReplicationFactor is the replication factor of the internal topics
+	// the worker creates: changelogs, repartition topics and the DLQ.
+	// Internal topics that exist keep theirs. Default (0, or -1 as in
+	// Kafka's CreateTopics): the brokers' default, Kafka's
+	// default.replication.factor or Redpanda's default_topic_replications,
+	// both 1 unless set; a production cluster wants 3. Valid: -1 to 32767.
+	ReplicationFactor int
 	// AdvertiseAddr is the host:port at which other workers and clients
 	// reach this worker's HTTP server (its interactive queries). The
 	// worker publishes it to its group in its join metadata, and answers
@@ -119,8 +133,11 @@ type Config struct {
 	ClientOpts []kgo.Opt
 }
 
-// withDefaults returns a copy of c with defaults filled in.
-func (c Config) withDefaults() Config {
+// WithDefaults returns a copy of c with the default of every field left
+// zero filled in, as NewWorker uses it; StateDir stays as it is (its
+// default depends on the app id), and ReplicationFactor too (0 leaves the
+// choice to the brokers). It does not validate c.
+func (c Config) WithDefaults() Config {
 	if c.Instance == "" {
 		c.Instance, _ = os.Hostname()
 	}
@@ -129,6 +146,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatchRecords <= 0 {
 		c.MaxBatchRecords = 20_000
+	}
+	if c.StateFlushWrites <= 0 {
+		c.StateFlushWrites = state.DefaultFlushWrites
 	}
 	if c.Lanes <= 0 {
 		c.Lanes = min(runtime.GOMAXPROCS(0), 8)
@@ -157,12 +177,36 @@ func (c Config) Validate() error {
 	if c.Guarantee < ExactlyOnce || c.Guarantee > AtMostOnce {
 		errs = append(errs, fmt.Errorf("txn: unknown guarantee %v", c.Guarantee))
 	}
-	d := c.withDefaults()
+	d := c.WithDefaults()
 	if d.Instance == "" {
 		errs = append(errs, errors.New("txn: no instance id and no hostname: set Config.Instance (runner: --instance)"))
 	}
-	if c.StateFlushWrites < 0 {
-		errs = append(errs, fmt.Errorf("txn: StateFlushWrites is %d: it must be positive, or 0 for the default", c.StateFlushWrites))
+	for _, f := range []struct {
+		field, flag string
+		v           int
+	}{
+		{"StateFlushWrites", "--state-flush-writes", c.StateFlushWrites},
+		{"MaxBatchRecords", "--max-batch-records", c.MaxBatchRecords},
+		{"Lanes", "--lanes", c.Lanes},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("txn: %s is %d: it must be positive, or 0 for the default (runner: %s)", f.field, f.v, f.flag))
+		}
+	}
+	for _, f := range []struct {
+		field, flag string
+		v           time.Duration
+	}{
+		{"CommitInterval", "--commit-interval", c.CommitInterval},
+		{"SessionTimeout", "--session-timeout", c.SessionTimeout},
+		{"TransactionTimeout", "--transaction-timeout", c.TransactionTimeout},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("txn: %s is %v: it must be positive, or 0 for the default (runner: %s)", f.field, f.v, f.flag))
+		}
+	}
+	if c.ReplicationFactor < -1 || c.ReplicationFactor > math.MaxInt16 {
+		errs = append(errs, fmt.Errorf("txn: ReplicationFactor is %d: it must be from 1 to %d, or 0 or -1 for the brokers' default (runner: --replication-factor)", c.ReplicationFactor, math.MaxInt16))
 	}
 	if c.AdvertiseAddr != "" {
 		if err := checkAdvertiseAddr(c.AdvertiseAddr); err != nil {
@@ -170,7 +214,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if d.TransactionTimeout < d.CommitInterval {
-		errs = append(errs, fmt.Errorf("txn: transaction timeout %v is shorter than the commit interval %v", d.TransactionTimeout, d.CommitInterval))
+		errs = append(errs, fmt.Errorf("txn: transaction timeout %v is shorter than the commit interval %v: a transaction would be aborted before it commits (runner: --transaction-timeout, --commit-interval)", d.TransactionTimeout, d.CommitInterval))
 	}
 	return errors.Join(errs...)
 }

@@ -16,18 +16,23 @@ import (
 
 // CreateTopics creates what a worker of topo needs and does not create
 // itself, its missing source and sink topics, with partitions partitions
-// each and the brokers' default replication factor; then, as a worker's
-// start does, it checks that co-partitioned sources have the same
-// partition count and creates the missing internal topics. Topics that
-// exist are left as they are. It returns the topics it created, sorted.
+// and replication replicas each (-1: the brokers' default replication
+// factor); then, as a worker's start does, it checks that co-partitioned
+// sources have the same partition count and creates the missing internal
+// topics, with replication replicas too (Config.ReplicationFactor). Topics
+// that exist are left as they are. It returns the topics it created,
+// sorted.
 //
 // Topics that global tables read are not created (Topology reports only
 // the sources of its sub-topologies); nor is any topic compacted: a table's
 // source topic should be (cleanup.policy=compact), and is not checked.
 // opts are added to the admin client's options.
-func CreateTopics(ctx context.Context, topo topology.Topology, brokers []string, partitions int32, opts ...kgo.Opt) ([]string, error) {
+func CreateTopics(ctx context.Context, topo topology.Topology, brokers []string, partitions int32, replication int16, opts ...kgo.Opt) ([]string, error) {
 	if partitions <= 0 {
 		return nil, fmt.Errorf("txn: create topics: %d partitions: need at least 1", partitions)
+	}
+	if replication == 0 || replication < -1 {
+		return nil, fmt.Errorf("txn: create topics: replication factor %d: need at least 1, or -1 for the brokers' default", replication)
 	}
 	// A client lists a topic it was told is unknown as unknown for a
 	// while: each step asks with a client of its own.
@@ -61,7 +66,7 @@ func CreateTopics(ctx context.Context, topo topology.Topology, brokers []string,
 		return nil, fmt.Errorf("txn: create topics: list topics: %w", err)
 	}
 	var created []string
-	resps, err := adm.CreateTopics(ctx, partitions, -1, nil, wanted...)
+	resps, err := adm.CreateTopics(ctx, partitions, replication, nil, wanted...)
 	if err != nil {
 		return nil, fmt.Errorf("txn: create topics: %w", err)
 	}
@@ -70,6 +75,8 @@ func CreateTopics(ctx context.Context, topo topology.Topology, brokers []string,
 		switch {
 		case r.Err == nil:
 			created = append(created, r.Topic)
+		case errors.Is(r.Err, kerr.InvalidReplicationFactor):
+			errs = append(errs, fmt.Errorf("txn: create topic %q with replication factor %s: %w %s: the cluster has fewer brokers, or its minimum is higher", r.Topic, replicationName(replication), r.Err, r.ErrMessage))
 		case !errors.Is(r.Err, kerr.TopicAlreadyExists):
 			errs = append(errs, fmt.Errorf("txn: create topic %q: %w", r.Topic, r.Err))
 		}
@@ -83,7 +90,7 @@ func CreateTopics(ctx context.Context, topo topology.Topology, brokers []string,
 		return nil, err
 	}
 	defer done()
-	if _, err := prepareTopics(ctx, adm, topo, topo.SinkTopics()); err != nil {
+	if _, err := prepareTopics(ctx, adm, topo, topo.SinkTopics(), replication); err != nil {
 		return nil, err
 	}
 	for _, t := range internal {

@@ -87,7 +87,7 @@ func NewWorker(topo topology.Topology, cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if cfg.StateDir == "" {
 		cfg.StateDir = filepath.Join(os.TempDir(), "sluice", topo.AppID(), cfg.Instance)
 	}
@@ -166,7 +166,7 @@ func (w *Worker) prepare(ctx context.Context) error {
 	}
 	defer cl.Close()
 	for attempt := 0; ; attempt++ {
-		l, err := prepareTopics(ctx, kadm.NewClient(cl), w.topo, w.topo.SinkTopics())
+		l, err := prepareTopics(ctx, kadm.NewClient(cl), w.topo, w.topo.SinkTopics(), replicationOf(w.cfg.ReplicationFactor))
 		if err == nil {
 			w.layout = l
 			w.partitions = newPartitionCheck(w.topo, l.partitions)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,14 +24,15 @@ var topicsCommand = command{
 	name:    "topics",
 	summary: "create the topics an app needs",
 	usage: `runner topics create APP [--brokers 127.0.0.1:9092] [--app-id ID]
-               [--partitions 8] [APP's own flags]
+               [--partitions 8] [--replication-factor -1] [APP's own flags]
 runner topics create --topics NAME,... [--brokers 127.0.0.1:9092]
-               [--partitions 8]
+               [--partitions 8] [--replication-factor -1]
     Create APP's missing source and sink topics with --partitions
-    partitions each (the brokers' default replication), then, as a worker's
-    start does, check that co-partitioned sources agree and create the
-    missing internal topics (changelog, repartition, DLQ). Topics that exist
-    are left as they are. Prints each topic created, one a line.
+    partitions and --replication-factor replicas each (-1: the brokers'
+    default), then, as a worker's start does, check that co-partitioned
+    sources agree and create the missing internal topics (changelog,
+    repartition, DLQ), with --replication-factor replicas too. Topics that
+    exist are left as they are. Prints each topic created, one a line.
     The second form creates the topics named, for a program of your own
     (whose workers create its internal topics themselves).
 `,
@@ -48,17 +50,21 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return createTopicList(ctx, args[1:], stdout, stderr)
 	}
 	var brokers, appID string
-	var partitions int
+	var partitions, replication int
 	app, build, err := parseApp("topics create", args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&brokers, "brokers", "127.0.0.1:9092", "comma-separated seed brokers")
 		fs.StringVar(&appID, "app-id", "", "application id: internal topic prefix (default: APP)")
 		fs.IntVar(&partitions, "partitions", 8, "partitions of each source and sink topic created")
+		fs.IntVar(&replication, "replication-factor", -1, replicationUsage)
 	})
 	if err != nil {
 		return err
 	}
 	if partitions < 1 {
 		return usageErrorf("runner: topics create: --partitions %d: need at least 1", partitions)
+	}
+	if err := checkReplication(replication); err != nil {
+		return err
 	}
 	if appID == "" {
 		appID = app.Name
@@ -70,7 +76,7 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := waitForBroker(ctx, "topics create", strings.Split(brokers, ","), stderr); err != nil {
 		return err
 	}
-	created, err := txn.CreateTopics(ctx, topo, strings.Split(brokers, ","), int32(partitions))
+	created, err := txn.CreateTopics(ctx, topo, strings.Split(brokers, ","), int32(partitions), int16(replication))
 	if err != nil {
 		return fmt.Errorf("runner: topics create %s: %w", app.Name, err)
 	}
@@ -80,12 +86,25 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+// replicationUsage is the usage of topics create's --replication-factor.
+const replicationUsage = "replicas of each topic created; -1: the brokers' default (default.replication.factor)"
+
+// checkReplication checks a --replication-factor: -1, or a replication
+// factor Kafka can take.
+func checkReplication(n int) error {
+	if n == -1 || n >= 1 && n <= math.MaxInt16 {
+		return nil
+	}
+	return usageErrorf("runner: topics create: --replication-factor %d: need -1 (the brokers' default) or 1 to %d", n, math.MaxInt16)
+}
+
 // createTopicList is `runner topics create --topics NAME,...`.
 func createTopicList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("topics create", flag.ContinueOnError)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
 	topics := fs.String("topics", "", "comma-separated names of the topics to create")
 	partitions := fs.Int("partitions", 8, "partitions of each topic created")
+	replication := fs.Int("replication-factor", -1, replicationUsage)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -98,6 +117,9 @@ func createTopicList(ctx context.Context, args []string, stdout, stderr io.Write
 	if *partitions < 1 {
 		return usageErrorf("runner: topics create: --partitions %d: need at least 1", *partitions)
 	}
+	if err := checkReplication(*replication); err != nil {
+		return err
+	}
 	if err := waitForBroker(ctx, "topics create", strings.Split(*brokers, ","), stderr); err != nil {
 		return err
 	}
@@ -106,7 +128,7 @@ func createTopicList(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("runner: topics create: %w", err)
 	}
 	defer cl.Close()
-	resps, err := kadm.NewClient(cl).CreateTopics(ctx, int32(*partitions), -1, nil, strings.Split(*topics, ",")...)
+	resps, err := kadm.NewClient(cl).CreateTopics(ctx, int32(*partitions), int16(*replication), nil, strings.Split(*topics, ",")...)
 	if err != nil {
 		return fmt.Errorf("runner: topics create: %w", err)
 	}

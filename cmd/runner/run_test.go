@@ -205,11 +205,12 @@ func TestRunServesProbes(t *testing.T) {
 
 // runner topics create makes an app's topics: the missing sources and
 // sinks with the partitions asked for, and the internal topics; run again,
-// it creates nothing; sources that are not co-partitioned stop it with a
-// message that says so.
+// it creates nothing; a replication factor the cluster cannot have, or
+// sources that are not co-partitioned, stop it with a message that says
+// so.
 func TestTopicsCreate(t *testing.T) {
 	addr := startTestBroker(t, 1, "unrelated")
-	p := startRunner(t, nil, "topics", "create", "enrich", "--brokers", addr, "--partitions", "3")
+	p := startRunner(t, nil, "topics", "create", "enrich", "--brokers", addr, "--partitions", "3", "--replication-factor", "1")
 	require.Equal(t, 0, p.wait(t), "stderr:\n%s", p.stderr())
 	var created []string
 	for l := range p.lines {
@@ -230,6 +231,13 @@ func TestTopicsCreate(t *testing.T) {
 	for l := range p.lines {
 		t.Errorf("created again: %s", l)
 	}
+
+	p = startRunner(t, nil, "topics", "create", "passthrough", "--brokers", addr, "--input", "rf-in", "--output", "rf-out", "--replication-factor", "2")
+	require.Equal(t, 1, p.wait(t))
+	require.Contains(t, p.stderr(), `create topic "rf-in" with replication factor 2: INVALID_REPLICATION_FACTOR`)
+	p = startRunner(t, nil, "topics", "create", "passthrough", "--brokers", addr, "--replication-factor", "0")
+	require.Equal(t, 2, p.wait(t))
+	require.Contains(t, p.stderr(), `--replication-factor 0: need -1 (the brokers' default) or 1 to 32767`)
 
 	addr = startTestBroker(t, 2, "customers")
 	p = startRunner(t, nil, "topics", "create", "enrich", "--brokers", addr, "--partitions", "3")
@@ -267,6 +275,10 @@ func TestTopicsCreateList(t *testing.T) {
 		created = append(created, l)
 	}
 	require.Equal(t, []string{"c"}, created)
+
+	p = startRunner(t, nil, "topics", "create", "--topics", "d", "--brokers", addr, "--replication-factor", "3")
+	require.Equal(t, 1, p.wait(t))
+	require.Contains(t, p.stderr(), `topic "d": INVALID_REPLICATION_FACTOR`)
 	require.Equal(t, 0, b.signal(t, syscall.SIGTERM), "stderr:\n%s", b.stderr())
 
 	p = startRunner(t, nil, "topics", "create", "--topics", "a", "extra")

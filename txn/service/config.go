@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/txn"
 	"go.yaml.in/yaml/v3"
@@ -32,19 +34,24 @@ var settingEnv = regexp.MustCompile(`^SLUICE_[A-Z0-9_]+$`)
 
 // workerFlags are the worker's own settings, before the app's.
 type workerFlags struct {
-	brokers        string
-	appID          string
-	instance       string
-	stateDir       string
-	guarantee      txn.Guarantee
-	commitInterval time.Duration
-	sessionTimeout time.Duration
-	metricsAddr    string
-	advertiseAddr  string
-	logLevel       slog.Level
-	logFormat      string
-	config         string
-	printConfig    bool
+	brokers            string
+	appID              string
+	instance           string
+	stateDir           string
+	stateFlushWrites   int
+	guarantee          txn.Guarantee
+	commitInterval     time.Duration
+	maxBatchRecords    int
+	lanes              int
+	sessionTimeout     time.Duration
+	transactionTimeout time.Duration
+	replicationFactor  int
+	metricsAddr        string
+	advertiseAddr      string
+	logLevel           slog.Level
+	logFormat          string
+	config             string
+	printConfig        bool
 }
 
 // notInFile are the flags a config file cannot set: they say which file
@@ -67,13 +74,22 @@ func (f *workerFlags) register(fs *flag.FlagSet) []string {
 		fs.Var(v, name, usage)
 		names = append(names, name)
 	}
+	num := func(p *int, name string, value int, usage string) {
+		fs.IntVar(p, name, value, usage)
+		names = append(names, name)
+	}
 	str(&f.brokers, "brokers", "127.0.0.1:9092", "comma-separated seed brokers")
 	str(&f.appID, "app-id", "", "application id: consumer group, transactional id and internal topic prefix (default: APP)")
 	str(&f.instance, "instance", "", "stable id of this worker: static group member id, transactional id <app-id>-<instance> (default: hostname)")
 	str(&f.stateDir, "state-dir", "", "local state directory: the stores of this worker's tasks (default: ./state/<app-id>/<instance>)")
+	num(&f.stateFlushWrites, "state-flush-writes", state.DefaultFlushWrites, "committed state writes a task holds in memory at most before flushing them to disk: bounds the changelog replay after a crash")
 	val(guaranteeValue{&f.guarantee}, "guarantee", "exactly_once, at_least_once or at_most_once")
 	dur(&f.commitInterval, "commit-interval", 100*time.Millisecond, "longest a transaction collects records")
-	dur(&f.sessionTimeout, "session-timeout", 10*time.Second, "group session timeout, also the transaction timeout: how long a dead worker's partitions wait before they move")
+	num(&f.maxBatchRecords, "max-batch-records", 20_000, "most input records one transaction covers")
+	num(&f.lanes, "lanes", 0, "goroutines that process a batch's records, each task always on the same one (default: GOMAXPROCS, at most 8)")
+	dur(&f.sessionTimeout, "session-timeout", 10*time.Second, "group session timeout: how long a dead worker's partitions wait before they move")
+	dur(&f.transactionTimeout, "transaction-timeout", 0, "how long the broker lets a transaction stay open before it aborts it: bounds how long a dead worker's open transaction holds up read_committed readers; at most the brokers' transaction.max.timeout.ms (default: --session-timeout)")
+	num(&f.replicationFactor, "replication-factor", -1, "replication factor of the internal topics the worker creates (changelog, repartition, DLQ); -1: the brokers' default")
 	str(&f.metricsAddr, "metrics-addr", "127.0.0.1:9100", "serve Prometheus metrics, the probes and interactive queries on this address; empty: off")
 	str(&f.advertiseAddr, "advertise-addr", "", "host:port at which other workers and clients reach this worker's --metrics-addr, published to the group: a query of a key another worker holds redirects there; empty: none")
 	f.logLevel = slog.LevelInfo
@@ -214,7 +230,13 @@ func parse(app App, args, environ []string) (*parsed, error) {
 			return nil, usage("config file %s: %v", p.config, err)
 		}
 	}
-	return p, p.fillDefaults()
+	if err := p.fillDefaults(); err != nil {
+		return nil, err
+	}
+	if err := p.check(); err != nil {
+		return nil, usage("%w", err)
+	}
+	return p, nil
 }
 
 // readConfig sets the flags that neither the command line nor the
@@ -278,7 +300,68 @@ func (p *parsed) fillDefaults() error {
 	if p.stateDir == "" {
 		p.stateDir = filepath.Join("state", p.appID, p.instance)
 	}
+	// txn's own defaults, so that the two cannot disagree.
+	d := txn.Config{SessionTimeout: p.sessionTimeout}.WithDefaults()
+	if p.lanes == 0 {
+		p.lanes = d.Lanes
+	}
+	if p.transactionTimeout == 0 {
+		p.transactionTimeout = d.TransactionTimeout
+	}
 	return nil
+}
+
+// check reports the settings that parse but that no worker can run
+// with, each naming its flag, its value and where that came from.
+func (p *parsed) check() error {
+	var errs []error
+	bad := func(name, format string, a ...any) {
+		at := ""
+		if from := p.from[name]; from != "" && from != "flag" {
+			at = " (from " + from + ")"
+		}
+		errs = append(errs, fmt.Errorf("--%s %s%s: %s", name, p.fs.Lookup(name).Value, at, fmt.Sprintf(format, a...)))
+	}
+	for name, v := range map[string]int{"state-flush-writes": p.stateFlushWrites, "max-batch-records": p.maxBatchRecords} {
+		if v < 1 {
+			bad(name, "want at least 1")
+		}
+	}
+	if p.lanes < 1 {
+		bad("lanes", "want at least 1, or 0 for the default")
+	}
+	for name, v := range map[string]time.Duration{"commit-interval": p.commitInterval, "session-timeout": p.sessionTimeout, "transaction-timeout": p.transactionTimeout} {
+		if v <= 0 {
+			bad(name, "want a positive duration")
+		}
+	}
+	if p.transactionTimeout > 0 && p.transactionTimeout < p.commitInterval {
+		bad("transaction-timeout", "shorter than --commit-interval %v: a transaction would be aborted before it commits", p.commitInterval)
+	}
+	if p.replicationFactor != -1 && (p.replicationFactor < 1 || p.replicationFactor > math.MaxInt16) {
+		bad("replication-factor", "want -1 (the brokers' default) or 1 to %d", math.MaxInt16)
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
+}
+
+// workerConfig is the txn.Config the settings give, without the logger
+// and registerer that Run adds.
+func (p *parsed) workerConfig() txn.Config {
+	return txn.Config{
+		Brokers:            strings.Split(p.brokers, ","),
+		Instance:           p.instance,
+		StateDir:           p.stateDir,
+		StateFlushWrites:   p.stateFlushWrites,
+		Guarantee:          p.guarantee,
+		CommitInterval:     p.commitInterval,
+		MaxBatchRecords:    p.maxBatchRecords,
+		Lanes:              p.lanes,
+		SessionTimeout:     p.sessionTimeout,
+		TransactionTimeout: p.transactionTimeout,
+		ReplicationFactor:  p.replicationFactor,
+		AdvertiseAddr:      p.advertiseAddr,
+	}
 }
 
 // writeConfig writes the effective settings as a YAML config file: the

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +38,10 @@ func writeFile(t *testing.T, text string) string {
 // value over the environment's, the environment's over the file's, the
 // file's over the default.
 func TestPrecedence(t *testing.T) {
-	file := writeFile(t, "brokers: file:9092\ninput: file-in\nguarantee: at_most_once\ncommit-interval: 3s\nlog-level: debug\n")
+	file := writeFile(t, "brokers: file:9092\ninput: file-in\nguarantee: at_most_once\ncommit-interval: 3s\nlog-level: debug\n"+
+		"max-batch-records: 700\nreplication-factor: 3\nlanes: 2\n")
+	timeouts := writeFile(t, "session-timeout: 30s\ntransaction-timeout: 1m\n")
+	lanes := strconv.Itoa(min(runtime.GOMAXPROCS(0), 8))
 	tests := []struct {
 		name string
 		args []string
@@ -47,29 +52,40 @@ func TestPrecedence(t *testing.T) {
 		{
 			name: "defaults",
 			want: map[string]string{"brokers": "127.0.0.1:9092", "input": "orders", "guarantee": "exactly_once",
-				"commit-interval": "100ms", "log-level": "info", "app-id": "orders-app", "state-dir": filepath.Join("state", "orders-app", "w1")},
-			from: map[string]string{"instance": "flag"},
+				"commit-interval": "100ms", "log-level": "info", "app-id": "orders-app", "state-dir": filepath.Join("state", "orders-app", "w1"),
+				"state-flush-writes": "100000", "max-batch-records": "20000", "lanes": lanes, "session-timeout": "10s",
+				"transaction-timeout": "10s", "replication-factor": "-1"},
+			from: map[string]string{"instance": "flag", "lanes": "", "transaction-timeout": "", "replication-factor": ""},
 		},
 		{
 			name: "file over default",
 			args: []string{"--config", file},
 			want: map[string]string{"brokers": "file:9092", "input": "file-in", "guarantee": "at_most_once", "commit-interval": "3s",
-				"log-level": "debug", "session-timeout": "10s"},
-			from: map[string]string{"brokers": file, "input": file, "session-timeout": ""},
+				"log-level": "debug", "session-timeout": "10s", "max-batch-records": "700", "replication-factor": "3", "lanes": "2"},
+			from: map[string]string{"brokers": file, "input": file, "session-timeout": "", "max-batch-records": file,
+				"replication-factor": file, "lanes": file},
 		},
 		{
 			name: "env over file",
 			args: []string{"--config", file},
-			env:  []string{"SLUICE_BROKERS=env:9092", "SLUICE_INPUT=env-in", "SLUICE_GUARANTEE=at_least_once"},
-			want: map[string]string{"brokers": "env:9092", "input": "env-in", "guarantee": "at_least_once", "commit-interval": "3s"},
-			from: map[string]string{"brokers": "SLUICE_BROKERS", "input": "SLUICE_INPUT", "commit-interval": file},
+			env: []string{"SLUICE_BROKERS=env:9092", "SLUICE_INPUT=env-in", "SLUICE_GUARANTEE=at_least_once",
+				"SLUICE_MAX_BATCH_RECORDS=800", "SLUICE_STATE_FLUSH_WRITES=5000", "SLUICE_TRANSACTION_TIMEOUT=45s"},
+			want: map[string]string{"brokers": "env:9092", "input": "env-in", "guarantee": "at_least_once", "commit-interval": "3s",
+				"max-batch-records": "800", "state-flush-writes": "5000", "transaction-timeout": "45s", "replication-factor": "3"},
+			from: map[string]string{"brokers": "SLUICE_BROKERS", "input": "SLUICE_INPUT", "commit-interval": file,
+				"max-batch-records": "SLUICE_MAX_BATCH_RECORDS", "state-flush-writes": "SLUICE_STATE_FLUSH_WRITES",
+				"transaction-timeout": "SLUICE_TRANSACTION_TIMEOUT", "replication-factor": file},
 		},
 		{
 			name: "flag over env over file",
-			args: []string{"--config", file, "--brokers", "flag:9092", "--input=flag-in"},
-			env:  []string{"SLUICE_BROKERS=env:9092", "SLUICE_INPUT=env-in", "SLUICE_COMMIT_INTERVAL=2s"},
-			want: map[string]string{"brokers": "flag:9092", "input": "flag-in", "commit-interval": "2s", "guarantee": "at_most_once"},
-			from: map[string]string{"brokers": "flag", "input": "flag", "commit-interval": "SLUICE_COMMIT_INTERVAL", "guarantee": file},
+			args: []string{"--config", file, "--brokers", "flag:9092", "--input=flag-in", "--max-batch-records", "900",
+				"--replication-factor=1", "--state-flush-writes", "10"},
+			env: []string{"SLUICE_BROKERS=env:9092", "SLUICE_INPUT=env-in", "SLUICE_COMMIT_INTERVAL=2s",
+				"SLUICE_REPLICATION_FACTOR=2", "SLUICE_MAX_BATCH_RECORDS=800", "SLUICE_LANES=3"},
+			want: map[string]string{"brokers": "flag:9092", "input": "flag-in", "commit-interval": "2s", "guarantee": "at_most_once",
+				"max-batch-records": "900", "replication-factor": "1", "state-flush-writes": "10", "lanes": "3"},
+			from: map[string]string{"brokers": "flag", "input": "flag", "commit-interval": "SLUICE_COMMIT_INTERVAL", "guarantee": file,
+				"max-batch-records": "flag", "replication-factor": "flag", "state-flush-writes": "flag", "lanes": "SLUICE_LANES"},
 		},
 		{
 			name: "file named by the environment",
@@ -82,6 +98,24 @@ func TestPrecedence(t *testing.T) {
 			args: []string{"--config", writeFile(t, "brokers: other:9092\n")},
 			env:  []string{"SLUICE_CONFIG=" + file},
 			want: map[string]string{"brokers": "other:9092", "input": "orders"},
+		},
+		{
+			name: "transaction timeout follows the session timeout",
+			env:  []string{"SLUICE_SESSION_TIMEOUT=30s"},
+			want: map[string]string{"session-timeout": "30s", "transaction-timeout": "30s"},
+			from: map[string]string{"session-timeout": "SLUICE_SESSION_TIMEOUT", "transaction-timeout": ""},
+		},
+		{
+			name: "transaction timeout set apart",
+			args: []string{"--config", timeouts},
+			want: map[string]string{"session-timeout": "30s", "transaction-timeout": "1m0s"},
+			from: map[string]string{"session-timeout": timeouts, "transaction-timeout": timeouts},
+		},
+		{
+			name: "transaction timeout's flag over the file",
+			args: []string{"--config", timeouts, "--transaction-timeout", "2m"},
+			want: map[string]string{"session-timeout": "30s", "transaction-timeout": "2m0s"},
+			from: map[string]string{"session-timeout": timeouts, "transaction-timeout": "flag"},
 		},
 		{
 			name: "app id derives the state dir",
@@ -104,13 +138,20 @@ func TestPrecedence(t *testing.T) {
 	}
 }
 
-// The typed settings reach the worker's fields.
+// The typed settings reach the worker's fields: txn.Config's, each set
+// to a value other than its default, and the logger's.
 func TestParsedFields(t *testing.T) {
-	p, err := parse(testApp, []string{"--instance", "w1", "--guarantee", "at_least_once", "--session-timeout", "3s",
+	p, err := parse(testApp, []string{"--instance", "w1", "--brokers", "a:1,b:2", "--state-dir", "/s", "--guarantee", "at_least_once",
+		"--state-flush-writes", "500", "--commit-interval", "200ms", "--max-batch-records", "300", "--lanes", "5",
+		"--session-timeout", "3s", "--transaction-timeout", "4s", "--replication-factor", "3", "--advertise-addr", "w1.example:9100",
 		"--log-level", "warn", "--log-format", "json"}, nil)
 	require.NoError(t, err)
-	require.Equal(t, txn.AtLeastOnce, p.guarantee)
-	require.Equal(t, 3*time.Second, p.sessionTimeout)
+	require.Equal(t, txn.Config{
+		Brokers: []string{"a:1", "b:2"}, Instance: "w1", StateDir: "/s", StateFlushWrites: 500, Guarantee: txn.AtLeastOnce,
+		CommitInterval: 200 * time.Millisecond, MaxBatchRecords: 300, Lanes: 5, SessionTimeout: 3 * time.Second,
+		TransactionTimeout: 4 * time.Second, ReplicationFactor: 3, AdvertiseAddr: "w1.example:9100",
+	}, p.workerConfig())
+	require.NoError(t, p.workerConfig().Validate())
 	require.Equal(t, "json", p.logFormat)
 	var b strings.Builder
 	log := p.logger(&b)
@@ -150,6 +191,21 @@ func TestUsageErrors(t *testing.T) {
 		{name: "not a mapping", file: "- brokers\n", want: []string{"want a mapping"}},
 		{name: "not YAML", file: "brokers: [\n", want: []string{"config file"}},
 		{name: "missing file", args: []string{"--config", "/nonexistent/sluice.yaml"}, want: []string{"config file /nonexistent/sluice.yaml", "no such file"}},
+		{name: "bad int", env: []string{"SLUICE_LANES=many"}, want: []string{`invalid value "many" for SLUICE_LANES`}},
+		{name: "no batch records", args: []string{"--max-batch-records", "0"}, want: []string{"--max-batch-records 0: want at least 1"}},
+		{name: "negative flush writes", env: []string{"SLUICE_STATE_FLUSH_WRITES=-3"},
+			want: []string{"--state-flush-writes -3 (from SLUICE_STATE_FLUSH_WRITES): want at least 1"}},
+		{name: "negative lanes", file: "lanes: -2\n", want: []string{"--lanes -2 (from ", "sluice.yaml): want at least 1, or 0 for the default"}},
+		{name: "zero commit interval", args: []string{"--commit-interval", "0s"}, want: []string{"--commit-interval 0s: want a positive duration"}},
+		{name: "negative session timeout", env: []string{"SLUICE_SESSION_TIMEOUT=-1s"}, want: []string{"--session-timeout -1s (from SLUICE_SESSION_TIMEOUT): want a positive duration"}},
+		{name: "negative transaction timeout", args: []string{"--transaction-timeout", "-5s"}, want: []string{"--transaction-timeout -5s: want a positive duration"}},
+		{name: "transaction timeout under the commit interval", args: []string{"--transaction-timeout", "50ms"},
+			want: []string{"--transaction-timeout 50ms: shorter than --commit-interval 100ms"}},
+		{name: "session timeout under the commit interval", file: "commit-interval: 15s\n",
+			want: []string{"--transaction-timeout 10s: shorter than --commit-interval 15s"}},
+		{name: "zero replication factor", args: []string{"--replication-factor", "0"}, want: []string{"--replication-factor 0: want -1 (the brokers' default) or 1 to 32767"}},
+		{name: "replication factor too large", env: []string{"SLUICE_REPLICATION_FACTOR=40000"}, want: []string{"--replication-factor 40000 (from SLUICE_REPLICATION_FACTOR)"}},
+		{name: "two bad values", args: []string{"--lanes", "-1", "--max-batch-records", "-1"}, want: []string{"--lanes -1: ", "--max-batch-records -1: "}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,6 +281,9 @@ func TestPrintConfigRoundTrips(t *testing.T) {
 	require.NoError(t, p.writeConfig(&out))
 	require.Contains(t, out.String(), "commit-interval: 1s # SLUICE_COMMIT_INTERVAL\n")
 	require.Contains(t, out.String(), "session-timeout: 10s # default\n")
+	require.Contains(t, out.String(), "transaction-timeout: 10s # default\n")
+	require.Contains(t, out.String(), "replication-factor: \"-1\" # default\n")
+	require.Contains(t, out.String(), "max-batch-records: \"20000\" # default\n")
 	require.NotContains(t, out.String(), "print-config:")
 
 	q, err := parse(testApp, []string{"--config", writeFile(t, out.String())}, nil)

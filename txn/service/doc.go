@@ -15,8 +15,10 @@
 // needs and nothing topology-specific:
 //
 //   - settings: the worker's flags (--brokers, --app-id, --instance,
-//     --state-dir, --guarantee, --commit-interval, --session-timeout,
-//     --metrics-addr, --log-level, --log-format) and the app's own;
+//     --state-dir, --state-flush-writes, --guarantee, --commit-interval,
+//     --max-batch-records, --lanes, --session-timeout,
+//     --transaction-timeout, --replication-factor, --metrics-addr,
+//     --advertise-addr, --log-level, --log-format) and the app's own;
 //   - a logger (log/slog, text or JSON, on stderr) that the worker logs to;
 //   - a Prometheus registry with the worker's metrics and Go and process
 //     collectors, served with the probes on --metrics-addr (Handler);
@@ -38,7 +40,10 @@
 // The command line wins over the environment, which wins over the file,
 // which wins over the default. A key of the file that names no setting
 // is an error that names it (exit 2), as is a value that does not parse,
-// wherever it comes from. A SLUICE_ variable that names no setting is
+// wherever it comes from, and so is a value no worker can run with
+// (--max-batch-records 0, a --transaction-timeout shorter than
+// --commit-interval), naming the flag, the value and where it came from.
+// A SLUICE_ variable that names no setting is
 // logged as a warning and ignored, not an error: one environment often
 // serves several programs (runner broker's SLUICE_DATA_DIR, another app's
 // SLUICE_INPUT). --print-config prints the effective settings as a config
@@ -46,4 +51,17 @@
 // connecting anywhere.
 //
 // docs/config.md lists the worker's settings; a test keeps it true.
+//
+// # Client options
+//
+// What has no setting, TLS and SASL for a real cluster above all, is a
+// franz-go option, which App.Configure adds to txn.Config.ClientOpts once
+// the settings are resolved (ExampleApp_configure):
+//
+//	Configure: func(cfg *txn.Config) error {
+//		cfg.ClientOpts = append(cfg.ClientOpts,
+//			kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}),
+//			kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()))
+//		return nil
+//	},
 package service

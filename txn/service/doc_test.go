@@ -15,11 +15,13 @@ import (
 // other settings or on the machine, where the flag's own default is
 // empty.
 var docDefaults = map[string]string{
-	"app-id":         "the app name",
-	"instance":       "the hostname",
-	"state-dir":      "`./state/<app-id>/<instance>`",
-	"advertise-addr": "none",
-	"config":         "none",
+	"app-id":              "the app name",
+	"instance":            "the hostname",
+	"state-dir":           "`./state/<app-id>/<instance>`",
+	"lanes":               "GOMAXPROCS, at most 8",
+	"transaction-timeout": "`--session-timeout`",
+	"advertise-addr":      "none",
+	"config":              "none",
 }
 
 // settingsTable renders the worker's settings as docs/config.md's table.

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +33,18 @@ type App struct {
 	// Run; build is called at most once, with the app id, after every
 	// setting is resolved. Required.
 	Flags func(fs *flag.FlagSet) (build func(appID string) (*stream.Topology, error))
+	// Configure, when set, adjusts the worker's configuration before the
+	// worker is made: it adds what has no setting, franz-go options above
+	// all (cfg.ClientOpts: TLS, SASL, a dialer; see the package
+	// documentation). Run calls it once, after every setting is resolved
+	// and the topology built, with the txn.Config they give, logger and
+	// metrics registerer included; what it changes wins over the
+	// settings, and --print-config does not show it. It is not called for
+	// --help or --print-config. It may read the app's own flags (those
+	// Flags registered are set by then). An error stops Run, prefixed
+	// with Name: a fatal error (exit 1), or a usage error (exit 2) when
+	// it is, or wraps, a *UsageError.
+	Configure func(cfg *txn.Config) error
 }
 
 // UsageError is a setting a worker program cannot act on: an unknown
@@ -141,17 +152,14 @@ func Run(ctx context.Context, app App, args []string, stdout, stderr io.Writer) 
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w, err := txn.NewWorker(topo, txn.Config{
-		Brokers:        strings.Split(p.brokers, ","),
-		Instance:       p.instance,
-		StateDir:       p.stateDir,
-		Guarantee:      p.guarantee,
-		CommitInterval: p.commitInterval,
-		SessionTimeout: p.sessionTimeout,
-		AdvertiseAddr:  p.advertiseAddr,
-		Logger:         log,
-		Registerer:     reg,
-	})
+	cfg := p.workerConfig()
+	cfg.Logger, cfg.Registerer = log, reg
+	if app.Configure != nil {
+		if err := app.Configure(&cfg); err != nil {
+			return fmt.Errorf("%s: %w", app.Name, err)
+		}
+	}
+	w, err := txn.NewWorker(topo, cfg)
 	if err != nil {
 		return &UsageError{fmt.Errorf("%s: %w", app.Name, err)}
 	}

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"io"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/txntest"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // passthroughApp copies --input to --output.
@@ -171,4 +173,95 @@ func TestHandler(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, string(body), "sluice_tasks")
+}
+
+// Configure gets the config the settings give, logger and registerer
+// included, and the options it adds reach every client of the worker:
+// here the broker's address, which --brokers does not give, so that the
+// worker copies its input only if they do.
+func TestConfigure(t *testing.T) {
+	c, addr, err := broker.Start(broker.Config{})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	require.NoError(t, broker.CreateTopics(ctx, []string{addr}, 2, "in", "out"))
+	t.Setenv("SLUICE_MAX_BATCH_RECORDS", "700")
+
+	var got txn.Config
+	calls := 0
+	app := passthroughApp
+	app.Configure = func(cfg *txn.Config) error {
+		calls++
+		got = *cfg
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.SeedBrokers(addr))
+		return nil
+	}
+	var log txntest.SyncBuffer
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(runCtx, app, []string{"--brokers", "127.0.0.1:1", "--instance", "w1", "--state-dir", filepath.Join(t.TempDir(), "w1"),
+			"--metrics-addr", "", "--session-timeout", "3s", "--transaction-timeout", "7s", "--replication-factor", "1"}, io.Discard, &log)
+	}()
+
+	const n = 200
+	require.NoError(t, txntest.Produce(ctx, []string{addr}, "in", 0, n, 10, 20))
+	rep, err := txntest.Verify(ctx, []string{addr}, "out", n)
+	require.NoError(t, err)
+	require.True(t, rep.Clean(), "%s; log:\n%s", rep, &log)
+	stop()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-ctx.Done():
+		t.Fatalf("Run did not return after its context was cancelled; log:\n%s", &log)
+	}
+	require.Equal(t, 1, calls)
+	require.Equal(t, []string{"127.0.0.1:1"}, got.Brokers)
+	require.Equal(t, "w1", got.Instance)
+	require.Equal(t, 700, got.MaxBatchRecords)
+	require.Equal(t, 3*time.Second, got.SessionTimeout)
+	require.Equal(t, 7*time.Second, got.TransactionTimeout)
+	require.Equal(t, 1, got.ReplicationFactor)
+	require.NotNil(t, got.Logger)
+	require.NotNil(t, got.Registerer)
+	require.Empty(t, got.ClientOpts)
+}
+
+// An error from Configure stops Run before the worker connects, prefixed
+// with the app's name: a fatal error, or a usage error when it is one.
+// --help and --print-config do not call Configure.
+func TestConfigureErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		code int
+	}{
+		{"fatal", errors.New("no certificate in /etc/tls"), 1},
+		{"usage", &UsageError{Err: errors.New("--sasl-user: unknown user")}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			app := testApp
+			app.Flags = passthroughApp.Flags
+			app.Configure = func(*txn.Config) error { return tt.err }
+			// No broker listens there: a worker that tried to connect
+			// would only return at the deadline, with no error.
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			err := Run(ctx, app, []string{"--brokers", "127.0.0.1:1", "--instance", "w1", "--state-dir", t.TempDir(), "--metrics-addr", ""},
+				io.Discard, io.Discard)
+			require.ErrorIs(t, err, tt.err)
+			require.Equal(t, "orders-app: "+tt.err.Error(), err.Error())
+			require.Equal(t, tt.code, exit(err, "orders", io.Discard, io.Discard))
+		})
+	}
+	app := testApp
+	app.Configure = func(*txn.Config) error {
+		t.Error("Configure called")
+		return nil
+	}
+	require.NoError(t, Run(t.Context(), app, []string{"--instance", "w1", "--print-config"}, io.Discard, io.Discard))
+	require.ErrorIs(t, Run(t.Context(), app, []string{"--help"}, io.Discard, io.Discard), flag.ErrHelp)
 }
