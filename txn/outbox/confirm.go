@@ -23,8 +23,8 @@ import (
 // the embedded broker this happened to a transaction whose only record
 // had been acknowledged (offset and all), produced to a topic new to the
 // client, after the client's InitProducerID had aborted its predecessor's
-// open transaction: about one relay session in 750 under the kill test,
-// one transaction in 2,400 in a loop of fresh clients. Trusting the
+// open transaction: about one relay session in 200 under the kill test,
+// one transaction in 1,500 in a loop of fresh clients. Trusting the
 // report, a relay would move its cursor past rows that never reached
 // Kafka and delete them. Confirmed instead, such a transaction sends the
 // relay back to the cursor topic's last committed cursor, and the rows
