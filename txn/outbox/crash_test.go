@@ -56,7 +56,9 @@ func runChild() int {
 		say("fatal: %v", err)
 		return exitFatal
 	}
-	batches := 0
+	// The at-th batch, or the first to reach stage after it (a batch can
+	// fail before it does and be read again by a new session).
+	batches, held := 0, false
 	outbox.SetHook(r, func(s string, b outbox.Batch) {
 		if b.Rows == 0 {
 			return
@@ -64,9 +66,10 @@ func runChild() int {
 		if s == outbox.StageRead {
 			batches++
 		}
-		if s != stage || batches != at {
+		if s != stage || batches < at || held {
 			return
 		}
+		held = true
 		info, _ := json.Marshal(b)
 		switch hold {
 		case holdPass:

@@ -45,12 +45,15 @@ func (v cursorValue) encode() []byte {
 }
 
 // readCursor reads the cursor topic from the start with read_committed
-// up to the end its partitions had when the read began, and returns the
-// last value of name's key (found false when there is none). Reaching that
-// end waits for the transactions open in the topic to end: ours are
-// ended by the InitProducerID that precedes every session's read, other
-// relays' end within their transaction timeout.
-func readCursor(ctx context.Context, cfg Config) (cur cursorValue, found bool, err error) {
+// and returns the last value of name's key (found false when there is
+// none). With stable false it reads up to the end the partitions had when
+// the read began, which waits for the transactions open in the topic to
+// end: ours are ended by the InitProducerID that precedes a session's
+// read, other relays' end within their transaction timeout. With stable
+// true it reads up to their last stable offsets (the start of the oldest
+// open transaction), which waits only when the entry just below one is a
+// record of an aborted transaction whose marker lies beyond it.
+func readCursor(ctx context.Context, cfg Config, stable bool) (cur cursorValue, found bool, err error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ConsumeTopics(cfg.CursorTopic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Markers are kept so that the read position is known: the
@@ -61,7 +64,11 @@ func readCursor(ctx context.Context, cfg Config) (cur cursorValue, found bool, e
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	ends, err := adm.ListEndOffsets(ctx, cfg.CursorTopic)
+	list := adm.ListEndOffsets
+	if stable {
+		list = adm.ListCommittedOffsets
+	}
+	ends, err := list(ctx, cfg.CursorTopic)
 	if err == nil {
 		err = ends.Error()
 	}

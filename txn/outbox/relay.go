@@ -221,8 +221,12 @@ func (r *Relay) session(ctx context.Context, c *cleaner) error {
 		// again would fence whoever holds it now: first make sure that
 		// no other relay claimed the cursor since: the last committed
 		// cursor must be ours, or the one a session of ours found when
-		// it started (its claim may not have committed).
-		cur, found, err := readCursor(ctx, r.cfg)
+		// it started (its claim may not have committed). Up to the
+		// last stable offset only: a transaction of ours may still be
+		// open, holding it back until the InitProducerID below; and if
+		// another relay had claimed the name, its InitProducerID would
+		// have ended that transaction first.
+		cur, found, err := readCursor(ctx, r.cfg, true)
 		if err != nil {
 			return &retry{err}
 		}
@@ -250,7 +254,7 @@ func (r *Relay) session(ctx context.Context, c *cleaner) error {
 	if _, _, err := cl.ProducerID(ctx); err != nil {
 		return &retry{fmt.Errorf("outbox: initializing the transactional id %s: %w", r.txnID, err)}
 	}
-	cv, found, err := readCursor(ctx, r.cfg)
+	cv, found, err := readCursor(ctx, r.cfg, false)
 	if err != nil {
 		return &retry{err}
 	}
