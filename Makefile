@@ -49,14 +49,18 @@ test: kcat postgres fmt vet
 
 # The per-record step on the test driver, then sluice's loops against a raw
 # franz-go transactional loop on one embedded broker (see cmd/bench), then
-# the Postgres sink against a plain batched insert loop (see cmd/sinkbench).
+# the Postgres sink against a plain batched insert loop (see cmd/sinkbench),
+# then the outbox relay against a raw select-and-produce loop (see
+# cmd/relaybench).
 BENCH_FLAGS ?= -runs 5 -rss
 SINKBENCH_FLAGS ?= -runs 5
+RELAYBENCH_FLAGS ?= -rows 500000 -runs 5
 bench: postgres
 	$(GO) test -run '^$$' -bench . -benchmem ./stream/...
 	$(GO) test -run '^$$' -bench ExpiringBehind -benchtime 200000x ./state/
 	$(GO) run ./cmd/bench $(BENCH_FLAGS)
 	$(GO) run ./cmd/sinkbench $(SINKBENCH_FLAGS)
+	$(GO) run ./cmd/relaybench $(RELAYBENCH_FLAGS)
 
 # Three example apps end to end, each on an embedded broker of its own
 # with three worker processes, one of them SIGKILLed and restarted, and

@@ -47,6 +47,7 @@ var commands = []command{
 	resetCommand,
 	appsCommand,
 	sinkCommand,
+	relayCommand,
 }
 
 func main() {

@@ -7,9 +7,9 @@
 // with Kafka transactions, and the sink reads it with read_committed and
 // lands it in tables. Kafka's committed offsets play no part; the offsets
 // live with the data they cover, so a batch and its offsets commit or
-// vanish together. It is the only sluice package that imports the
-// Postgres driver (pgx v5): a program that does not use it does not link
-// it.
+// vanish together. It imports the Postgres driver (pgx v5), as
+// txn/outbox does and no other runtime package: a program that uses
+// neither does not link it.
 //
 // # Use
 //

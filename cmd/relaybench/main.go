@@ -1,0 +1,257 @@
+// Command relaybench measures the outbox relay (txn/outbox) against the
+// loop it must keep up with: a raw select-and-produce loop that reads
+// the outbox table in (xid, seq) order after an in-memory position and
+// produces each batch with a plain (idempotent, non-transactional)
+// producer, with no horizon, no transaction, no cursor and no cleanup (a
+// crash loses its place; a late commit of an older transaction is
+// skipped). Both run in one process, against one embedded broker and one
+// throwaway Postgres (txn/pgtest, fsync off), on an outbox table filled
+// with the same rows before each run, -runs times each, interleaved; it
+// prints the rows/s of each run, the medians and the ratio relay/raw
+// (target ≥ 0.5, issue 15).
+//
+//	go run ./cmd/relaybench [-rows 200000] [-partitions 8] [-batch 5000] [-value 100] [-runs 3]
+//
+// Each variant's clock starts at its first read of the table (after its
+// client and, for the relay, its session start: InitProducerID, the
+// cursor read back, the claim) and stops when the last row is produced
+// (raw: flushed; relay: its transaction committed and confirmed). The
+// relay's deletes of relayed rows run meanwhile, as they do in use.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/txn/broker"
+	"github.com/sluicehq/sluice/txn/outbox"
+	"github.com/sluicehq/sluice/txn/pgtest"
+)
+
+func main() {
+	rows := flag.Int("rows", 200_000, "rows in the outbox table, each variant relays them all")
+	partitions := flag.Int("partitions", 8, "partitions of each run's output topic")
+	batch := flag.Int("batch", 5000, "most rows per read, and so per produced batch / transaction")
+	value := flag.Int("value", 100, "bytes per row value")
+	runs := flag.Int("runs", 3, "runs of each variant, interleaved")
+	flag.Parse()
+	if err := run(*rows, int32(*partitions), *batch, *value, *runs); err != nil {
+		fmt.Fprintln(os.Stderr, "relaybench:", err)
+		os.Exit(1)
+	}
+}
+
+// txnsPerFill is how many transactions write the rows before a run.
+const txnsPerFill = 200
+
+func run(n int, partitions int32, batch, value, runs int) error {
+	ctx := context.Background()
+	pg, err := pgtest.Start(ctx, pgtest.Options{})
+	if err != nil {
+		return err
+	}
+	defer pg.Stop()
+	if err := pg.CreateDB(ctx, "bench"); err != nil {
+		return err
+	}
+	conn := pg.ConnString("bench")
+	pool, err := pgxpool.New(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := (outbox.Table{}).Create(ctx, pool); err != nil {
+		return err
+	}
+	cluster, addr, err := broker.Start(broker.Config{})
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	brokers := []string{addr}
+	adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+
+	fmt.Printf("relaybench: %d rows of %d-byte values (written by %d transactions), output topics of %d partitions, batches of at most %d, %d runs each\n",
+		n, value, txnsPerFill, partitions, batch, runs)
+	var raw, relay []float64
+	for i := range runs {
+		for _, v := range []struct {
+			name string
+			fn   func(ctx context.Context, brokers []string, conn string, pool *pgxpool.Pool, n, batch int, name string) (time.Duration, error)
+			out  *[]float64
+		}{{"raw", runRaw, &raw}, {"relay", runRelay, &relay}} {
+			topic := v.name + "-" + strconv.Itoa(i)
+			resp, err := kadm.NewClient(adm).CreateTopic(ctx, partitions, 1, nil, topic)
+			if err == nil {
+				err = resp.Err
+			}
+			if err != nil {
+				return err
+			}
+			if err := fill(ctx, pool, topic, n, value); err != nil {
+				return err
+			}
+			d, err := v.fn(ctx, brokers, conn, pool, n, batch, topic)
+			if err != nil {
+				return fmt.Errorf("%s: %w", v.name, err)
+			}
+			rate := float64(n) / d.Seconds()
+			*v.out = append(*v.out, rate)
+			fmt.Printf("run %d %-5s %9.0f rows/s (%v)\n", i+1, v.name, rate, d.Round(time.Millisecond))
+		}
+	}
+	mr, ml := median(raw), median(relay)
+	fmt.Printf("raw_select_produce %9.0f rows/s (median)\n", mr)
+	fmt.Printf("outbox_relay       %9.0f rows/s (median)\n", ml)
+	fmt.Printf("outbox_relay/raw_select_produce %.2f (target >= 0.50; per-run ratios", ml/mr)
+	for i := range raw {
+		fmt.Printf(" %.2f", relay[i]/raw[i])
+	}
+	fmt.Println(")")
+	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// fill empties the outbox table and writes n rows for topic in
+// txnsPerFill transactions, then analyzes the table.
+func fill(ctx context.Context, pool *pgxpool.Pool, topic string, n, value int) error {
+	if _, err := pool.Exec(ctx, "TRUNCATE sluice_outbox"); err != nil {
+		return err
+	}
+	per := max(1, n/txnsPerFill)
+	for from := 0; from < n; from += per {
+		to := min(n, from+per)
+		_, err := pool.Exec(ctx, `INSERT INTO sluice_outbox (topic, key, value)
+			SELECT $1, convert_to('order-' || (g % 10000), 'UTF8'), convert_to(rpad('{"order":' || g || '}', $4, ' '), 'UTF8')
+			FROM generate_series($2::int, $3::int - 1) AS g`, topic, from, to, value)
+		if err != nil {
+			return err
+		}
+	}
+	_, err := pool.Exec(ctx, "ANALYZE sluice_outbox")
+	return err
+}
+
+// runRaw is the baseline: select after an in-memory position, produce,
+// flush; no horizon, transaction, cursor or cleanup.
+func runRaw(ctx context.Context, brokers []string, _ string, pool *pgxpool.Pool, n, batch int, _ string) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	var (
+		start time.Time
+		xid   uint64
+		seq   int64
+		done  int
+		perr  error
+	)
+	for done < n {
+		if start.IsZero() {
+			start = time.Now()
+		}
+		rs, err := pool.Query(ctx, `SELECT xid, seq, topic, key, value, header_keys, header_values, created_at FROM sluice_outbox
+			WHERE (xid, seq) > ($1::xid8, $2::bigint) ORDER BY xid, seq LIMIT $3`, xid, seq, batch)
+		if err != nil {
+			return 0, err
+		}
+		got := 0
+		for rs.Next() {
+			var (
+				topic      *string
+				key, value []byte
+				hk         []string
+				hv         [][]byte
+				created    time.Time
+			)
+			if err := rs.Scan(&xid, &seq, &topic, &key, &value, &hk, &hv, &created); err != nil {
+				rs.Close()
+				return 0, err
+			}
+			cl.Produce(ctx, &kgo.Record{Topic: *topic, Key: key, Value: value, Timestamp: created}, func(_ *kgo.Record, err error) {
+				if err != nil && perr == nil {
+					perr = err
+				}
+			})
+			got++
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return 0, err
+		}
+		if err := cl.Flush(ctx); err != nil {
+			return 0, err
+		}
+		if perr != nil {
+			return 0, perr
+		}
+		done += got
+	}
+	return time.Since(start), nil
+}
+
+// runRelay runs the relay until it has relayed every row.
+func runRelay(ctx context.Context, brokers []string, conn string, _ *pgxpool.Pool, n, batch int, name string) (time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r, err := outbox.New(outbox.Config{
+		Brokers: brokers, Name: name, Postgres: conn, MaxBatchRows: batch, PollInterval: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return 0, err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	// The relay's loop is its own: watch its counters.
+	tick := time.NewTicker(200 * time.Microsecond)
+	defer tick.Stop()
+	var start time.Time
+	for {
+		select {
+		case err := <-errc:
+			if err == nil {
+				err = errors.New("the relay stopped")
+			}
+			return 0, err
+		case <-tick.C:
+			s := r.Stats()
+			if start.IsZero() && s.Polls > 0 {
+				start = time.Now()
+			}
+			if s.Rows >= int64(n) {
+				end := time.Now()
+				cancel()
+				if err := <-errc; err != nil {
+					return 0, err
+				}
+				if s.Rows != int64(n) {
+					return 0, fmt.Errorf("relayed %d rows, want %d", s.Rows, n)
+				}
+				return end.Sub(start), nil
+			}
+		}
+	}
+}
