@@ -33,7 +33,7 @@ kcat:
 		command -v kcat >/dev/null; }
 
 # A Postgres server (Debian's postgresql package) for the Postgres sink's
-# tests and benchmarks (txn/pgtest starts a throwaway server from its
+# tests and benchmarks (txn/pgserver starts a throwaway server from its
 # binaries, as an unprivileged user when run as root).
 # Installed once, with apt-get, when missing; silent when present.
 postgres:
