@@ -35,8 +35,8 @@ import (
 
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn/broker"
-	"github.com/sluicehq/sluice/txn/pgsink"
 	"github.com/sluicehq/sluice/txn/pgserver"
+	"github.com/sluicehq/sluice/txn/pgsink"
 )
 
 // Order is the benchmark's record value.
