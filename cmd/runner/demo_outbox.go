@@ -268,7 +268,7 @@ func demoOutbox(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers
 	for row, c := range rows {
 		if plan.rolledBackRows[row] {
 			relayRolled += int64(c)
-		} else if !plan.committedRows[row] {
+		} else if !plan.committedRows[row] && row >= 0 { // readSeqs counted those without a number
 			rowsWrong += int64(c)
 		}
 	}
@@ -285,7 +285,7 @@ func demoOutbox(ctx context.Context, stdout, stderr io.Writer, n int64, nworkers
 		}
 	}
 	for order, c := range unique {
-		if order < 0 || order >= plan.orders+int64(len(plan.rolledBack)) {
+		if order >= plan.orders+int64(len(plan.rolledBack)) { // readSeqs counted those without a number
 			uniqueWrong += int64(c)
 		}
 	}
@@ -501,6 +501,9 @@ func (c *demoChild) start() error {
 
 // crash SIGKILLs the process, waits for it to die and starts it again.
 func (c *demoChild) crash() error {
+	if err := c.failed(); err != nil {
+		return err
+	}
 	c.progress.say("SIGKILL %s", c.name)
 	c.mu.Lock()
 	cmd, done := c.cmd, c.done
