@@ -51,7 +51,7 @@ type orderEvent struct {
 type demoTxn struct {
 	orders   []orderEvent
 	events   []orderEvent
-	rows     []int64 // the rows' numbers, in the demoRowHeader header
+	rows     []int64 // the rows' numbers, in the outboxRowHeader header
 	rollback bool
 }
 
@@ -59,8 +59,9 @@ type demoTxn struct {
 // starts so that the check knows what must come out.
 type outboxPlan struct {
 	txns []demoTxn
-	// committedRows are the numbers of the rows of committed transactions;
-	// rolledBack the order numbers of rolled-back transactions.
+	// committedRows and rolledBackRows are the numbers of the outbox rows
+	// of committed and of rolled-back transactions; rolledBack the
+	// numbers of the orders of rolled-back transactions.
 	committedRows, rolledBackRows, rolledBack map[int64]bool
 	orders, repeats                           int64 // committed orders, rows that repeat an event
 	rolledBackTxns                            int64
