@@ -33,7 +33,7 @@ kcat:
 		command -v kcat >/dev/null; }
 
 # A Postgres server (Debian's postgresql package) for the Postgres sink's
-# tests and benchmarks (txn/pgtest starts a throwaway server from its
+# tests and benchmarks (txn/pgserver starts a throwaway server from its
 # binaries, as an unprivileged user when run as root).
 # Installed once, with apt-get, when missing; silent when present.
 postgres:
@@ -66,12 +66,15 @@ bench: postgres
 # with three worker processes, one of them SIGKILLed and restarted, and
 # its output verified with read_committed readers: enrich (a repartition
 # and a table join), dedup, and the windowed revenue (runner demo APP;
-# progress on stderr, each report on stdout). About 30 s on 2 cores.
+# progress on stderr, each report on stdout); then the outbox relay and
+# the Postgres sink end to end on a throwaway Postgres (runner demo
+# outbox). About 40 s on 2 cores.
 DEMO_RECORDS ?= 200000
-demo: build
+demo: build postgres
 	$(BIN)/runner demo enrich --records $(DEMO_RECORDS)
 	$(BIN)/runner demo dedup --records $(DEMO_RECORDS)
 	$(BIN)/runner demo revenue --records $(DEMO_RECORDS)
+	$(BIN)/runner demo outbox
 	@echo
 	@echo 'Where to look: a worker serves its metrics, probes and queries on --metrics-addr'
 	@echo '(default 127.0.0.1:9100). With a broker and a worker of your own running'

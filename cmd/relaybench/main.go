@@ -5,7 +5,7 @@
 // producer, with no horizon, no transaction, no cursor and no cleanup (a
 // crash loses its place; a late commit of an older transaction is
 // skipped). Both run in one process, against one embedded broker and one
-// throwaway Postgres (txn/pgtest, fsync off), on an outbox table filled
+// throwaway Postgres (txn/pgserver, fsync off), on an outbox table filled
 // with the same rows before each run, -runs times each, interleaved; it
 // prints the rows/s of each run, the medians and the ratio relay/raw
 // (target ≥ 0.5, issue 15).
@@ -37,7 +37,7 @@ import (
 
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/outbox"
-	"github.com/sluicehq/sluice/txn/pgtest"
+	"github.com/sluicehq/sluice/txn/pgserver"
 )
 
 func main() {
@@ -58,7 +58,7 @@ const txnsPerFill = 200
 
 func run(n int, partitions int32, batch, value, runs int) error {
 	ctx := context.Background()
-	pg, err := pgtest.Start(ctx, pgtest.Options{})
+	pg, err := pgserver.Start(ctx, pgserver.Options{})
 	if err != nil {
 		return err
 	}

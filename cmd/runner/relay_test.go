@@ -15,7 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/outbox"
-	"github.com/sluicehq/sluice/txn/pgtest"
+	"github.com/sluicehq/sluice/txn/pgserver"
 )
 
 // runner relay postgres relays the outbox rows written before and while
@@ -24,7 +24,7 @@ import (
 func TestRelayPostgres(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	pg, err := pgtest.Start(ctx, pgtest.Options{})
+	pg, err := pgserver.Start(ctx, pgserver.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { pg.Stop() })
 	require.NoError(t, pg.CreateDB(ctx, "app"))

@@ -86,6 +86,45 @@ func TestDemoPassthrough(t *testing.T) {
 	demoReport(t, "passthrough", 20000, "duplicates:   0", "missing:      0", "demo: clean")
 }
 
+// runner demo outbox: orders written with their outbox rows in one
+// database transaction reach the sink's table exactly once through the
+// relay, the dedup app and the sink, each SIGKILLed and restarted, and
+// none of the rolled-back ones does; the report alone on stdout, the
+// kills and the final totals on stderr.
+func TestDemoOutbox(t *testing.T) {
+	p := startRunner(t, nil, "demo", "outbox", "--records", "5000", "--workers", "2")
+	var out []string
+	for line := range p.lines {
+		out = append(out, line)
+	}
+	all := strings.Join(out, "\n")
+	require.Equal(t, 0, p.wait(t), "stdout:\n%s\nstderr:\n%s", all, p.stderr())
+	require.True(t, strings.HasPrefix(all, "demo report (outbox, 2 dedup workers;"), "stdout holds more than the report:\n%s", all)
+	for _, w := range []string{
+		"orders in:        5000 committed in 2000 transactions (5649 outbox rows, 649 repeat an order's event)",
+		"rolled back:      249 transactions, 621 orders (must never appear)",
+		"relayed:          5649 records in events (0 duplicates, 0 missing, 0 rolled back)",
+		"deduplicated:     5000 records in events-unique (0 duplicates, 0 missing, 0 rolled back)",
+		"sink table:       5000 rows in events, 0 missing, 0 rolled back, 0 not in orders, 0 not as in orders",
+		"totals:           equal: events 5000 orders,",
+		"duplicates:       0", "missing:          0", "rolled back seen: 0", "unexpected:       0",
+		"kills:            3 relay, 3 sink, 1 worker",
+		"demo: clean",
+	} {
+		require.Contains(t, all, w)
+	}
+	progress := p.stderr()
+	for _, w := range []string{"SIGKILL relay", "relay restarted", "SIGKILL sink", "sink restarted", "SIGKILL w2"} {
+		require.Contains(t, progress, "] "+w+"\n")
+	}
+	m := demoDone.FindStringSubmatch(progress)
+	require.NotNil(t, m, "no final progress line on stderr:\n%s", progress)
+	require.Equal(t, "5000", m[1], "orders committed: %s", m[0])
+	processed, _ := strconv.Atoi(m[2])
+	require.Positive(t, processed, m[0])
+	require.Equal(t, "7", m[4], "kills: %s", m[0])
+}
+
 func TestDescribeAndApps(t *testing.T) {
 	p := startRunner(t, nil, "apps")
 	var apps []string

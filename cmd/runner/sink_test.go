@@ -15,7 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/examples/revenue"
 	"github.com/sluicehq/sluice/txn/broker"
-	"github.com/sluicehq/sluice/txn/pgtest"
+	"github.com/sluicehq/sluice/txn/pgserver"
 )
 
 // runner sink postgres revenue lands the app's output in
@@ -25,7 +25,7 @@ import (
 func TestSinkPostgresRevenue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	pg, err := pgtest.Start(ctx, pgtest.Options{})
+	pg, err := pgserver.Start(ctx, pgserver.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { pg.Stop() })
 	require.NoError(t, pg.CreateDB(ctx, "app"))

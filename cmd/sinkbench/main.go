@@ -2,7 +2,7 @@
 // loop it must keep up with: a plain consumer that inserts each polled
 // batch with the same statement and keeps no offsets (no exactly-once:
 // a crash duplicates or loses a batch). Both run in one process, against
-// one embedded broker and one throwaway Postgres (txn/pgtest, fsync off),
+// one embedded broker and one throwaway Postgres (txn/pgserver, fsync off),
 // on the same topic, -runs times each, interleaved, and it prints the
 // records/s of each run, the medians and the ratio sink/plain (target
 // ≥ 0.8, issue 15).
@@ -35,8 +35,8 @@ import (
 
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn/broker"
+	"github.com/sluicehq/sluice/txn/pgserver"
 	"github.com/sluicehq/sluice/txn/pgsink"
-	"github.com/sluicehq/sluice/txn/pgtest"
 )
 
 // Order is the benchmark's record value.
@@ -62,7 +62,7 @@ func main() {
 
 func run(n int, partitions int32, batch, runs int) error {
 	ctx := context.Background()
-	pg, err := pgtest.Start(ctx, pgtest.Options{})
+	pg, err := pgserver.Start(ctx, pgserver.Options{})
 	if err != nil {
 		return err
 	}

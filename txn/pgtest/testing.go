@@ -1,3 +1,20 @@
+// Package pgtest gives tests a real, throwaway Postgres (package
+// pgserver: initdb in a temp dir, a Unix socket, run as user postgres
+// when root) and a database per test. It is support code: nothing that
+// ships imports it.
+//
+// A test package starts one server for all its tests in TestMain and
+// gives each test a database of its own:
+//
+//	func TestMain(m *testing.M) { pgtest.Main(m) }
+//
+//	func TestX(t *testing.T) {
+//		pool := pgtest.Pool(t) // a new, empty database; dropped at the end
+//		...
+//	}
+//
+// A missing Postgres fails the test binary with a message saying so
+// (`make postgres` installs it); it never skips a test.
 package pgtest
 
 import (
@@ -5,19 +22,18 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sluicehq/sluice/txn/pgserver"
 )
 
 // shared is the server Main started for the test binary.
 var shared struct {
 	mu     sync.Mutex
-	server *Server
-	dbs    atomic.Int64
+	server *pgserver.Server
 }
 
 // Main starts one server for the test binary, runs its tests and stops
@@ -27,7 +43,7 @@ var shared struct {
 // reach Main: dispatch to the child's code before it.
 func Main(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	s, err := Start(ctx, Options{})
+	s, err := pgserver.Start(ctx, pgserver.Options{})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -44,7 +60,7 @@ func Main(m *testing.M) {
 }
 
 // Shared returns the server Main started. It fails t when there is none.
-func Shared(t testing.TB) *Server {
+func Shared(t testing.TB) *pgserver.Server {
 	t.Helper()
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
@@ -56,21 +72,10 @@ func Shared(t testing.TB) *Server {
 
 // Current returns the server Main started, or nil: for Example
 // functions, which have no testing.TB.
-func Current() *Server {
+func Current() *pgserver.Server {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	return shared.server
-}
-
-// NewDB creates a new, empty database on s with a name unique in this
-// process, and returns its connection string. The caller drops it
-// (DropDB) or lets the server's Stop remove it.
-func (s *Server) NewDB(ctx context.Context) (name, conn string, err error) {
-	name = fmt.Sprintf("test_%d_%d", os.Getpid(), shared.dbs.Add(1))
-	if err := s.CreateDB(ctx, name); err != nil {
-		return "", "", err
-	}
-	return name, s.ConnString(name), nil
 }
 
 // DB creates a new, empty database on the shared server and returns its
@@ -106,26 +111,4 @@ func Pool(t testing.TB) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
-}
-
-// CreateDB creates database name.
-func (s *Server) CreateDB(ctx context.Context, name string) error {
-	return s.admin(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-}
-
-// DropDB drops database name, ending its sessions.
-func (s *Server) DropDB(ctx context.Context, name string) error {
-	return s.admin(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-}
-
-func (s *Server) admin(ctx context.Context, sql string) error {
-	conn, err := pgx.Connect(ctx, s.ConnString("postgres"))
-	if err != nil {
-		return fmt.Errorf("pgtest: %w", err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		return fmt.Errorf("pgtest: %s: %w", sql, err)
-	}
-	return nil
 }

@@ -1,17 +1,10 @@
-// Package pgtest starts a real, throwaway Postgres for tests, demos and
-// benchmarks: initdb into a fresh temporary directory, a server that
-// listens only on a Unix socket in that directory, and a database per
-// test. It is support code: nothing that ships imports it.
-//
-// A test package starts one server for all its tests in TestMain and
-// gives each test a database of its own:
-//
-//	func TestMain(m *testing.M) { pgtest.Main(m) }
-//
-//	func TestX(t *testing.T) {
-//		pool := pgtest.Pool(t) // a new, empty database; dropped at the end
-//		...
-//	}
+// Package pgserver starts a real, throwaway Postgres server: initdb into
+// a fresh temporary directory and a server that listens only on a Unix
+// socket in that directory, run as a child of this process and removed
+// with its data when it stops. `runner demo outbox`, the benchmarks and
+// the tests (through package pgtest, which gives each test a database of
+// its own) start theirs with it. It is not a way to run a production
+// database: the server runs with fsync off.
 //
 // # Binaries
 //
@@ -19,8 +12,8 @@
 // (/usr/lib/postgresql/VERSION/bin, the highest version found), or of the
 // directory in $SLUICE_PG_BINDIR. `make postgres` (a prerequisite of
 // `make test`) installs the package with apt-get when they are missing.
-// Nothing here installs anything: a missing Postgres fails the test with
-// a message saying so, it never skips it.
+// Nothing here installs anything: a missing Postgres is an error saying
+// so.
 //
 // # Running as root
 //
@@ -35,11 +28,10 @@
 // # Lifetime
 //
 // The server is the child of this process and gets SIGQUIT when the thread
-// that started it dies (Pdeathsig), so a test binary killed by a timeout
+// that started it dies (Pdeathsig), so a process killed by a timeout
 // leaves no server behind; Stop shuts it down cleanly and removes its
-// directory. It runs with fsync off: it is for tests, its data is thrown
-// away.
-package pgtest
+// directory. It runs with fsync off: its data is thrown away.
+package pgserver
 
 import (
 	"bufio"
@@ -55,8 +47,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Server is a running Postgres started by Start.
@@ -89,7 +84,7 @@ func BinDir() (string, error) {
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
 	if len(dirs) == 0 {
-		return "", errors.New("pgtest: no Postgres server found under /usr/lib/postgresql: run `make postgres` (installs Debian's postgresql package) or set SLUICE_PG_BINDIR")
+		return "", errors.New("pgserver: no Postgres server found under /usr/lib/postgresql: run `make postgres` (installs Debian's postgresql package) or set SLUICE_PG_BINDIR")
 	}
 	slices.SortFunc(dirs, func(a, b string) int {
 		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(a))))
@@ -117,7 +112,7 @@ func credential() (*syscall.Credential, error) {
 		}
 		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
 	}
-	return nil, errors.New("pgtest: running as root and found neither user postgres nor nobody to run the server as")
+	return nil, errors.New("pgserver: running as root and found neither user postgres nor nobody to run the server as")
 }
 
 // Start runs initdb into a new temporary directory and starts a server on
@@ -133,7 +128,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	dir, err := os.MkdirTemp("", "sluice-pg-")
 	if err != nil {
-		return nil, fmt.Errorf("pgtest: %w", err)
+		return nil, fmt.Errorf("pgserver: %w", err)
 	}
 	fail := func(err error) (*Server, error) {
 		os.RemoveAll(dir)
@@ -141,7 +136,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fail(fmt.Errorf("pgtest: %w", err))
+			return fail(fmt.Errorf("pgserver: %w", err))
 		}
 	}
 	data := filepath.Join(dir, "data")
@@ -149,7 +144,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		"--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("pgtest: initdb: %w\n%s", err, out))
+		return fail(fmt.Errorf("pgserver: initdb: %w\n%s", err, out))
 	}
 
 	s := &Server{Dir: dir, Port: 5432, exited: make(chan struct{})}
@@ -168,10 +163,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT}
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
-		return fail(fmt.Errorf("pgtest: %w", err))
+		return fail(fmt.Errorf("pgserver: %w", err))
 	}
 	if err := s.cmd.Start(); err != nil {
-		return fail(fmt.Errorf("pgtest: starting postgres: %w", err))
+		return fail(fmt.Errorf("pgserver: starting postgres: %w", err))
 	}
 	ready := make(chan struct{})
 	go s.readLog(stderr, o.Log, ready)
@@ -184,12 +179,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	case <-ready:
 		return s, nil
 	case <-s.exited:
-		err := fmt.Errorf("pgtest: postgres exited at start:\n%s", s.lastLog())
+		err := fmt.Errorf("pgserver: postgres exited at start:\n%s", s.lastLog())
 		os.RemoveAll(dir)
 		return nil, err
 	case <-ctx.Done():
 		s.Stop()
-		return nil, fmt.Errorf("pgtest: postgres not ready: %w\n%s", ctx.Err(), s.lastLog())
+		return nil, fmt.Errorf("pgserver: postgres not ready: %w\n%s", ctx.Err(), s.lastLog())
 	}
 }
 
@@ -246,4 +241,40 @@ func (s *Server) Stop() error {
 		}
 	}
 	return os.RemoveAll(s.Dir)
+}
+
+// dbs numbers the databases NewDB creates in this process.
+var dbs atomic.Int64
+
+// NewDB creates a new, empty database on s with a name unique in this
+// process, and returns its connection string. The caller drops it
+// (DropDB) or lets the server's Stop remove it.
+func (s *Server) NewDB(ctx context.Context) (name, conn string, err error) {
+	name = fmt.Sprintf("db_%d_%d", os.Getpid(), dbs.Add(1))
+	if err := s.CreateDB(ctx, name); err != nil {
+		return "", "", err
+	}
+	return name, s.ConnString(name), nil
+}
+
+// CreateDB creates database name.
+func (s *Server) CreateDB(ctx context.Context, name string) error {
+	return s.admin(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+}
+
+// DropDB drops database name, ending its sessions.
+func (s *Server) DropDB(ctx context.Context, name string) error {
+	return s.admin(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+}
+
+func (s *Server) admin(ctx context.Context, sql string) error {
+	conn, err := pgx.Connect(ctx, s.ConnString("postgres"))
+	if err != nil {
+		return fmt.Errorf("pgserver: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("pgserver: %s: %w", sql, err)
+	}
+	return nil
 }
