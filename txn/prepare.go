@@ -97,10 +97,10 @@ func committedOf(all map[string]map[int32]kgo.EpochOffset, topics []string, p in
 // creates and restores their tasks before the transaction that would
 // first meet their records (prepareAssigned), and so that a partition
 // that gets no records has its task all the same (readiness, queries).
-// Without it, a task was created when its first records came, and records
-// that came in the middle of a transaction aborted it (abortNewTask): at
-// every start, the batches whose polls met the partitions the first poll
-// had not.
+// Tasks created only when their first records come would leave a quiet
+// partition's task closed, and would abort (abortNewTask), at every
+// start, the transactions whose polls meet the partitions the first poll
+// did not bring.
 //
 // The group's callbacks write it, the loop and Health read it; it is
 // guarded by its own mutex.
@@ -135,8 +135,9 @@ func (s *startOffsets) assigned(parts map[string][]int32) {
 	}
 }
 
-// offsetsFetched returns the session's AdjustFetchOffsetsFn: it keeps where each
-// partition just assigned starts, changing none, and wakes the loop.
+// offsetsFetched returns the session's AdjustFetchOffsetsFn: it keeps
+// where each partition just assigned starts, changing none, and wakes the
+// loop.
 func (w *Worker) offsetsFetched(s *startOffsets) func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	return func(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 		s.mu.Lock()
@@ -159,10 +160,13 @@ func (w *Worker) offsetsFetched(s *startOffsets) func(context.Context, map[strin
 	}
 }
 
-// revoked forgets revoked or lost partitions.
+// revoked forgets revoked or lost partitions. A fetch of offsets still
+// awaited is no longer: the rebalance that revokes cancels it, and the
+// next assignment fetches again.
 func (s *startOffsets) revoked(parts map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.awaiting = false
 	for topic, ps := range parts {
 		for _, p := range ps {
 			delete(s.offsets[topic], p)
