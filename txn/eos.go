@@ -121,11 +121,9 @@ func (w *Worker) eosSession(ctx context.Context) (progressed bool, err error) {
 		if err := w.fetchErr(fetches); err != nil {
 			return progressed, err
 		}
-		w.closeRevoked(c)
-		if err := w.prepareAssigned(ctx, c); err != nil {
+		if err := w.betweenBatches(ctx, c); err != nil {
 			return progressed, err
 		}
-		w.serveQueries(c)
 		if fetches.NumRecords() == 0 {
 			w.measureStores(c) // the poll may have ended for it
 			if !w.punctuationDue(c) {

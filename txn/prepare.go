@@ -92,6 +92,20 @@ func committedOf(all map[string]map[int32]kgo.EpochOffset, topics []string, p in
 	return offs
 }
 
+// betweenBatches is what each guarantee's loop does after a poll, while
+// no transaction is open: it closes the tasks of revoked partitions,
+// creates and restores those of partitions assigned (prepareAssigned),
+// and answers the queries waiting (serveQueries). Its error, a failed
+// restore, ends the session.
+func (w *Worker) betweenBatches(ctx context.Context, c *batch.Core) error {
+	w.closeRevoked(c)
+	if err := w.prepareAssigned(ctx, c); err != nil {
+		return err
+	}
+	w.serveQueries(c)
+	return nil
+}
+
 // startOffsets hands the loop, for one session, the partitions assigned
 // to it with the offsets their consumption starts from, so that the loop
 // creates and restores their tasks before the transaction that would
