@@ -87,13 +87,15 @@ func (o Options) pebbleOptions(dir string) *pebble.Options {
 	}
 	// A task's database is small, so Pebble compacts L0 straight into its
 	// last level, rewriting the overlapping part of the whole database;
-	// with keys spread over the key space, all of it. Letting 8 flushed
-	// files gather in L0 (Pebble's default: 4) makes those rewrites rarer.
-	// It matters most at a restart: Pebble's Open waits for any compaction
-	// that flushing the recovered memtable starts (docs/state.md, "Pebble
+	// with keys spread over the key space, all of it. Letting 16 flushed
+	// files gather in L0 (Pebble's default: 4) makes those rewrites rarer:
+	// a task that writes many new keys (a dedup's ids) flushes often, and
+	// each compaction rewrote what the flushes before it had written. It
+	// matters at a restart too: Pebble's Open waits for any compaction
+	// that flushing a recovered memtable starts (docs/state.md, "Pebble
 	// tuning").
-	popts.L0CompactionThreshold = 8
-	popts.L0StopWritesThreshold = 24
+	popts.L0CompactionThreshold = 16
+	popts.L0StopWritesThreshold = 48
 	// No write-ahead log (see Durability in the package doc): an apply is
 	// a memtable insert, and Open never flushes a recovered log (which
 	// made Open wait for the compaction that flush started, a restart

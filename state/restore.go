@@ -22,6 +22,15 @@ func (d *DB) ApplyRestored(storePrefix, key, value []byte) error {
 	return d.restoring.Set(d.keyBuf, value, nil)
 }
 
+// restoreDeleteRange deletes, during a restore, every key in [lower,
+// upper): a dropped segment of a Segmented store.
+func (d *DB) restoreDeleteRange(lower, upper []byte) error {
+	if d.restoring == nil {
+		d.restoring = d.pdb.NewBatch()
+	}
+	return d.restoring.DeleteRange(lower, upper, nil)
+}
+
 // commitRestored applies the restored records with the checkpoint cp,
 // synchronously.
 func (d *DB) commitRestored(cp Checkpoint) error {

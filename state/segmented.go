@@ -31,6 +31,7 @@ import (
 //
 //	prefix 0x01 segment (8 bytes) key -> expiry (8 bytes) value   the entries
 //	prefix 0x02                       -> low mark: segment (8 bytes) [key]
+//	prefix 0x03 segment (8 bytes)     -> packs of the segment written since it was last dropped (8 bytes)
 //
 // A segment is named by its end: the entries expiring in [e-width, e),
 // e a multiple of width, are segment e (milliseconds, encoded so that
@@ -52,12 +53,23 @@ import (
 //
 // # Changelog
 //
-// The changelog key is the segment and the encoded key, as in the
-// database: a tombstone names the entry it deletes, so a restore writes
-// each record as it comes, reading nothing (a key alone would not say
-// which segment a tombstone's entry was in). A compacted changelog holds
-// the live entries and what was dropped recently. Consumers of the
-// changelog topic decode keys with SegmentedChangelogKey.
+// The changelog is written in packs: Put appends nothing to it, but keeps
+// its writes until FlushChangelog, which the runtime calls before the
+// transaction ends, packs them into one record per segment and up to
+// 16 KiB of writes. A dedup writes an id a record; a record per id
+// doubled what the runtime produced. A pack's key is the segment (8
+// bytes) and the pack's number within it (8 bytes), so that no two live
+// packs share a key and compaction removes none; its value lists its
+// writes in order, each an encoded key and its DB value or a delete. An
+// expiry pass writes nothing per entry: once a segment is dropped whole,
+// each of its packs gets a tombstone, and a restore that meets one
+// removes the segment (a range deletion), reading nothing. A compacted
+// changelog thus holds the packs of the live segments and what was
+// dropped recently. The records carry the header PackedHeader;
+// SegmentedChangelogEntries decodes them. Records without it (a
+// changelog written before packs, key = segment and encoded key, one
+// entry each) are restored by Restore, and SegmentedChangelogKey decodes
+// their keys.
 //
 // A Segmented is used by its task's goroutine only.
 type Segmented[K, V any] struct {
@@ -98,6 +110,8 @@ type Segmented[K, V any] struct {
 	// never enter the DB's entries: reads look here, then in Pebble.
 	active, handed, spare *segWrites
 	txnStart, recordStart int
+
+	ops segOps // changelog writes not packed yet (FlushChangelog)
 }
 
 const (
@@ -143,6 +157,7 @@ func (s *Segmented[K, V]) committed() {
 func (s *Segmented[K, V]) rolledBack() {
 	s.db.writes -= len(s.active.recs) - s.recordStart
 	s.active.truncate(s.recordStart)
+	s.ops.truncate(s.ops.mark)
 	s.lowKnown = false
 	s.undone()
 }
@@ -150,12 +165,16 @@ func (s *Segmented[K, V]) rolledBack() {
 func (s *Segmented[K, V]) discarded() {
 	s.active.truncate(s.txnStart)
 	s.recordStart = s.txnStart
+	s.ops.reset()
 	s.restoreLowKnown = false // a discarded restore's low mark is gone
 	s.lowKnown = false
 	s.undone()
 }
 
-func (s *Segmented[K, V]) marked() { s.recordStart = len(s.active.recs) }
+func (s *Segmented[K, V]) marked() {
+	s.recordStart = len(s.active.recs)
+	s.ops.mark = len(s.ops.ops)
+}
 
 func (s *Segmented[K, V]) held() int { return s.active.used }
 
@@ -188,15 +207,13 @@ func (s *Segmented[K, V]) handedApplied() {
 const maxSpareWrites = 4 * DefaultMaxUnapplied
 
 // writeEntry makes value (nil: a delete) the pending value of the entry
-// of encoded key kb (filter hash h) in segment n, and appends it to the
-// changelog.
-func (s *Segmented[K, V]) writeEntry(n int64, kb []byte, h uint64, value []byte) {
+// of encoded key kb (filter hash h) in segment n, and, when logged, keeps
+// it for the changelog's next pack (FlushChangelog).
+func (s *Segmented[K, V]) writeEntry(n int64, kb []byte, h uint64, value []byte, logged bool) {
 	s.db.writes++
-	key, value := s.active.put(segHash(h, n), s.key(n, kb), value)
-	if s.log != nil {
-		// The value is the held one: it stays as it is until the
-		// transaction is over (see segWrites).
-		s.log.Append(s.changelog, key[len(s.prefix)+1:], value)
+	s.active.put(segHash(h, n), s.key(n, kb), value)
+	if logged && s.log != nil {
+		s.ops.add(n, kb, value)
 	}
 }
 
@@ -462,9 +479,9 @@ func (s *Segmented[K, V]) Put(k K, v V, expires time.Time) error {
 	}
 	s.absentKnown = false
 	if found && old != n {
-		s.writeEntry(old, kb, h, nil)
+		s.writeEntry(old, kb, h, nil, true)
 	}
-	s.writeEntry(n, kb, h, raw)
+	s.writeEntry(n, kb, h, raw, true)
 	if s.filter.built {
 		s.filter.addHash(n, h)
 	}
@@ -539,7 +556,12 @@ func (s *Segmented[K, V]) ExpireSome(now time.Time, limit int, each func(k K, v 
 				return false, err
 			}
 		}
-		s.writeEntry(seg, kb, s.filter.hash(kb), nil)
+		// No changelog write: the segment's packs get tombstones (the
+		// drop below).
+		s.writeEntry(seg, kb, s.filter.hash(kb), nil, false)
+	}
+	if s.log != nil {
+		s.ops.drop(end + 1)
 	}
 	if more {
 		last := all[len(all)-1].key
@@ -582,7 +604,12 @@ func (s *Segmented[K, V]) Restore(key, value []byte) error {
 	if err := s.db.ApplyRestored(append(bytes.Clone(s.prefix), segEntries), key, value); err != nil || value == nil {
 		return err
 	}
-	n := int64(binary.BigEndian.Uint64(key) ^ 1<<63)
+	return s.restoredBehindLow(int64(binary.BigEndian.Uint64(key) ^ 1<<63))
+}
+
+// restoredBehindLow moves the low mark back to segment n when an entry
+// restored in it is behind the mark: a pass must find it.
+func (s *Segmented[K, V]) restoredBehindLow(n int64) error {
 	if !s.restoreLowKnown {
 		s.restoreLow, s.restoreLowAfter, s.restoreLowKnown = math.MinInt64, false, true
 		if raw, ok, err := s.db.GetApplied(s.lowKey()); err != nil {

@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -28,8 +29,11 @@ func segmented(t *testing.T, db *state.DB, log state.Changelog) *state.Segmented
 // A pass drops the segments that ended by now, whole, in segment order
 // and key order within one; an entry of a segment that has not ended
 // stays, past its expiry (Get returns it, with that expiry); a moved
-// entry leaves its old segment; every removal is a tombstone whose key
-// names the segment.
+// entry leaves its old segment. The changelog gets the writes in packs,
+// one per segment and flush, and a tombstone for each pack of a segment
+// once a pass begins dropping it; a put behind the passes (into a
+// segment they dropped) starts the segment's packs again, and a restore
+// of the whole changelog holds what the store holds.
 func TestSegmentedDropsWholeSegments(t *testing.T) {
 	log := &changelog{}
 	s := segmented(t, open(t, vfs.NewMem()), recorder{log})
@@ -39,6 +43,8 @@ func TestSegmentedDropsWholeSegments(t *testing.T) {
 	require.NoError(t, s.Put("d", "4", ms(25))) // segment 2
 	require.NoError(t, s.Put("d", "5", ms(4)))  // moved to segment 0
 	require.Equal(t, "5@4", getExp(t, s, "d"))
+	require.Empty(t, log.raw, "nothing is appended before the flush")
+	require.NoError(t, s.FlushChangelog())
 
 	require.Equal(t, []string{"c=3", "d=5"}, expireAll(t, s, 9))
 	require.Empty(t, expireAll(t, s, 15), "segment 1 has not ended")
@@ -46,16 +52,54 @@ func TestSegmentedDropsWholeSegments(t *testing.T) {
 	require.Equal(t, []string{"a=2", "b=1"}, expireAll(t, s, 19))
 	require.Equal(t, "<none>", getExp(t, s, "a"))
 	require.Empty(t, expireAll(t, s, 100), "d left segment 2")
+	require.NoError(t, s.FlushChangelog())
+	require.NoError(t, s.Put("e", "6", ms(5))) // behind the passes
+	require.NoError(t, s.FlushChangelog())
 
-	var tombstones []string
+	require.Equal(t, []string{
+		"pack 20/0: b=1@12 a=2@15", "pack 10/0: c=3@3 d=5@4", "pack 30/0: d=4@25 d=-",
+		"drop 10/0", "drop 20/0", "drop 30/0",
+		"pack 10/0: e=6@5",
+	}, describePacks(t, log.raw))
+
+	// The whole changelog, restored on a fresh database.
+	freshDB := open(t, vfs.NewMem())
+	fresh := segmented(t, freshDB, nil)
 	for _, r := range log.raw {
-		if r.value == nil {
-			end, id, err := state.SegmentedChangelogKey(r.key)
-			require.NoError(t, err)
-			tombstones = append(tombstones, fmt.Sprintf("%s@%d", id, end.UnixMilli()))
-		}
+		require.NoError(t, fresh.RestorePacked(r.key, r.value))
 	}
-	require.Equal(t, []string{"d@30", "c@10", "d@10", "a@20", "b@20"}, tombstones, "by segment end")
+	require.NoError(t, freshDB.Commit(state.Checkpoint{}))
+	for _, k := range []string{"a", "b", "c", "d"} {
+		require.Equal(t, "<none>", getExp(t, fresh, k))
+	}
+	require.Equal(t, "6@5", getExp(t, fresh, "e"))
+	require.Equal(t, []string{"e=6"}, expireAll(t, fresh, 100), "the restored entry behind the passes is found by the next")
+}
+
+// describePacks renders a packed changelog: "pack END/N: key=value@expiry
+// ..." ("key=-" a delete), "drop END/N" for a tombstone.
+func describePacks(t *testing.T, log []rawRecord) []string {
+	t.Helper()
+	var got []string
+	for _, r := range log {
+		end, n, writes, err := state.SegmentedChangelogEntries(r.key, r.value)
+		require.NoError(t, err)
+		if r.value == nil {
+			got = append(got, fmt.Sprintf("drop %d/%d", end.UnixMilli(), n))
+			continue
+		}
+		line := fmt.Sprintf("pack %d/%d:", end.UnixMilli(), n)
+		for _, w := range writes {
+			if w.Value == nil {
+				line += fmt.Sprintf(" %s=-", w.Key)
+				continue
+			}
+			exp := int64(binary.BigEndian.Uint64(w.Value))
+			line += fmt.Sprintf(" %s=%s@%d", w.Key, w.Value[8:], exp)
+		}
+		got = append(got, line)
+	}
+	return got
 }
 
 // Against a model (a map, whose entries a pass at now drops when their
@@ -71,6 +115,10 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 	type ent struct {
 		v   string
 		exp int64
+		// doomed: a pass began dropping its segment since it was put. A
+		// restore finds none of those: the changelog says which
+		// segments a pass began dropping, not which entries it removed.
+		doomed bool
 	}
 	var (
 		log       = &txnLog{}
@@ -93,7 +141,7 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 		s = segmented(t, db, log)
 		if restore {
 			for _, r := range log.committed {
-				require.NoError(t, s.Restore(r.key, r.value))
+				require.NoError(t, s.RestorePacked(r.key, r.value))
 			}
 			require.NoError(t, db.Commit(state.Checkpoint{Offsets: map[string]int64{"app-ids-changelog": int64(len(log.committed))}}))
 		}
@@ -101,6 +149,14 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 	reopen(false)
 	defer func() { require.NoError(t, db.Close()) }()
 	segment := func(exp int64) int64 { return floorDivTest(exp, segWidth.Milliseconds()) }
+	doom := func(end int64) {
+		for k, e := range model {
+			if segment(e.exp) <= end {
+				e.doomed = true
+				model[k] = e
+			}
+		}
+	}
 	check := func(k string) {
 		t.Helper()
 		want := "<none>"
@@ -136,6 +192,7 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 			end := segment(now+1) - 1
 			limit := 1 + rng.IntN(5)
 			removed := 0
+			doom(end)
 			_, err := s.ExpireSome(ms(now), limit, func(k, v string) error {
 				e, ok := model[k]
 				require.True(t, ok && e.v == v && segment(e.exp) <= end, "removed %s=%s, the model has %v", k, v, e)
@@ -162,18 +219,23 @@ func TestSegmentedAnswersAsAModel(t *testing.T) {
 			if rng.IntN(4) == 0 {
 				commit = db.Commit
 			}
+			require.NoError(t, s.FlushChangelog()) // as the runtime does before the transaction ends
 			require.NoError(t, commit(state.Checkpoint{StreamTime: now}))
 			log.commit()
 			committed = maps.Clone(model)
 		case r < 98:
+			if rng.IntN(2) == 0 {
+				require.NoError(t, s.FlushChangelog()) // then the transaction aborts
+			}
 			require.NoError(t, db.Discard())
 			log.pending = log.pending[:0]
 			model = maps.Clone(committed)
 		default: // a restart on a fresh database, restored
 			require.NoError(t, db.Discard())
 			log.pending = log.pending[:0]
-			model = maps.Clone(committed)
 			reopen(true)
+			maps.DeleteFunc(committed, func(_ string, e ent) bool { return e.doomed })
+			model = maps.Clone(committed)
 		}
 	}
 	var want, scanned []string
@@ -313,4 +375,30 @@ func TestSegmentedNewKeysAllocateNothing(t *testing.T) {
 		i++
 	})
 	require.Zero(t, allocs, "allocations per new id")
+}
+
+// A changelog written before packs (a record per entry, key = segment and
+// encoded key, no PackedHeader) still restores through Restore: a store
+// upgraded in place keeps its ids.
+func TestSegmentedRestoresUnpackedRecords(t *testing.T) {
+	entry := func(seg int64, id string, exp int64, v string) rawRecord {
+		key := append(binary.BigEndian.AppendUint64(nil, uint64(seg)^1<<63), id...)
+		return rawRecord{key: key, value: append(binary.BigEndian.AppendUint64(nil, uint64(exp)), v...)}
+	}
+	log := []rawRecord{
+		entry(10, "a", 3, "1"),
+		entry(20, "b", 12, "2"),
+		entry(20, "c", 15, "3"),
+		{key: entry(20, "c", 0, "").key}, // a tombstone
+	}
+	db := open(t, vfs.NewMem())
+	s := segmented(t, db, nil)
+	for _, r := range log {
+		require.NoError(t, s.Restore(r.key, r.value))
+	}
+	require.NoError(t, db.Commit(state.Checkpoint{}))
+	require.Equal(t, "1@3", getExp(t, s, "a"))
+	require.Equal(t, "2@12", getExp(t, s, "b"))
+	require.Equal(t, "<none>", getExp(t, s, "c"))
+	require.Equal(t, []string{"a=1"}, expireAll(t, s, 9))
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Dedup drops every record whose id, id(key, value), was already seen
@@ -146,6 +147,10 @@ func absDiff(a, b time.Time) time.Duration {
 	return b.Sub(a)
 }
 
+// packedHeaders mark the records of a changelog written in packs
+// (state.PackedHeader); every record shares them.
+var packedHeaders = []kgo.RecordHeader{{Key: state.PackedHeader, Value: []byte("1")}}
+
 // segmentedStore is a declared state.Segmented store of ids with no
 // value.
 type segmentedStore[ID any] struct{ s *storeSpec }
@@ -158,7 +163,9 @@ func newSegmentedStore[ID any](b *Builder, name string, idSerde serde.Serde[ID],
 	s := &storeSpec{name: name}
 	s.open = func(t *task) (any, error) {
 		topic := s.changelogTopic(b.appID)
-		return state.NewSegmented(t.db, name, topic, t.newChangelogWriter(topic), state.Codec[ID](idSerde), state.Codec[[]byte](serde.Bytes), segment)
+		w := t.newChangelogWriter(topic)
+		w.headers = packedHeaders
+		return state.NewSegmented(t.db, name, topic, w, state.Codec[ID](idSerde), state.Codec[[]byte](serde.Bytes), segment)
 	}
 	if !validTopic.MatchString(name) || len(name) > 200 {
 		b.errorf("store name %q: use 1 to 200 of [a-zA-Z0-9._-] (it names the changelog topic)", name)

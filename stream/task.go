@@ -48,7 +48,9 @@ type task struct {
 	stores     map[*storeSpec]any
 	changelogs map[string][]byte                        // changelog topic -> store key prefix
 	restorers  map[string]func(key, value []byte) error // changelog topic -> its store's Restore, when it has one
+	packed     map[string]func(key, value []byte) error // changelog topic -> its store's RestorePacked, when it has one
 	writers    []*changelogWriter                       // of the stores with a changelog of their own
+	packers    []packer                                 // the stores that hold changelog writes until Flush
 	restored   int64
 	restoredTo map[string]int64
 	// sourceOffsets: for FromTable topics, the offset after the last

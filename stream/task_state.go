@@ -48,6 +48,7 @@ func (t *task) openState(stores []*storeSpec) error {
 	t.stores = map[*storeSpec]any{}
 	t.changelogs = map[string][]byte{}
 	t.restorers = map[string]func(key, value []byte) error{}
+	t.packed = map[string]func(key, value []byte) error{}
 	t.restoredTo = map[string]int64{}
 	t.sourceOffsets = map[string]int64{}
 	for _, s := range stores {
@@ -61,6 +62,10 @@ func (t *task) openState(stores []*storeSpec) error {
 		t.changelogs[topic] = state.StorePrefix(s.name)
 		if r, ok := h.(restorer); ok {
 			t.restorers[topic] = r.Restore
+		}
+		if p, ok := h.(packer); ok {
+			t.packed[topic] = p.RestorePacked
+			t.packers = append(t.packers, p)
 		}
 	}
 	t.input = map[string]*int64{}
@@ -104,17 +109,18 @@ func (t *task) fromCheckpoint() {
 // when the broker acknowledges it, and which moves the store's checkpoint
 // when the transaction commits (see task.noteOffsets).
 type changelogWriter struct {
-	t     *task
-	topic string
-	last  *kgo.Record // written in the open transaction; nil: none
-	next  int64       // the offset after the last acknowledged record; -1: none known
+	t       *task
+	topic   string
+	headers []kgo.RecordHeader // of every record (a packed changelog's mark)
+	last    *kgo.Record        // written in the open transaction; nil: none
+	next    int64              // the offset after the last acknowledged record; -1: none known
 }
 
 // Append implements state.Changelog.
 func (w *changelogWriter) Append(topic string, key, value []byte) {
 	t := w.t
 	r := t.newRecord()
-	*r = kgo.Record{Topic: topic, Partition: t.id.Partition, Key: t.copyBytes(key), Value: value, Timestamp: t.recordTime}
+	*r = kgo.Record{Topic: topic, Partition: t.id.Partition, Key: t.copyBytes(key), Value: value, Headers: w.headers, Timestamp: t.recordTime}
 	t.out = append(t.out, r)
 	w.last = r
 }
@@ -160,6 +166,38 @@ type restorer interface {
 	Restore(key, value []byte) error
 }
 
+// packer is a store that holds its changelog writes until FlushChangelog
+// packs them (state.Segmented): the task flushes it at the end of every
+// batch (Flush), and restores the records marked with
+// state.PackedHeader through RestorePacked.
+type packer interface {
+	FlushChangelog() error
+	Unflushed() int
+	RestorePacked(key, value []byte) error
+}
+
+var _ topology.Flusher = (*task)(nil)
+
+// Flush implements topology.Flusher: the changelog writes the stores hold
+// become records (packs), appended to out.
+func (t *task) Flush(out []*kgo.Record) ([]*kgo.Record, error) {
+	if len(t.packers) == 0 || t.closed {
+		return out, nil
+	}
+	t.out = out
+	var err error
+	for _, p := range t.packers {
+		if err = p.FlushChangelog(); err != nil {
+			break
+		}
+	}
+	out, t.out = t.out, nil
+	if err != nil {
+		return out, fmt.Errorf("stream: task %d_%d: %w", t.id.Subtopology, t.id.Partition, err)
+	}
+	return out, nil
+}
+
 // statefulTask is a task with stores: it implements topology.StatefulTask.
 type statefulTask struct{ *task }
 
@@ -186,7 +224,9 @@ func (t statefulTask) Restore(rec *kgo.Record) error {
 		return fmt.Errorf("stream: task %d_%d: %q is not one of its changelogs", t.id.Subtopology, t.id.Partition, rec.Topic)
 	}
 	var err error
-	if r := t.restorers[rec.Topic]; r != nil {
+	if r := t.packed[rec.Topic]; r != nil && hasHeader(rec, state.PackedHeader) {
+		err = r(rec.Key, rec.Value)
+	} else if r := t.restorers[rec.Topic]; r != nil {
 		err = r(rec.Key, rec.Value)
 	} else {
 		err = t.db.ApplyRestored(prefix, rec.Key, rec.Value)
@@ -265,7 +305,27 @@ func (t statefulTask) Discard() error {
 // changelog to the offset after the last record the transaction wrote
 // there; the apply runs in the background (state.DB.CommitAsync); Close
 // waits for it.
-func (t statefulTask) Commit() error { return t.commitState(t.written(), true) }
+func (t statefulTask) Commit() error {
+	for _, p := range t.packers {
+		if n := p.Unflushed(); n > 0 {
+			// The runtime flushes every task before the transaction ends
+			// (topology.Flusher); committing now would apply writes the
+			// changelog lacks.
+			return fmt.Errorf("stream: task %d_%d: internal error: %d changelog writes were never flushed into the transaction", t.id.Subtopology, t.id.Partition, n)
+		}
+	}
+	return t.commitState(t.written(), true)
+}
+
+// hasHeader reports whether rec carries a header called key.
+func hasHeader(rec *kgo.Record, key string) bool {
+	for _, h := range rec.Headers {
+		if h.Key == key {
+			return true
+		}
+	}
+	return false
+}
 
 // commitState applies the pending writes with a checkpoint that moves the
 // given changelogs to next and records the stream time; async returns

@@ -187,8 +187,11 @@ func (w *Worker) transact(ctx context.Context, sess *kgo.GroupTransactSession, c
 	if procErr == nil && unprepared == nil {
 		procErr = w.punctuate(c) // in this transaction
 	}
-	counts := c.Finish() // every output is handed to franz-go before the flush
-	abort := ""          // commit
+	counts, ferr := c.Finish() // every output is handed to franz-go before the flush
+	if procErr == nil && unprepared == nil {
+		procErr = ferr
+	}
+	abort := "" // commit
 	switch {
 	case unprepared != nil:
 		abort = abortNewTask

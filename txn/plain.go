@@ -94,7 +94,10 @@ func (w *Worker) plainSession(ctx context.Context) (progressed bool, err error) 
 		if procErr == nil {
 			procErr = w.punctuate(c)
 		}
-		counts := c.Finish() // every output is handed to franz-go before the flush
+		counts, ferr := c.Finish() // every output is handed to franz-go before the flush
+		if procErr == nil {
+			procErr = ferr
+		}
 		fctx, cancel := context.WithTimeout(pctx, w.cfg.SessionTimeout)
 		o, err := w.finishPlain(fctx, cl, &p, polled, procErr)
 		cancel()

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/examples/dedup"
@@ -141,8 +143,58 @@ func (a *dedupApp) verify(ctx context.Context, brokers []string) (appReport, err
 // dedupStore is the example dedup app's store (examples/dedup).
 const dedupStore = "event-ids"
 
+// segmentID is an entry of the dedup's store: its task's partition, its
+// segment's end (milliseconds) and its id.
+type segmentID struct {
+	partition int32
+	end       int64
+	id        string
+}
+
+// replayDedupStore replays the dedup store's changelog as a restore does
+// (state.Segmented): a packed record's writes in order, a packed
+// tombstone removing its whole segment; a record without the packed
+// header (the format before packs) writes one entry.
+func replayDedupStore(log []*kgo.Record) (map[segmentID][]byte, error) {
+	table := map[segmentID][]byte{}
+	for _, r := range log { // one partition's records are in order
+		if !slices.ContainsFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == state.PackedHeader }) {
+			end, id, err := state.SegmentedChangelogKey(r.Key)
+			if err != nil {
+				return table, fmt.Errorf("partition %d offset %d: %w", r.Partition, r.Offset, err)
+			}
+			k := segmentID{r.Partition, end.UnixMilli(), string(id)}
+			if r.Value == nil {
+				delete(table, k)
+			} else {
+				table[k] = r.Value
+			}
+			continue
+		}
+		end, _, writes, err := state.SegmentedChangelogEntries(r.Key, r.Value)
+		if err != nil {
+			return table, fmt.Errorf("partition %d offset %d: %w", r.Partition, r.Offset, err)
+		}
+		if r.Value == nil {
+			maps.DeleteFunc(table, func(k segmentID, _ []byte) bool {
+				return k.partition == r.Partition && k.end == end.UnixMilli()
+			})
+			continue
+		}
+		for _, w := range writes {
+			k := segmentID{r.Partition, end.UnixMilli(), string(w.Key)}
+			if w.Value == nil {
+				delete(table, k)
+			} else {
+				table[k] = w.Value
+			}
+		}
+	}
+	return table, nil
+}
+
 // checkDedupStore checks the dedup's store, as its changelog restores it
-// (the last record of each key; a tombstone deletes), against the input:
+// (replayDedupStore), against the input:
 // each id it holds is an input event's, in one segment only, and it
 // holds every id seen within the last span less two segments of the
 // newest input's time (older ids may have expired).
@@ -153,30 +205,21 @@ func checkDedupStore(ctx context.Context, brokers []string, rep *appReport, byID
 		return err
 	}
 	rep.counts[topic] = int64(len(log))
-	table := map[string][]byte{}
-	for _, r := range log { // each key's records are in one partition, in order
-		if r.Value == nil {
-			delete(table, string(r.Key))
-		} else {
-			table[string(r.Key)] = r.Value
-		}
+	table, err := replayDedupStore(log)
+	if err != nil {
+		rep.mismatches++
+		rep.note("%s: %v", topic, err)
 	}
 	segments := map[string]int{}
 	for k := range table {
-		_, id, err := state.SegmentedChangelogKey([]byte(k))
-		if err != nil {
+		if byID[k.id] == nil {
 			rep.mismatches++
-			rep.note("%s: key %q: %v", topic, k, err)
+			rep.note("%s: the store holds id %q, which no input event has", topic, k.id)
 			continue
 		}
-		if byID[string(id)] == nil {
+		if segments[k.id]++; segments[k.id] == 2 {
 			rep.mismatches++
-			rep.note("%s: the store holds id %q, which no input event has", topic, id)
-			continue
-		}
-		if segments[string(id)]++; segments[string(id)] == 2 {
-			rep.mismatches++
-			rep.note("%s: the store holds id %q in two segments", topic, id)
+			rep.note("%s: the store holds id %q in two segments", topic, k.id)
 		}
 	}
 	var newest time.Time

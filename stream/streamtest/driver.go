@@ -200,7 +200,9 @@ func (d *Driver) batch(work func() error) error {
 		d.pending = d.pending[1:]
 		err = d.run(d.topic(r.Topic), r)
 	}
-	d.core.Finish()
+	if _, ferr := d.core.Finish(); err == nil {
+		err = ferr
+	}
 	clear(d.pending)
 	d.pending = d.pending[:0]
 	o := batch.Committed

@@ -118,13 +118,16 @@ type Counts struct {
 }
 
 // Finish returns once every output of the batch has been handed to
-// produce: the loop's flush after it covers them all.
-func (c *Core) Finish() Counts {
+// produce: the loop's flush after it covers them all. It first has every
+// task that holds records back (topology.Flusher) hand them over. An
+// error names the tasks whose Flush failed: the batch must not commit.
+func (c *Core) Finish() (Counts, error) {
 	if !c.lanes.open {
 		panic("batch: Finish without Begin")
 	}
+	err := c.lanes.flush(c.tasks.list)
 	produced, stats := c.lanes.finish()
-	return Counts{Produced: produced, Tasks: stats}
+	return Counts{Produced: produced, Tasks: stats}, err
 }
 
 // Advance tells the core how the last batch ended and which partitions

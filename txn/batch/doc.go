@@ -12,7 +12,7 @@
 //	c.Add(id, task)              // between batches only
 //	c.Begin(produce)
 //	err := c.Process(fetches)    // once per poll of the batch
-//	counts := c.Finish()         // every output handed to produce
+//	counts, err := c.Finish()    // every output handed to produce
 //	step, err := c.Advance(batch.Committed, revoked)
 //
 // Which outcome leads to which step (StepAfter):

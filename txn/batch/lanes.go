@@ -1,6 +1,8 @@
 package batch
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/sluicehq/sluice/txn/topology"
@@ -133,6 +135,28 @@ func (ls *lanes) reset() {
 		clear(l.inputs)
 		l.inputs, l.err = l.inputs[:0], nil
 	}
+}
+
+// flush has every task of list that holds records back (a Flusher) hand
+// them to its lane's producer. The lanes are idle: it runs each task on
+// the calling goroutine.
+func (ls *lanes) flush(list []openTask) error {
+	var errs []error
+	for _, ot := range list {
+		if ot.flusher == nil {
+			continue
+		}
+		l := &ls.lanes[int(ot.id.Partition)%len(ls.lanes)]
+		out, err := ot.flusher.Flush(l.out[:0])
+		for _, r := range out {
+			l.emit(r)
+		}
+		l.out = out
+		if err != nil {
+			errs = append(errs, fmt.Errorf("batch: task %s: flush: %w", name(ot.id), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // finish waits until every lane handed all its outputs to produce, and

@@ -95,10 +95,11 @@ func TestLanesKeepEachTaskInOrder(t *testing.T) {
 					mu.Unlock()
 				})
 				require.NoError(t, c.Process(f))
-				counts := c.Finish()
+				counts, err := c.Finish()
+				require.NoError(t, err)
 				require.Equal(t, partitions*perPoll, counts.Produced)
 				require.Equal(t, int64(partitions*perPoll), counts.Tasks.Processed)
-				_, err := c.Advance(Committed, nil)
+				_, err = c.Advance(Committed, nil)
 				require.NoError(t, err)
 			}
 			require.Zero(t, topo.overlaps.Load(), "a task ran on two goroutines at once")
@@ -148,7 +149,8 @@ func TestProcessRefusesAPartitionNotPrepared(t *testing.T) {
 	require.Equal(t, []topology.TaskID{{Partition: 2}}, ids)
 	c.Begin(func(*kgo.Record) {})
 	require.ErrorIs(t, c.Process(later), ErrUnprepared)
-	require.Zero(t, c.Finish().Produced, "nothing of the poll was processed")
+	counts, _ := c.Finish()
+	require.Zero(t, counts.Produced, "nothing of the poll was processed")
 	require.Equal(t, 2, c.Open(), "no task was created")
 }
 

@@ -63,7 +63,8 @@ func TestCorePunctuate(t *testing.T) {
 		produced = append(produced, string(r.Value))
 	})
 	require.NoError(t, c.Punctuate(t0))
-	counts := c.Finish()
+	counts, err := c.Finish()
+	require.NoError(t, err)
 	require.Equal(t, []string{"due"}, produced)
 	require.Equal(t, 1, counts.Produced)
 	require.Equal(t, int64(1), counts.Tasks.Processed)
@@ -71,7 +72,7 @@ func TestCorePunctuate(t *testing.T) {
 	require.Empty(t, later.fired)
 	next, _ = c.NextPunctuation()
 	require.Equal(t, t0.Add(time.Second), next)
-	_, err := c.Advance(Committed, nil)
+	_, err = c.Advance(Committed, nil)
 	require.NoError(t, err)
 
 	later.failing = errors.New("boom")

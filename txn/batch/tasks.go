@@ -33,6 +33,7 @@ type openTask struct {
 	stateful topology.StatefulTask // or nil
 	recycler topology.Recycler     // or nil
 	punct    topology.Punctuator   // or nil
+	flusher  topology.Flusher      // or nil
 }
 
 func newTasks(topo topology.Topology) *tasks {
@@ -55,6 +56,7 @@ func (ts *tasks) add(id topology.TaskID, t topology.Task) {
 	ot.stateful, _ = t.(topology.StatefulTask)
 	ot.recycler, _ = t.(topology.Recycler)
 	ot.punct, _ = t.(topology.Punctuator)
+	ot.flusher, _ = t.(topology.Flusher)
 	ts.list = append(ts.list, ot)
 }
 
@@ -245,6 +247,18 @@ func process(in input, out []*kgo.Record, produce func(*kgo.Record), stats *topo
 		if err != nil {
 			err = &TaskError{Task: in.id, Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Err: err}
 			break
+		}
+	}
+	if f, ok := t.(topology.Flusher); ok && err == nil {
+		// What the poll's records held back goes out with them, produced
+		// while the batch goes on; Finish flushes what is left.
+		out, err = f.Flush(out[:0])
+		for _, o := range out {
+			produce(o)
+		}
+		if err != nil {
+			last := in.records[len(in.records)-1]
+			err = &TaskError{Task: in.id, Topic: last.Topic, Partition: last.Partition, Offset: last.Offset, Err: fmt.Errorf("flush: %w", err)}
 		}
 	}
 	after := t.Stats()

@@ -179,6 +179,19 @@ type Task interface {
 	Close() error
 }
 
+// Flusher is a Task that holds records back across Process calls: a
+// store that packs several changelog writes into one record
+// (state.Segmented). The runtime calls Flush after the records of each
+// poll it hands the task, and once more after the batch's last Process
+// and Punctuate, before the transaction ends, on the goroutine that
+// processes the task; the records it appends are produced in the batch's
+// transaction like Process's. An error means the task's state failed:
+// the batch must not commit, and the task is closed.
+type Flusher interface {
+	Task
+	Flush(out []*kgo.Record) ([]*kgo.Record, error)
+}
+
 // Recycler is a Task that reuses the records it returns from Process.
 type Recycler interface {
 	// Recycle tells the task that the runtime holds none of the records
