@@ -11,10 +11,10 @@ import (
 const (
 	outboxDemoCustomers = 50 // customers c0..c49, whose orders run throughout
 	outboxDemoPhases    = outboxDemoKills + 1
-	// demoCustomerGone is deleted in phase 1 and demoCustomerLate created
-	// then; both get orders in the last phase only, by when the enrich
-	// workers have loaded both changes: the first must join null, the
-	// second its value.
+	// demoCustomerGone is deleted in the second phase and
+	// demoCustomerLate created then; both get orders in the last phase
+	// only, by when the enrich workers have loaded both changes: the
+	// first must join null, the second its value.
 	demoCustomerGone = "c50"
 	demoCustomerLate = "c51"
 )
@@ -127,7 +127,7 @@ type total struct{ orders, cents int64 }
 // demoCustomerGone or demoCustomerLate. Spread over each phase, customer
 // transactions of two changes each change every third customer (no
 // customer twice in a phase, so that no two transactions race for one
-// key); phase 1 also deletes demoCustomerGone and creates
+// key); the second phase also deletes demoCustomerGone and creates
 // demoCustomerLate. Every 4th customer transaction that only updates
 // rolls back.
 func planOutbox(n int64) *outboxPlan {
