@@ -67,8 +67,8 @@ bench: postgres
 # its output verified with read_committed readers: enrich (a repartition
 # and a table join), dedup, and the windowed revenue (runner demo APP;
 # progress on stderr, each report on stdout); then the outbox relay and
-# the Postgres sink end to end on a throwaway Postgres (runner demo
-# outbox). About 40 s on 2 cores.
+# the Postgres sink end to end on a throwaway Postgres, with the dedup
+# and enrich apps between them (runner demo outbox). About 40 s on 2 cores.
 DEMO_RECORDS ?= 200000
 demo: build postgres
 	$(BIN)/runner demo enrich --records $(DEMO_RECORDS)

@@ -41,19 +41,25 @@ var demoCommand = command{
     restores). The report alone goes to stdout.
 
 runner demo outbox [--records N] [--workers N]
-    The outbox relay and the Postgres sink end to end, on a throwaway
-    Postgres (initdb into a temporary directory; Debian's postgresql
-    package, see "make postgres") and an embedded broker. Writers commit
-    N orders (default 20000) into a table orders, each transaction with an
-    outbox row per order's event (some events written twice, some
-    transactions rolled back); "runner relay postgres" moves the outbox
-    into the topic events; N workers of the dedup app drop the repeated
-    events into events-unique; "runner sink postgres dedup" writes them
-    into the table events. Meanwhile the relay and the sink are SIGKILLed
-    and restarted 3 times each, and a worker once. Then SQL checks that
-    each committed order is in events exactly once, no rolled-back one
-    is, and the count and sum of amounts equal the orders table's; the
-    topics in between are read with read_committed.
+    The outbox relay and the Postgres sink end to end, with the dedup and
+    the enrich apps between them, on a throwaway Postgres (initdb into a
+    temporary directory; Debian's postgresql package, see "make
+    postgres") and an embedded broker. Writers commit N orders (default
+    20000) into a table orders, each transaction with an outbox row per
+    order's event (some events written twice, some transactions rolled
+    back), and changes of a table customers (updates, a delete, a late
+    insert) with an outbox row each; "runner relay postgres" moves the
+    outbox into the topics order-events and customers; --workers workers
+    of the dedup app drop the repeated events into orders; as many of the
+    enrich app join each order with its customer into orders-enriched;
+    "runner sink postgres enrich" writes them into the table
+    orders_enriched. Meanwhile the relay and the sink are SIGKILLed and
+    restarted 3 times each, and a worker of each app once. Then SQL
+    checks that each committed order is in orders_enriched exactly once
+    with a value its customer had, no rolled-back one is, and the counts
+    and sums of amounts, overall and per customer, equal the orders
+    table's and the plan's; the topics in between are read with
+    read_committed.
 `,
 	run: runDemo,
 }
@@ -145,9 +151,21 @@ func demoPassthrough(ctx context.Context, stdout, stderr io.Writer, n int64, nwo
 type demoRig struct {
 	brokers  []string
 	cl       *kgo.Client
-	ws       *demoWorkers
+	ws       *demoWorkers   // the app's workers w1..wn; nil when started without an app
+	sets     []*demoWorkers // ws and those of addWorkers
 	progress *demoProgress
 	close    func()
+}
+
+// addWorkers starts n more workers, named prefix1..prefixn, of app (with
+// its flags) on the rig's broker; the rig's close stops them.
+func (r *demoRig) addWorkers(prefix string, n int, app ...string) (*demoWorkers, error) {
+	ws, err := startDemoWorkers(r.brokers[0], r.progress, prefix, n, app...)
+	if err != nil {
+		return nil, err
+	}
+	r.sets = append(r.sets, ws)
+	return ws, nil
 }
 
 // startDemo starts a broker with topics of partitions partitions each, a
@@ -160,7 +178,8 @@ func startDemo(ctx context.Context, p *demoProgress, topics []string, partitions
 // startDemoWith is startDemo with topic configs (by topic name; a topic
 // without any gets the broker's defaults) and prepare, when not nil,
 // which runs once the topics exist and before the workers start: input
-// the workers must find there at their start.
+// the workers must find there at their start. With no app it starts no
+// workers (addWorkers does).
 func startDemoWith(ctx context.Context, p *demoProgress, topics []string, configs map[string]map[string]*string, partitions int32,
 	nworkers int, prepare func(*kgo.Client) error, app ...string,
 ) (*demoRig, error) {
@@ -197,14 +216,18 @@ func startDemoWith(ctx context.Context, p *demoProgress, topics []string, config
 			return fail(err)
 		}
 	}
-	if r.ws, err = startDemoWorkers(addr, p, nworkers, app...); err != nil {
-		return fail(err)
-	}
 	r.close = func() {
 		p.finish()
-		r.ws.stopAll()
+		for _, ws := range r.sets {
+			ws.stopAll()
+		}
 		r.cl.Close()
 		cluster.Close()
+	}
+	if len(app) > 0 {
+		if r.ws, err = r.addWorkers("w", nworkers, app...); err != nil {
+			return fail(err)
+		}
 	}
 	return r, nil
 }
@@ -269,10 +292,11 @@ func produceDemo(ctx context.Context, brokers []string, p *demoProgress, from, t
 	return nil
 }
 
-// startDemoWorkers starts n child workers w1..wn of app (with its flags),
-// each with its own state directory and its metrics on a port of its
-// own, which p scrapes; stopAll stops them and removes the directories.
-func startDemoWorkers(addr string, p *demoProgress, n int, app ...string) (*demoWorkers, error) {
+// startDemoWorkers starts n child workers prefix1..prefixn of app (with
+// its flags), each with its own state directory and its metrics on a port
+// of its own, which p scrapes; stopAll stops them and removes the
+// directories.
+func startDemoWorkers(addr string, p *demoProgress, prefix string, n int, app ...string) (*demoWorkers, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("runner: demo: find own executable: %w", err)
@@ -281,9 +305,9 @@ func startDemoWorkers(addr string, p *demoProgress, n int, app ...string) (*demo
 	if err != nil {
 		return nil, err
 	}
-	ws := &demoWorkers{bin: self, addr: addr, progress: p, stateDir: stateDir, app: app, n: n}
+	ws := &demoWorkers{bin: self, addr: addr, progress: p, stateDir: stateDir, app: app, prefix: prefix, n: n}
 	for i := 1; i <= n; i++ {
-		if err := ws.start(fmt.Sprintf("w%d", i)); err != nil {
+		if err := ws.start(fmt.Sprintf("%s%d", prefix, i)); err != nil {
 			ws.stopAll()
 			return nil, err
 		}
@@ -292,12 +316,12 @@ func startDemoWorkers(addr string, p *demoProgress, n int, app ...string) (*demo
 	return ws, nil
 }
 
-// crashOne SIGKILLs worker w2 (w1 when alone) and restarts it with the same
-// instance id. It waits first, up to crashWait, until the victim has
+// crashOne SIGKILLs worker w2 (w1 when alone; the prefix is the set's)
+// and restarts it with the same instance id. It waits first, up to crashWait, until the victim has
 // committed a transaction, so that the crash interrupts work and the
 // restarted worker has state to restore.
 func (d *demoWorkers) crashOne(ctx context.Context) error {
-	victim := fmt.Sprintf("w%d", min(2, d.n))
+	victim := fmt.Sprintf("%s%d", d.prefix, min(2, d.n))
 	p := d.progress
 	if n, err := p.waitCommitted(ctx, victim, crashAfter, crashWait); err != nil {
 		return err
@@ -328,6 +352,7 @@ const (
 type demoWorkers struct {
 	bin, addr string
 	app       []string // APP and its flags
+	prefix    string   // of the instance ids: prefix1, prefix2, ...
 	n         int      // workers started at first
 	stateDir  string
 	progress  *demoProgress // where the workers' progress and warnings go

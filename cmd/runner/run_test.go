@@ -87,9 +87,13 @@ func TestDemoPassthrough(t *testing.T) {
 }
 
 // runner demo outbox: orders written with their outbox rows in one
-// database transaction reach the sink's table exactly once through the
-// relay, the dedup app and the sink, each SIGKILLed and restarted, and
-// none of the rolled-back ones does; the report alone on stdout, the
+// database transaction, and customers changed with theirs, reach the
+// sink's table exactly once through the relay, the dedup app (which drops
+// the repeated events), the enrich app (which joins each order with its
+// customer) and the sink, each SIGKILLed and restarted, and none of the
+// rolled-back ones does; each order joined a value its customer had from
+// the phase it was written in on (null for the deleted customer), and
+// the totals per customer are the plan's. The report alone on stdout, the
 // kills and the final totals on stderr.
 func TestDemoOutbox(t *testing.T) {
 	p := startRunner(t, nil, "demo", "outbox", "--records", "5000", "--workers", "2")
@@ -99,30 +103,38 @@ func TestDemoOutbox(t *testing.T) {
 	}
 	all := strings.Join(out, "\n")
 	require.Equal(t, 0, p.wait(t), "stdout:\n%s\nstderr:\n%s", all, p.stderr())
-	require.True(t, strings.HasPrefix(all, "demo report (outbox, 2 dedup workers;"), "stdout holds more than the report:\n%s", all)
+	require.True(t, strings.HasPrefix(all, "demo report (outbox, 2 dedup and 2 enrich workers;"), "stdout holds more than the report:\n%s", all)
 	for _, w := range []string{
 		"orders in:        5000 committed in 2000 transactions (5649 outbox rows, 649 repeat an order's event)",
-		"rolled back:      249 transactions, 621 orders (must never appear)",
-		"relayed:          5649 records in events (0 duplicates, 0 missing, 0 rolled back)",
-		"deduplicated:     5000 records in events-unique (0 duplicates, 0 missing, 0 rolled back)",
-		"sink table:       5000 rows in events, 0 missing, 0 rolled back, 0 not in orders, 0 not as in orders",
-		"totals:           equal: events 5000 orders,",
+		"customers in:     103 changes committed in 33 transactions: 51 first values, 50 updates, 1 deleted, 1 created later",
+		"rolled back:      258 transactions: 621 orders, 17 customer changes (must never appear)",
+		"relayed:          5649 records in order-events (0 duplicates, 0 missing, 0 rolled back, 0 not as written)",
+		"relayed:          103 records in customers (0 duplicates, 0 missing, 0 rolled back, 0 not as written)",
+		"deduplicated:     5000 records in orders (0 duplicates, 0 missing, 0 rolled back, 0 not as written)",
+		"enriched:         5000 records in orders-enriched (0 duplicates, 0 missing, 0 rolled back, 0 not as written)",
+		"sink table:       5000 rows in orders_enriched, 0 missing, 0 rolled back, 0 not in orders, 0 not as in orders",
+		"joined customers: 0 wrong;", ", 50 a deleted customer (null)",
+		"customers table:  51 rows, 0 not as planned",
+		"totals:           equal: orders_enriched 5000 orders, 24920248 cents; orders table 5000, 24920248 cents; " +
+			"planned 5000, 24920248 cents; 0 of 52 customers' sums differ",
 		"duplicates:       0", "missing:          0", "rolled back seen: 0", "unexpected:       0",
-		"kills:            3 relay, 3 sink, 1 worker",
+		"kills:            3 relay, 3 sink, 1 dedup worker, 1 enrich worker",
 		"demo: clean",
 	} {
 		require.Contains(t, all, w)
 	}
 	progress := p.stderr()
-	for _, w := range []string{"SIGKILL relay", "relay restarted", "SIGKILL sink", "sink restarted", "SIGKILL w2"} {
+	for _, w := range []string{"SIGKILL relay", "relay restarted", "SIGKILL sink", "sink restarted", "SIGKILL d2", "SIGKILL e2",
+		"the enrich workers have loaded the 51 customer changes committed so far"} {
 		require.Contains(t, progress, "] "+w+"\n")
 	}
+	require.Equal(t, 4, strings.Count(progress, "] the enrich workers have loaded the "), "a wait before each phase:\n%s", progress)
 	m := demoDone.FindStringSubmatch(progress)
 	require.NotNil(t, m, "no final progress line on stderr:\n%s", progress)
 	require.Equal(t, "5000", m[1], "orders committed: %s", m[0])
 	processed, _ := strconv.Atoi(m[2])
 	require.Positive(t, processed, m[0])
-	require.Equal(t, "7", m[4], "kills: %s", m[0])
+	require.Equal(t, "8", m[4], "kills: %s", m[0])
 }
 
 func TestDescribeAndApps(t *testing.T) {
