@@ -61,9 +61,10 @@ import (
 // bytes) and the pack's number within it (8 bytes), so that no two live
 // packs share a key and compaction removes none; its value lists its
 // writes in order, each an encoded key and its DB value or a delete. An
-// expiry pass writes nothing per entry: once a segment is dropped whole,
-// each of its packs gets a tombstone, and a restore that meets one
-// removes the segment (a range deletion), reading nothing. A compacted
+// expiry pass writes nothing per entry: when a pass begins on a segment
+// that ended, each of its packs gets a tombstone, and a restore that
+// meets one removes the segment (a range deletion), reading nothing (the
+// entries the pass has not reached yet are not restored). A compacted
 // changelog thus holds the packs of the live segments and what was
 // dropped recently. The records carry the header PackedHeader;
 // SegmentedChangelogEntries decodes them. Records without it (a
@@ -498,8 +499,10 @@ func (s *Segmented[K, V]) Put(k K, v V, expires time.Time) error {
 // Expire drops every segment that ends at or before now: each entry
 // expiring before the start of now's segment is removed, in segment
 // order and key order within a segment, with each (if not nil) called
-// before; each must not use the store. A tombstone of every removed
-// entry goes to the changelog. An error from each stops the pass and is
+// before; each must not use the store. The changelog gets, at the next
+// FlushChangelog, a tombstone for every pack of each segment that ended
+// (not one per entry); after a restore, none of those segments' entries
+// is left, removed by this pass or not yet. An error from each stops the pass and is
 // returned; the entries removed before it stay removed in the pending
 // writes.
 func (s *Segmented[K, V]) Expire(now time.Time, each func(k K, v V) error) error {
