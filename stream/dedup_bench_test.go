@@ -49,6 +49,13 @@ func BenchmarkDedupStep(b *testing.B) {
 			off++
 		}
 		if (i+1)%txnRecords == 0 {
+			if out, err = tk.(topology.Flusher).Flush(out[:0]); err != nil { // the changelog's packs
+				b.Fatal(err)
+			}
+			for _, o := range out {
+				o.Offset = off
+				off++
+			}
 			if err := st.Commit(); err != nil {
 				b.Fatal(err)
 			}
