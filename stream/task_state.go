@@ -167,9 +167,9 @@ type restorer interface {
 }
 
 // packer is a store that holds its changelog writes until FlushChangelog
-// packs them (state.Segmented): the task flushes it at the end of every
-// batch (Flush), and restores the records marked with
-// state.PackedHeader through RestorePacked.
+// packs them (state.Segmented): the runtime flushes the task after each
+// poll and before the transaction ends (Flush), and the task restores the
+// records marked with state.PackedHeader through RestorePacked.
 type packer interface {
 	FlushChangelog() error
 	Unflushed() int

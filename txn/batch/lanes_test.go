@@ -164,3 +164,83 @@ func TestProcessRefusesATopicNotRead(t *testing.T) {
 	require.ErrorIs(t, c.Process(f), ErrNotSource)
 	c.Finish()
 }
+
+// holdingTopology's tasks hold every record's output back until Flush (as
+// a store packing its changelog writes does); failFlush makes Flush fail.
+type holdingTopology struct {
+	echoTopology
+	failFlush bool
+	flushes   atomic.Int64
+}
+
+func (h *holdingTopology) NewTask(topology.TaskID, topology.TaskConfig) (topology.Task, error) {
+	return &holdingTask{echoTask: echoTask{topo: &h.echoTopology}, topo: h}, nil
+}
+
+type holdingTask struct {
+	echoTask
+	topo *holdingTopology
+	held []*kgo.Record
+}
+
+func (t *holdingTask) Process(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	t.held = append(t.held, &kgo.Record{Topic: "held", Partition: rec.Partition, Offset: rec.Offset})
+	return t.echoTask.Process(rec, out)
+}
+
+func (t *holdingTask) Flush(out []*kgo.Record) ([]*kgo.Record, error) {
+	t.topo.flushes.Add(1)
+	out = append(out, t.held...)
+	t.held = t.held[:0]
+	if t.topo.failFlush {
+		return out, errors.New("state failed")
+	}
+	return out, nil
+}
+
+// What a task holds back (a Flusher) is produced in the batch: after each
+// poll's records, on the task's lane, and by Finish for what is left; a
+// failed Flush fails Finish, naming the task, so that the batch does not
+// commit.
+func TestHeldRecordsAreProducedInTheBatch(t *testing.T) {
+	const partitions, perPoll = 5, 40
+	topo := &holdingTopology{}
+	c := New(topo, Config{Lanes: 2})
+	var mu sync.Mutex
+	held := map[int32][]int64{}
+	f := poll(partitions, 0, perPoll)
+	ids, err := c.Missing(f)
+	require.NoError(t, err)
+	for _, id := range ids {
+		task, err := topo.NewTask(id, topology.TaskConfig{})
+		require.NoError(t, err)
+		c.Add(id, task)
+	}
+	c.Begin(func(r *kgo.Record) {
+		if r.Topic == "held" {
+			mu.Lock()
+			held[r.Partition] = append(held[r.Partition], r.Offset)
+			mu.Unlock()
+		}
+	})
+	require.NoError(t, c.Process(f))
+	require.EqualValues(t, partitions, topo.flushes.Load(), "each task flushed after its poll")
+	require.NoError(t, c.Process(poll(partitions, perPoll, perPoll)))
+	counts, err := c.Finish()
+	require.NoError(t, err)
+	require.Equal(t, 4*partitions*perPoll, counts.Produced, "outputs and held records of both polls")
+	for p := range int32(partitions) {
+		require.Len(t, held[p], 2*perPoll, "partition %d", p)
+	}
+	require.EqualValues(t, 3*partitions, topo.flushes.Load(), "after each poll, and once more by Finish")
+	_, err = c.Advance(Committed, nil)
+	require.NoError(t, err)
+
+	topo.failFlush = true
+	c.Begin(func(*kgo.Record) {})
+	err = c.Process(poll(1, 2*perPoll, 1))
+	var te *TaskError
+	require.ErrorAs(t, err, &te, "a failed flush after a poll fails the poll")
+	_, err = c.Finish()
+	require.ErrorContains(t, err, "task 0_0: flush: state failed")
+}
