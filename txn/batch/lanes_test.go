@@ -64,7 +64,9 @@ func poll(partitions int32, from, n int64) kgo.Fetches {
 
 // prepare adds the tasks f needs, as the loop does before a batch (echo
 // tasks restore nothing).
-func prepare(t *testing.T, c *Core, topo *echoTopology, f kgo.Fetches) {
+func prepare(t *testing.T, c *Core, topo interface {
+	NewTask(topology.TaskID, topology.TaskConfig) (topology.Task, error)
+}, f kgo.Fetches) {
 	t.Helper()
 	ids, err := c.Missing(f)
 	require.NoError(t, err)
@@ -209,13 +211,7 @@ func TestHeldRecordsAreProducedInTheBatch(t *testing.T) {
 	var mu sync.Mutex
 	held := map[int32][]int64{}
 	f := poll(partitions, 0, perPoll)
-	ids, err := c.Missing(f)
-	require.NoError(t, err)
-	for _, id := range ids {
-		task, err := topo.NewTask(id, topology.TaskConfig{})
-		require.NoError(t, err)
-		c.Add(id, task)
-	}
+	prepare(t, c, topo, f)
 	c.Begin(func(r *kgo.Record) {
 		if r.Topic == "held" {
 			mu.Lock()
