@@ -155,11 +155,8 @@ type worker struct {
 	instance string
 	stateDir string
 	p        *proc
-	stopped  bool // SIGSTOPped
-	// damaged: the harness corrupted a file of its state directory, so
-	// an exit because the database found the damage in use is expected.
-	damaged bool
-	log     string // its log file
+	stopped  bool   // SIGSTOPped
+	log      string // its log file
 }
 
 func (w *worker) String() string { return w.app.name() + "/" + w.instance }
@@ -180,6 +177,14 @@ type fleet struct {
 	// the damage while in use (state.CorruptionPanic): the designed way
 	// out, the restart restoring in full. Not violations.
 	corruptionExits int
+	// damaged holds the state directories in which the harness corrupted
+	// a file and did not wipe since: an exit because the database found
+	// the damage in use is expected there. The damage is the directory's,
+	// not one process's: it stays through restarts, and through a scaling
+	// that stops the instance and starts it again, until a database
+	// reads the damaged block (maybe much later) or the directory is
+	// wiped.
+	damaged map[string]bool
 }
 
 // start starts instance of a (its state directory kept across restarts)
@@ -258,7 +263,7 @@ func (f *fleet) reap() error {
 	for _, w := range f.workers {
 		if w.p.exited() && !w.p.expected {
 			dead = append(dead, w)
-			if w.damaged && strings.Contains(tail(w.log, 64<<10), corruptionPanic) {
+			if f.damaged[w.stateDir] && strings.Contains(tail(w.log, 64<<10), corruptionPanic) {
 				f.corruptionExits++
 				continue
 			}
@@ -273,6 +278,16 @@ func (f *fleet) reap() error {
 		}
 	}
 	return nil
+}
+
+// setDamaged records whether the harness left damage in dir.
+func (f *fleet) setDamaged(dir string, damaged bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.damaged == nil {
+		f.damaged = map[string]bool{}
+	}
+	f.damaged[dir] = damaged
 }
 
 // stopAll stops every worker gracefully.

@@ -85,6 +85,7 @@ func (c *chaos) killWorker(ctx context.Context, damage string) error {
 		if err := os.RemoveAll(w.stateDir); err != nil {
 			return err
 		}
+		c.fleet.setDamaged(w.stateDir, false) // the damage went with it
 		c.counts.wipes++
 		c.logf("kill %s, state directory wiped", w)
 	case "corrupt":
@@ -93,7 +94,7 @@ func (c *chaos) killWorker(ctx context.Context, damage string) error {
 			return err
 		}
 		c.counts.corruptions++
-		w.damaged = true
+		c.fleet.setDamaged(w.stateDir, true)
 		c.logf("kill %s, %s", w, what)
 	default:
 		c.logf("kill %s", w)
