@@ -26,7 +26,8 @@ import (
 // other PGSINK_* variables configure it.
 const childEnv = "PGSINK_CHILD"
 
-// Child modes: what the child does at its PGSINK_AT-th batch.
+// Child modes: what the child does at its PGSINK_AT-th batch (or, for
+// the mid-batch modes, the first after it that writes half its rows).
 const (
 	modeRun          = "run"           // nothing: a healthy instance
 	modeHang         = "hang"          // writes half the batch, says "mid-batch", waits to be killed
@@ -48,15 +49,20 @@ func runChild() int {
 	spansJSON := func(spans []pgsink.Span) string { b, _ := json.Marshal(spans); return string(b) }
 
 	writes, begins := 0, 0
+	held := false // the mid-batch stop happened
 	write := func(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[string, Order]) error {
 		writes++
-		if writes != at || (mode != modeHang && mode != modeZombieMid) {
+		if writes < at || held || (mode != modeHang && mode != modeZombieMid) {
 			return insertOrders(ctx, tx, b, instance, 0, len(b.Records))
 		}
+		// From the at-th batch on, until one gets this far: an attempt
+		// that fails before (its partitions revoked by a rebalance, on a
+		// loaded machine) is retried, and the retry stops instead.
 		half := len(b.Records) / 2
 		if err := insertOrders(ctx, tx, b, instance, 0, half); err != nil {
 			return err
 		}
+		held = true
 		say("mid-batch %s", spansJSON(b.Spans))
 		select {
 		case <-usr1:

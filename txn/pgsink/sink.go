@@ -138,7 +138,9 @@ func (r *retry) Unwrap() error { return r.err }
 // cancelled. It returns nil on cancellation and an error on a fatal
 // failure: a *RecordError under OnErrorFail, a *WriteError for a write
 // function error that is not transient, or a database error at start
-// (permissions, a bad connection string).
+// that is not transient (permissions, a bad connection string; a
+// transient one while creating the tables is retried, with the same
+// pauses as below).
 //
 // Everything else is survived the same way: a fenced batch (another
 // instance took a partition over), a transient database error (a lost
@@ -168,14 +170,30 @@ func (s *Sink[K, V]) Run(ctx context.Context) error {
 		defer pool.Close()
 		s.pool = pool
 	}
-	if err := CreateTables(ctx, s.pool, s.cfg); err != nil {
+	const minPause, maxPause = 100 * time.Millisecond, 5 * time.Second
+	for pause := minPause; ; pause = min(2*pause, maxPause) {
+		err := CreateTables(ctx, s.pool, s.cfg)
 		if ctx.Err() != nil {
 			return nil
 		}
-		return err
+		if err == nil {
+			break
+		}
+		if !transient(err) {
+			return err
+		}
+		// A lost connection, a lock timeout, or an idle-in-transaction
+		// timeout on a loaded machine: try again.
+		s.cfg.Logger.Warn("pgsink: creating the tables failed; retrying", "err", err, "pause", pause)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
 	}
 
-	const minPause, maxPause = 100 * time.Millisecond, 5 * time.Second
 	pause := minPause
 	for {
 		before := s.batches.Load()

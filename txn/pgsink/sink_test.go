@@ -3,13 +3,16 @@ package pgsink_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -232,5 +235,46 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := pgsink.ParseErrorPolicy("retry"); err == nil {
 		t.Error("ParseErrorPolicy(retry) succeeded")
+	}
+}
+
+// A transient error while the sink creates its tables at start (here
+// Config.Setup's first call fails as a transaction ended by
+// idle_in_transaction_session_timeout does, as a loaded machine gets) is
+// retried, not fatal: the sink goes on and writes.
+func TestTransientErrorCreatingTablesIsRetried(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic(t, "orders", 2)
+	e.produce(t, orderRecords("orders", 0, 100, 2), true)
+	cfg := config(e, "g", "orders")
+	var setups atomic.Int64
+	cfg.Setup = func(context.Context, pgx.Tx) error {
+		if setups.Add(1) == 1 {
+			return &pgconn.PgError{Code: "25P03", Message: "terminating connection due to idle-in-transaction timeout"}
+		}
+		return nil
+	}
+	s, err := pgsink.New(cfg, serde.String, orderSerde, writeOrders("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, time.Minute, "the orders", func() (bool, error) {
+		select {
+		case err := <-done:
+			return false, fmt.Errorf("Run returned: %v", err)
+		default:
+		}
+		return e.count(t, "SELECT count(*) FROM orders") == 100, nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if n := setups.Load(); n != 2 {
+		t.Errorf("Setup ran %d times, want 2 (the failure, then the retry)", n)
 	}
 }
