@@ -81,11 +81,12 @@ func (s *Segmented[K, V]) Unflushed() int { return len(s.ops.ops) }
 // to the changelog, packed: one record per segment and up to 16 KiB of
 // writes, whose key is the segment and the pack's number within it, and
 // whose value lists the writes in the order they were made
-// (SegmentedChangelogEntries decodes it). A segment that Expire dropped
-// gets a tombstone for each of its packs. The runtime calls it after the
-// last record of a batch and before the transaction ends: Put and Expire
-// append nothing to the changelog themselves, so that a record's writes
-// are undone with it (a rollback) before anything was appended. An error
+// (SegmentedChangelogEntries decodes it). Each segment an expiry pass
+// began dropping gets a tombstone for each of its packs. The runtime
+// calls it after each poll's records and before the transaction ends,
+// between records: Put and Expire append nothing to the changelog
+// themselves, so that a record's writes are undone with it (a rollback)
+// before anything was appended. An error
 // means the store's database failed: the transaction must not commit.
 func (s *Segmented[K, V]) FlushChangelog() error {
 	if len(s.ops.ops) == 0 {
