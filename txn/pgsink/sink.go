@@ -185,12 +185,8 @@ func (s *Sink[K, V]) Run(ctx context.Context) error {
 		// A lost connection, a lock timeout, or an idle-in-transaction
 		// timeout on a loaded machine: try again.
 		s.cfg.Logger.Warn("pgsink: creating the tables failed; retrying", "err", err, "pause", pause)
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pauseFor(ctx, pause) {
 			return nil
-		case <-t.C:
 		}
 	}
 
@@ -209,14 +205,22 @@ func (s *Sink[K, V]) Run(ctx context.Context) error {
 			pause = minPause
 		}
 		s.cfg.Logger.Warn("pgsink: rejoining the group, resuming from the offsets table", "group", s.cfg.Group, "err", err, "pause", pause)
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pauseFor(ctx, pause) {
 			return nil
-		case <-t.C:
 		}
 		pause = min(2*pause, maxPause)
+	}
+}
+
+// pauseFor waits d, or until ctx is done: it reports whether d passed.
+func pauseFor(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
