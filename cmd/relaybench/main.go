@@ -27,14 +27,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/cmd/internal/ratiobench"
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/outbox"
 	"github.com/sluicehq/sluice/txn/pgserver"
@@ -89,14 +88,17 @@ func run(n int, partitions int32, batch, value, runs int) error {
 
 	fmt.Printf("relaybench: %d rows of %d-byte values (written by %d transactions), output topics of %d partitions, batches of at most %d, %d runs each\n",
 		n, value, txnsPerFill, partitions, batch, runs)
-	var raw, relay []float64
-	for i := range runs {
-		for _, v := range []struct {
-			name string
-			fn   func(ctx context.Context, brokers []string, conn string, pool *pgxpool.Pool, n, batch int, name string) (time.Duration, error)
-			out  *[]float64
-		}{{"raw", runRaw, &raw}, {"relay", runRelay, &relay}} {
-			topic := v.name + "-" + strconv.Itoa(i)
+	runner := func(fn func(ctx context.Context, brokers []string, conn string, pool *pgxpool.Pool, n, batch int, name string) (time.Duration, error)) func(context.Context, string) (time.Duration, error) {
+		return func(ctx context.Context, topic string) (time.Duration, error) {
+			return fn(ctx, brokers, conn, pool, n, batch, topic)
+		}
+	}
+	_, err = ratiobench.Bench{
+		Units: n, Unit: "rows", Runs: runs, Target: 0.5,
+		Baseline: ratiobench.Variant{Name: "raw", Label: "raw_select_produce", Run: runner(runRaw)},
+		Variant:  ratiobench.Variant{Name: "relay", Label: "outbox_relay", Run: runner(runRelay)},
+		// Each run relays to a topic of its own, from a table filled anew.
+		Prepare: func(ctx context.Context, _ ratiobench.Variant, topic string) error {
 			resp, err := kadm.NewClient(adm).CreateTopic(ctx, partitions, 1, nil, topic)
 			if err == nil {
 				err = resp.Err
@@ -104,33 +106,10 @@ func run(n int, partitions int32, batch, value, runs int) error {
 			if err != nil {
 				return err
 			}
-			if err := fill(ctx, pool, topic, n, value); err != nil {
-				return err
-			}
-			d, err := v.fn(ctx, brokers, conn, pool, n, batch, topic)
-			if err != nil {
-				return fmt.Errorf("%s: %w", v.name, err)
-			}
-			rate := float64(n) / d.Seconds()
-			*v.out = append(*v.out, rate)
-			fmt.Printf("run %d %-5s %9.0f rows/s (%v)\n", i+1, v.name, rate, d.Round(time.Millisecond))
-		}
-	}
-	mr, ml := median(raw), median(relay)
-	fmt.Printf("raw_select_produce %9.0f rows/s (median)\n", mr)
-	fmt.Printf("outbox_relay       %9.0f rows/s (median)\n", ml)
-	fmt.Printf("outbox_relay/raw_select_produce %.2f (target >= 0.50; per-run ratios", ml/mr)
-	for i := range raw {
-		fmt.Printf(" %.2f", relay[i]/raw[i])
-	}
-	fmt.Println(")")
-	return nil
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
+			return fill(ctx, pool, topic, n, value)
+		},
+	}.Run(ctx, os.Stdout)
+	return err
 }
 
 // fill empties the outbox table and writes n rows for topic in

@@ -23,7 +23,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
 	"time"
 
@@ -33,6 +32,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/cmd/internal/ratiobench"
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/pgserver"
@@ -91,47 +91,32 @@ func run(n int, partitions int32, batch, runs int) error {
 	}
 	fmt.Printf("sinkbench: %d records (%d partitions), batches of at most %d, %d runs each\n", n, partitions, batch, runs)
 
-	var plain, sink []float64
-	for i := range runs {
-		for _, v := range []struct {
-			name string
-			fn   func(context.Context, []string, string, *pgxpool.Pool, int, int, string) (time.Duration, error)
-			out  *[]float64
-		}{{"plain", runPlain, &plain}, {"sink", runSink, &sink}} {
-			if _, err := pool.Exec(ctx, "TRUNCATE orders"); err != nil {
-				return err
-			}
-			d, err := v.fn(ctx, brokers, conn, pool, n, batch, v.name+"-"+strconv.Itoa(i))
-			if err != nil {
-				return fmt.Errorf("%s: %w", v.name, err)
-			}
+	runner := func(fn func(context.Context, []string, string, *pgxpool.Pool, int, int, string) (time.Duration, error)) func(context.Context, string) (time.Duration, error) {
+		return func(ctx context.Context, group string) (time.Duration, error) {
+			return fn(ctx, brokers, conn, pool, n, batch, group)
+		}
+	}
+	_, err = ratiobench.Bench{
+		Units: n, Unit: "records", Runs: runs, Target: 0.8,
+		Baseline: ratiobench.Variant{Name: "plain", Label: "plain_insert", Run: runner(runPlain)},
+		Variant:  ratiobench.Variant{Name: "sink", Label: "pgsink", Run: runner(runSink)},
+		// Each run reads the topic in a group of its own into an empty table.
+		Prepare: func(ctx context.Context, _ ratiobench.Variant, _ string) error {
+			_, err := pool.Exec(ctx, "TRUNCATE orders")
+			return err
+		},
+		Check: func(ctx context.Context, v ratiobench.Variant) error {
 			var rows int
 			if err := pool.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&rows); err != nil {
 				return err
 			}
 			if rows != n {
-				return fmt.Errorf("%s wrote %d rows, want %d", v.name, rows, n)
+				return fmt.Errorf("%s wrote %d rows, want %d", v.Name, rows, n)
 			}
-			rate := float64(n) / d.Seconds()
-			*v.out = append(*v.out, rate)
-			fmt.Printf("run %d %-5s %9.0f records/s (%v)\n", i+1, v.name, rate, d.Round(time.Millisecond))
-		}
-	}
-	mp, ms := median(plain), median(sink)
-	fmt.Printf("plain_insert %9.0f records/s (median)\n", mp)
-	fmt.Printf("pgsink       %9.0f records/s (median)\n", ms)
-	fmt.Printf("pgsink/plain_insert %.2f (target >= 0.80; per-run ratios", ms/mp)
-	for i := range plain {
-		fmt.Printf(" %.2f", sink[i]/plain[i])
-	}
-	fmt.Println(")")
-	return nil
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
+			return nil
+		},
+	}.Run(ctx, os.Stdout)
+	return err
 }
 
 // produce writes orders 0..n-1, order i to partition i mod partitions.
