@@ -55,6 +55,33 @@ func main() {
 // txnsPerFill is how many transactions write the rows before a run.
 const txnsPerFill = 200
 
+// env is what each run of either variant works on: the broker, the
+// database, how many units to process and the batch size.
+type env struct {
+	brokers  []string
+	conn     string
+	pool     *pgxpool.Pool
+	n, batch int
+	// adm makes each run's output topic, of partitions partitions.
+	adm        *kadm.Client
+	partitions int32
+	// value is the bytes per row value.
+	value int
+}
+
+// prepare makes a run's output topic and fills the table anew with rows
+// for it.
+func (e env) prepare(ctx context.Context, _ ratiobench.Variant, topic string) error {
+	resp, err := e.adm.CreateTopic(ctx, e.partitions, 1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		return err
+	}
+	return fill(ctx, e.pool, topic, e.n, e.value)
+}
+
 func run(n int, partitions int32, batch, value, runs int) error {
 	ctx := context.Background()
 	pg, err := pgserver.Start(ctx, pgserver.Options{})
@@ -85,29 +112,15 @@ func run(n int, partitions int32, batch, value, runs int) error {
 		return err
 	}
 	defer adm.Close()
+	e := env{brokers: brokers, conn: conn, pool: pool, n: n, batch: batch, adm: kadm.NewClient(adm), partitions: partitions, value: value}
 
 	fmt.Printf("relaybench: %d rows of %d-byte values (written by %d transactions), output topics of %d partitions, batches of at most %d, %d runs each\n",
 		n, value, txnsPerFill, partitions, batch, runs)
-	runner := func(fn func(ctx context.Context, brokers []string, conn string, pool *pgxpool.Pool, n, batch int, name string) (time.Duration, error)) func(context.Context, string) (time.Duration, error) {
-		return func(ctx context.Context, topic string) (time.Duration, error) {
-			return fn(ctx, brokers, conn, pool, n, batch, topic)
-		}
-	}
 	_, err = ratiobench.Bench{
 		Units: n, Unit: "rows", Runs: runs, Target: 0.5,
-		Baseline: ratiobench.Variant{Name: "raw", Label: "raw_select_produce", Run: runner(runRaw)},
-		Variant:  ratiobench.Variant{Name: "relay", Label: "outbox_relay", Run: runner(runRelay)},
-		// Each run relays to a topic of its own, from a table filled anew.
-		Prepare: func(ctx context.Context, _ ratiobench.Variant, topic string) error {
-			resp, err := kadm.NewClient(adm).CreateTopic(ctx, partitions, 1, nil, topic)
-			if err == nil {
-				err = resp.Err
-			}
-			if err != nil {
-				return err
-			}
-			return fill(ctx, pool, topic, n, value)
-		},
+		Baseline: ratiobench.Variant{Name: "raw", Label: "raw_select_produce", Run: e.runRaw},
+		Variant:  ratiobench.Variant{Name: "relay", Label: "outbox_relay", Run: e.runRelay},
+		Prepare:  e.prepare,
 	}.Run(ctx, os.Stdout)
 	return err
 }
@@ -134,8 +147,8 @@ func fill(ctx context.Context, pool *pgxpool.Pool, topic string, n, value int) e
 
 // runRaw is the baseline: select after an in-memory position, produce,
 // flush; no horizon, transaction, cursor or cleanup.
-func runRaw(ctx context.Context, brokers []string, _ string, pool *pgxpool.Pool, n, batch int, _ string) (time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func (e env) runRaw(ctx context.Context, _ string) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
 	if err != nil {
 		return 0, err
 	}
@@ -147,12 +160,12 @@ func runRaw(ctx context.Context, brokers []string, _ string, pool *pgxpool.Pool,
 		done  int
 		perr  error
 	)
-	for done < n {
+	for done < e.n {
 		if start.IsZero() {
 			start = time.Now()
 		}
-		rs, err := pool.Query(ctx, `SELECT xid, seq, topic, key, value, header_keys, header_values, created_at FROM sluice_outbox
-			WHERE (xid, seq) > ($1::xid8, $2::bigint) ORDER BY xid, seq LIMIT $3`, xid, seq, batch)
+		rs, err := e.pool.Query(ctx, `SELECT xid, seq, topic, key, value, header_keys, header_values, created_at FROM sluice_outbox
+			WHERE (xid, seq) > ($1::xid8, $2::bigint) ORDER BY xid, seq LIMIT $3`, xid, seq, e.batch)
 		if err != nil {
 			return 0, err
 		}
@@ -192,11 +205,11 @@ func runRaw(ctx context.Context, brokers []string, _ string, pool *pgxpool.Pool,
 }
 
 // runRelay runs the relay until it has relayed every row.
-func runRelay(ctx context.Context, brokers []string, conn string, _ *pgxpool.Pool, n, batch int, name string) (time.Duration, error) {
+func (e env) runRelay(ctx context.Context, name string) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r, err := outbox.New(outbox.Config{
-		Brokers: brokers, Name: name, Postgres: conn, MaxBatchRows: batch, PollInterval: 10 * time.Millisecond,
+		Brokers: e.brokers, Name: name, Postgres: e.conn, MaxBatchRows: e.batch, PollInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -220,14 +233,14 @@ func runRelay(ctx context.Context, brokers []string, conn string, _ *pgxpool.Poo
 			if start.IsZero() && s.Polls > 0 {
 				start = time.Now()
 			}
-			if s.Rows >= int64(n) {
+			if s.Rows >= int64(e.n) {
 				end := time.Now()
 				cancel()
 				if err := <-errc; err != nil {
 					return 0, err
 				}
-				if s.Rows != int64(n) {
-					return 0, fmt.Errorf("relayed %d rows, want %d", s.Rows, n)
+				if s.Rows != int64(e.n) {
+					return 0, fmt.Errorf("relayed %d rows, want %d", s.Rows, e.n)
 				}
 				return end.Sub(start), nil
 			}

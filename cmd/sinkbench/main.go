@@ -48,6 +48,33 @@ type Order struct {
 
 var orderSerde = serde.JSON[Order]()
 
+// env is what each run of either variant works on: the broker, the
+// database, how many units to process and the batch size.
+type env struct {
+	brokers  []string
+	conn     string
+	pool     *pgxpool.Pool
+	n, batch int
+}
+
+// truncate empties the orders table before a run.
+func (e env) truncate(ctx context.Context, _ ratiobench.Variant, _ string) error {
+	_, err := e.pool.Exec(ctx, "TRUNCATE orders")
+	return err
+}
+
+// check checks that the run of v wrote every order.
+func (e env) check(ctx context.Context, v ratiobench.Variant) error {
+	var rows int
+	if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&rows); err != nil {
+		return err
+	}
+	if rows != e.n {
+		return fmt.Errorf("%s wrote %d rows, want %d", v.Name, rows, e.n)
+	}
+	return nil
+}
+
 func main() {
 	records := flag.Int("records", 200_000, "records in the topic, each variant reads them all")
 	partitions := flag.Int("partitions", 8, "partitions of the topic")
@@ -91,30 +118,13 @@ func run(n int, partitions int32, batch, runs int) error {
 	}
 	fmt.Printf("sinkbench: %d records (%d partitions), batches of at most %d, %d runs each\n", n, partitions, batch, runs)
 
-	runner := func(fn func(context.Context, []string, string, *pgxpool.Pool, int, int, string) (time.Duration, error)) func(context.Context, string) (time.Duration, error) {
-		return func(ctx context.Context, group string) (time.Duration, error) {
-			return fn(ctx, brokers, conn, pool, n, batch, group)
-		}
-	}
+	e := env{brokers: brokers, conn: conn, pool: pool, n: n, batch: batch}
 	_, err = ratiobench.Bench{
 		Units: n, Unit: "records", Runs: runs, Target: 0.8,
-		Baseline: ratiobench.Variant{Name: "plain", Label: "plain_insert", Run: runner(runPlain)},
-		Variant:  ratiobench.Variant{Name: "sink", Label: "pgsink", Run: runner(runSink)},
-		// Each run reads the topic in a group of its own into an empty table.
-		Prepare: func(ctx context.Context, _ ratiobench.Variant, _ string) error {
-			_, err := pool.Exec(ctx, "TRUNCATE orders")
-			return err
-		},
-		Check: func(ctx context.Context, v ratiobench.Variant) error {
-			var rows int
-			if err := pool.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&rows); err != nil {
-				return err
-			}
-			if rows != n {
-				return fmt.Errorf("%s wrote %d rows, want %d", v.Name, rows, n)
-			}
-			return nil
-		},
+		Baseline: ratiobench.Variant{Name: "plain", Label: "plain_insert", Run: e.runPlain},
+		Variant:  ratiobench.Variant{Name: "sink", Label: "pgsink", Run: e.runSink},
+		Prepare:  e.truncate,
+		Check:    e.check,
 	}.Run(ctx, os.Stdout)
 	return err
 }
@@ -174,8 +184,8 @@ func insertOrders(ctx context.Context, exec func(context.Context, string, ...any
 
 // runPlain is the baseline: poll, decode, insert (one implicit
 // transaction per batch), no offsets anywhere.
-func runPlain(ctx context.Context, brokers []string, _ string, pool *pgxpool.Pool, n, batch int, group string) (time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
+func (e env) runPlain(ctx context.Context, group string) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
 	if err != nil {
 		return 0, err
@@ -183,8 +193,8 @@ func runPlain(ctx context.Context, brokers []string, _ string, pool *pgxpool.Poo
 	defer cl.Close()
 	var start time.Time
 	done := 0
-	for done < n {
-		fs := cl.PollRecords(ctx, batch)
+	for done < e.n {
+		fs := cl.PollRecords(ctx, e.batch)
 		if err := fs.Err0(); err != nil {
 			return 0, err
 		}
@@ -202,7 +212,7 @@ func runPlain(ctx context.Context, brokers []string, _ string, pool *pgxpool.Poo
 		if start.IsZero() {
 			start = time.Now()
 		}
-		if err := insertOrders(ctx, pool.Exec, orders); err != nil {
+		if err := insertOrders(ctx, e.pool.Exec, orders); err != nil {
 			return 0, err
 		}
 		done += len(orders)
@@ -212,12 +222,12 @@ func runPlain(ctx context.Context, brokers []string, _ string, pool *pgxpool.Poo
 
 // runSink runs the Postgres sink with the same insert, until every
 // record is committed.
-func runSink(ctx context.Context, brokers []string, conn string, _ *pgxpool.Pool, n, batch int, group string) (time.Duration, error) {
+func (e env) runSink(ctx context.Context, group string) (time.Duration, error) {
 	var start time.Time
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := pgsink.New(pgsink.Config{
-		Brokers: brokers, Group: group, Topics: []string{"orders"}, Postgres: conn, MaxBatchRecords: batch,
+		Brokers: e.brokers, Group: group, Topics: []string{"orders"}, Postgres: e.conn, MaxBatchRecords: e.batch,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, serde.Bytes, orderSerde, func(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[[]byte, Order]) error {
 		if start.IsZero() {
@@ -245,7 +255,7 @@ func runSink(ctx context.Context, brokers []string, conn string, _ *pgxpool.Pool
 			}
 			return 0, err
 		case <-tick.C:
-			if s.Stats().Records >= int64(n) {
+			if s.Stats().Records >= int64(e.n) {
 				end := time.Now()
 				cancel()
 				if err := <-errc; err != nil {
