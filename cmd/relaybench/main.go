@@ -33,10 +33,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/cmd/internal/benchenv"
 	"github.com/sluicehq/sluice/cmd/internal/ratiobench"
-	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/outbox"
-	"github.com/sluicehq/sluice/txn/pgserver"
 )
 
 func main() {
@@ -55,12 +54,10 @@ func main() {
 // txnsPerFill is how many transactions write the rows before a run.
 const txnsPerFill = 200
 
-// env is what each run of either variant works on: the broker, the
-// database, how many units to process and the batch size.
+// env is what each run of either variant works on: the broker and the
+// database, how many rows to relay and the batch size.
 type env struct {
-	brokers  []string
-	conn     string
-	pool     *pgxpool.Pool
+	*benchenv.Env
 	n, batch int
 	// adm makes each run's output topic, of partitions partitions.
 	adm        *kadm.Client
@@ -79,40 +76,25 @@ func (e env) prepare(ctx context.Context, _ ratiobench.Variant, topic string) er
 	if err != nil {
 		return err
 	}
-	return fill(ctx, e.pool, topic, e.n, e.value)
+	return fill(ctx, e.Pool, topic, e.n, e.value)
 }
 
 func run(n int, partitions int32, batch, value, runs int) error {
 	ctx := context.Background()
-	pg, err := pgserver.Start(ctx, pgserver.Options{})
+	be, err := benchenv.Start(ctx)
 	if err != nil {
 		return err
 	}
-	defer pg.Stop()
-	if err := pg.CreateDB(ctx, "bench"); err != nil {
+	defer be.Close()
+	if err := (outbox.Table{}).Create(ctx, be.Pool); err != nil {
 		return err
 	}
-	conn := pg.ConnString("bench")
-	pool, err := pgxpool.New(ctx, conn)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := (outbox.Table{}).Create(ctx, pool); err != nil {
-		return err
-	}
-	cluster, addr, err := broker.Start(broker.Config{})
-	if err != nil {
-		return err
-	}
-	defer cluster.Close()
-	brokers := []string{addr}
-	adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	adm, err := kgo.NewClient(kgo.SeedBrokers(be.Brokers...))
 	if err != nil {
 		return err
 	}
 	defer adm.Close()
-	e := env{brokers: brokers, conn: conn, pool: pool, n: n, batch: batch, adm: kadm.NewClient(adm), partitions: partitions, value: value}
+	e := env{Env: be, n: n, batch: batch, adm: kadm.NewClient(adm), partitions: partitions, value: value}
 
 	fmt.Printf("relaybench: %d rows of %d-byte values (written by %d transactions), output topics of %d partitions, batches of at most %d, %d runs each\n",
 		n, value, txnsPerFill, partitions, batch, runs)
@@ -148,7 +130,7 @@ func fill(ctx context.Context, pool *pgxpool.Pool, topic string, n, value int) e
 // runRaw is the baseline: select after an in-memory position, produce,
 // flush; no horizon, transaction, cursor or cleanup.
 func (e env) runRaw(ctx context.Context, _ string) (time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Brokers...))
 	if err != nil {
 		return 0, err
 	}
@@ -164,7 +146,7 @@ func (e env) runRaw(ctx context.Context, _ string) (time.Duration, error) {
 		if start.IsZero() {
 			start = time.Now()
 		}
-		rs, err := e.pool.Query(ctx, `SELECT xid, seq, topic, key, value, header_keys, header_values, created_at FROM sluice_outbox
+		rs, err := e.Pool.Query(ctx, `SELECT xid, seq, topic, key, value, header_keys, header_values, created_at FROM sluice_outbox
 			WHERE (xid, seq) > ($1::xid8, $2::bigint) ORDER BY xid, seq LIMIT $3`, xid, seq, e.batch)
 		if err != nil {
 			return 0, err
@@ -209,7 +191,7 @@ func (e env) runRelay(ctx context.Context, name string) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r, err := outbox.New(outbox.Config{
-		Brokers: e.brokers, Name: name, Postgres: e.conn, MaxBatchRows: e.batch, PollInterval: 10 * time.Millisecond,
+		Brokers: e.Brokers, Name: name, Postgres: e.Conn, MaxBatchRows: e.batch, PollInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

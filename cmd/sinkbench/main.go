@@ -28,14 +28,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/cmd/internal/benchenv"
 	"github.com/sluicehq/sluice/cmd/internal/ratiobench"
 	"github.com/sluicehq/sluice/stream/serde"
-	"github.com/sluicehq/sluice/txn/broker"
-	"github.com/sluicehq/sluice/txn/pgserver"
 	"github.com/sluicehq/sluice/txn/pgsink"
 )
 
@@ -48,25 +46,23 @@ type Order struct {
 
 var orderSerde = serde.JSON[Order]()
 
-// env is what each run of either variant works on: the broker, the
-// database, how many units to process and the batch size.
+// env is what each run of either variant works on: the broker and the
+// database, how many records to write and the batch size.
 type env struct {
-	brokers  []string
-	conn     string
-	pool     *pgxpool.Pool
+	*benchenv.Env
 	n, batch int
 }
 
 // truncate empties the orders table before a run.
 func (e env) truncate(ctx context.Context, _ ratiobench.Variant, _ string) error {
-	_, err := e.pool.Exec(ctx, "TRUNCATE orders")
+	_, err := e.Pool.Exec(ctx, "TRUNCATE orders")
 	return err
 }
 
 // check checks that the run of v wrote every order.
 func (e env) check(ctx context.Context, v ratiobench.Variant) error {
 	var rows int
-	if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&rows); err != nil {
+	if err := e.Pool.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&rows); err != nil {
 		return err
 	}
 	if rows != e.n {
@@ -89,36 +85,20 @@ func main() {
 
 func run(n int, partitions int32, batch, runs int) error {
 	ctx := context.Background()
-	pg, err := pgserver.Start(ctx, pgserver.Options{})
+	be, err := benchenv.Start(ctx)
 	if err != nil {
 		return err
 	}
-	defer pg.Stop()
-	if err := pg.CreateDB(ctx, "bench"); err != nil {
+	defer be.Close()
+	if _, err := be.Pool.Exec(ctx, `CREATE TABLE orders (id bigint PRIMARY KEY, account text NOT NULL, amount bigint NOT NULL)`); err != nil {
 		return err
 	}
-	conn := pg.ConnString("bench")
-	pool, err := pgxpool.New(ctx, conn)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE TABLE orders (id bigint PRIMARY KEY, account text NOT NULL, amount bigint NOT NULL)`); err != nil {
-		return err
-	}
-
-	cluster, addr, err := broker.Start(broker.Config{})
-	if err != nil {
-		return err
-	}
-	defer cluster.Close()
-	brokers := []string{addr}
-	if err := produce(ctx, brokers, n, partitions); err != nil {
+	if err := produce(ctx, be.Brokers, n, partitions); err != nil {
 		return err
 	}
 	fmt.Printf("sinkbench: %d records (%d partitions), batches of at most %d, %d runs each\n", n, partitions, batch, runs)
 
-	e := env{brokers: brokers, conn: conn, pool: pool, n: n, batch: batch}
+	e := env{Env: be, n: n, batch: batch}
 	_, err = ratiobench.Bench{
 		Units: n, Unit: "records", Runs: runs, Target: 0.8,
 		Baseline: ratiobench.Variant{Name: "plain", Label: "plain_insert", Run: e.runPlain},
@@ -185,7 +165,7 @@ func insertOrders(ctx context.Context, exec func(context.Context, string, ...any
 // runPlain is the baseline: poll, decode, insert (one implicit
 // transaction per batch), no offsets anywhere.
 func (e env) runPlain(ctx context.Context, group string) (time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
 	if err != nil {
 		return 0, err
@@ -212,7 +192,7 @@ func (e env) runPlain(ctx context.Context, group string) (time.Duration, error) 
 		if start.IsZero() {
 			start = time.Now()
 		}
-		if err := insertOrders(ctx, e.pool.Exec, orders); err != nil {
+		if err := insertOrders(ctx, e.Pool.Exec, orders); err != nil {
 			return 0, err
 		}
 		done += len(orders)
@@ -227,7 +207,7 @@ func (e env) runSink(ctx context.Context, group string) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := pgsink.New(pgsink.Config{
-		Brokers: e.brokers, Group: group, Topics: []string{"orders"}, Postgres: e.conn, MaxBatchRecords: e.batch,
+		Brokers: e.Brokers, Group: group, Topics: []string{"orders"}, Postgres: e.Conn, MaxBatchRecords: e.batch,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, serde.Bytes, orderSerde, func(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[[]byte, Order]) error {
 		if start.IsZero() {
