@@ -21,7 +21,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -188,8 +187,6 @@ func (e env) runRaw(ctx context.Context, _ string) (time.Duration, error) {
 
 // runRelay runs the relay until it has relayed every row.
 func (e env) runRelay(ctx context.Context, name string) (time.Duration, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	r, err := outbox.New(outbox.Config{
 		Brokers: e.Brokers, Name: name, Postgres: e.Conn, MaxBatchRows: e.batch, PollInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -197,35 +194,24 @@ func (e env) runRelay(ctx context.Context, name string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
 	// The relay's loop is its own: watch its counters.
-	tick := time.NewTicker(200 * time.Microsecond)
-	defer tick.Stop()
-	var start time.Time
-	for {
-		select {
-		case err := <-errc:
-			if err == nil {
-				err = errors.New("the relay stopped")
-			}
-			return 0, err
-		case <-tick.C:
-			s := r.Stats()
-			if start.IsZero() && s.Polls > 0 {
-				start = time.Now()
-			}
-			if s.Rows >= int64(e.n) {
-				end := time.Now()
-				cancel()
-				if err := <-errc; err != nil {
-					return 0, err
-				}
-				if s.Rows != int64(e.n) {
-					return 0, fmt.Errorf("relayed %d rows, want %d", s.Rows, e.n)
-				}
-				return end.Sub(start), nil
-			}
+	var (
+		start time.Time
+		rows  int64
+	)
+	end, err := ratiobench.RunUntil(ctx, "relay", 200*time.Microsecond, r.Run, func() bool {
+		s := r.Stats()
+		if start.IsZero() && s.Polls > 0 {
+			start = time.Now()
 		}
+		rows = s.Rows
+		return rows >= int64(e.n)
+	})
+	if err != nil {
+		return 0, err
 	}
+	if rows != int64(e.n) {
+		return 0, fmt.Errorf("relayed %d rows, want %d", rows, e.n)
+	}
+	return end.Sub(start), nil
 }

@@ -17,7 +17,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -204,8 +203,6 @@ func (e env) runPlain(ctx context.Context, group string) (time.Duration, error) 
 // record is committed.
 func (e env) runSink(ctx context.Context, group string) (time.Duration, error) {
 	var start time.Time
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	s, err := pgsink.New(pgsink.Config{
 		Brokers: e.Brokers, Group: group, Topics: []string{"orders"}, Postgres: e.Conn, MaxBatchRecords: e.batch,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -222,27 +219,12 @@ func (e env) runSink(ctx context.Context, group string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
 	// The write function cannot see its own commit: watch the counter.
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-errc:
-			if err == nil {
-				err = errors.New("the sink stopped")
-			}
-			return 0, err
-		case <-tick.C:
-			if s.Stats().Records >= int64(e.n) {
-				end := time.Now()
-				cancel()
-				if err := <-errc; err != nil {
-					return 0, err
-				}
-				return end.Sub(start), nil
-			}
-		}
+	end, err := ratiobench.RunUntil(ctx, "sink", time.Millisecond, s.Run, func() bool {
+		return s.Stats().Records >= int64(e.n)
+	})
+	if err != nil {
+		return 0, err
 	}
+	return end.Sub(start), nil
 }

@@ -116,3 +116,36 @@ func Median(xs []float64) float64 {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// RunUntil measures a variant that runs a loop of its own (a relay, a
+// sink): it runs run in a goroutine and calls done every interval, on
+// the calling goroutine, until done returns true; it then cancels run's
+// context, waits for run to return and returns the time at which done
+// returned true. run returning first is an error: its own, or "the what
+// stopped" when it returned nil.
+func RunUntil(ctx context.Context, what string, interval time.Duration, run func(context.Context) error, done func() bool) (time.Time, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx) }()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-errc:
+			if err == nil {
+				err = fmt.Errorf("the %s stopped", what)
+			}
+			return time.Time{}, err
+		case <-tick.C:
+			if done() {
+				end := time.Now()
+				cancel()
+				if err := <-errc; err != nil {
+					return time.Time{}, err
+				}
+				return end, nil
+			}
+		}
+	}
+}

@@ -112,3 +112,31 @@ func TestMedian(t *testing.T) {
 		t.Errorf("median %v, want 5", m)
 	}
 }
+
+// RunUntil stops run once done holds and returns run's early end as an
+// error.
+func TestRunUntil(t *testing.T) {
+	ctx := context.Background()
+	calls := 0
+	cancelled := false
+	end, err := RunUntil(ctx, "relay", time.Millisecond, func(ctx context.Context) error {
+		<-ctx.Done()
+		cancelled = true
+		return nil
+	}, func() bool {
+		calls++
+		return calls == 3
+	})
+	if err != nil || end.IsZero() || calls != 3 || !cancelled {
+		t.Errorf("end %v, err %v, %d calls of done, run cancelled %v; want a time, nil, 3, true", end, err, calls, cancelled)
+	}
+
+	never := func() bool { return false }
+	if _, err := RunUntil(ctx, "sink", time.Millisecond, func(context.Context) error { return nil }, never); err == nil || err.Error() != "the sink stopped" {
+		t.Errorf("err %v, want the sink stopped", err)
+	}
+	boom := errors.New("boom")
+	if _, err := RunUntil(ctx, "sink", time.Millisecond, func(context.Context) error { return boom }, never); err != boom {
+		t.Errorf("err %v, want boom", err)
+	}
+}
