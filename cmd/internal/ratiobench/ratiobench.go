@@ -1,8 +1,9 @@
 // Package ratiobench runs a benchmark's baseline and variant interleaved
 // (baseline, variant, baseline, variant, ...) a number of times and
 // reports each run's rate, the median rate of each and the ratio of the
-// medians, with the per-run ratios, against a target. cmd/relaybench and
-// cmd/sinkbench use it; what a run does is theirs.
+// medians, with the per-run ratios, against a target; RunUntil times a
+// variant that runs a loop of its own until a condition holds.
+// cmd/relaybench and cmd/sinkbench use it; what a run does is theirs.
 package ratiobench
 
 import (
