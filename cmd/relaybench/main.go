@@ -21,23 +21,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"slices"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/txn/broker"
+	"github.com/sluicehq/sluice/cmd/internal/benchenv"
+	"github.com/sluicehq/sluice/cmd/internal/ratiobench"
 	"github.com/sluicehq/sluice/txn/outbox"
-	"github.com/sluicehq/sluice/txn/pgserver"
 )
 
 func main() {
@@ -56,81 +53,57 @@ func main() {
 // txnsPerFill is how many transactions write the rows before a run.
 const txnsPerFill = 200
 
+// env is what each run of either variant works on: the broker and the
+// database, how many rows to relay and the batch size.
+type env struct {
+	*benchenv.Env
+	n, batch int
+	// adm makes each run's output topic, of partitions partitions.
+	adm        *kadm.Client
+	partitions int32
+	// value is the bytes per row value.
+	value int
+}
+
+// prepare makes a run's output topic and fills the table anew with rows
+// for it.
+func (e env) prepare(ctx context.Context, _ ratiobench.Variant, topic string) error {
+	resp, err := e.adm.CreateTopic(ctx, e.partitions, 1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		return err
+	}
+	return fill(ctx, e.Pool, topic, e.n, e.value)
+}
+
 func run(n int, partitions int32, batch, value, runs int) error {
 	ctx := context.Background()
-	pg, err := pgserver.Start(ctx, pgserver.Options{})
+	be, err := benchenv.Start(ctx)
 	if err != nil {
 		return err
 	}
-	defer pg.Stop()
-	if err := pg.CreateDB(ctx, "bench"); err != nil {
+	defer be.Close()
+	if err := (outbox.Table{}).Create(ctx, be.Pool); err != nil {
 		return err
 	}
-	conn := pg.ConnString("bench")
-	pool, err := pgxpool.New(ctx, conn)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := (outbox.Table{}).Create(ctx, pool); err != nil {
-		return err
-	}
-	cluster, addr, err := broker.Start(broker.Config{})
-	if err != nil {
-		return err
-	}
-	defer cluster.Close()
-	brokers := []string{addr}
-	adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	adm, err := kgo.NewClient(kgo.SeedBrokers(be.Brokers...))
 	if err != nil {
 		return err
 	}
 	defer adm.Close()
+	e := env{Env: be, n: n, batch: batch, adm: kadm.NewClient(adm), partitions: partitions, value: value}
 
 	fmt.Printf("relaybench: %d rows of %d-byte values (written by %d transactions), output topics of %d partitions, batches of at most %d, %d runs each\n",
 		n, value, txnsPerFill, partitions, batch, runs)
-	var raw, relay []float64
-	for i := range runs {
-		for _, v := range []struct {
-			name string
-			fn   func(ctx context.Context, brokers []string, conn string, pool *pgxpool.Pool, n, batch int, name string) (time.Duration, error)
-			out  *[]float64
-		}{{"raw", runRaw, &raw}, {"relay", runRelay, &relay}} {
-			topic := v.name + "-" + strconv.Itoa(i)
-			resp, err := kadm.NewClient(adm).CreateTopic(ctx, partitions, 1, nil, topic)
-			if err == nil {
-				err = resp.Err
-			}
-			if err != nil {
-				return err
-			}
-			if err := fill(ctx, pool, topic, n, value); err != nil {
-				return err
-			}
-			d, err := v.fn(ctx, brokers, conn, pool, n, batch, topic)
-			if err != nil {
-				return fmt.Errorf("%s: %w", v.name, err)
-			}
-			rate := float64(n) / d.Seconds()
-			*v.out = append(*v.out, rate)
-			fmt.Printf("run %d %-5s %9.0f rows/s (%v)\n", i+1, v.name, rate, d.Round(time.Millisecond))
-		}
-	}
-	mr, ml := median(raw), median(relay)
-	fmt.Printf("raw_select_produce %9.0f rows/s (median)\n", mr)
-	fmt.Printf("outbox_relay       %9.0f rows/s (median)\n", ml)
-	fmt.Printf("outbox_relay/raw_select_produce %.2f (target >= 0.50; per-run ratios", ml/mr)
-	for i := range raw {
-		fmt.Printf(" %.2f", relay[i]/raw[i])
-	}
-	fmt.Println(")")
-	return nil
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
+	_, err = ratiobench.Bench{
+		Units: n, Unit: "rows", Runs: runs, Target: 0.5,
+		Baseline: ratiobench.Variant{Name: "raw", Label: "raw_select_produce", Run: e.runRaw},
+		Variant:  ratiobench.Variant{Name: "relay", Label: "outbox_relay", Run: e.runRelay},
+		Prepare:  e.prepare,
+	}.Run(ctx, os.Stdout)
+	return err
 }
 
 // fill empties the outbox table and writes n rows for topic in
@@ -155,8 +128,8 @@ func fill(ctx context.Context, pool *pgxpool.Pool, topic string, n, value int) e
 
 // runRaw is the baseline: select after an in-memory position, produce,
 // flush; no horizon, transaction, cursor or cleanup.
-func runRaw(ctx context.Context, brokers []string, _ string, pool *pgxpool.Pool, n, batch int, _ string) (time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func (e env) runRaw(ctx context.Context, _ string) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Brokers...))
 	if err != nil {
 		return 0, err
 	}
@@ -168,12 +141,12 @@ func runRaw(ctx context.Context, brokers []string, _ string, pool *pgxpool.Pool,
 		done  int
 		perr  error
 	)
-	for done < n {
+	for done < e.n {
 		if start.IsZero() {
 			start = time.Now()
 		}
-		rs, err := pool.Query(ctx, `SELECT xid, seq, topic, key, value, header_keys, header_values, created_at FROM sluice_outbox
-			WHERE (xid, seq) > ($1::xid8, $2::bigint) ORDER BY xid, seq LIMIT $3`, xid, seq, batch)
+		rs, err := e.Pool.Query(ctx, `SELECT xid, seq, topic, key, value, header_keys, header_values, created_at FROM sluice_outbox
+			WHERE (xid, seq) > ($1::xid8, $2::bigint) ORDER BY xid, seq LIMIT $3`, xid, seq, e.batch)
 		if err != nil {
 			return 0, err
 		}
@@ -213,45 +186,32 @@ func runRaw(ctx context.Context, brokers []string, _ string, pool *pgxpool.Pool,
 }
 
 // runRelay runs the relay until it has relayed every row.
-func runRelay(ctx context.Context, brokers []string, conn string, _ *pgxpool.Pool, n, batch int, name string) (time.Duration, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+func (e env) runRelay(ctx context.Context, name string) (time.Duration, error) {
 	r, err := outbox.New(outbox.Config{
-		Brokers: brokers, Name: name, Postgres: conn, MaxBatchRows: batch, PollInterval: 10 * time.Millisecond,
+		Brokers: e.Brokers, Name: name, Postgres: e.Conn, MaxBatchRows: e.batch, PollInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		return 0, err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
 	// The relay's loop is its own: watch its counters.
-	tick := time.NewTicker(200 * time.Microsecond)
-	defer tick.Stop()
-	var start time.Time
-	for {
-		select {
-		case err := <-errc:
-			if err == nil {
-				err = errors.New("the relay stopped")
-			}
-			return 0, err
-		case <-tick.C:
-			s := r.Stats()
-			if start.IsZero() && s.Polls > 0 {
-				start = time.Now()
-			}
-			if s.Rows >= int64(n) {
-				end := time.Now()
-				cancel()
-				if err := <-errc; err != nil {
-					return 0, err
-				}
-				if s.Rows != int64(n) {
-					return 0, fmt.Errorf("relayed %d rows, want %d", s.Rows, n)
-				}
-				return end.Sub(start), nil
-			}
+	var (
+		start time.Time
+		rows  int64
+	)
+	end, err := ratiobench.RunUntil(ctx, "relay", 200*time.Microsecond, r.Run, func() bool {
+		s := r.Stats()
+		if start.IsZero() && s.Polls > 0 {
+			start = time.Now()
 		}
+		rows = s.Rows
+		return rows >= int64(e.n)
+	})
+	if err != nil {
+		return 0, err
 	}
+	if rows != int64(e.n) {
+		return 0, fmt.Errorf("relayed %d rows, want %d", rows, e.n)
+	}
+	return end.Sub(start), nil
 }

@@ -3,19 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/txn/broker"
 	"github.com/sluicehq/sluice/txn/outbox"
-	"github.com/sluicehq/sluice/txn/pgserver"
 )
 
 // runner relay postgres relays the outbox rows written before and while
@@ -24,21 +20,9 @@ import (
 func TestRelayPostgres(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	pg, err := pgserver.Start(ctx, pgserver.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { pg.Stop() })
-	require.NoError(t, pg.CreateDB(ctx, "app"))
-	conn := pg.ConnString("app")
-	pool, err := pgxpool.New(ctx, conn)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	conn, pool := startPostgres(ctx, t)
 	require.NoError(t, (outbox.Table{}).Create(ctx, pool))
-
-	cluster, addr, err := broker.Start(broker.Config{})
-	require.NoError(t, err)
-	t.Cleanup(cluster.Close)
-	_, err = newAdmin(t, addr).CreateTopics(ctx, 2, 1, nil, "orders", "audit")
-	require.NoError(t, err)
+	addr := startTestBroker(t, 2, "orders", "audit")
 
 	write := func(from, to int) {
 		for i := from; i < to; i++ {
@@ -112,21 +96,12 @@ func readCommittedAll(ctx context.Context, t *testing.T, addr, topic string, n i
 
 // Usage errors exit 2 with a message that says what to fix.
 func TestRelayUsage(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
+	checkUsage(t, []usageCase{
 		{[]string{"relay"}, "missing the kind of relay"},
 		{[]string{"relay", "mysql"}, `unknown kind of relay "mysql"`},
 		{[]string{"relay", "postgres"}, "--postgres is required"},
 		{[]string{"relay", "postgres", "--postgres", "host=x", "--name", ""}, "no relay name"},
 		{[]string{"relay", "postgres", "--postgres", "host=x", "--topic", "c", "--cursor-topic", "c"}, "topics of their own"},
 		{[]string{"relay", "postgres", "--postgres", "host=x", "--table", "a.b.c"}, "want name or schema.name"},
-	} {
-		var out, errOut strings.Builder
-		code := dispatch(context.Background(), tc.args, &out, &errOut)
-		if code != 2 || !strings.Contains(errOut.String(), tc.want) {
-			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tc.args, code, errOut.String(), tc.want)
-		}
-	}
+	})
 }

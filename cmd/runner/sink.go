@@ -71,25 +71,19 @@ var sinkApps = map[string]sinkApp{
 	"revenue": {topic: "revenue-per-minute", table: "revenue_per_minute",
 		flags: func(*flag.FlagSet) func(pgsink.Config, string) (sinkRunner, error) {
 			return func(cfg pgsink.Config, table string) (sinkRunner, error) {
-				t := pgx.Identifier(strings.Split(table, ".")).Sanitize()
-				cfg.Setup = ddl(`CREATE TABLE IF NOT EXISTS %s (
+				return rowSink(cfg, table, serde.String, serde.JSON[revenue.Result](), `CREATE TABLE IF NOT EXISTS %s (
 					customer_id   text        NOT NULL,
 					window_start  timestamptz NOT NULL,
 					window_end    timestamptz NOT NULL,
 					orders        bigint      NOT NULL,
 					revenue_cents bigint      NOT NULL,
-					PRIMARY KEY (customer_id, window_start))`, t)
-				insert := fmt.Sprintf(`INSERT INTO %s (customer_id, window_start, window_end, orders, revenue_cents)
+					PRIMARY KEY (customer_id, window_start))`,
+					`INSERT INTO %s (customer_id, window_start, window_end, orders, revenue_cents)
 					VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id, window_start) DO UPDATE
-					SET window_end = EXCLUDED.window_end, orders = EXCLUDED.orders, revenue_cents = EXCLUDED.revenue_cents`, t)
-				return pgsink.New(cfg, serde.String, serde.JSON[revenue.Result](),
-					func(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[string, revenue.Result]) error {
-						pb := &pgx.Batch{}
-						for _, r := range b.Records {
-							v := r.Value
-							pb.Queue(insert, v.CustomerID, v.WindowStart, v.WindowEnd, v.Orders, v.RevenueCents)
-						}
-						return tx.SendBatch(ctx, pb).Close()
+					SET window_end = EXCLUDED.window_end, orders = EXCLUDED.orders, revenue_cents = EXCLUDED.revenue_cents`,
+					func(r pgsink.Record[string, revenue.Result]) []any {
+						v := r.Value
+						return []any{v.CustomerID, v.WindowStart, v.WindowEnd, v.Orders, v.RevenueCents}
 					})
 			}
 		}},
@@ -97,76 +91,76 @@ var sinkApps = map[string]sinkApp{
 		flags: func(fs *flag.FlagSet) func(pgsink.Config, string) (sinkRunner, error) {
 			id := fs.String("id-field", "event_id", "the JSON field that identifies an event (as the app's)")
 			return func(cfg pgsink.Config, table string) (sinkRunner, error) {
-				t := pgx.Identifier(strings.Split(table, ".")).Sanitize()
-				cfg.Setup = ddl(`CREATE TABLE IF NOT EXISTS %s (
+				return rowSink(cfg, table, serde.Bytes, dedup.EventSerde(*id), `CREATE TABLE IF NOT EXISTS %s (
 					event_id      text    PRIMARY KEY,
 					event         jsonb   NOT NULL,
 					topic         text    NOT NULL,
 					partition     integer NOT NULL,
-					record_offset bigint  NOT NULL)`, t)
-				insert := fmt.Sprintf(`INSERT INTO %s (event_id, event, topic, partition, record_offset)
-					VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`, t)
-				return pgsink.New(cfg, serde.Bytes, dedup.EventSerde(*id),
-					func(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[[]byte, dedup.Event]) error {
-						pb := &pgx.Batch{}
-						for _, r := range b.Records {
-							pb.Queue(insert, r.Value.ID, string(r.Value.Raw), r.Topic, r.Partition, r.Offset)
-						}
-						return tx.SendBatch(ctx, pb).Close()
+					record_offset bigint  NOT NULL)`,
+					`INSERT INTO %s (event_id, event, topic, partition, record_offset)
+					VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`,
+					func(r pgsink.Record[[]byte, dedup.Event]) []any {
+						return []any{r.Value.ID, string(r.Value.Raw), r.Topic, r.Partition, r.Offset}
 					})
 			}
 		}},
 	"enrich": {topic: "orders-enriched", table: "orders_enriched",
 		flags: func(*flag.FlagSet) func(pgsink.Config, string) (sinkRunner, error) {
 			return func(cfg pgsink.Config, table string) (sinkRunner, error) {
-				t := pgx.Identifier(strings.Split(table, ".")).Sanitize()
-				cfg.Setup = ddl(`CREATE TABLE IF NOT EXISTS %s (
+				return rowSink(cfg, table, serde.String, enrichedSerde, `CREATE TABLE IF NOT EXISTS %s (
 					order_id     text   PRIMARY KEY,
 					customer_id  text   NOT NULL,
 					amount_cents bigint NOT NULL,
 					customer     jsonb,
-					enriched     jsonb  NOT NULL)`, t)
-				insert := fmt.Sprintf(`INSERT INTO %s (order_id, customer_id, amount_cents, customer, enriched)
-					VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING`, t)
-				return pgsink.New(cfg, serde.String, enrichedSerde,
-					func(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[string, enriched]) error {
-						pb := &pgx.Batch{}
-						for _, r := range b.Records {
-							v := r.Value
-							var customer any
-							if string(v.Customer) != "null" && len(v.Customer) > 0 {
-								customer = string(v.Customer)
-							}
-							pb.Queue(insert, v.OrderID, v.CustomerID, v.AmountCents, customer, string(v.raw))
+					enriched     jsonb  NOT NULL)`,
+					`INSERT INTO %s (order_id, customer_id, amount_cents, customer, enriched)
+					VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING`,
+					func(r pgsink.Record[string, enriched]) []any {
+						v := r.Value
+						var customer any
+						if string(v.Customer) != "null" && len(v.Customer) > 0 {
+							customer = string(v.Customer)
 						}
-						return tx.SendBatch(ctx, pb).Close()
+						return []any{v.OrderID, v.CustomerID, v.AmountCents, customer, string(v.raw)}
 					})
 			}
 		}},
 	"passthrough": {topic: "out", table: "records",
 		flags: func(*flag.FlagSet) func(pgsink.Config, string) (sinkRunner, error) {
 			return func(cfg pgsink.Config, table string) (sinkRunner, error) {
-				t := pgx.Identifier(strings.Split(table, ".")).Sanitize()
-				cfg.Setup = ddl(`CREATE TABLE IF NOT EXISTS %s (
+				return rowSink(cfg, table, serde.Bytes, serde.Bytes, `CREATE TABLE IF NOT EXISTS %s (
 					topic            text        NOT NULL,
 					partition        integer     NOT NULL,
 					record_offset    bigint      NOT NULL,
 					record_key       bytea,
 					record_value     bytea,
 					record_timestamp timestamptz NOT NULL,
-					PRIMARY KEY (topic, partition, record_offset))`, t)
-				insert := fmt.Sprintf(`INSERT INTO %s (topic, partition, record_offset, record_key, record_value, record_timestamp)
-					VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, t)
-				return pgsink.New(cfg, serde.Bytes, serde.Bytes,
-					func(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[[]byte, []byte]) error {
-						pb := &pgx.Batch{}
-						for _, r := range b.Records {
-							pb.Queue(insert, r.Topic, r.Partition, r.Offset, r.Key, r.Value, r.Timestamp)
-						}
-						return tx.SendBatch(ctx, pb).Close()
+					PRIMARY KEY (topic, partition, record_offset))`,
+					`INSERT INTO %s (topic, partition, record_offset, record_key, record_value, record_timestamp)
+					VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+					func(r pgsink.Record[[]byte, []byte]) []any {
+						return []any{r.Topic, r.Partition, r.Offset, r.Key, r.Value, r.Timestamp}
 					})
 			}
 		}},
+}
+
+// rowSink returns a sink that writes each record of a batch as one row of
+// table (name or schema.name): its Setup runs create, and its write
+// function queues insert with row's arguments for every record and sends
+// them in one round trip. create and insert name the table with %s.
+func rowSink[K, V any](cfg pgsink.Config, table string, key serde.Serde[K], value serde.Serde[V],
+	create, insert string, row func(pgsink.Record[K, V]) []any) (sinkRunner, error) {
+	t := pgx.Identifier(strings.Split(table, ".")).Sanitize()
+	cfg.Setup = ddl(create, t)
+	insert = fmt.Sprintf(insert, t)
+	return pgsink.New(cfg, key, value, func(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[K, V]) error {
+		pb := &pgx.Batch{}
+		for _, r := range b.Records {
+			pb.Queue(insert, row(r)...)
+		}
+		return tx.SendBatch(ctx, pb).Close()
+	})
 }
 
 // enriched is an output value of the enrich app.

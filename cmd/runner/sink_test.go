@@ -9,13 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/examples/revenue"
-	"github.com/sluicehq/sluice/txn/broker"
-	"github.com/sluicehq/sluice/txn/pgserver"
 )
 
 // runner sink postgres revenue lands the app's output in
@@ -25,20 +22,8 @@ import (
 func TestSinkPostgresRevenue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	pg, err := pgserver.Start(ctx, pgserver.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { pg.Stop() })
-	require.NoError(t, pg.CreateDB(ctx, "app"))
-	conn := pg.ConnString("app")
-	pool, err := pgxpool.New(ctx, conn)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-
-	cluster, addr, err := broker.Start(broker.Config{})
-	require.NoError(t, err)
-	t.Cleanup(cluster.Close)
-	_, err = newAdmin(t, addr).CreateTopic(ctx, 2, 1, nil, "revenue-per-minute")
-	require.NoError(t, err)
+	conn, pool := startPostgres(ctx, t)
+	addr := startTestBroker(t, 2, "revenue-per-minute")
 	cl := newClient(t, addr, kgo.DefaultProduceTopic("revenue-per-minute"))
 	start := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	produce := func(from, to int) {
@@ -92,21 +77,12 @@ func TestSinkPostgresRevenue(t *testing.T) {
 
 // Usage errors exit 2 with a message that says what to fix.
 func TestSinkUsage(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
+	checkUsage(t, []usageCase{
 		{[]string{"sink"}, "missing the kind of sink"},
 		{[]string{"sink", "mysql"}, `unknown kind of sink "mysql"`},
 		{[]string{"sink", "postgres"}, "missing APP"},
 		{[]string{"sink", "postgres", "nope"}, `unknown app "nope"`},
 		{[]string{"sink", "postgres", "dedup"}, "--postgres is required"},
 		{[]string{"sink", "postgres", "dedup", "--postgres", "x", "--on-error", "retry"}, "--on-error"},
-	} {
-		var out, errOut strings.Builder
-		code := dispatch(context.Background(), tc.args, &out, &errOut)
-		if code != 2 || !strings.Contains(errOut.String(), tc.want) {
-			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tc.args, code, errOut.String(), tc.want)
-		}
-	}
+	})
 }

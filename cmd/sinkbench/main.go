@@ -17,25 +17,22 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/cmd/internal/benchenv"
+	"github.com/sluicehq/sluice/cmd/internal/ratiobench"
 	"github.com/sluicehq/sluice/stream/serde"
-	"github.com/sluicehq/sluice/txn/broker"
-	"github.com/sluicehq/sluice/txn/pgserver"
 	"github.com/sluicehq/sluice/txn/pgsink"
 )
 
@@ -47,6 +44,31 @@ type Order struct {
 }
 
 var orderSerde = serde.JSON[Order]()
+
+// env is what each run of either variant works on: the broker and the
+// database, how many records to write and the batch size.
+type env struct {
+	*benchenv.Env
+	n, batch int
+}
+
+// truncate empties the orders table before a run.
+func (e env) truncate(ctx context.Context, _ ratiobench.Variant, _ string) error {
+	_, err := e.Pool.Exec(ctx, "TRUNCATE orders")
+	return err
+}
+
+// check checks that the run of v wrote every order.
+func (e env) check(ctx context.Context, v ratiobench.Variant) error {
+	var rows int
+	if err := e.Pool.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&rows); err != nil {
+		return err
+	}
+	if rows != e.n {
+		return fmt.Errorf("%s wrote %d rows, want %d", v.Name, rows, e.n)
+	}
+	return nil
+}
 
 func main() {
 	records := flag.Int("records", 200_000, "records in the topic, each variant reads them all")
@@ -62,76 +84,28 @@ func main() {
 
 func run(n int, partitions int32, batch, runs int) error {
 	ctx := context.Background()
-	pg, err := pgserver.Start(ctx, pgserver.Options{})
+	be, err := benchenv.Start(ctx)
 	if err != nil {
 		return err
 	}
-	defer pg.Stop()
-	if err := pg.CreateDB(ctx, "bench"); err != nil {
+	defer be.Close()
+	if _, err := be.Pool.Exec(ctx, `CREATE TABLE orders (id bigint PRIMARY KEY, account text NOT NULL, amount bigint NOT NULL)`); err != nil {
 		return err
 	}
-	conn := pg.ConnString("bench")
-	pool, err := pgxpool.New(ctx, conn)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE TABLE orders (id bigint PRIMARY KEY, account text NOT NULL, amount bigint NOT NULL)`); err != nil {
-		return err
-	}
-
-	cluster, addr, err := broker.Start(broker.Config{})
-	if err != nil {
-		return err
-	}
-	defer cluster.Close()
-	brokers := []string{addr}
-	if err := produce(ctx, brokers, n, partitions); err != nil {
+	if err := produce(ctx, be.Brokers, n, partitions); err != nil {
 		return err
 	}
 	fmt.Printf("sinkbench: %d records (%d partitions), batches of at most %d, %d runs each\n", n, partitions, batch, runs)
 
-	var plain, sink []float64
-	for i := range runs {
-		for _, v := range []struct {
-			name string
-			fn   func(context.Context, []string, string, *pgxpool.Pool, int, int, string) (time.Duration, error)
-			out  *[]float64
-		}{{"plain", runPlain, &plain}, {"sink", runSink, &sink}} {
-			if _, err := pool.Exec(ctx, "TRUNCATE orders"); err != nil {
-				return err
-			}
-			d, err := v.fn(ctx, brokers, conn, pool, n, batch, v.name+"-"+strconv.Itoa(i))
-			if err != nil {
-				return fmt.Errorf("%s: %w", v.name, err)
-			}
-			var rows int
-			if err := pool.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&rows); err != nil {
-				return err
-			}
-			if rows != n {
-				return fmt.Errorf("%s wrote %d rows, want %d", v.name, rows, n)
-			}
-			rate := float64(n) / d.Seconds()
-			*v.out = append(*v.out, rate)
-			fmt.Printf("run %d %-5s %9.0f records/s (%v)\n", i+1, v.name, rate, d.Round(time.Millisecond))
-		}
-	}
-	mp, ms := median(plain), median(sink)
-	fmt.Printf("plain_insert %9.0f records/s (median)\n", mp)
-	fmt.Printf("pgsink       %9.0f records/s (median)\n", ms)
-	fmt.Printf("pgsink/plain_insert %.2f (target >= 0.80; per-run ratios", ms/mp)
-	for i := range plain {
-		fmt.Printf(" %.2f", sink[i]/plain[i])
-	}
-	fmt.Println(")")
-	return nil
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
+	e := env{Env: be, n: n, batch: batch}
+	_, err = ratiobench.Bench{
+		Units: n, Unit: "records", Runs: runs, Target: 0.8,
+		Baseline: ratiobench.Variant{Name: "plain", Label: "plain_insert", Run: e.runPlain},
+		Variant:  ratiobench.Variant{Name: "sink", Label: "pgsink", Run: e.runSink},
+		Prepare:  e.truncate,
+		Check:    e.check,
+	}.Run(ctx, os.Stdout)
+	return err
 }
 
 // produce writes orders 0..n-1, order i to partition i mod partitions.
@@ -189,8 +163,8 @@ func insertOrders(ctx context.Context, exec func(context.Context, string, ...any
 
 // runPlain is the baseline: poll, decode, insert (one implicit
 // transaction per batch), no offsets anywhere.
-func runPlain(ctx context.Context, brokers []string, _ string, pool *pgxpool.Pool, n, batch int, group string) (time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
+func (e env) runPlain(ctx context.Context, group string) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
 	if err != nil {
 		return 0, err
@@ -198,8 +172,8 @@ func runPlain(ctx context.Context, brokers []string, _ string, pool *pgxpool.Poo
 	defer cl.Close()
 	var start time.Time
 	done := 0
-	for done < n {
-		fs := cl.PollRecords(ctx, batch)
+	for done < e.n {
+		fs := cl.PollRecords(ctx, e.batch)
 		if err := fs.Err0(); err != nil {
 			return 0, err
 		}
@@ -217,7 +191,7 @@ func runPlain(ctx context.Context, brokers []string, _ string, pool *pgxpool.Poo
 		if start.IsZero() {
 			start = time.Now()
 		}
-		if err := insertOrders(ctx, pool.Exec, orders); err != nil {
+		if err := insertOrders(ctx, e.Pool.Exec, orders); err != nil {
 			return 0, err
 		}
 		done += len(orders)
@@ -227,12 +201,10 @@ func runPlain(ctx context.Context, brokers []string, _ string, pool *pgxpool.Poo
 
 // runSink runs the Postgres sink with the same insert, until every
 // record is committed.
-func runSink(ctx context.Context, brokers []string, conn string, _ *pgxpool.Pool, n, batch int, group string) (time.Duration, error) {
+func (e env) runSink(ctx context.Context, group string) (time.Duration, error) {
 	var start time.Time
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	s, err := pgsink.New(pgsink.Config{
-		Brokers: brokers, Group: group, Topics: []string{"orders"}, Postgres: conn, MaxBatchRecords: batch,
+		Brokers: e.Brokers, Group: group, Topics: []string{"orders"}, Postgres: e.Conn, MaxBatchRecords: e.batch,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, serde.Bytes, orderSerde, func(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[[]byte, Order]) error {
 		if start.IsZero() {
@@ -247,27 +219,12 @@ func runSink(ctx context.Context, brokers []string, conn string, _ *pgxpool.Pool
 	if err != nil {
 		return 0, err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
 	// The write function cannot see its own commit: watch the counter.
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-errc:
-			if err == nil {
-				err = errors.New("the sink stopped")
-			}
-			return 0, err
-		case <-tick.C:
-			if s.Stats().Records >= int64(n) {
-				end := time.Now()
-				cancel()
-				if err := <-errc; err != nil {
-					return 0, err
-				}
-				return end.Sub(start), nil
-			}
-		}
+	end, err := ratiobench.RunUntil(ctx, "sink", time.Millisecond, s.Run, func() bool {
+		return s.Stats().Records >= int64(e.n)
+	})
+	if err != nil {
+		return 0, err
 	}
+	return end.Sub(start), nil
 }

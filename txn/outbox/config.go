@@ -4,13 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/txn/internal/pgsql"
 )
 
 // Defaults of Config and Table.
@@ -147,10 +146,9 @@ func (c Config) Validate() error {
 // tableIdent returns the quoted identifier of a table name or
 // schema.name, with suffix added to the name.
 func tableIdent(name, suffix string) (string, error) {
-	parts := strings.Split(name, ".")
-	if len(parts) > 2 || slices.Contains(parts, "") {
-		return "", fmt.Errorf("outbox: table name %q: want name or schema.name", name)
+	id, err := pgsql.TableIdent(name, suffix)
+	if err != nil {
+		return "", fmt.Errorf("outbox: %w", err)
 	}
-	parts[len(parts)-1] += suffix
-	return pgx.Identifier(parts).Sanitize(), nil
+	return id, nil
 }

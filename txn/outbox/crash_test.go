@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/txn/outbox"
+	"github.com/sluicehq/sluice/txn/pgtest"
 	"github.com/sluicehq/sluice/txn/txntest/child"
 )
 
@@ -100,32 +101,7 @@ func (e *testEnv) relayProc(t *testing.T, name, proc, stage string, at int, hold
 	t.Helper()
 	cmd := child.Self(childEnv+"=1", "OUTBOX_BROKERS="+strings.Join(e.brokers, ","), "OUTBOX_CONN="+e.conn,
 		"OUTBOX_NAME="+name, "OUTBOX_STAGE="+stage, "OUTBOX_AT="+strconv.Itoa(at), "OUTBOX_HOLD="+hold)
-	p, err := child.Start(cmd, child.Options{Name: proc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !p.HasExited() {
-			p.Kill()
-		}
-		if t.Failed() && !p.Killed() {
-			t.Logf("%s's last lines:\n%s", proc, p.Lines.Tail(30, nil))
-		}
-	})
-	return p
-}
-
-// waitLine waits for a line of p's with one of subs, failing the test
-// when p exits or d passes first, and returns it.
-func waitLine(t *testing.T, p *child.Process, since time.Time, d time.Duration, subs ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	if _, err := p.Lines.Wait(ctx, since, p.Exited(), subs...); err != nil {
-		t.Fatalf("%s: %v\n%s", p.Name, err, p.Lines.Tail(30, nil))
-	}
-	ln, _ := p.Lines.Find(since, subs...)
-	return ln.Text
+	return pgtest.StartChild(t, cmd, proc)
 }
 
 // killsDefault keeps TestRelayUnderKills near a minute with -race on a
@@ -182,7 +158,7 @@ func TestRelayUnderKills(t *testing.T) {
 				t.Logf("%s, killed at %s of batch %d, last lines:\n%s", p.Name, stage, at, p.Lines.Tail(5, nil))
 			}
 		})
-		line := waitLine(t, p, p.Started, time.Minute, "hang "+stage, "at "+stage)
+		line := pgtest.WaitLine(t, p, p.Started, time.Minute, "hang "+stage, "at "+stage)
 		p.Kill()
 		if stage == outbox.StageCommit {
 			var b outbox.Batch
@@ -201,7 +177,7 @@ func TestRelayUnderKills(t *testing.T) {
 
 	last := e.relayProc(t, "crash", "last", "", 0, "")
 	procs = append(procs, last)
-	waitFor(t, 2*time.Minute, "the last relay to relay every row", e.tableEmpty(t))
+	pgtest.WaitFor(t, 2*time.Minute, "the last relay to relay every row", e.tableEmpty(t))
 	if err := last.Stop(30 * time.Second); err != nil {
 		t.Fatalf("the last relay: %v\n%s", err, last.Lines.Tail(20, nil))
 	}
@@ -255,7 +231,7 @@ func TestZombieCommitsNothing(t *testing.T) {
 			e := newEnv(t)
 			ws := startWriters(t, e.pool, outbox.Table{}, 3, true, 300, 11)
 			a := e.relayProc(t, "zombie", "a", tc.stage, 2, holdResume)
-			line := waitLine(t, a, a.Started, time.Minute, "hang "+tc.stage)
+			line := pgtest.WaitLine(t, a, a.Started, time.Minute, "hang "+tc.stage)
 			if err := a.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
@@ -270,7 +246,7 @@ func TestZombieCommitsNothing(t *testing.T) {
 			}
 
 			b := e.relayProc(t, "zombie", "b", "", 0, "")
-			waitFor(t, time.Minute, "the second relay to relay past the zombie's batch", func() (bool, error) {
+			pgtest.WaitFor(t, time.Minute, "the second relay to relay past the zombie's batch", func() (bool, error) {
 				var n int64
 				err := e.pool.QueryRow(context.Background(), "SELECT count(*) FROM sluice_outbox WHERE (xid, seq) <= ($1::xid8, $2::bigint)",
 					held.Next.Xid, held.Next.Seq).Scan(&n)
@@ -284,7 +260,7 @@ func TestZombieCommitsNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The writers go on: the zombie finds rows after its cursor.
-			waitLine(t, a, resumed, time.Minute, "fatal: ")
+			pgtest.WaitLine(t, a, resumed, time.Minute, "fatal: ")
 			if err := a.WaitExit(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -294,7 +270,7 @@ func TestZombieCommitsNothing(t *testing.T) {
 			}
 			ws.halt(t)
 			committed, _ := ws.counts()
-			waitFor(t, time.Minute, "the second relay to relay every row", e.tableEmpty(t))
+			pgtest.WaitFor(t, time.Minute, "the second relay to relay every row", e.tableEmpty(t))
 			if err := b.Stop(30 * time.Second); err != nil {
 				t.Fatalf("the second relay: %v\n%s", err, b.Lines.Tail(20, nil))
 			}

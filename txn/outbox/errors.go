@@ -1,14 +1,9 @@
 package outbox
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"strings"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -99,32 +94,4 @@ func rowFatal(err error) bool {
 		}
 	}
 	return false
-}
-
-// transientPG reports whether a database error may not recur: the
-// connection failed, the server is shutting down or out of resources,
-// or the statement was cancelled by a conflict.
-func transientPG(err error) bool {
-	if err == nil {
-		return false
-	}
-	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
-		switch {
-		case strings.HasPrefix(pe.Code, "40"), // transaction rollback: serialization, deadlock
-			strings.HasPrefix(pe.Code, "08"),  // connection exception
-			strings.HasPrefix(pe.Code, "53"),  // insufficient resources
-			strings.HasPrefix(pe.Code, "57P"), // operator intervention: shutdown, crash
-			pe.Code == "55P03":                // lock not available
-			return true
-		}
-		return false
-	}
-	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
-		return true
-	}
-	if _, ok := errors.AsType[net.Error](err); ok {
-		return true
-	}
-	return errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		pgconn.Timeout(err) || pgconn.SafeToRetry(err) || errors.Is(err, context.DeadlineExceeded)
 }

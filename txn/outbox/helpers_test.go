@@ -94,32 +94,7 @@ func (e *testEnv) client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 
 func (e *testEnv) count(t testing.TB, sql string, args ...any) int64 {
 	t.Helper()
-	var n int64
-	if err := e.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
-}
-
-// waitFor polls cond until it holds, fails or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: not after %v", what, d)
-		}
-		<-tick.C
-	}
+	return pgtest.Count(t, e.pool, sql, args...)
 }
 
 // tableEmpty is a condition: the outbox table holds no row, so every row

@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/txn/internal/pgsql"
 )
 
 // Stats are a relay's counters since New.
@@ -288,7 +290,7 @@ func (r *Relay) session(ctx context.Context, c *cleaner) error {
 			return nil
 		}
 		if err != nil {
-			if !transientPG(err) {
+			if !pgsql.Transient(err) {
 				return err
 			}
 			r.cfg.Logger.Warn("outbox: reading the outbox table", "table", r.cfg.Table, "err", err, "pause", pause)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn/outbox"
+	"github.com/sluicehq/sluice/txn/pgtest"
 	"github.com/sluicehq/sluice/txn/txntest"
 )
 
@@ -97,7 +98,7 @@ func TestRelayRecordsAndRestart(t *testing.T) {
 	r := e.newRelay(t, outbox.Config{Topic: "other"})
 	e.createTopic(t, "other", 1)
 	stop, _ := run(t, r)
-	waitFor(t, time.Minute, "the rows to be relayed and deleted", e.tableEmpty(t))
+	pgtest.WaitFor(t, time.Minute, "the rows to be relayed and deleted", e.tableEmpty(t))
 	stop()
 	if s := r.Stats(); s.Rows != 3 || s.Batches != 1 || s.Deleted != 3 {
 		t.Errorf("stats %+v, want 3 rows in 1 batch, 3 deleted", s)
@@ -132,7 +133,7 @@ func TestRelayRecordsAndRestart(t *testing.T) {
 	write(t, e, outbox.Table{}, message("c", 0))
 	r2 := e.newRelay(t, outbox.Config{Topic: "other"})
 	stop2, _ := run(t, r2)
-	waitFor(t, time.Minute, "the new row to be relayed", e.tableEmpty(t))
+	pgtest.WaitFor(t, time.Minute, "the new row to be relayed", e.tableEmpty(t))
 	stop2()
 	if s := r2.Stats(); s.Rows != 1 {
 		t.Errorf("the restarted relay relayed %d rows, want 1", s.Rows)
@@ -174,7 +175,7 @@ func TestHorizonWaitsForAnOlderTransaction(t *testing.T) {
 				outbox.SetNoHorizon(r)
 			}
 			stop, _ := run(t, r)
-			waitFor(t, time.Minute, "the relay to poll", func() (bool, error) { return r.Stats().Polls > 0, nil })
+			pgtest.WaitFor(t, time.Minute, "the relay to poll", func() (bool, error) { return r.Stats().Polls > 0, nil })
 
 			long, err := e.pool.Begin(ctx)
 			if err != nil {
@@ -197,7 +198,7 @@ func TestHorizonWaitsForAnOlderTransaction(t *testing.T) {
 			}
 			// Two polls that began after S committed.
 			polls := r.Stats().Polls
-			waitFor(t, time.Minute, "two more polls", func() (bool, error) { return r.Stats().Polls >= polls+2, nil })
+			pgtest.WaitFor(t, time.Minute, "two more polls", func() (bool, error) { return r.Stats().Polls >= polls+2, nil })
 			if got := r.Stats().Rows; tc.horizon && got != 0 {
 				t.Fatalf("the relay relayed %d rows while an older transaction was open", got)
 			} else if !tc.horizon && got != 1 {
@@ -207,10 +208,10 @@ func TestHorizonWaitsForAnOlderTransaction(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.horizon {
-				waitFor(t, time.Minute, "L and S to be relayed", e.tableEmpty(t))
+				pgtest.WaitFor(t, time.Minute, "L and S to be relayed", e.tableEmpty(t))
 			} else {
 				polls := r.Stats().Polls
-				waitFor(t, time.Minute, "two more polls", func() (bool, error) { return r.Stats().Polls >= polls+2, nil })
+				pgtest.WaitFor(t, time.Minute, "two more polls", func() (bool, error) { return r.Stats().Polls >= polls+2, nil })
 			}
 			stop()
 			var got []string
@@ -244,7 +245,7 @@ func TestConcurrentInterleavedWriters(t *testing.T) {
 	r := e.newRelay(t, outbox.Config{MaxBatchRows: 37})
 	stop, _ := run(t, r)
 	ws := startWriters(t, e.pool, outbox.Table{}, 5, true, 0, 1)
-	waitFor(t, 2*time.Minute, "1,500 committed transactions, 20 of them long ones committed late", func() (bool, error) {
+	pgtest.WaitFor(t, 2*time.Minute, "1,500 committed transactions, 20 of them long ones committed late", func() (bool, error) {
 		_, txns := ws.counts()
 		ws.mu.Lock()
 		late := ws.late
@@ -253,7 +254,7 @@ func TestConcurrentInterleavedWriters(t *testing.T) {
 	})
 	ws.halt(t)
 	committed, txns := ws.counts()
-	waitFor(t, 2*time.Minute, "every row to be relayed", e.tableEmpty(t))
+	pgtest.WaitFor(t, 2*time.Minute, "every row to be relayed", e.tableEmpty(t))
 	stop()
 	n := e.verify(t, committed)
 	if _, _, bad := e.checkCursorChain(t, "test"); len(bad) > 0 {
@@ -308,7 +309,7 @@ func TestKeyOrder(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- table.Write(ctx, older, message("J", 1)) }()
-	waitFor(t, time.Minute, "the older write to wait on the younger's lock", func() (bool, error) {
+	pgtest.WaitFor(t, time.Minute, "the older write to wait on the younger's lock", func() (bool, error) {
 		var n int64
 		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").Scan(&n)
 		return n > 0, err
@@ -344,7 +345,7 @@ func TestKeyOrder(t *testing.T) {
 	}
 	r := e.newRelay(t, outbox.Config{KeyOrder: true})
 	stop, _ := run(t, r)
-	waitFor(t, time.Minute, "every row and key entry to be removed", func() (bool, error) {
+	pgtest.WaitFor(t, time.Minute, "every row and key entry to be removed", func() (bool, error) {
 		var rows, keys int64
 		err := e.pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM sluice_outbox), (SELECT count(*) FROM sluice_outbox_keys)").Scan(&rows, &keys)
 		return rows == 0 && keys == 0, err

@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/txn/internal/pgsql"
 )
 
 // ErrorPolicy decides what happens to a record whose key or value does not
@@ -184,9 +184,9 @@ func (c Config) Validate() error {
 // tableIdent returns the quoted identifier of a table name or
 // schema.name.
 func tableIdent(name string) (string, error) {
-	parts := strings.Split(name, ".")
-	if len(parts) > 2 || slices.Contains(parts, "") {
-		return "", fmt.Errorf("pgsink: table name %q: want name or schema.name", name)
+	id, err := pgsql.TableIdent(name, "")
+	if err != nil {
+		return "", fmt.Errorf("pgsink: %w", err)
 	}
-	return pgx.Identifier(parts).Sanitize(), nil
+	return id, nil
 }

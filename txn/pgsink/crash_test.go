@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn/pgsink"
+	"github.com/sluicehq/sluice/txn/pgtest"
 	"github.com/sluicehq/sluice/txn/txntest/child"
 )
 
@@ -109,32 +110,7 @@ func (e *testEnv) sinkProc(t *testing.T, instance, mode string, at int, session 
 	t.Helper()
 	cmd := child.Self(childEnv+"=1", "PGSINK_BROKERS="+strings.Join(e.brokers, ","), "PGSINK_CONN="+e.conn,
 		"PGSINK_INSTANCE="+instance, "PGSINK_MODE="+mode, "PGSINK_AT="+strconv.Itoa(at), "PGSINK_SESSION="+session.String())
-	p, err := child.Start(cmd, child.Options{Name: instance})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !p.HasExited() {
-			p.Kill()
-		}
-		if t.Failed() && !p.Killed() {
-			t.Logf("%s's last lines:\n%s", instance, p.Lines.Tail(30, nil))
-		}
-	})
-	return p
-}
-
-// waitLine waits for a line of p's with sub, failing the test when p
-// exits or d passes first.
-func waitLine(t *testing.T, p *child.Process, since time.Time, d time.Duration, sub string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	if _, err := p.Lines.Wait(ctx, since, p.Exited(), sub); err != nil {
-		t.Fatalf("%s: %v\n%s", p.Name, err, p.Lines.Tail(30, nil))
-	}
-	ln, _ := p.Lines.Find(since, sub)
-	return ln.Text
+	return pgtest.StartChild(t, cmd, instance)
 }
 
 // The sink under SIGKILLs mid-batch and two zombies: every order lands
@@ -169,7 +145,7 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 	start := time.Now()
 	for k := range kills {
 		p := e.sinkProc(t, "c1", modeHang, 1+rng.IntN(3), session)
-		waitLine(t, p, p.Started, time.Minute, "mid-batch")
+		pgtest.WaitLine(t, p, p.Started, time.Minute, "mid-batch")
 		p.Kill()
 		if !p.Killed() {
 			t.Fatalf("kill %d: %s did not die of SIGKILL: %v\n%s", k, p.Name, p.Err(), p.Lines.Tail(20, nil))
@@ -180,7 +156,7 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 	// Zombie 1: stopped mid-batch, holding the offsets rows' locks.
 	a := e.sinkProc(t, "a", modeZombieMid, 2, session)
 	b := e.sinkProc(t, "b", modeRun, 0, session)
-	line := waitLine(t, a, a.Started, time.Minute, "mid-batch")
+	line := pgtest.WaitLine(t, a, a.Started, time.Minute, "mid-batch")
 	if err := a.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +164,7 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "mid-batch ")), &held); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "the healthy instance to write every order past the zombie", e.ordersCount(t, first))
+	pgtest.WaitFor(t, time.Minute, "the healthy instance to write every order past the zombie", e.ordersCount(t, first))
 	resumed := time.Now()
 	if err := a.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -196,7 +172,7 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 	if err := a.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	waitLine(t, a, resumed, time.Minute, "rejoining the group")
+	pgtest.WaitLine(t, a, resumed, time.Minute, "rejoining the group")
 	e.checkNotCommitted(t, "a", held)
 
 	// Zombie 2: stopped after its poll, before its transaction; only the
@@ -206,7 +182,7 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 	e.produce(t, orderRecords("orders", first, first+second, partitions), true)
 	a = e.sinkProc(t, "a", modeZombieBefore, 1, session)
 	b = e.sinkProc(t, "b", modeRun, 0, session)
-	line = waitLine(t, a, a.Started, time.Minute, "polled")
+	line = pgtest.WaitLine(t, a, a.Started, time.Minute, "polled")
 	if err := a.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +190,7 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "polled ")), &held); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "the healthy instance to write every order past the zombie", e.ordersCount(t, first+second))
+	pgtest.WaitFor(t, time.Minute, "the healthy instance to write every order past the zombie", e.ordersCount(t, first+second))
 	resumed = time.Now()
 	if err := a.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -222,7 +198,7 @@ func TestExactlyOnceUnderCrashes(t *testing.T) {
 	if err := a.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	waitLine(t, a, resumed, time.Minute, "pgsink: fenced")
+	pgtest.WaitLine(t, a, resumed, time.Minute, "pgsink: fenced")
 	for _, p := range []*child.Process{a, b} {
 		if err := p.Stop(30 * time.Second); err != nil {
 			t.Errorf("%s: %v\n%s", p.Name, err, p.Lines.Tail(20, nil))

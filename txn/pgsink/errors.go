@@ -1,14 +1,9 @@
 package pgsink
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // FencedError is a batch the database refused because this instance no
@@ -73,34 +68,3 @@ func (e *WriteError) Error() string {
 
 // Unwrap returns the write function's error.
 func (e *WriteError) Unwrap() error { return e.Err }
-
-// transient reports whether err is one that a new attempt may not meet:
-// the connection failed or was ended (a restarted server, an idle
-// transaction ended by idle_in_transaction_session_timeout), or Postgres
-// rolled the transaction back for a conflict (serialization failure,
-// deadlock).
-func transient(err error) bool {
-	if err == nil {
-		return false
-	}
-	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
-		switch {
-		case strings.HasPrefix(pe.Code, "40"), // transaction rollback: serialization, deadlock
-			strings.HasPrefix(pe.Code, "08"),  // connection exception
-			strings.HasPrefix(pe.Code, "53"),  // insufficient resources (too many connections)
-			strings.HasPrefix(pe.Code, "57P"), // operator intervention: shutdown, crash
-			pe.Code == "25P03",                // idle_in_transaction_session_timeout
-			pe.Code == "55P03":                // lock not available
-			return true
-		}
-		return false
-	}
-	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
-		return true
-	}
-	if _, ok := errors.AsType[net.Error](err); ok {
-		return true
-	}
-	return errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		pgconn.Timeout(err) || pgconn.SafeToRetry(err) || errors.Is(err, context.DeadlineExceeded)
-}

@@ -86,11 +86,7 @@ func (e *testEnv) exec(t testing.TB, sql string, args ...any) {
 
 func (e *testEnv) count(t testing.TB, sql string, args ...any) int64 {
 	t.Helper()
-	var n int64
-	if err := e.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
+	return pgtest.Count(t, e.pool, sql, args...)
 }
 
 func (e *testEnv) createTopic(t testing.TB, topic string, partitions int32) {
@@ -165,27 +161,6 @@ func insertOrders(ctx context.Context, tx pgx.Tx, b *pgsink.Batch[string, Order]
 		}
 	}
 	return tx.SendBatch(ctx, pb).Close()
-}
-
-// waitFor polls cond until it holds, fails or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: not after %v", what, d)
-		}
-		<-tick.C
-	}
 }
 
 // checkOrders checks that the orders table holds orders 0..n-1 exactly

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/stream/serde"
+	"github.com/sluicehq/sluice/txn/internal/pgsql"
 )
 
 // Record is one decoded Kafka record of a batch. The write function may
@@ -179,7 +180,7 @@ func (s *Sink[K, V]) Run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		if !transient(err) {
+		if !pgsql.Transient(err) {
 			return err
 		}
 		// A lost connection, a lock timeout, or an idle-in-transaction
@@ -497,7 +498,7 @@ func (s *Sink[K, V]) commit(ctx context.Context, recs []*kgo.Record) error {
 	}
 	if len(batch.Records) > 0 {
 		if err := s.write(ctx, tx, batch); err != nil {
-			if ctx.Err() != nil || transient(err) {
+			if ctx.Err() != nil || pgsql.Transient(err) {
 				return &retry{&WriteError{Spans: spans, Err: err}}
 			}
 			return &WriteError{Spans: spans, Err: err}
@@ -547,7 +548,7 @@ func (s *Sink[K, V]) spans(recs []*kgo.Record) ([]Span, error) {
 // transient or ctx ended, fatal otherwise.
 func (s *Sink[K, V]) dbError(ctx context.Context, what string, err error) error {
 	err = fmt.Errorf("pgsink: %s: %w", what, err)
-	if ctx.Err() != nil || transient(err) {
+	if ctx.Err() != nil || pgsql.Transient(err) {
 		return &retry{err}
 	}
 	return err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/stream/serde"
 	"github.com/sluicehq/sluice/txn/pgsink"
+	"github.com/sluicehq/sluice/txn/pgtest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -54,7 +55,7 @@ func TestSinkWritesOnceAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _ := runSink(t, s)
-	waitFor(t, time.Minute, "the first 1000 orders", func() (bool, error) {
+	pgtest.WaitFor(t, time.Minute, "the first 1000 orders", func() (bool, error) {
 		return e.count(t, "SELECT count(*) FROM orders") == 1000 && e.count(t, "SELECT count(*) FROM sluice_sink_dead_letters") == 2, nil
 	})
 	stop()
@@ -79,7 +80,7 @@ func TestSinkWritesOnceAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	runSink(t, s2)
-	waitFor(t, time.Minute, "all orders", e.ordersCount(t, 1500))
+	pgtest.WaitFor(t, time.Minute, "all orders", e.ordersCount(t, 1500))
 	e.checkOrders(t, 1500)
 	if n := e.count(t, "SELECT count(*) FROM orders WHERE writer = 'two'"); n != 500 {
 		t.Errorf("the second instance wrote %d orders, want the 500 new ones", n)
@@ -113,7 +114,7 @@ func TestResumesFromTableNotKafka(t *testing.T) {
 	}
 	e.exec(t, "INSERT INTO sluice_sink_offsets (group_id, topic, partition, next_offset, epoch) VALUES ('g', 'orders', 0, 100, 7)")
 	runSink(t, s)
-	waitFor(t, time.Minute, "the rest", e.ordersCount(t, 200))
+	pgtest.WaitFor(t, time.Minute, "the rest", e.ordersCount(t, 200))
 	if n := e.count(t, "SELECT count(*) FROM orders"); n != 200 {
 		t.Errorf("%d orders, want the 200 from offset 100 on", n)
 	}
@@ -148,7 +149,7 @@ func TestFencedBatchCommitsNothing(t *testing.T) {
 		sawFence = true
 	})
 	runSink(t, s)
-	waitFor(t, time.Minute, "all orders", e.ordersCount(t, 400))
+	pgtest.WaitFor(t, time.Minute, "all orders", e.ordersCount(t, 400))
 	if !sawFence {
 		t.Fatal("no batch was begun")
 	}

@@ -15,6 +15,10 @@
 //
 // A missing Postgres fails the test binary with a message saying so
 // (`make postgres` installs it); it never skips a test.
+//
+// It also holds what the sink's and the relay's tests share beyond the
+// database: Count (a count query), WaitFor (a condition polled to a
+// deadline), StartChild and WaitLine (a relay or sink in a child process).
 package pgtest
 
 import (
