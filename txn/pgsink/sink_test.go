@@ -263,7 +263,7 @@ func TestTransientErrorCreatingTablesIsRetried(t *testing.T) {
 	t.Cleanup(cancel)
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	waitFor(t, time.Minute, "the orders", func() (bool, error) {
+	pgtest.WaitFor(t, time.Minute, "the orders", func() (bool, error) {
 		select {
 		case err := <-done:
 			return false, fmt.Errorf("Run returned: %v", err)
